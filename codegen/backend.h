@@ -1,0 +1,55 @@
+/* backend.h - the backend interface.
+ *
+ * A backend turns a Program into something it can run, then runs one step of
+ * it at a time.  The runtime owns all memory: it allocates the arena
+ * (Program.arena_bytes) and one block per persistent slot, and passes them in
+ * a RunCtx.  Backends hold compiled code only. */
+#ifndef NETC_BACKEND_H
+#define NETC_BACKEND_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "../passes/program.h"
+
+typedef struct ThreadPool ThreadPool;
+
+typedef struct {
+    void *arena;            /* Program.arena_bytes, 64-byte aligned */
+    void **slots;           /* one pointer per Program.slots entry */
+    double lr;              /* SGD learning rate for this step */
+    uint64_t seed;          /* dropout: mask = f(seed, dropout index, step, element) */
+    uint64_t step;          /* global step number, counts from 0 */
+    ThreadPool *pool;       /* may be NULL: run on the calling thread */
+} RunCtx;
+
+typedef struct {
+    int threads;            /* 0: all cores */
+    int opt_level;          /* 0..3 */
+    int verbose;
+} BackendOptions;
+
+typedef struct Backend {
+    const char *name;       /* "ref", "cpu", "cuda" */
+    const char *desc;
+    /* Prepares p for running; *state receives the backend's compiled form. */
+    int (*compile)(const Program *p, const BackendOptions *o, void **state, Diag *d);
+    /* Runs every kernel of p once, in order. */
+    int (*run)(void *state, const Program *p, RunCtx *ctx);
+    void (*free)(void *state);
+    /* Optional (NULL when absent): prints generated code (LLVM IR, CUDA C). */
+    int (*dump)(void *state, FILE *f);
+} Backend;
+
+/* codegen/backend.c: the registry of backends built into this binary. */
+const Backend *backend_find(const char *name);
+const Backend *backend_default(void);  /* "cpu" when built with LLVM, else "ref" */
+int backend_count(void);
+const Backend *backend_at(int i);
+/* Adds an optional backend (cpu, cuda); called once at start-up by the
+ * program that links it.  netc_register_backends() in tools/ does this. */
+void backend_register(const Backend *b);
+
+extern const Backend backend_ref;     /* codegen/ref.c, float */
+extern const Backend backend_ref64;   /* codegen/ref.c, double (gradient checks) */
+
+#endif

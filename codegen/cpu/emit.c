@@ -1,0 +1,276 @@
+/* emit.c - small helpers over the LLVM C API builder: constants, arithmetic,
+ * loads and stores, loops, ifs, locals and parallel regions.  They keep the
+ * kernel generators (kernels.c, gemm.c) close to the C they stand for. */
+#include "cpu.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../runtime/pool.h"
+
+static LLVMValueRef declare(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params,
+                            unsigned n) {
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) f = LLVMAddFunction(cg->mod, name, LLVMFunctionType(ret, params, n, 0));
+    return f;
+}
+
+void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw) {
+    memset(cg, 0, sizeof *cg);
+    cg->ctx = ctx;
+    cg->mod = mod;
+    cg->b = LLVMCreateBuilderInContext(ctx);
+    cg->vw = vw;
+    cg->v = LLVMVoidTypeInContext(ctx);
+    cg->i1 = LLVMInt1TypeInContext(ctx);
+    cg->i8 = LLVMInt8TypeInContext(ctx);
+    cg->i32 = LLVMInt32TypeInContext(ctx);
+    cg->i64 = LLVMInt64TypeInContext(ctx);
+    cg->f32 = LLVMFloatTypeInContext(ctx);
+    cg->f64 = LLVMDoubleTypeInContext(ctx);
+    cg->p8 = LLVMPointerType(cg->i8, 0);
+    cg->pp8 = LLVMPointerType(cg->p8, 0);
+    cg->pf = LLVMPointerType(cg->f32, 0);
+    cg->pi32 = LLVMPointerType(cg->i32, 0);
+    cg->vf = LLVMVectorType(cg->f32, (unsigned)vw);
+    LLVMTypeRef fields[4] = {cg->f64, cg->i64, cg->i64, cg->p8};
+    cg->args_t = LLVMStructCreateNamed(ctx, "NetcStepArgs");
+    LLVMStructSetBody(cg->args_t, fields, 4, 0);
+    cg->pargs = LLVMPointerType(cg->args_t, 0);
+    LLVMTypeRef kp[3] = {cg->p8, cg->pp8, cg->pargs};
+    cg->kfn_t = LLVMFunctionType(cg->v, kp, 3, 0);
+    LLVMTypeRef bp[3] = {cg->p8, cg->i64, cg->i64};
+    cg->body_t = LLVMFunctionType(cg->v, bp, 3, 0);
+    LLVMTypeRef pfp[4] = {cg->p8, cg->i64, LLVMPointerType(cg->body_t, 0), cg->p8};
+    cg->rt_parallel_for = declare(cg, "rt_parallel_for", cg->v, pfp, 4);
+    cg->rt_pool_threads = declare(cg, "rt_pool_threads", cg->i32, &cg->p8, 1);
+    cg->rt_worker_index = declare(cg, "rt_worker_index", cg->i32, NULL, 0);
+    cg->rt_scratch = declare(cg, "rt_scratch", cg->p8, &cg->i64, 1);
+}
+
+void cg_dispose(Cg *cg) {
+    if (cg->b) LLVMDisposeBuilder(cg->b);
+    cg->b = NULL;
+}
+
+LLVMValueRef cg_fn_new(Cg *cg, const char *name, LLVMTypeRef ty, int internal) {
+    LLVMValueRef f = LLVMAddFunction(cg->mod, name, ty);
+    if (internal) LLVMSetLinkage(f, LLVMInternalLinkage);
+    unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry");
+    LLVMPositionBuilderAtEnd(cg->b, bb);
+    cg->fn = f;
+    return f;
+}
+
+LLVMValueRef cg_call(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, unsigned n) {
+    return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
+}
+
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned novl) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    return LLVMGetIntrinsicDeclaration(cg->mod, id, ovl, novl);
+}
+
+LLVMValueRef ci64(Cg *cg, int64_t x) { return LLVMConstInt(cg->i64, (unsigned long long)x, 1); }
+LLVMValueRef cf32(Cg *cg, float x) { return LLVMConstReal(cg->f32, x); }
+LLVMValueRef cf64(Cg *cg, double x) { return LLVMConstReal(cg->f64, x); }
+LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(cg->b, a, b, ""); }
+LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(cg->b, a, b, ""); }
+LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(cg->b, a, b, ""); }
+LLVMValueRef sdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSDiv(cg->b, a, b, ""); }
+LLVMValueRef srem(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSRem(cg->b, a, b, ""); }
+LLVMValueRef addc(Cg *cg, LLVMValueRef a, int64_t c) { return c ? add(cg, a, ci64(cg, c)) : a; }
+LLVMValueRef mulc(Cg *cg, LLVMValueRef a, int64_t c) { return c == 1 ? a : mul(cg, a, ci64(cg, c)); }
+LLVMValueRef icmp(Cg *cg, LLVMIntPredicate p, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildICmp(cg->b, p, a, b, "");
+}
+LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, a, b), a, b, "");
+}
+LLVMValueRef and1(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAnd(cg->b, a, b, ""); }
+LLVMValueRef in_range(Cg *cg, LLVMValueRef a, int64_t n) { return icmp(cg, LLVMIntULT, a, ci64(cg, n)); }
+
+LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx) {
+    return LLVMBuildInBoundsGEP2(cg->b, cg->f32, fptr, &idx, 1, "");
+}
+LLVMValueRef ld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx) {
+    return LLVMBuildLoad2(cg->b, cg->f32, gep(cg, fptr, idx), "");
+}
+void st(Cg *cg, LLVMValueRef val, LLVMValueRef fptr, LLVMValueRef idx) {
+    LLVMBuildStore(cg->b, val, gep(cg, fptr, idx));
+}
+LLVMValueRef vld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx) {
+    LLVMValueRef p = LLVMBuildBitCast(cg->b, gep(cg, fptr, idx), LLVMPointerType(cg->vf, 0), "");
+    LLVMValueRef l = LLVMBuildLoad2(cg->b, cg->vf, p, "");
+    LLVMSetAlignment(l, 4);
+    return l;
+}
+void vst(Cg *cg, LLVMValueRef val, LLVMValueRef fptr, LLVMValueRef idx) {
+    LLVMValueRef p = LLVMBuildBitCast(cg->b, gep(cg, fptr, idx), LLVMPointerType(cg->vf, 0), "");
+    LLVMSetAlignment(LLVMBuildStore(cg->b, val, p), 4);
+}
+LLVMValueRef splat(Cg *cg, LLVMValueRef f) {
+    LLVMValueRef u = LLVMGetUndef(cg->vf);
+    u = LLVMBuildInsertElement(cg->b, u, f, LLVMConstInt(cg->i32, 0, 0), "");
+    LLVMValueRef zero = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)cg->vw));
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(cg->vf), zero, "");
+}
+LLVMValueRef hsum(Cg *cg, LLVMValueRef vec) {
+    LLVMValueRef s = LLVMBuildExtractElement(cg->b, vec, LLVMConstInt(cg->i32, 0, 0), "");
+    for (int i = 1; i < cg->vw; i++)
+        s = LLVMBuildFAdd(cg->b, s, LLVMBuildExtractElement(cg->b, vec, LLVMConstInt(cg->i32, (unsigned)i, 0), ""), "");
+    return s;
+}
+
+void cg_memset0(Cg *cg, LLVMValueRef fptr, LLVMValueRef nfloats) {
+    LLVMBuildMemSet(cg->b, LLVMBuildBitCast(cg->b, fptr, cg->p8, ""), LLVMConstInt(cg->i8, 0, 0),
+                    mulc(cg, nfloats, 4), 4);
+}
+void cg_memcpy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nfloats) {
+    LLVMBuildMemMove(cg->b, LLVMBuildBitCast(cg->b, dst, cg->p8, ""), 4,
+                     LLVMBuildBitCast(cg->b, src, cg->p8, ""), 4, mulc(cg, nfloats, 4));
+}
+
+LLVMValueRef var(Cg *cg, LLVMTypeRef ty, LLVMValueRef init) {
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first) LLVMPositionBuilderBefore(cg->b, first);
+    else LLVMPositionBuilderAtEnd(cg->b, entry);
+    LLVMValueRef a = LLVMBuildAlloca(cg->b, ty, "");
+    LLVMPositionBuilderAtEnd(cg->b, cur);
+    if (init) LLVMBuildStore(cg->b, init, a);
+    return a;
+}
+LLVMValueRef get(Cg *cg, LLVMValueRef v) { return LLVMBuildLoad2(cg->b, LLVMGetAllocatedType(v), v, ""); }
+void set(Cg *cg, LLVMValueRef v, LLVMValueRef val) { LLVMBuildStore(cg->b, val, v); }
+
+LLVMValueRef for_begin(Cg *cg, Loop *l, LLVMValueRef start, LLVMValueRef end, int64_t step) {
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l->head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "for");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "done");
+    l->step = step;
+    l->end = end;
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->head);
+    l->i = LLVMBuildPhi(cg->b, cg->i64, "i");
+    LLVMAddIncoming(l->i, &start, &pre, 1);
+    LLVMBuildCondBr(cg->b, icmp(cg, LLVMIntSLT, l->i, end), body, l->exit);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    return l->i;
+}
+
+void for_end(Cg *cg, Loop *l) {
+    LLVMValueRef next = addc(cg, l->i, l->step);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->i, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMMoveBasicBlockAfter(l->exit, latch);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+void if_begin(Cg *cg, If *f, LLVMValueRef cond) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "then");
+    f->els = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "else");
+    f->merge = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "endif");
+    f->has_else = 0;
+    LLVMBuildCondBr(cg->b, cond, then, f->els);
+    LLVMPositionBuilderAtEnd(cg->b, then);
+}
+void if_else(Cg *cg, If *f) {
+    LLVMBuildBr(cg->b, f->merge);
+    LLVMMoveBasicBlockAfter(f->els, LLVMGetInsertBlock(cg->b));
+    LLVMPositionBuilderAtEnd(cg->b, f->els);
+    f->has_else = 1;
+}
+void if_end(Cg *cg, If *f) {
+    if (!f->has_else) if_else(cg, f);
+    LLVMBuildBr(cg->b, f->merge);
+    LLVMMoveBasicBlockAfter(f->merge, LLVMGetInsertBlock(cg->b));
+    LLVMPositionBuilderAtEnd(cg->b, f->merge);
+}
+
+LLVMValueRef cg_pool(Cg *cg) {
+    LLVMValueRef p = LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 3, "");
+    return LLVMBuildLoad2(cg->b, cg->p8, p, "pool");
+}
+
+LLVMValueRef cg_nthreads(Cg *cg) {
+    LLVMValueRef pool = cg_pool(cg);
+    return LLVMBuildSExt(cg->b, cg_call(cg, cg->rt_pool_threads, &pool, 1), cg->i64, "");
+}
+
+void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
+               LLVMValueRef *begin, LLVMValueRef *end) {
+    P->outer_fn = cg->fn;
+    P->outer_arena = cg->arena;
+    P->outer_slots = cg->slots;
+    P->outer_args = cg->args;
+    P->ntasks = ntasks;
+    LLVMTypeRef fty = LLVMArrayType(cg->p8, (unsigned)(n ? n : 1));
+    P->frame = var(cg, fty, NULL);
+    LLVMTypeRef types[16];
+    IR_ASSERT(n <= 16);
+    for (int i = 0; i < n; i++) {
+        types[i] = LLVMTypeOf(vals[i]);
+        LLVMValueRef slot = LLVMBuildStructGEP2(cg->b, fty, P->frame, (unsigned)i, "");
+        LLVMValueRef x = LLVMGetTypeKind(types[i]) == LLVMPointerTypeKind
+                             ? LLVMBuildBitCast(cg->b, vals[i], cg->p8, "")
+                             : LLVMBuildIntToPtr(cg->b, vals[i], cg->p8, "");
+        LLVMBuildStore(cg->b, x, slot);
+    }
+    P->outer_bb = LLVMGetInsertBlock(cg->b);
+    char name[96];
+    snprintf(name, sizeof name, "%spar%d", cg->prefix ? cg->prefix : "", cg->counter++);
+    P->body = cg_fn_new(cg, name, cg->body_t, 1);
+    LLVMValueRef fr = LLVMBuildBitCast(cg->b, LLVMGetParam(P->body, 0), LLVMPointerType(fty, 0), "");
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef slot = LLVMBuildStructGEP2(cg->b, fty, fr, (unsigned)i, "");
+        LLVMValueRef x = LLVMBuildLoad2(cg->b, cg->p8, slot, "");
+        vals[i] = LLVMGetTypeKind(types[i]) == LLVMPointerTypeKind
+                      ? LLVMBuildBitCast(cg->b, x, types[i], "")
+                      : LLVMBuildPtrToInt(cg->b, x, types[i], "");
+    }
+    *begin = LLVMGetParam(P->body, 1);
+    *end = LLVMGetParam(P->body, 2);
+    cg->arena = cg->slots = cg->args = NULL;   /* not reachable from the body */
+}
+
+void par_end(Cg *cg, Par *P) {
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = P->outer_fn;
+    cg->arena = P->outer_arena;
+    cg->slots = P->outer_slots;
+    cg->args = P->outer_args;
+    LLVMPositionBuilderAtEnd(cg->b, P->outer_bb);
+    LLVMValueRef a[4] = {cg_pool(cg), P->ntasks, P->body, LLVMBuildBitCast(cg->b, P->frame, cg->p8, "")};
+    cg_call(cg, cg->rt_parallel_for, a, 4);
+}
+
+static int resolve(const Program *p, int v) {
+    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
+    return v;
+}
+
+LLVMValueRef cg_vptr(Cg *cg, int v) {
+    const Program *p = cg->p;
+    int r = resolve(p, v);
+    const BufPlan *bp = &p->buf[r];
+    LLVMValueRef raw;
+    if (bp->kind == BUF_ARENA) {
+        LLVMValueRef off = ci64(cg, bp->offset);
+        raw = LLVMBuildInBoundsGEP2(cg->b, cg->i8, cg->arena, &off, 1, "");
+    } else if (bp->kind == BUF_PERSIST) {
+        LLVMValueRef idx = ci64(cg, bp->slot);
+        LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, cg->p8, cg->slots, &idx, 1, "");
+        raw = LLVMBuildLoad2(cg->b, cg->p8, sp, "");
+    } else {
+        IR_ASSERT(!"value has no buffer");
+    }
+    return LLVMBuildBitCast(cg->b, raw, cg->pf, "");
+}
+
+int64_t cg_numel(const Cg *cg, int v) { return ir_numel(ir_type(&cg->p->g, v), cg->p->batch); }

@@ -1,0 +1,552 @@
+/* kernels.c - every op but conv and linear: elementwise ops, pooling, batch
+ * norm, dropout, softmax cross-entropy, SGD, copies.  Plain loops specialised
+ * on constant shapes; LLVM vectorises the elementwise ones, reductions use
+ * explicit vector accumulators.  Semantics are codegen/ref_kernels.inc's. */
+#include "cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../ref_kernels.h"
+
+/* NULL when the output is absent or unplanned. */
+static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
+    if (k >= n->nout || n->out[k] < 0) return NULL;
+    int v = n->out[k];
+    while (cg->p->buf[v].kind == BUF_ALIAS) v = cg->p->buf[v].alias;
+    if (cg->p->buf[v].kind == BUF_NONE) return NULL;
+    return cg_vptr(cg, n->out[k]);
+}
+
+static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+static LLVMValueRef fmul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
+static LLVMValueRef fdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
+static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFCmp(cg->b, p, a, b, "");
+}
+static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, c, a, b, "");
+}
+static LLVMValueRef fext(Cg *cg, LLVMValueRef x) { return LLVMBuildFPExt(cg->b, x, cg->f64, ""); }
+static LLVMValueRef ftrunc(Cg *cg, LLVMValueRef x) { return LLVMBuildFPTrunc(cg->b, x, cg->f32, ""); }
+static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef x) {
+    return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
+}
+
+/* ---- elementwise ------------------------------------------------------------ */
+
+typedef struct {
+    IrOp op;
+    float fp, keep;        /* dropout */
+    LLVMValueRef key;      /* dropout: per-step key (i64) */
+    LLVMValueRef lr;       /* sgd: float */
+    int nin;
+} Ew;
+
+static LLVMValueRef mix64(Cg *cg, LLVMValueRef z) {
+    LLVMBuilderRef b = cg->b;
+    LLVMTypeRef t = cg->i64;
+    z = LLVMBuildAdd(b, z, LLVMConstInt(t, 0x9e3779b97f4a7c15ull, 0), "");
+    z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, LLVMConstInt(t, 30, 0), ""), ""),
+                     LLVMConstInt(t, 0xbf58476d1ce4e5b9ull, 0), "");
+    z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, LLVMConstInt(t, 27, 0), ""), ""),
+                     LLVMConstInt(t, 0x94d049bb133111ebull, 0), "");
+    return LLVMBuildXor(b, z, LLVMBuildLShr(b, z, LLVMConstInt(t, 31, 0), ""), "");
+}
+
+/* One element: x[] are the inputs at index i, out2 an optional second output
+ * (dropout's mask). */
+static LLVMValueRef ew_apply(Cg *cg, const Ew *e, LLVMValueRef *x, LLVMValueRef i, LLVMValueRef *out2) {
+    LLVMValueRef zero = cf32(cg, 0), one = cf32(cg, 1);
+    switch (e->op) {
+    case IR_OP_RELU: return sel(cg, fcmp(cg, LLVMRealOLT, x[0], zero), zero, x[0]);
+    case IR_OP_RELU_BWD: return sel(cg, fcmp(cg, LLVMRealOGT, x[1], zero), x[0], zero);
+    case IR_OP_SIGMOID:
+        return fdiv(cg, one, fadd(cg, one, call1(cg, "llvm.exp", cg->f32, LLVMBuildFNeg(cg->b, x[0], ""))));
+    case IR_OP_SIGMOID_BWD: return fmul(cg, fmul(cg, x[0], x[1]), fsub(cg, one, x[1]));
+    case IR_OP_ADD: return fadd(cg, x[0], x[1]);
+    case IR_OP_ACCUM: {
+        LLVMValueRef s = x[0];
+        for (int k = 1; k < e->nin; k++) s = fadd(cg, s, x[k]);
+        return s;
+    }
+    case IR_OP_DROPOUT_BWD: return fmul(cg, x[0], x[1]);
+    case IR_OP_SGD: return fsub(cg, x[0], fmul(cg, e->lr, x[1]));
+    case IR_OP_DROPOUT: {
+        LLVMValueRef bits = LLVMBuildLShr(cg->b, mix64(cg, LLVMBuildAdd(cg->b, e->key, i, "")),
+                                          LLVMConstInt(cg->i64, 40, 0), "");
+        LLVMValueRef u = fmul(cg, LLVMBuildUIToFP(cg->b, bits, cg->f32, ""), cf32(cg, 1.0f / 16777216.0f));
+        LLVMValueRef m = e->fp > 0.0f ? sel(cg, fcmp(cg, LLVMRealOLT, u, cf32(cg, e->fp)), zero, cf32(cg, e->keep))
+                                      : cf32(cg, e->keep);
+        *out2 = m;
+        return fmul(cg, x[0], m);
+    }
+    default: IR_ASSERT(!"not an elementwise op");
+    }
+}
+
+/* y[i] = f(x0[i], ...) for i in [0, n), split across threads when large. */
+static void emit_ew(Cg *cg, const Ew *e0, int64_t n, LLVMValueRef *in, int nin, LLVMValueRef out,
+                    LLVMValueRef out2) {
+    Ew e = *e0;
+    LLVMValueRef v[IR_MAX_IN + 4];
+    int nv = 0;
+    for (int k = 0; k < nin; k++) v[nv++] = in[k];
+    v[nv++] = out;
+    v[nv++] = out2 ? out2 : LLVMConstNull(cg->pf);
+    v[nv++] = e.key ? e.key : ci64(cg, 0);
+    v[nv++] = e.lr ? LLVMBuildZExt(cg->b, LLVMBuildBitCast(cg->b, e.lr, cg->i32, ""), cg->i64, "") : ci64(cg, 0);
+    Par P;
+    LLVMValueRef b = ci64(cg, 0), en = ci64(cg, n);
+    int par = n >= (1 << 15);
+    if (par) par_begin(cg, &P, v, nv, ci64(cg, (n + 1023) / 1024), &b, &en);
+    if (par) {
+        b = mulc(cg, b, 1024);
+        en = imin(cg, mulc(cg, en, 1024), ci64(cg, n));
+    }
+    e.key = v[nin + 2];
+    e.lr = LLVMBuildBitCast(cg->b, LLVMBuildTrunc(cg->b, v[nin + 3], cg->i32, ""), cg->f32, "");
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, b, en, 1);
+    LLVMValueRef x[IR_MAX_IN];
+    for (int k = 0; k < nin; k++) x[k] = ld(cg, v[k], i);
+    LLVMValueRef m = NULL;
+    LLVMValueRef y = ew_apply(cg, &e, x, i, &m);
+    st(cg, y, v[nin], i);
+    if (out2 && m) st(cg, m, v[nin + 1], i);
+    for_end(cg, &l);
+    if (par) par_end(cg, &P);
+}
+
+static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
+    cg_memcpy(cg, dst, src, ci64(cg, n));
+}
+
+/* ---- reductions ------------------------------------------------------------- */
+
+typedef enum { R_SUM, R_SQDEV, R_DOTDEV } RKind;   /* x; (x-m)^2; y*(x-m) */
+
+/* sum over j < n of f(p[j], q[j]) in float with vector accumulators. */
+static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m, int64_t n) {
+    LLVMValueRef acc[2] = {var(cg, cg->vf, LLVMConstNull(cg->vf)), var(cg, cg->vf, LLVMConstNull(cg->vf))};
+    int64_t step = 2 * cg->vw, nv = n / step * step;
+    LLVMValueRef mv = m ? splat(cg, m) : NULL;
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nv), step);
+    for (int u = 0; u < 2; u++) {
+        LLVMValueRef idx = addc(cg, i, u * cg->vw), x = vld(cg, p, idx), t;
+        if (k == R_SUM) t = x;
+        else if (k == R_SQDEV) { t = fsub(cg, x, mv); t = fmul(cg, t, t); }
+        else t = fmul(cg, vld(cg, q, idx), fsub(cg, x, mv));
+        set(cg, acc[u], fadd(cg, get(cg, acc[u]), t));
+    }
+    for_end(cg, &l);
+    LLVMValueRef s = var(cg, cg->f32, hsum(cg, fadd(cg, get(cg, acc[0]), get(cg, acc[1]))));
+    i = for_begin(cg, &l, ci64(cg, nv), ci64(cg, n), 1);
+    LLVMValueRef x = ld(cg, p, i), t;
+    if (k == R_SUM) t = x;
+    else if (k == R_SQDEV) { t = fsub(cg, x, m); t = fmul(cg, t, t); }
+    else t = fmul(cg, ld(cg, q, i), fsub(cg, x, m));
+    set(cg, s, fadd(cg, get(cg, s), t));
+    for_end(cg, &l);
+    return get(cg, s);
+}
+
+/* sum over images of reduce() of each image's channel row, in double. */
+static LLVMValueRef reduce_channel(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m,
+                                   LLVMValueRef ch, int64_t nb, int64_t c, int64_t hw) {
+    LLVMValueRef acc = var(cg, cg->f64, cf64(cg, 0));
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
+    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef r = reduce(cg, k, gep(cg, p, off), q ? gep(cg, q, off) : NULL, m, hw);
+    set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
+    for_end(cg, &l);
+    return get(cg, acc);
+}
+
+/* ---- batch norm --------------------------------------------------------------- */
+
+static void emit_batchnorm(Cg *cg, const IrNode *n) {
+    const IrType *t = ir_type(&cg->p->g, n->in[0]);
+    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
+    int64_t m = nb * hw;
+    float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
+    int train = n->attr.bn.mode == IR_TRAIN;
+    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
+                         cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), cg_vptr(cg, n->out[0]),
+                         train ? optr(cg, n, 1) : NULL, train ? optr(cg, n, 2) : NULL};
+    for (int k = 6; k < 8; k++)
+        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    Par P;
+    LLVMValueRef b, e;
+    par_begin(cg, &P, v, 8, ci64(cg, c), &b, &e);
+    Loop lc, li, lj;
+    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
+    LLVMValueRef g = ld(cg, v[1], ch), bt = ld(cg, v[2], ch);
+    LLVMValueRef tmean, tinv;
+    if (train) {
+        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, nb, c, hw),
+                                          cf64(cg, (double)m), "");
+        tmean = ftrunc(cg, mean);
+        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, v[0], NULL, tmean, ch, nb, c, hw),
+                                          cf64(cg, (double)m), "");
+        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
+                                         call1(cg, "llvm.sqrt", cg->f64, LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")), "");
+        tinv = ftrunc(cg, inv);
+        If f;
+        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
+        st(cg, tmean, v[6], ch);
+        if_end(cg, &f);
+        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
+        st(cg, tinv, v[7], ch);
+        if_end(cg, &f);
+        double md = (double)mom;
+        LLVMValueRef unb = LLVMBuildFMul(cg->b, var_, cf64(cg, m > 1 ? (double)m / (double)(m - 1) : 1.0), "");
+        LLVMValueRef rm = fext(cg, ld(cg, v[3], ch)), rv = fext(cg, ld(cg, v[4], ch));
+        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rm, ""),
+                                       LLVMBuildFMul(cg->b, cf64(cg, md), mean, ""), "")), v[3], ch);
+        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rv, ""),
+                                       LLVMBuildFMul(cg->b, cf64(cg, md), unb, ""), "")), v[4], ch);
+    } else {
+        tmean = ld(cg, v[3], ch);
+        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
+                                         call1(cg, "llvm.sqrt", cg->f64,
+                                               LLVMBuildFAdd(cg->b, fext(cg, ld(cg, v[4], ch)), cf64(cg, (double)eps), "")), "");
+        tinv = ftrunc(cg, inv);
+    }
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
+    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+    LLVMValueRef y = fadd(cg, fmul(cg, fmul(cg, g, fsub(cg, ld(cg, xp, j), tmean)), tinv), bt);
+    st(cg, y, yp, j);
+    for_end(cg, &lj);
+    for_end(cg, &li);
+    for_end(cg, &lc);
+    par_end(cg, &P);
+}
+
+static void emit_batchnorm_bwd(Cg *cg, const IrNode *n) {
+    /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
+    const IrType *t = ir_type(&cg->p->g, n->in[1]);
+    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
+    int64_t m = nb * hw;
+    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
+                         cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), optr(cg, n, 0), optr(cg, n, 1),
+                         optr(cg, n, 2)};
+    for (int k = 5; k < 8; k++)
+        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    Par P;
+    LLVMValueRef b, e;
+    par_begin(cg, &P, v, 8, ci64(cg, c), &b, &e);
+    Loop lc, li, lj;
+    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
+    LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
+    LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
+    LLVMValueRef sdy = reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, nb, c, hw);
+    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, v[1], v[0], meanf, ch, nb, c, hw), inv, "");
+    LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""),
+                                       cf64(cg, (double)m), "");
+    If f;
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
+    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef gp = gep(cg, v[0], off), xp = gep(cg, v[1], off), dp = gep(cg, v[5], off);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
+    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, cf64(cg, (double)m), fext(cg, ld(cg, gp, j)), ""), sdy, "");
+    tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
+    st(cg, ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, "")), dp, j);
+    for_end(cg, &lj);
+    for_end(cg, &li);
+    if_end(cg, &f);
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
+    st(cg, ftrunc(cg, sdyx), v[6], ch);
+    if_end(cg, &f);
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
+    st(cg, ftrunc(cg, sdy), v[7], ch);
+    if_end(cg, &f);
+    for_end(cg, &lc);
+    par_end(cg, &P);
+}
+
+/* ---- pooling ------------------------------------------------------------------- */
+
+typedef struct { int64_t c, h, w, kh, kw, sh, sw, ph, pw, p, q; } PoolDims;
+
+static PoolDims pool_dims(Cg *cg, const IrNode *n, int x, int y) {
+    const IrType *tx = ir_type(&cg->p->g, x), *ty = ir_type(&cg->p->g, y);
+    PoolDims d = {tx->d[1], tx->d[2], tx->d[3], n->attr.pool.kh, n->attr.pool.kw, n->attr.pool.sh,
+                  n->attr.pool.sw, n->attr.pool.ph, n->attr.pool.pw, ty->d[2], ty->d[3]};
+    return d;
+}
+
+/* First argmax of window (p, q) in plane xp (index in the plane, -1 if none)
+ * and its value; NaN wins. */
+static void window_argmax(Cg *cg, const PoolDims *d, LLVMValueRef xp, LLVMValueRef p, LLVMValueRef q,
+                          LLVMValueRef best, LLVMValueRef mx) {
+    set(cg, best, ci64(cg, -1));
+    set(cg, mx, cf32(cg, -INFINITY));
+    Loop li, lj;
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, d->kh), 1);
+    LLVMValueRef ih = add(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), i);
+    If f;
+    if_begin(cg, &f, in_range(cg, ih, d->h));
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, d->kw), 1);
+    LLVMValueRef iw = add(cg, addc(cg, mulc(cg, q, d->sw), -d->pw), j);
+    If g;
+    if_begin(cg, &g, in_range(cg, iw, d->w));
+    LLVMValueRef idx = add(cg, mulc(cg, ih, d->w), iw);
+    LLVMValueRef x = ld(cg, xp, idx);
+    LLVMValueRef take = LLVMBuildOr(cg->b, icmp(cg, LLVMIntSLT, get(cg, best), ci64(cg, 0)),
+                                    LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, get(cg, mx)),
+                                                fcmp(cg, LLVMRealUNO, x, x), ""), "");
+    set(cg, best, sel(cg, take, idx, get(cg, best)));
+    set(cg, mx, sel(cg, take, x, get(cg, mx)));
+    if_end(cg, &g);
+    for_end(cg, &lj);
+    if_end(cg, &f);
+    for_end(cg, &li);
+}
+
+static void emit_pool(Cg *cg, const IrNode *n) {
+    int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
+    int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
+    PoolDims d = pool_dims(cg, n, xv, yv);
+    int64_t planes = cg->p->batch * d.c, hw = d.h * d.w, pq = d.p * d.q;
+    float inv = 1.0f / (float)(d.kh * d.kw);
+    LLVMValueRef v[3] = {cg_vptr(cg, n->in[0]), n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
+                         cg_vptr(cg, n->out[0])};
+    Par P;
+    LLVMValueRef b, e;
+    par_begin(cg, &P, v, 3, ci64(cg, planes), &b, &e);
+    LLVMValueRef best = var(cg, cg->i64, NULL), mx = var(cg, cg->f32, NULL);
+    Loop ll, lp, lq, li, lj;
+    LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
+    LLVMValueRef xp, yp;
+    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) {
+        xp = gep(cg, v[0], mulc(cg, pl, hw));
+        yp = gep(cg, v[2], mulc(cg, pl, pq));
+    } else {
+        yp = gep(cg, v[0], mulc(cg, pl, pq));     /* dy */
+        xp = gep(cg, v[2], mulc(cg, pl, hw));     /* dx */
+        cg_memset0(cg, xp, ci64(cg, hw));
+    }
+    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), ci64(cg, d.p), 1);
+    LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d.q), 1);
+    LLVMValueRef o = add(cg, mulc(cg, p, d.q), q);
+    if (n->op == IR_OP_MAXPOOL) {
+        window_argmax(cg, &d, xp, p, q, best, mx);
+        st(cg, get(cg, mx), yp, o);
+    } else if (n->op == IR_OP_MAXPOOL_BWD) {
+        window_argmax(cg, &d, gep(cg, v[1], mulc(cg, pl, hw)), p, q, best, mx);
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntSGE, get(cg, best), ci64(cg, 0)));
+        st(cg, fadd(cg, ld(cg, xp, get(cg, best)), ld(cg, yp, o)), xp, get(cg, best));
+        if_end(cg, &f);
+    } else {
+        int fwd = n->op == IR_OP_AVGPOOL;
+        LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
+        LLVMValueRef gv = fwd ? NULL : fmul(cg, ld(cg, yp, o), cf32(cg, inv));
+        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, d.kh), 1);
+        LLVMValueRef ih = add(cg, addc(cg, mulc(cg, p, d.sh), -d.ph), i);
+        If f, g;
+        if_begin(cg, &f, in_range(cg, ih, d.h));
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, d.kw), 1);
+        LLVMValueRef iw = add(cg, addc(cg, mulc(cg, q, d.sw), -d.pw), j);
+        if_begin(cg, &g, in_range(cg, iw, d.w));
+        LLVMValueRef idx = add(cg, mulc(cg, ih, d.w), iw);
+        if (fwd) set(cg, acc, fadd(cg, get(cg, acc), ld(cg, xp, idx)));
+        else st(cg, fadd(cg, ld(cg, xp, idx), gv), xp, idx);
+        if_end(cg, &g);
+        for_end(cg, &lj);
+        if_end(cg, &f);
+        for_end(cg, &li);
+        if (fwd) st(cg, fmul(cg, get(cg, acc), cf32(cg, inv)), yp, o);
+    }
+    for_end(cg, &lq);
+    for_end(cg, &lp);
+    for_end(cg, &ll);
+    par_end(cg, &P);
+}
+
+static void emit_global_pool(Cg *cg, const IrNode *n) {
+    int fwd = n->op == IR_OP_GAVGPOOL || n->op == IR_OP_GMAXPOOL;
+    int xv = fwd ? n->in[0] : n->out[0];
+    int64_t nc = cg->p->batch * ir_type(&cg->p->g, xv)->d[1];
+    int64_t hw = cg_numel(cg, xv) / nc;
+    LLVMValueRef in0 = cg_vptr(cg, n->in[0]), out = cg_vptr(cg, n->out[0]);
+    LLVMValueRef in1 = n->nin > 1 ? cg_vptr(cg, n->in[1]) : NULL;
+    Loop li, lj;
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nc), 1);
+    LLVMValueRef plane = mulc(cg, i, hw);
+    if (n->op == IR_OP_GAVGPOOL) {
+        st(cg, fdiv(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, hw), cf32(cg, (float)hw)), out, i);
+    } else if (n->op == IR_OP_GAVGPOOL_BWD) {
+        LLVMValueRef g = fdiv(cg, ld(cg, in0, i), cf32(cg, (float)hw));
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+        st(cg, g, out, add(cg, plane, j));
+        for_end(cg, &lj);
+    } else {
+        LLVMValueRef xp = gep(cg, n->op == IR_OP_GMAXPOOL ? in0 : in1, plane);
+        LLVMValueRef best = var(cg, cg->i64, ci64(cg, 0)), mx = var(cg, cg->f32, ld(cg, xp, ci64(cg, 0)));
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), ci64(cg, hw), 1);
+        LLVMValueRef x = ld(cg, xp, j);
+        LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, get(cg, mx)), fcmp(cg, LLVMRealUNO, x, x), "");
+        set(cg, best, sel(cg, take, j, get(cg, best)));
+        set(cg, mx, sel(cg, take, x, get(cg, mx)));
+        for_end(cg, &lj);
+        if (n->op == IR_OP_GMAXPOOL) {
+            st(cg, get(cg, mx), out, i);
+        } else {
+            LLVMValueRef dxp = gep(cg, out, plane);
+            cg_memset0(cg, dxp, ci64(cg, hw));
+            st(cg, ld(cg, in0, i), dxp, get(cg, best));
+        }
+    }
+    for_end(cg, &li);
+}
+
+/* ---- loss -------------------------------------------------------------------- */
+
+static void emit_softmax_xent(Cg *cg, const IrNode *n) {
+    const IrType *t = ir_type(&cg->p->g, n->in[0]);
+    int64_t nb = cg->p->batch, k = t->d[t->rank - 1];
+    LLVMValueRef l = cg_vptr(cg, n->in[0]);
+    LLVMValueRef lab = LLVMBuildBitCast(cg->b, cg_vptr(cg, n->in[1]), cg->pi32, "");
+    LLVMValueRef out = cg_vptr(cg, n->out[0]);
+    int bwd = n->op == IR_OP_SOFTMAX_XENT_BWD;
+    LLVMValueRef loss = var(cg, cg->f32, cf32(cg, 0));
+    Loop li, lj;
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
+    LLVMValueRef row = gep(cg, l, mulc(cg, i, k));
+    LLVMValueRef lp = LLVMBuildInBoundsGEP2(cg->b, cg->i32, lab, &i, 1, "");
+    LLVMValueRef y = LLVMBuildSExt(cg->b, LLVMBuildLoad2(cg->b, cg->i32, lp, ""), cg->i64, "");
+    /* a label outside [0, k) reads class 0 rather than memory it does not own */
+    y = sel(cg, in_range(cg, y, k), y, ci64(cg, 0));
+    LLVMValueRef mx = var(cg, cg->f32, ld(cg, row, ci64(cg, 0)));
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), ci64(cg, k), 1);
+    LLVMValueRef x = ld(cg, row, j);
+    set(cg, mx, sel(cg, fcmp(cg, LLVMRealOGT, x, get(cg, mx)), x, get(cg, mx)));
+    for_end(cg, &lj);
+    LLVMValueRef s = var(cg, cg->f32, cf32(cg, 0));
+    j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
+    set(cg, s, fadd(cg, get(cg, s), call1(cg, "llvm.exp", cg->f32, fsub(cg, ld(cg, row, j), get(cg, mx)))));
+    for_end(cg, &lj);
+    LLVMValueRef lse = fadd(cg, get(cg, mx), call1(cg, "llvm.log", cg->f32, get(cg, s)));
+    if (!bwd) {
+        set(cg, loss, fadd(cg, get(cg, loss), fsub(cg, lse, ld(cg, row, y))));
+    } else {
+        LLVMValueRef g = gep(cg, out, mulc(cg, i, k));
+        j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
+        LLVMValueRef pr = call1(cg, "llvm.exp", cg->f32, fsub(cg, ld(cg, row, j), lse));
+        LLVMValueRef hot = sel(cg, icmp(cg, LLVMIntEQ, j, y), cf32(cg, 1), cf32(cg, 0));
+        st(cg, fdiv(cg, fsub(cg, pr, hot), cf32(cg, (float)nb)), g, j);
+        for_end(cg, &lj);
+    }
+    for_end(cg, &li);
+    if (!bwd) st(cg, fdiv(cg, get(cg, loss), cf32(cg, (float)nb)), out, ci64(cg, 0));
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+static int is_alias(const Cg *cg, int v) { return cg->p->buf[v].kind == BUF_ALIAS; }
+
+int cg_emit_node(Cg *cg, int id, Diag *d) {
+    const IrNode *n = ir_node(&cg->p->g, id);
+    int64_t nb = cg->p->batch;
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_LABELS: case IR_OP_PARAM:
+        return 0;
+    case IR_OP_CONV2D: case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT:
+        cg_emit_conv(cg, n);
+        return 0;
+    case IR_OP_LINEAR: case IR_OP_LINEAR_BWD_DATA: case IR_OP_LINEAR_BWD_WEIGHT:
+        cg_emit_linear(cg, n);
+        return 0;
+    case IR_OP_FLATTEN: case IR_OP_RESHAPE:
+        if (!is_alias(cg, n->out[0]))
+            emit_copy(cg, cg_vptr(cg, n->out[0]), cg_vptr(cg, n->in[0]), cg_numel(cg, n->out[0]));
+        return 0;
+    case IR_OP_RELU: case IR_OP_SIGMOID: case IR_OP_ADD: case IR_OP_ACCUM: case IR_OP_RELU_BWD:
+    case IR_OP_SIGMOID_BWD: case IR_OP_DROPOUT_BWD: {
+        Ew e = {.op = n->op, .nin = n->nin};
+        LLVMValueRef in[IR_MAX_IN];
+        for (int k = 0; k < n->nin; k++) in[k] = cg_vptr(cg, n->in[k]);
+        emit_ew(cg, &e, cg_numel(cg, n->out[0]), in, n->nin, cg_vptr(cg, n->out[0]), NULL);
+        return 0;
+    }
+    case IR_OP_SGD: {
+        LLVMValueRef lrp = LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 0, "");
+        Ew e = {.op = n->op, .nin = 2, .lr = ftrunc(cg, LLVMBuildLoad2(cg->b, cg->f64, lrp, ""))};
+        LLVMValueRef in[2] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1])};
+        emit_ew(cg, &e, cg_numel(cg, n->in[0]), in, 2, in[0], NULL);
+        return 0;
+    }
+    case IR_OP_DROPOUT: {
+        int64_t cnt = cg_numel(cg, n->out[0]);
+        LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
+        LLVMValueRef mask = optr(cg, n, 1);
+        if (n->attr.dropout.mode == IR_EVAL || n->nout < 2) {
+            emit_copy(cg, y, x, cnt);
+            return 0;
+        }
+        float p = n->attr.dropout.p;
+        Ew e = {.op = n->op, .nin = 1, .fp = p, .keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+        LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 1, ""), "");
+        LLVMValueRef step = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 2, ""), "");
+        LLVMValueRef sm = LLVMBuildAdd(cg->b, LLVMConstInt(cg->i64, (uint64_t)n->attr.dropout.index * 0x100000001b3ull, 0),
+                                       mix64(cg, step), "");
+        e.key = mix64(cg, LLVMBuildXor(cg->b, seed, mix64(cg, sm), ""));
+        emit_ew(cg, &e, cnt, &x, 1, y, mask);
+        return 0;
+    }
+    case IR_OP_BATCHNORM:
+        emit_batchnorm(cg, n);
+        return 0;
+    case IR_OP_BATCHNORM_BWD:
+        emit_batchnorm_bwd(cg, n);
+        return 0;
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
+        emit_pool(cg, n);
+        return 0;
+    case IR_OP_GAVGPOOL: case IR_OP_GMAXPOOL: case IR_OP_GAVGPOOL_BWD: case IR_OP_GMAXPOOL_BWD:
+        emit_global_pool(cg, n);
+        return 0;
+    case IR_OP_SOFTMAX_XENT: case IR_OP_SOFTMAX_XENT_BWD:
+        emit_softmax_xent(cg, n);
+        return 0;
+    case IR_OP_CONCAT: {
+        const IrType *ty = ir_type(&cg->p->g, n->out[0]);
+        int64_t ctot = ty->d[1], hw = cg_numel(cg, n->out[0]) / (nb * ctot), c0 = 0;
+        LLVMValueRef y = cg_vptr(cg, n->out[0]);
+        for (int k = 0; k < n->nin; k++) {
+            int64_t c = ir_type(&cg->p->g, n->in[k])->d[1];
+            LLVMValueRef x = cg_vptr(cg, n->in[k]);
+            Loop l;
+            LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
+            emit_copy(cg, gep(cg, y, mulc(cg, addc(cg, mulc(cg, i, ctot), c0), hw)),
+                      gep(cg, x, mulc(cg, i, c * hw)), c * hw);
+            for_end(cg, &l);
+            c0 += c;
+        }
+        return 0;
+    }
+    case IR_OP_SLICE: {
+        const IrType *tx = ir_type(&cg->p->g, n->in[0]);
+        int64_t ctot = tx->d[1], c0 = n->attr.slice.c0, c = n->attr.slice.c;
+        int64_t hw = cg_numel(cg, n->in[0]) / (nb * ctot);
+        LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
+        Loop l;
+        LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
+        emit_copy(cg, gep(cg, y, mulc(cg, i, c * hw)), gep(cg, x, mulc(cg, addc(cg, mulc(cg, i, ctot), c0), hw)), c * hw);
+        for_end(cg, &l);
+        return 0;
+    }
+    default:
+        return diag_error_noloc(d, "cpu backend: no kernel for op %s (node %s)", ir_info(n->op)->name,
+                                n->name ? n->name : "?");
+    }
+}

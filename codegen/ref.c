@@ -1,0 +1,58 @@
+/* ref.c - the reference backend: every node of the program, in order,
+ * through the plain C kernels of ref_kernels.inc.  Slow and obviously
+ * correct; every other backend is tested against it. */
+#include "backend.h"
+#include "ref_kernels.h"
+
+#include <string.h>
+
+/* The address of value v's buffer in this step. */
+static void *ref_addr(const Program *p, const RunCtx *c, int v) {
+    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
+    const BufPlan *b = &p->buf[v];
+    if (b->kind == BUF_PERSIST) return c->slots[b->slot];
+    IR_ASSERT(b->kind == BUF_ARENA);
+    return (char *)c->arena + b->offset;
+}
+
+/* Conv dimensions from the input (x) and output (y) types of the forward conv. */
+static RefConv ref_conv(const Program *p, const IrNode *n, const IrType *x, const IrType *y) {
+    const IrConvAttr *a = &n->attr.conv;
+    return (RefConv){p->batch, x->d[1], x->d[2], x->d[3], y->d[1], a->kh, a->kw,
+                     a->sh, a->sw, a->ph, a->pw, y->d[2], y->d[3]};
+}
+
+static RefPool ref_pool(const Program *p, const IrNode *n, const IrType *x, const IrType *y) {
+    const IrPoolAttr *a = &n->attr.pool;
+    return (RefPool){p->batch, x->d[1], x->d[2], x->d[3], a->kh, a->kw, a->sh, a->sw, a->ph, a->pw, y->d[2], y->d[3]};
+}
+
+#define T float
+#define K(name) ref_f32_##name
+#include "ref_exec.inc"
+#undef T
+#undef K
+#define T double
+#define K(name) ref_f64_##name
+#include "ref_exec.inc"
+#undef T
+#undef K
+
+static int ref_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    (void)o;
+    if (p->elem_bytes != 4) return diag_error_noloc(d, "the ref backend runs float programs (elem_bytes 4)");
+    *state = NULL;
+    return 0;
+}
+
+static int ref64_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    (void)o;
+    if (p->elem_bytes != 8) return diag_error_noloc(d, "the ref64 backend runs double programs (elem_bytes 8)");
+    *state = NULL;
+    return 0;
+}
+
+static void ref_free(void *state) { (void)state; }
+
+const Backend backend_ref = {"ref", "reference C kernels, float (the oracle)", ref_compile, ref_f32_run, ref_free, NULL};
+const Backend backend_ref64 = {"ref64", "reference C kernels, double (gradient checks)", ref64_compile, ref_f64_run, ref_free, NULL};

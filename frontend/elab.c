@@ -1,0 +1,980 @@
+/* elab.c - elaboration: runs a parsed .net program and records the graph.
+ *
+ * Elaboration is an interpreter over the AST.  Values are integers, booleans,
+ * floats and tensors (IR value ids).  `net { }` runs with `x` bound to the
+ * INPUT value; every op call appends IR nodes (params first, in the order
+ * weight, bias, running stats, right before their consumer), every block call
+ * runs the block's body in a fresh frame and naming scope.  The loss
+ * (LABELS + SOFTMAX_XENT) is appended after the network's result.
+ *
+ * Names: inside a scope each op gets `<op><k>` and each block call
+ * `<block><k>`, k counting that kind in that scope from 0; `as label` and
+ * `scope label { }` choose the local name.  Full name = scope path + "." +
+ * local name, e.g. "b3.residual0.conv1"; params add ".weight" etc.
+ *
+ * Errors stop elaboration at once; the caller frees g. */
+#include "ast.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef enum { V_NONE, V_INT, V_BOOL, V_FLOAT, V_TENSOR } VKind;
+typedef struct { VKind k; long long i; double f; } Val;   /* tensor: i = value id */
+
+typedef struct Var { const char *name; Val v; struct Var *next; } Var;
+
+/* A naming scope: its path and the local names already taken in it. */
+typedef struct {
+    const char *path;
+    const char **set;                 /* open-addressing hash set of names */
+    int cap, n;
+    struct Count { const char *kind; int k; struct Count *next; } *counts;
+} Names;
+
+typedef struct Frame {
+    Var *vars;
+    Names *names;
+    const Ast *block;                 /* the block running here (NULL: net) */
+    struct Frame *caller;
+    int returned;
+    Val ret;
+} Frame;
+
+typedef struct {
+    FeArena ar;
+    const FeOptions *o;
+    IrGraph *g;
+    Diag *d;
+    const Ast *blocks;                /* first item of the program; scan for AST_BLOCK */
+    Var *globals;                     /* network parameters */
+    int depth, block_depth, ndropout;
+    long steps;
+} Elab;
+
+typedef struct { const char *name; Val v; IrLoc loc; } Arg;
+
+static int eval(Elab *E, Frame *F, const Ast *n, Val *out);
+static int exec_list(Elab *E, Frame *F, const Ast *s);
+
+typedef struct Builtin Builtin;
+static const Builtin *find_builtin(const char *name);
+static const char *builtin_name(int i);        /* NULL past the last */
+static int build_add(Elab *E, Frame *F, const Ast *n, Val a, Val b, Val *out);
+static int eval_call(Elab *E, Frame *F, const Ast *call, Val *out);
+static int run_builtin(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out);
+
+static const char *kind_str(VKind k) {
+    static const char *s[] = { "nothing", "an integer", "a boolean", "a number", "a tensor" };
+    return s[k];
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+static uint32_t hash_str(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Adds name to the set; returns 0 if it was already there. */
+static int names_add(Elab *E, Names *ns, const char *name) {
+    if (2 * (ns->n + 1) > ns->cap) {
+        int cap = ns->cap ? 2 * ns->cap : 16;
+        const char **set = fe_arena_alloc(&E->ar, sizeof *set * (size_t)cap);
+        for (int i = 0; i < ns->cap; i++)
+            if (ns->set[i])
+                for (uint32_t h = hash_str(ns->set[i]);; h++)
+                    if (!set[h & (uint32_t)(cap - 1)]) {
+                        set[h & (uint32_t)(cap - 1)] = ns->set[i];
+                        break;
+                    }
+        ns->set = set;
+        ns->cap = cap;
+    }
+    for (uint32_t h = hash_str(name);; h++) {
+        const char **slot = &ns->set[h & (uint32_t)(ns->cap - 1)];
+        if (!*slot) {
+            *slot = name;
+            ns->n++;
+            return 1;
+        }
+        if (!strcmp(*slot, name))
+            return 0;
+    }
+}
+
+static Names *names_new(Elab *E, Names *parent, const char *local) {
+    Names *ns = fe_arena_alloc(&E->ar, sizeof *ns);
+    ns->path = !parent ? "" : !*parent->path ? local : fe_arena_printf(&E->ar, "%s.%s", parent->path, local);
+    return ns;
+}
+
+/* The full name of a new layer or block instance of `kind` in scope ns:
+ * label if given (an error if taken), else the first free <kind><k>. */
+static const char *layer_name(Elab *E, Names *ns, const char *kind, const char *label, IrLoc loc,
+                              const char **local) {
+    const char *l = label;
+    if (label) {
+        if (!names_add(E, ns, label)) {
+            diag_error(E->d, loc, "each layer in a scope needs its own name", "duplicate name `%s` in this scope",
+                       label);
+            return NULL;
+        }
+    } else {
+        struct Count *c = ns->counts;
+        while (c && strcmp(c->kind, kind))
+            c = c->next;
+        if (!c) {
+            c = fe_arena_alloc(&E->ar, sizeof *c);
+            c->kind = kind;
+            c->next = ns->counts;
+            ns->counts = c;
+        }
+        do
+            l = fe_arena_printf(&E->ar, "%s%d", kind, c->k++);
+        while (!names_add(E, ns, l));
+    }
+    if (local)
+        *local = l;
+    return *ns->path ? fe_arena_printf(&E->ar, "%s.%s", ns->path, l) : l;
+}
+
+/* ---- variables --------------------------------------------------------- */
+
+static Var *lookup(Elab *E, Frame *F, const char *name) {
+    for (Var *v = F->vars; v; v = v->next)
+        if (!strcmp(v->name, name))
+            return v;
+    for (Var *v = E->globals; v; v = v->next)
+        if (!strcmp(v->name, name))
+            return v;
+    return NULL;
+}
+
+static void assign(Elab *E, Frame *F, const char *name, Val v) {
+    for (Var *p = F->vars; p; p = p->next)
+        if (!strcmp(p->name, name)) {
+            p->v = v;
+            return;
+        }
+    Var *p = fe_arena_alloc(&E->ar, sizeof *p);
+    p->name = name;
+    p->v = v;
+    p->next = F->vars;
+    F->vars = p;
+}
+
+static const Ast *find_block(Elab *E, const char *name) {
+    for (const Ast *b = E->blocks; b; b = b->next)
+        if (b->kind == AST_BLOCK && !strcmp(b->name, name))
+            return b;
+    return NULL;
+}
+
+/* "did you mean `x`?" for the nearest of the names in scope, ops and blocks. */
+static const char *suggest(Elab *E, Frame *F, const char *name, int want_calls) {
+    const char *best = NULL;
+    int bd = (int)strlen(name) / 3 + 1;
+    if (bd > 3)
+        bd = 3;
+#define TRY(s)                                   \
+    do {                                         \
+        int dd = fe_edit_distance(name, (s));    \
+        if (dd <= bd && strcmp(name, (s))) {     \
+            bd = dd;                             \
+            best = (s);                          \
+        }                                        \
+    } while (0)
+    if (want_calls) {
+        for (int i = 0; builtin_name(i); i++)
+            TRY(builtin_name(i));
+        for (const Ast *b = E->blocks; b; b = b->next)
+            if (b->kind == AST_BLOCK)
+                TRY(b->name);
+    } else {
+        for (Var *v = F ? F->vars : NULL; v; v = v->next)
+            TRY(v->name);
+        for (Var *v = E->globals; v; v = v->next)
+            TRY(v->name);
+    }
+#undef TRY
+    return best ? fe_arena_printf(&E->ar, "did you mean `%s`?", best) : NULL;
+}
+
+/* ---- expressions ------------------------------------------------------- */
+
+static int arith(Elab *E, const Ast *n, Val a, Val b, Val *out) {
+    long long r = 0, x = a.i, y = b.i;
+    int ovf = 0;
+    if (a.k == V_FLOAT || b.k == V_FLOAT) {
+        double u = a.k == V_FLOAT ? a.f : (double)a.i, w = b.k == V_FLOAT ? b.f : (double)b.i;
+        if (n->op == '%' || (n->op == '/' && w == 0))
+            return diag_error(E->d, n->loc, NULL, n->op == '%' ? "`%%` needs integers" : "division by zero");
+        double v = n->op == '+' ? u + w : n->op == '-' ? u - w : n->op == '*' ? u * w : u / w;
+        if (!isfinite(v))
+            return diag_error(E->d, n->loc, NULL, "arithmetic overflow");
+        *out = (Val){ V_FLOAT, 0, v };
+        return 0;
+    }
+    switch (n->op) {
+    case '+': ovf = __builtin_add_overflow(x, y, &r); break;
+    case '-': ovf = __builtin_sub_overflow(x, y, &r); break;
+    case '*': ovf = __builtin_mul_overflow(x, y, &r); break;
+    case '/':
+    case '%':
+        if (y == 0)
+            return diag_error(E->d, n->loc, NULL, n->op == '/' ? "division by zero" : "modulo by zero");
+        if (x == LLONG_MIN && y == -1) {
+            ovf = 1;
+            break;
+        }
+        /* floor division and modulo, as in Python (the seed's `//`) */
+        r = x / y;
+        if ((x % y != 0) && ((x < 0) != (y < 0)))
+            r--;
+        if (n->op == '%')
+            r = x - r * y;
+        break;
+    }
+    if (ovf)
+        return diag_error(E->d, n->loc, "values are 64-bit integers", "integer overflow in `%s`",
+                          ast_op_str(n->op));
+    *out = (Val){ V_INT, r, 0 };
+    return 0;
+}
+
+static int compare(Elab *E, const Ast *n, Val a, Val b, Val *out) {
+    int r;
+    if ((a.k == V_BOOL && b.k == V_BOOL) && (n->op == AST_OP_EQ || n->op == AST_OP_NE)) {
+        r = (a.i == b.i) == (n->op == AST_OP_EQ);
+    } else if ((a.k == V_INT || a.k == V_FLOAT) && (b.k == V_INT || b.k == V_FLOAT)) {
+        double u = a.k == V_FLOAT ? a.f : (double)a.i, w = b.k == V_FLOAT ? b.f : (double)b.i;
+        int both_int = a.k == V_INT && b.k == V_INT;
+        int lt = both_int ? a.i < b.i : u < w, eq = both_int ? a.i == b.i : u == w;
+        switch (n->op) {
+        case '<': r = lt; break;
+        case '>': r = !lt && !eq; break;
+        case AST_OP_LE: r = lt || eq; break;
+        case AST_OP_GE: r = !lt; break;
+        case AST_OP_EQ: r = eq; break;
+        default: r = !eq; break;
+        }
+    } else {
+        return diag_error(E->d, n->loc, NULL, "cannot compare %s with %s", kind_str(a.k), kind_str(b.k));
+    }
+    *out = (Val){ V_BOOL, r, 0 };
+    return 0;
+}
+
+static int eval_bool(Elab *E, Frame *F, const Ast *n, int *out) {
+    Val v;
+    if (eval(E, F, n, &v))
+        return -1;
+    if (v.k != V_BOOL)
+        return diag_error(E->d, n->loc, v.k == V_INT ? "compare it, e.g. `n != 0`" : NULL,
+                          "expected a boolean, got %s", kind_str(v.k));
+    *out = (int)v.i;
+    return 0;
+}
+
+static int eval_binary(Elab *E, Frame *F, const Ast *n, Val *out) {
+    if (n->op == AST_OP_AND || n->op == AST_OP_OR) {
+        int a, b = 0;
+        if (eval_bool(E, F, n->a, &a))
+            return -1;
+        if ((n->op == AST_OP_AND) == (a != 0) && eval_bool(E, F, n->b, &b))
+            return -1;
+        *out = (Val){ V_BOOL, n->op == AST_OP_AND ? a && b : a || b, 0 };
+        return 0;
+    }
+    Val a, b;
+    if (eval(E, F, n->a, &a) || eval(E, F, n->b, &b))
+        return -1;
+    if (n->op == '+' && a.k == V_TENSOR && b.k == V_TENSOR)
+        return build_add(E, F, n, a, b, out);
+    switch (n->op) {
+    case '+': case '-': case '*': case '/': case '%':
+        if ((a.k == V_INT || a.k == V_FLOAT) && (b.k == V_INT || b.k == V_FLOAT))
+            return arith(E, n, a, b, out);
+        return diag_error(E->d, n->loc, a.k == V_TENSOR || b.k == V_TENSOR ? "only `+` applies to two tensors" : NULL,
+                          "cannot apply `%s` to %s and %s", ast_op_str(n->op), kind_str(a.k), kind_str(b.k));
+    default:
+        return compare(E, n, a, b, out);
+    }
+}
+
+/* Evaluates expression n.  Ops and blocks run here (AST_CALL). */
+static int eval(Elab *E, Frame *F, const Ast *n, Val *out) {
+    int rc = 0;
+    if (++E->depth > FE_MAX_DEPTH) {
+        E->depth--;
+        return diag_error(E->d, n->loc, "split it up with named values", "expression is too deeply nested");
+    }
+    switch (n->kind) {
+    case AST_INT: *out = (Val){ V_INT, n->ival, 0 }; break;
+    case AST_FLOAT: *out = (Val){ V_FLOAT, 0, n->fval }; break;
+    case AST_BOOL: *out = (Val){ V_BOOL, n->ival, 0 }; break;
+    case AST_NAME: {
+        Var *v = lookup(E, F, n->name);
+        if (v) {
+            *out = v->v;
+        } else if (find_builtin(n->name) || find_block(E, n->name)) {
+            rc = diag_error(E->d, n->loc, NULL, "`%s` is an op or block: call it, as `x |> %s` or `%s(x)`", n->name,
+                            n->name, n->name);
+        } else {
+            rc = diag_error(E->d, n->loc, suggest(E, F, n->name, 0), "unknown name `%s`", n->name);
+        }
+        break;
+    }
+    case AST_UNARY:
+        if (n->op == '!') {
+            int b;
+            rc = eval_bool(E, F, n->a, &b);
+            *out = (Val){ V_BOOL, !b, 0 };
+            break;
+        }
+        if ((rc = eval(E, F, n->a, out)))
+            break;
+        if (out->k == V_FLOAT)
+            out->f = -out->f;
+        else if (out->k != V_INT)
+            rc = diag_error(E->d, n->loc, NULL, "cannot negate %s", kind_str(out->k));
+        else if (out->i == LLONG_MIN)
+            rc = diag_error(E->d, n->loc, NULL, "integer overflow in `-`");
+        else
+            out->i = -out->i;
+        break;
+    case AST_BINARY: rc = eval_binary(E, F, n, out); break;
+    case AST_COND: {
+        int c;
+        rc = eval_bool(E, F, n->a, &c) || eval(E, F, c ? n->b : n->c, out) ? -1 : 0;
+        break;
+    }
+    case AST_CALL: rc = eval_call(E, F, n, out); break;
+    default: IR_ASSERT(!"not an expression");
+    }
+    E->depth--;
+    return rc;
+}
+
+/* ---- blocks ------------------------------------------------------------ */
+
+/* block name(p1, p2 = default, ...) called with args (args[0] the input
+ * tensor).  Binds parameters, runs the body in a new frame and scope; the
+ * result is the returned value, or the final `x` without a return. */
+static int call_block(Elab *E, Frame *F, const Ast *call, const Ast *blk, Arg *args, int nargs, Val *out) {
+    for (Frame *f = F; f; f = f->caller)
+        if (f->block == blk) {
+            const char *via = F->block && F->block != blk ? fe_arena_printf(&E->ar, "the cycle goes through `%s`", F->block->name) : NULL;
+            return diag_error(E->d, call->loc, via, "block `%s` calls itself; recursion is not allowed", blk->name);
+        }
+    if (E->block_depth >= FE_MAX_BLOCK_DEPTH)
+        return diag_error(E->d, call->loc, NULL, "blocks nested more than %d deep", FE_MAX_BLOCK_DEPTH);
+    if (nargs == 0 || args[0].v.k != V_TENSOR || args[0].name)
+        return diag_error(E->d, call->loc, "pass the input first: `x |> name(...)` or `name(x, ...)`",
+                          "block `%s` needs an input tensor", blk->name);
+    Frame nf = { .block = blk, .caller = F };
+    const char *local;
+    const char *full = layer_name(E, F->names, blk->name, call->label, call->loc, &local);
+    if (!full)
+        return -1;
+    nf.names = names_new(E, F->names, local);
+    assign(E, &nf, "x", args[0].v);
+    /* bind positional, then named, then defaults */
+    int np = ast_list_len(blk->list), k = 0;
+    const Ast **pd = fe_arena_alloc(&E->ar, sizeof *pd * (size_t)(np + 1));
+    char *bound = fe_arena_alloc(&E->ar, (size_t)np + 1);
+    for (const Ast *p = blk->list; p; p = p->next)
+        pd[k++] = p;
+    int pos = 0;
+    for (int i = 1; i < nargs; i++) {
+        int slot = -1;
+        if (args[i].v.k == V_TENSOR)
+            return diag_error(E->d, args[i].loc, "a block takes one input tensor, passed first",
+                              "block parameters are integers or booleans, not tensors");
+        if (!args[i].name) {
+            if (pos >= np)
+                return diag_error(E->d, args[i].loc, NULL, "too many arguments to block `%s` (it takes %d)",
+                                  blk->name, np);
+            slot = pos++;
+        } else {
+            for (int j = 0; j < np; j++)
+                if (!strcmp(pd[j]->name, args[i].name))
+                    slot = j;
+            if (slot < 0) {
+                const char *hint = NULL;
+                for (int j = 0; j < np && !hint; j++)
+                    if (fe_edit_distance(args[i].name, pd[j]->name) <= 2)
+                        hint = fe_arena_printf(&E->ar, "did you mean `%s`?", pd[j]->name);
+                return diag_error(E->d, args[i].loc, hint, "block `%s` has no parameter `%s`", blk->name,
+                                  args[i].name);
+            }
+        }
+        if (bound[slot])
+            return diag_error(E->d, args[i].loc, NULL, "parameter `%s` given twice", pd[slot]->name);
+        bound[slot] = 1;
+        assign(E, &nf, pd[slot]->name, args[i].v);
+    }
+    for (int j = 0; j < np; j++) {
+        if (bound[j])
+            continue;
+        if (!pd[j]->a)
+            return diag_error(E->d, call->loc, NULL, "block `%s` needs a value for `%s`", blk->name, pd[j]->name);
+        Val v;
+        if (eval(E, &nf, pd[j]->a, &v))
+            return -1;
+        assign(E, &nf, pd[j]->name, v);
+    }
+    E->block_depth++;
+    int rc = exec_list(E, &nf, blk->list2);
+    E->block_depth--;
+    if (rc)
+        return -1;
+    *out = nf.returned ? nf.ret : lookup(E, &nf, "x")->v;
+    if (out->k != V_TENSOR)
+        return diag_error(E->d, call->loc, NULL, "block `%s` returns %s, not a tensor", blk->name, kind_str(out->k));
+    (void)full;
+    return 0;
+}
+
+static int eval_call(Elab *E, Frame *F, const Ast *call, Val *out) {
+    const Builtin *b = find_builtin(call->name);
+    const Ast *blk = b ? NULL : find_block(E, call->name);
+    if (!b && !blk)
+        return diag_error(E->d, call->loc, suggest(E, F, call->name, 1), "unknown op or block `%s`", call->name);
+    int nargs = ast_list_len(call->list), i = 0;
+    Arg *args = fe_arena_alloc(&E->ar, sizeof *args * (size_t)(nargs + 1));
+    for (const Ast *a = call->list; a; a = a->next, i++) {
+        args[i].name = a->name;
+        args[i].loc = a->a->loc;
+        if (i > 0 && !a->name && args[i - 1].name)
+            return diag_error(E->d, a->loc, NULL, "positional argument after a named one");
+        if (eval(E, F, a->a, &args[i].v))
+            return -1;
+    }
+    return b ? run_builtin(E, F, call, b, args, nargs, out) : call_block(E, F, call, blk, args, nargs, out);
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
+    Val v, hi;
+    switch (s->kind) {
+    case AST_ASSIGN:
+        if (eval(E, F, s->a, &v))
+            return -1;
+        assign(E, F, s->name, v);
+        return 0;
+    case AST_RETURN:
+        if (eval(E, F, s->a, &F->ret))
+            return -1;
+        F->returned = 1;
+        return 0;
+    case AST_IF: {
+        int c;
+        if (eval_bool(E, F, s->a, &c))
+            return -1;
+        if (c)
+            return exec_list(E, F, s->list);
+        return exec_list(E, F, s->list2);
+    }
+    case AST_FOR:
+        if (eval(E, F, s->a, &v) || eval(E, F, s->b, &hi))
+            return -1;
+        if (v.k != V_INT || hi.k != V_INT)
+            return diag_error(E->d, v.k != V_INT ? s->a->loc : s->b->loc, NULL, "loop bounds must be integers, got %s",
+                              kind_str(v.k != V_INT ? v.k : hi.k));
+        if (hi.i > v.i && (hi.i - v.i > FE_MAX_LOOP || hi.i - v.i < 0))
+            return diag_error(E->d, s->loc, "networks need far fewer layers", "loop runs %lld times (limit %d)",
+                              hi.i - v.i, FE_MAX_LOOP);
+        for (long long i = v.i; i < hi.i && !F->returned; i++) {
+            if (++E->steps > FE_MAX_STEPS)
+                return diag_error(E->d, s->loc, NULL, "more than %d loop iterations in all", FE_MAX_STEPS);
+            assign(E, F, s->name, (Val){ V_INT, i, 0 });
+            if (exec_list(E, F, s->list))
+                return -1;
+        }
+        return 0;
+    case AST_SCOPE: {
+        Names *saved = F->names;
+        const char *local;
+        if (!layer_name(E, saved, "scope", s->name, s->loc, &local))
+            return -1;
+        F->names = names_new(E, saved, local);
+        int rc = exec_list(E, F, s->list);
+        F->names = saved;
+        return rc;
+    }
+    default: IR_ASSERT(!"not a statement");
+    }
+}
+
+static int exec_list(Elab *E, Frame *F, const Ast *s) {
+    if (++E->depth > FE_MAX_DEPTH) {
+        E->depth--;
+        return s ? diag_error(E->d, s->loc, NULL, "statements are too deeply nested") : -1;
+    }
+    int rc = 0;
+    for (; s && !F->returned && rc == 0; s = s->next)
+        rc = exec_stmt(E, F, s);
+    E->depth--;
+    return rc;
+}
+
+/* ---- the program ------------------------------------------------------- */
+
+static int define_params(Elab *E, const Ast *prog) {
+    const FeOptions *o = E->o;
+    Frame top = { 0 };
+    for (const Ast *it = prog->list; it; it = it->next) {
+        if (it->kind != AST_PARAM)
+            continue;
+        for (Var *v = E->globals; v; v = v->next)
+            if (!strcmp(v->name, it->name))
+                return diag_error(E->d, it->loc, NULL, "parameter `%s` is defined twice", it->name);
+        Val v;
+        if (eval(E, &top, it->a, &v))
+            return -1;
+        if (v.k == V_TENSOR)
+            return diag_error(E->d, it->a->loc, NULL, "a network parameter cannot be a tensor");
+        for (int i = 0; o && i < o->ndefines; i++)
+            if (o->defines[i].name && !strcmp(o->defines[i].name, it->name)) {
+                long long x = o->defines[i].value;
+                if (v.k == V_BOOL && x != 0 && x != 1)
+                    return diag_error(E->d, it->loc, NULL, "`%s` is a boolean; the command line gives %lld",
+                                      it->name, x);
+                v = v.k == V_BOOL ? (Val){ V_BOOL, x, 0 } : v.k == V_FLOAT ? (Val){ V_FLOAT, 0, (double)x } : (Val){ V_INT, x, 0 };
+            }
+        Var *p = fe_arena_alloc(&E->ar, sizeof *p);
+        *p = (Var){ it->name, v, E->globals };
+        E->globals = p;
+    }
+    for (int i = 0; o && i < o->ndefines; i++) {
+        const char *name = o->defines[i].name ? o->defines[i].name : "";
+        Var *v = E->globals;
+        while (v && strcmp(v->name, name))
+            v = v->next;
+        if (!v) {
+            const char *hint = suggest(E, NULL, name, 0);
+            return diag_error_noloc(E->d, "the network has no parameter `%s` to set%s%s", name, hint ? "; " : "",
+                                    hint ? hint : "");
+        }
+    }
+    return 0;
+}
+
+/* train { lr = 0.1, batch = 256, epochs = 10, resize = 28 } */
+static int train_settings(Elab *E, const Ast *prog) {
+    IrTrain *t = &E->g->train;
+    *t = (IrTrain){ .lr = 0.1, .batch = 256, .epochs = 10, .resize = 28 };
+    const Ast *seen = NULL;
+    Frame top = { 0 };
+    for (const Ast *it = prog->list; it; it = it->next) {
+        if (it->kind != AST_TRAIN)
+            continue;
+        if (seen)
+            return diag_error(E->d, it->loc, NULL, "a second `train` section");
+        seen = it;
+        for (const Ast *s = it->list; s; s = s->next) {
+            static const char *keys[] = { "lr", "batch", "epochs", "resize" };
+            int k = 0;
+            while (k < 4 && strcmp(keys[k], s->name))
+                k++;
+            if (k == 4) {
+                const char *hint = "the settings are lr, batch, epochs and resize";
+                for (int j = 0; j < 4; j++)
+                    if (fe_edit_distance(s->name, keys[j]) <= 2)
+                        hint = fe_arena_printf(&E->ar, "did you mean `%s`?", keys[j]);
+                return diag_error(E->d, s->loc, hint, "unknown training setting `%s`", s->name);
+            }
+            Val v;
+            if (eval(E, &top, s->a, &v))
+                return -1;
+            if (k == 0) {
+                double lr = v.k == V_FLOAT ? v.f : v.k == V_INT ? (double)v.i : -1;
+                if (!(lr > 0) || !isfinite(lr))
+                    return diag_error(E->d, s->a->loc, NULL, "`lr` must be a positive number");
+                t->lr = lr;
+                continue;
+            }
+            long long hi = k == 3 ? 4096 : 1 << 20;
+            if (v.k != V_INT || v.i < 1 || v.i > hi)
+                return diag_error(E->d, s->a->loc, NULL, "`%s` must be an integer from 1 to %lld", keys[k], hi);
+            if (k == 1) t->batch = (int)v.i;
+            if (k == 2) t->epochs = (int)v.i;
+            if (k == 3) t->resize = (int)v.i;
+        }
+    }
+    return 0;
+}
+
+static int check_blocks(Elab *E, const Ast *prog) {
+    for (const Ast *b = prog->list; b; b = b->next) {
+        if (b->kind != AST_BLOCK)
+            continue;
+        if (find_builtin(b->name))
+            return diag_error(E->d, b->loc, "choose another name", "block `%s` has the name of a built-in op", b->name);
+        if (find_block(E, b->name) != b)
+            return diag_error(E->d, b->loc, NULL, "block `%s` is defined twice", b->name);
+        for (const Ast *p = b->list; p; p = p->next) {
+            if (!strcmp(p->name, "x"))
+                return diag_error(E->d, p->loc, "`x` is the block's input tensor", "parameter named `x`");
+            for (const Ast *q = b->list; q != p; q = q->next)
+                if (!strcmp(q->name, p->name))
+                    return diag_error(E->d, p->loc, NULL, "parameter `%s` declared twice", p->name);
+        }
+    }
+    return 0;
+}
+
+int fe_elab(const Ast *prog, const FeOptions *o, IrGraph *g, Diag *d) {
+    Elab E = { .o = o, .g = g, .d = d, .blocks = prog->list };
+    fe_arena_init(&E.ar);
+    int rc = -1;
+    g->mode = o ? o->mode : IR_TRAIN;
+    const Ast *net = NULL;
+    for (const Ast *it = prog->list; it; it = it->next)
+        if (it->kind == AST_NET) {
+            if (net) {
+                diag_error(d, it->loc, NULL, "a second `net` section");
+                goto out;
+            }
+            net = it;
+        }
+    if (check_blocks(&E, prog) || define_params(&E, prog) || train_settings(&E, prog))
+        goto out;
+    if (!net) {
+        diag_error(d, (IrLoc){ 1, 1 }, "write the network as `net { ... }`", "no `net` section in the file");
+        goto out;
+    }
+    int in = ir_node_new(g, IR_OP_INPUT, NULL, 0, 1, "input", net->loc);
+    g->nodes[in].attr.input.c = 1;
+    g->nodes[in].attr.input.h = g->nodes[in].attr.input.w = g->train.resize;
+    g->input = ir_out(g, in, 0);
+    Frame top = { .names = names_new(&E, NULL, "") };
+    assign(&E, &top, "x", (Val){ V_TENSOR, g->input, 0 });
+    if (exec_list(&E, &top, net->list))
+        goto out;
+    Val res = top.returned ? top.ret : lookup(&E, &top, "x")->v;
+    if (res.k != V_TENSOR) {
+        diag_error(d, net->loc, NULL, "the network returns %s, not a tensor", kind_str(res.k));
+        goto out;
+    }
+    g->logits = (int)res.i;
+    int lab = ir_node_new(g, IR_OP_LABELS, NULL, 0, 1, "labels", net->loc);
+    g->labels = ir_out(g, lab, 0);
+    int xin[2] = { g->logits, g->labels };
+    int loss = ir_node_new(g, IR_OP_SOFTMAX_XENT, xin, 2, 1, "loss", net->loc);
+    g->loss = ir_out(g, loss, 0);
+    rc = 0;
+out:
+    fe_arena_free(&E.ar);
+    return rc;
+}
+/* ---- built-in ops ------------------------------------------------------ */
+
+typedef int (*BuildFn)(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out);
+struct Builtin {
+    const char *name;
+    IrOp op;
+    BuildFn build;
+    int nreq;                 /* required parameters after the input */
+    const char *params[6];    /* positional order */
+    const char *sig;          /* for hints */
+};
+typedef struct { int present; Val v; IrLoc loc; } Slot;
+
+static int build_conv(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_linear(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_pool(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_simple(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_bn(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_dropout(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+static int build_concat(Elab *, Frame *, const Ast *, const Builtin *, Arg *, int, Val *);
+
+static const Builtin builtins[] = {
+    { "conv", IR_OP_CONV2D, build_conv, 2, { "out", "kernel", "stride", "pad", "bias", "in" },
+      "conv(out, kernel, stride = 1, pad = 0, bias = true, in = <inferred>)" },
+    { "linear", IR_OP_LINEAR, build_linear, 1, { "out", "bias", "in" },
+      "linear(out, bias = true, in = <inferred>)" },
+    { "maxpool", IR_OP_MAXPOOL, build_pool, 1, { "kernel", "stride", "pad" }, "maxpool(kernel, stride = kernel, pad = 0)" },
+    { "avgpool", IR_OP_AVGPOOL, build_pool, 1, { "kernel", "stride", "pad" }, "avgpool(kernel, stride = kernel, pad = 0)" },
+    { "relu", IR_OP_RELU, build_simple, 0, { 0 }, "relu" },
+    { "sigmoid", IR_OP_SIGMOID, build_simple, 0, { 0 }, "sigmoid" },
+    { "flatten", IR_OP_FLATTEN, build_simple, 0, { 0 }, "flatten" },
+    { "global_avgpool", IR_OP_GAVGPOOL, build_simple, 0, { 0 }, "global_avgpool" },
+    { "global_maxpool", IR_OP_GMAXPOOL, build_simple, 0, { 0 }, "global_maxpool" },
+    { "batchnorm", IR_OP_BATCHNORM, build_bn, 0, { 0 }, "batchnorm" },
+    { "dropout", IR_OP_DROPOUT, build_dropout, 0, { "p" }, "dropout(p = 0.5)" },
+    { "concat", IR_OP_CONCAT, build_concat, 0, { 0 }, "concat(a, b, ...)" },
+    { "add", IR_OP_ADD, build_concat, 0, { 0 }, "add(a, b)" },
+};
+
+static const Builtin *find_builtin(const char *name) {
+    for (int i = 0; i < (int)(sizeof builtins / sizeof *builtins); i++)
+        if (!strcmp(builtins[i].name, name))
+            return &builtins[i];
+    return NULL;
+}
+
+static int run_builtin(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    return b->build(E, F, call, b, args, nargs, out);
+}
+
+static const char *builtin_name(int i) {
+    return i < (int)(sizeof builtins / sizeof *builtins) ? builtins[i].name : NULL;
+}
+
+/* Refuses graphs past FE_MAX_NODES (room for one layer and its params). */
+static int room(Elab *E, IrLoc loc) {
+    if (E->g->nnodes + 8 > FE_MAX_NODES)
+        return diag_error(E->d, loc, NULL, "the network has more than %d nodes", FE_MAX_NODES);
+    return 0;
+}
+
+/* The input tensor: the first positional argument (from |> or written). */
+static int take_input(Elab *E, const Ast *call, const Builtin *b, Arg *args, int nargs) {
+    if (nargs == 0 || args[0].name || args[0].v.k != V_TENSOR)
+        return diag_error(E->d, call->loc, fe_arena_printf(&E->ar, "write `x |> %s` or `%s(x, ...)`", b->sig, b->name),
+                          "`%s` needs an input tensor", b->name);
+    return 0;
+}
+
+/* Binds args[1..] to b's parameters by position, then by name. */
+static int bind(Elab *E, const Ast *call, const Builtin *b, Arg *args, int nargs, Slot *slots) {
+    int np = 0, pos = 0;
+    while (np < 6 && b->params[np])
+        np++;
+    for (int i = 1; i < nargs; i++) {
+        int k = -1;
+        if (!args[i].name) {
+            if (pos >= np)
+                return diag_error(E->d, args[i].loc, b->sig, "too many arguments to `%s` (it takes %d)", b->name, np);
+            k = pos++;
+        } else {
+            const char *nm = args[i].name;
+            if (!strcmp(nm, "padding")) nm = "pad";
+            if (!strcmp(nm, "kernel_size")) nm = "kernel";
+            if (!strcmp(nm, "strides")) nm = "stride";
+            for (int j = 0; j < np; j++)
+                if (!strcmp(b->params[j], nm))
+                    k = j;
+            if (k < 0) {
+                const char *hint = b->sig;
+                for (int j = 0; j < np; j++)
+                    if (fe_edit_distance(nm, b->params[j]) <= 2)
+                        hint = fe_arena_printf(&E->ar, "did you mean `%s`?", b->params[j]);
+                return diag_error(E->d, args[i].loc, hint, "`%s` has no parameter `%s`", b->name, args[i].name);
+            }
+        }
+        if (slots[k].present)
+            return diag_error(E->d, args[i].loc, NULL, "parameter `%s` given twice", b->params[k]);
+        slots[k] = (Slot){ 1, args[i].v, args[i].loc };
+    }
+    for (int j = 0; j < b->nreq; j++)
+        if (!slots[j].present)
+            return diag_error(E->d, call->loc, b->sig, "`%s` needs `%s`", b->name, b->params[j]);
+    return 0;
+}
+
+/* An integer parameter in [lo, FE_MAX_DIM], dflt when absent. */
+static int slot_int(Elab *E, const Builtin *b, Slot *s, int k, long long dflt, long long lo, int *out) {
+    if (!s[k].present) {
+        *out = (int)dflt;
+        return 0;
+    }
+    if (s[k].v.k != V_INT)
+        return diag_error(E->d, s[k].loc, b->sig, "`%s` of `%s` must be an integer, got %s", b->params[k], b->name,
+                          kind_str(s[k].v.k));
+    if (s[k].v.i < lo)
+        return diag_error(E->d, s[k].loc, NULL, "`%s` of `%s` must be %s, got %lld", b->params[k], b->name,
+                          lo > 0 ? "positive" : "non-negative", s[k].v.i);
+    if (s[k].v.i > FE_MAX_DIM)
+        return diag_error(E->d, s[k].loc, NULL, "`%s` of `%s` is too large (%lld > %d)", b->params[k], b->name,
+                          s[k].v.i, FE_MAX_DIM);
+    *out = (int)s[k].v.i;
+    return 0;
+}
+
+static int slot_bool(Elab *E, const Builtin *b, Slot *s, int k, int dflt, int *out) {
+    if (!s[k].present) {
+        *out = dflt;
+        return 0;
+    }
+    if (s[k].v.k != V_BOOL)
+        return diag_error(E->d, s[k].loc, NULL, "`%s` of `%s` must be true or false, got %s", b->params[k], b->name,
+                          kind_str(s[k].v.k));
+    *out = (int)s[k].v.i;
+    return 0;
+}
+
+/* conv(out, kernel, stride = 1, pad = 0, bias = true, in = inferred):
+ * inputs (x, <name>.weight [, <name>.bias]). */
+static int build_conv(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    int oc = 0, k = 0, st = 1, pad = 0, bias = 1, ic = 0;
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s) || slot_int(E, b, s, 0, 0, 1, &oc) ||
+        slot_int(E, b, s, 1, 0, 1, &k) || slot_int(E, b, s, 2, 1, 1, &st) || slot_int(E, b, s, 3, 0, 0, &pad) ||
+        slot_bool(E, b, s, 4, 1, &bias) || slot_int(E, b, s, 5, 0, 1, &ic))
+        return -1;
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    int in[3] = { (int)args[0].v.i, ir_param_new(E->g, name, "weight", IR_PARAM_WEIGHT, call->loc), -1 };
+    if (bias)
+        in[2] = ir_param_new(E->g, name, "bias", IR_PARAM_BIAS, call->loc);
+    int n = ir_node_new(E->g, b->op, in, bias ? 3 : 2, 1, name, call->loc);
+    IrNode *nd = &E->g->nodes[n];
+    nd->attr.conv.out_c = oc;
+    nd->attr.conv.in_c = ic;
+    nd->attr.conv.kh = nd->attr.conv.kw = k;
+    nd->attr.conv.sh = nd->attr.conv.sw = st;
+    nd->attr.conv.ph = nd->attr.conv.pw = pad;
+    nd->attr.conv.bias = bias;
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    return 0;
+}
+
+
+/* linear(out, bias = true, in = inferred): inputs (x, weight [out, in] [, bias]). */
+static int build_linear(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    int oc = 0, bias = 1, ic = 0;
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s) || slot_int(E, b, s, 0, 0, 1, &oc) ||
+        slot_bool(E, b, s, 1, 1, &bias) || slot_int(E, b, s, 2, 0, 1, &ic))
+        return -1;
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    int in[3] = { (int)args[0].v.i, ir_param_new(E->g, name, "weight", IR_PARAM_WEIGHT, call->loc), -1 };
+    if (bias)
+        in[2] = ir_param_new(E->g, name, "bias", IR_PARAM_BIAS, call->loc);
+    int n = ir_node_new(E->g, b->op, in, bias ? 3 : 2, 1, name, call->loc);
+    E->g->nodes[n].attr.linear.out = oc;
+    E->g->nodes[n].attr.linear.in = ic;
+    E->g->nodes[n].attr.linear.bias = bias;
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    return 0;
+}
+
+/* maxpool / avgpool (kernel, stride = kernel, pad = 0), as PyTorch. */
+static int build_pool(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    int k = 0, st = 1, pad = 0;
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s) || slot_int(E, b, s, 0, 0, 1, &k) ||
+        slot_int(E, b, s, 1, k, 1, &st) || slot_int(E, b, s, 2, 0, 0, &pad))
+        return -1;
+    if (2 * pad > k)
+        return diag_error(E->d, s[2].loc, "PyTorch allows at most half the kernel", "padding %d is too large for kernel %d",
+                          pad, k);
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    int x = (int)args[0].v.i;
+    int n = ir_node_new(E->g, b->op, &x, 1, 1, name, call->loc);
+    IrNode *nd = &E->g->nodes[n];
+    nd->attr.pool.kh = nd->attr.pool.kw = k;
+    nd->attr.pool.sh = nd->attr.pool.sw = st;
+    nd->attr.pool.ph = nd->attr.pool.pw = pad;
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    return 0;
+}
+
+/* relu, sigmoid, flatten, global_avgpool, global_maxpool: one input, no parameters. */
+static int build_simple(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s))
+        return -1;
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    int x = (int)args[0].v.i;
+    int n = ir_node_new(E->g, b->op, &x, 1, 1, name, call->loc);
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    return 0;
+}
+
+/* batchnorm: inputs (x, weight=gamma, bias=beta, running_mean, running_var);
+ * train -> (y, saved_mean, saved_invstd), eval -> y.  Channels or features
+ * come from x's shape. */
+static int build_bn(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s))
+        return -1;
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    IrGraph *g = E->g;
+    int in[5] = { (int)args[0].v.i, ir_param_new(g, name, "weight", IR_PARAM_GAMMA, call->loc),
+                  ir_param_new(g, name, "bias", IR_PARAM_BETA, call->loc),
+                  ir_param_new(g, name, "running_mean", IR_PARAM_RUNNING_MEAN, call->loc),
+                  ir_param_new(g, name, "running_var", IR_PARAM_RUNNING_VAR, call->loc) };
+    int n = ir_node_new(g, b->op, in, 5, g->mode == IR_TRAIN ? 3 : 1, name, call->loc);
+    g->nodes[n].attr.bn.mode = (int)g->mode;
+    g->nodes[n].attr.bn.momentum = 0.1f;
+    g->nodes[n].attr.bn.eps = 1e-5f;
+    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0 };
+    return 0;
+}
+
+/* dropout(p = 0.5), 0 <= p < 1: train -> (y, mask), eval -> y. */
+static int build_dropout(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    Slot s[6] = { 0 };
+    if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s))
+        return -1;
+    double p = 0.5;
+    if (s[0].present) {
+        p = s[0].v.k == V_FLOAT ? s[0].v.f : s[0].v.k == V_INT ? (double)s[0].v.i : -1;
+        if (s[0].v.k != V_FLOAT && s[0].v.k != V_INT)
+            return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be a number, got %s", kind_str(s[0].v.k));
+        if (!(p >= 0 && p < 1))
+            return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be in [0, 1), got %g", p);
+    }
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    IrGraph *g = E->g;
+    int x = (int)args[0].v.i;
+    int n = ir_node_new(g, b->op, &x, 1, g->mode == IR_TRAIN ? 2 : 1, name, call->loc);
+    g->nodes[n].attr.dropout.p = (float)p;
+    g->nodes[n].attr.dropout.mode = (int)g->mode;
+    g->nodes[n].attr.dropout.index = E->ndropout++;
+    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0 };
+    return 0;
+}
+
+/* concat(a, b, ...) along channels (2 to IR_MAX_IN tensors); add(a, b). */
+static int build_concat(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *args, int nargs, Val *out) {
+    int in[IR_MAX_IN];
+    int lo = 2, hi = b->op == IR_OP_ADD ? 2 : IR_MAX_IN;
+    if (nargs < lo || nargs > hi)
+        return diag_error(E->d, call->loc, b->sig, "`%s` takes %s%d tensors, got %d", b->name, lo == hi ? "" : "2 to ",
+                          hi, nargs);
+    for (int i = 0; i < nargs; i++) {
+        if (args[i].name)
+            return diag_error(E->d, args[i].loc, b->sig, "`%s` has no named parameters", b->name);
+        if (args[i].v.k != V_TENSOR)
+            return diag_error(E->d, args[i].loc, NULL, "`%s` takes tensors, got %s", b->name, kind_str(args[i].v.k));
+        in[i] = (int)args[i].v.i;
+    }
+    const char *name = layer_name(E, F->names, b->name, call->label, call->loc, NULL);
+    if (!name || room(E, call->loc))
+        return -1;
+    int n = ir_node_new(E->g, b->op, in, nargs, 1, name, call->loc);
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    return 0;
+}
+
+/* a + b on two tensors: an ADD node named add<k>, located at the `+`. */
+static int build_add(Elab *E, Frame *F, const Ast *n, Val a, Val b, Val *out) {
+    const char *name = layer_name(E, F->names, "add", NULL, n->loc, NULL);
+    if (!name || room(E, n->loc))
+        return -1;
+    int in[2] = { (int)a.i, (int)b.i };
+    int id = ir_node_new(E->g, IR_OP_ADD, in, 2, 1, name, n->loc);
+    *out = (Val){ V_TENSOR, ir_out(E->g, id, 0), 0 };
+    return 0;
+}

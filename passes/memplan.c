@@ -1,0 +1,219 @@
+/* memplan.c - buffers for every value of a program.
+ *
+ * Weights, gradients, running statistics and the input batch persist across
+ * steps (slots bound by the runtime).  Views share their source's buffer.
+ * Every other value lives in one arena: its lifetime is [producing kernel,
+ * last consuming kernel], and values whose lifetimes overlap get disjoint
+ * byte ranges.  Placement is greedy by size (largest first, lowest offset
+ * that fits), as TFLite's and ggml-alloc's planners do. */
+#include "program.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { ALIGN = 64 };
+
+static int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
+
+static void add_slot(Program *p, int v, SlotKind kind, const char *name) {
+    p->slots = ir_xrealloc(p->slots, sizeof(Slot) * (size_t)(p->nslots + 1));
+    Slot *s = &p->slots[p->nslots];
+    s->name = ir_strdup(name);
+    s->kind = (int)kind;
+    s->value = v;
+    s->bytes = p->buf[v].bytes;
+    p->buf[v].kind = BUF_PERSIST;
+    p->buf[v].slot = p->nslots++;
+}
+
+static int root(const Program *p, int v) {
+    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
+    return v;
+}
+
+static const Program *sort_prog;
+static int by_size_desc(const void *a, const void *b) {
+    int64_t x = sort_prog->buf[*(const int *)a].bytes, y = sort_prog->buf[*(const int *)b].bytes;
+    if (x != y) return x < y ? 1 : -1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static int by_start(const void *a, const void *b) {
+    int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return (x > y) - (x < y);
+}
+
+int pass_plan_memory(Program *p) {
+    IrGraph *g = &p->g;
+    p->buf = ir_xcalloc((size_t)g->nvalues, sizeof(BufPlan));
+    int *kernel_of = ir_xmalloc(sizeof(int) * (size_t)g->nnodes);
+    for (int i = 0; i < g->nnodes; i++) kernel_of[i] = -1;
+    for (int k = 0; k < p->nkernels; k++)
+        for (int j = 0; j < p->kernels[k].nnodes; j++) kernel_of[p->kernels[k].nodes[j]] = k;
+
+    for (int v = 0; v < g->nvalues; v++) {
+        BufPlan *b = &p->buf[v];
+        const IrValue *val = ir_value(g, v);
+        b->bytes = ir_numel(&val->type, p->batch) * (val->type.dtype == IR_I32 ? 4 : p->elem_bytes);
+        b->first = b->last = kernel_of[val->node];
+        b->alias = -1;
+        b->slot = -1;
+    }
+    /* persistent values */
+    for (int v = 0; v < g->nvalues; v++) {
+        const IrValue *val = ir_value(g, v);
+        const IrNode *n = ir_node(g, val->node);
+        if (n->op == IR_OP_PARAM) {
+            int r = n->attr.param.role;
+            add_slot(p, v, r == IR_PARAM_RUNNING_MEAN || r == IR_PARAM_RUNNING_VAR ? SLOT_STATE : SLOT_PARAM, val->name);
+        } else if (n->op == IR_OP_INPUT) {
+            add_slot(p, v, SLOT_INPUT, "input");
+        } else if (n->op == IR_OP_LABELS) {
+            add_slot(p, v, SLOT_LABELS, "labels");
+        }
+    }
+    if (p->grad_of)
+        for (int v = 0; v < g->nvalues; v++) {
+            int gv = p->grad_of[v];
+            if (gv >= 0 && ir_node(g, ir_value(g, v)->node)->op == IR_OP_PARAM && p->buf[gv].kind == BUF_NONE)
+                add_slot(p, gv, SLOT_GRAD, ir_value(g, gv)->name);
+        }
+    if (g->logits >= 0 && p->buf[g->logits].kind == BUF_NONE) add_slot(p, g->logits, SLOT_LOGITS, "logits");
+    if (g->loss >= 0 && p->buf[g->loss].kind == BUF_NONE) add_slot(p, g->loss, SLOT_LOSS, "loss");
+
+    /* views alias their source */
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = ir_node(g, i);
+        if ((ir_info(n->op)->flags & IR_F_VIEW) && p->buf[n->out[0]].kind == BUF_NONE) {
+            p->buf[n->out[0]].kind = BUF_ALIAS;
+            p->buf[n->out[0]].alias = n->in[0];
+        }
+    }
+    /* lifetimes: a use extends the lifetime of the buffer's root */
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = ir_node(g, i);
+        int k = kernel_of[i];
+        if (k < 0) continue;
+        for (int j = 0; j < n->nin; j++) {
+            int r = root(p, n->in[j]);
+            if (p->buf[r].last < k) p->buf[r].last = k;
+        }
+        for (int j = 0; j < n->nout; j++) {
+            int r = root(p, n->out[j]);
+            if (p->buf[r].last < k) p->buf[r].last = k;
+        }
+    }
+    /* place arena values */
+    int *order = ir_xmalloc(sizeof(int) * (size_t)g->nvalues), n = 0;
+    p->naive_bytes = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        if (p->buf[v].kind == BUF_NONE) {
+            p->buf[v].kind = BUF_ARENA;
+            order[n++] = v;
+            p->naive_bytes += align_up(p->buf[v].bytes);
+        }
+    sort_prog = p;
+    qsort(order, (size_t)n, sizeof(int), by_size_desc);
+    int64_t top = 0;
+    int64_t (*busy)[2] = ir_xmalloc(sizeof *busy * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        BufPlan *b = &p->buf[order[i]];
+        int nb = 0;   /* byte ranges of placed buffers live at the same time, by offset */
+        for (int j = 0; j < i; j++) {
+            const BufPlan *o = &p->buf[order[j]];
+            if (o->last < b->first || b->last < o->first) continue;
+            busy[nb][0] = o->offset;
+            busy[nb++][1] = o->offset + align_up(o->bytes);
+        }
+        qsort(busy, (size_t)nb, sizeof *busy, by_start);
+        int64_t off = 0, need = align_up(b->bytes);
+        for (int k = 0; k < nb; k++) {   /* first gap that fits */
+            if (busy[k][0] >= off + need) break;
+            if (busy[k][1] > off) off = busy[k][1];
+        }
+        b->offset = off;
+        if (off + need > top) top = off + need;
+    }
+    free(busy);
+    p->arena_bytes = top;
+    free(order);
+    free(kernel_of);
+    return 0;
+}
+
+int program_check_plan(const Program *p, FILE *f) {
+    const IrGraph *g = &p->g;
+    for (int a = 0; a < g->nvalues; a++) {
+        const BufPlan *x = &p->buf[a];
+        if (x->kind == BUF_ALIAS && root(p, a) == a) { fprintf(f, "plan: %%%d aliases itself\n", a); return -1; }
+        if (x->kind == BUF_PERSIST && (x->slot < 0 || x->slot >= p->nslots)) { fprintf(f, "plan: %%%d bad slot\n", a); return -1; }
+        if (x->kind != BUF_ARENA) continue;
+        if (x->offset < 0 || x->offset + x->bytes > p->arena_bytes || x->offset % ALIGN) {
+            fprintf(f, "plan: %%%d [%lld, +%lld) outside the arena of %lld bytes or misaligned\n", a,
+                    (long long)x->offset, (long long)x->bytes, (long long)p->arena_bytes);
+            return -1;
+        }
+        for (int b = a + 1; b < g->nvalues; b++) {
+            const BufPlan *y = &p->buf[b];
+            if (y->kind != BUF_ARENA || x->last < y->first || y->last < x->first) continue;
+            if (x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes) {
+                fprintf(f, "plan: %%%d [%lld, +%lld) live %d..%d overlaps %%%d [%lld, +%lld) live %d..%d\n", a,
+                        (long long)x->offset, (long long)x->bytes, x->first, x->last, b, (long long)y->offset,
+                        (long long)y->bytes, y->first, y->last);
+                return -1;
+            }
+        }
+    }
+    /* every use lies within its buffer's lifetime */
+    for (int k = 0; k < p->nkernels; k++)
+        for (int j = 0; j < p->kernels[k].nnodes; j++) {
+            const IrNode *n = ir_node(g, p->kernels[k].nodes[j]);
+            for (int i = 0; i < n->nin; i++) {
+                const BufPlan *x = &p->buf[root(p, n->in[i])];
+                if (x->kind == BUF_ARENA && (k < x->first || k > x->last)) {
+                    fprintf(f, "plan: kernel %d reads %%%d outside its lifetime %d..%d\n", k, n->in[i], x->first, x->last);
+                    return -1;
+                }
+            }
+        }
+    return 0;
+}
+
+static void human(int64_t b, char *buf, size_t n) {
+    if (b >= (1 << 20)) snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
+    else if (b >= 1024) snprintf(buf, n, "%.1f KiB", (double)b / 1024);
+    else snprintf(buf, n, "%lld B", (long long)b);
+}
+
+void program_dump_memory(const Program *p, FILE *f) {
+    static const char *kinds[] = {"param", "state", "grad", "input", "labels", "logits", "loss"};
+    const IrGraph *g = &p->g;
+    char a[32], b[32], t[80];
+    fprintf(f, "memory plan: batch %lld, %d kernels, %d values\n", (long long)p->batch, p->nkernels, g->nvalues);
+    fprintf(f, "  %-7s %-12s %-10s %-12s %-9s %s\n", "value", "kind", "bytes", "offset", "lifetime", "type / name");
+    int64_t persist = 0;
+    for (int v = 0; v < g->nvalues; v++) {
+        const BufPlan *x = &p->buf[v];
+        const IrValue *val = ir_value(g, v);
+        ir_type_str(&val->type, t, sizeof t);
+        const char *name = val->name ? val->name : ir_node(g, val->node)->name;
+        if (x->kind == BUF_ARENA)
+            fprintf(f, "  %%%-6d %-12s %-10lld %-12lld %4d..%-4d %s %s\n", v, "arena", (long long)x->bytes,
+                    (long long)x->offset, x->first, x->last, t, name ? name : "");
+        else if (x->kind == BUF_ALIAS)
+            fprintf(f, "  %%%-6d %-12s %-10lld %%%-11d %4d..%-4d %s %s\n", v, "view", (long long)x->bytes, x->alias,
+                    x->first, x->last, t, name ? name : "");
+        else if (x->kind == BUF_PERSIST) {
+            persist += x->bytes;
+            fprintf(f, "  %%%-6d %-12s %-10lld %-12s %-10s %s %s\n", v, kinds[p->slots[x->slot].kind],
+                    (long long)x->bytes, "-", "-", t, name ? name : "");
+        }
+    }
+    human(p->arena_bytes, a, sizeof a);
+    human(p->naive_bytes, b, sizeof b);
+    fprintf(f, "arena: planned %lld bytes (%s), unplanned %lld bytes (%s), %.1f%% of unplanned\n",
+            (long long)p->arena_bytes, a, (long long)p->naive_bytes, b,
+            p->naive_bytes ? 100.0 * (double)p->arena_bytes / (double)p->naive_bytes : 0.0);
+    human(persist, a, sizeof a);
+    fprintf(f, "persistent: %lld bytes (%s) in %d slots\n", (long long)persist, a, p->nslots);
+}

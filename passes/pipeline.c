@@ -1,0 +1,84 @@
+/* pipeline.c - the compiler, as the list of passes DESIGN.md draws:
+ *
+ *   forward graph -> shapes -> autodiff (train) -> schedule -> plan memory
+ *
+ * with the verifier between passes (debug builds, tests, or o->verify) and
+ * --dump-after=PASS printing the graph after the named pass. */
+#include "program.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int verify_all(const PipelineOptions *o) {
+#ifdef NETC_VERIFY_ALL
+    (void)o;
+    return 1;
+#else
+    return o->verify || getenv("NETC_VERIFY") != NULL;
+#endif
+}
+
+/* Runs after each pass: verifier, then the optional dump. */
+static int after(const char *pass, Program *p, const PipelineOptions *o, Diag *d) {
+    if (verify_all(o) && ir_verify(&p->g, d->out)) {
+        diag_error_noloc(d, "internal error: the IR is invalid after pass `%s`", pass);
+        return -1;
+    }
+    if (o->dump_after && strcmp(o->dump_after, pass) == 0) {
+        FILE *f = o->dump_out ? o->dump_out : stdout;
+        fprintf(f, "# after %s\n", pass);
+        ir_dump(&p->g, f);
+    }
+    return 0;
+}
+
+/* schedule: one kernel per node that computes something, in graph order
+ * (the fusion pass will group nodes here). */
+static int pass_schedule(Program *p) {
+    IrGraph *g = &p->g;
+    p->kernels = ir_xcalloc((size_t)g->nnodes, sizeof(Kernel));
+    p->nkernels = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (ir_info(g->nodes[i].op)->flags & IR_F_LEAF) continue;
+        Kernel *k = &p->kernels[p->nkernels++];
+        k->nnodes = 1;
+        k->nodes = ir_xmalloc(sizeof(int));
+        k->nodes[0] = i;
+    }
+    return 0;
+}
+
+int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d) {
+    memset(p, 0, sizeof *p);
+    ir_clone(&p->g, fwd);
+    p->batch = o->batch > 0 ? o->batch : fwd->train.batch;
+    p->elem_bytes = o->elem_bytes ? o->elem_bytes : 4;
+    p->g.batch = p->batch;
+    if (p->g.mode != o->mode) {
+        diag_error_noloc(d, "internal error: graph built in %s mode, program asked in %s mode",
+                         p->g.mode == IR_TRAIN ? "train" : "eval", o->mode == IR_TRAIN ? "train" : "eval");
+        return -1;
+    }
+    if (pass_infer_shapes(&p->g, d) || after("shapes", p, o, d)) return -1;
+    if (o->mode == IR_TRAIN) {
+        if (pass_autodiff(&p->g, &p->grad_of) || after("autodiff", p, o, d)) return -1;
+    }
+    if (pass_schedule(p) || after("schedule", p, o, d)) return -1;
+    if (pass_plan_memory(p)) return -1;
+    if (verify_all(o) && program_check_plan(p, d->out)) {
+        diag_error_noloc(d, "internal error: the memory plan is invalid");
+        return -1;
+    }
+    return 0;
+}
+
+void program_free(Program *p) {
+    for (int k = 0; k < p->nkernels; k++) free(p->kernels[k].nodes);
+    for (int s = 0; s < p->nslots; s++) free(p->slots[s].name);
+    free(p->kernels);
+    free(p->slots);
+    free(p->buf);
+    free(p->grad_of);
+    ir_free(&p->g);
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,82 @@
+/* program.h - what the passes hand to a backend.
+ *
+ * A program is a training step (or an eval step) as an ordered list of
+ * kernels.  A kernel is one group of IR nodes that a backend runs as a unit
+ * (today: one node each; the fusion pass will group several).  Every value
+ * has a buffer: either an offset in the one activation arena, a persistent
+ * slot bound by the runtime (weights, gradients, running statistics, the
+ * input batch), or an alias of another value's buffer (views: flatten,
+ * reshape). */
+#ifndef NETC_PROGRAM_H
+#define NETC_PROGRAM_H
+
+#include "passes.h"
+
+typedef enum { BUF_NONE, BUF_ARENA, BUF_PERSIST, BUF_ALIAS } BufKind;
+
+typedef enum {
+    SLOT_PARAM,      /* trainable parameter, named like "b1.conv0.weight" */
+    SLOT_STATE,      /* running mean / var */
+    SLOT_GRAD,       /* gradient of a parameter, named "<param>.grad" */
+    SLOT_INPUT,      /* images [B, C, H, W] */
+    SLOT_LABELS,     /* int32 [B] */
+    SLOT_LOGITS,     /* [B, K], read back by the runtime for accuracy */
+    SLOT_LOSS,       /* [1] */
+} SlotKind;
+
+typedef struct {
+    int kind;        /* BufKind */
+    int64_t offset;  /* BUF_ARENA: byte offset in the arena */
+    int64_t bytes;
+    int slot;        /* BUF_PERSIST: index into Program.slots */
+    int alias;       /* BUF_ALIAS: value id whose buffer this shares */
+    int first, last; /* lifetime in kernel indices (inclusive) */
+} BufPlan;
+
+typedef struct {
+    char *name;
+    int kind;        /* SlotKind */
+    int value;       /* value id */
+    int64_t bytes;
+} Slot;
+
+typedef struct {
+    int nnodes;
+    int *nodes;      /* node ids in execution order */
+} Kernel;
+
+typedef struct {
+    IrGraph g;       /* owned: the training (or eval) graph, shapes fixed */
+    int64_t batch;
+    int elem_bytes;  /* 4 (float) or 8 (double, ref64 for gradient checks) */
+    Kernel *kernels;
+    int nkernels;
+    BufPlan *buf;    /* one per value */
+    Slot *slots;
+    int nslots;
+    int64_t arena_bytes;   /* planned */
+    int64_t naive_bytes;   /* every arena value in its own buffer */
+    int *grad_of;          /* value -> gradient value, or NULL (eval) */
+} Program;
+
+typedef struct {
+    IrMode mode;
+    int64_t batch;
+    int elem_bytes;
+    int verify;            /* run ir_verify after every pass */
+    const char *dump_after;/* pass name, or NULL */
+    FILE *dump_out;
+} PipelineOptions;
+
+/* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */
+int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d);
+void program_free(Program *p);
+
+/* passes/memplan.c */
+int pass_plan_memory(Program *p);
+/* Checks that no two buffers live at the same kernel overlap in the arena.
+ * Returns 0 or prints the offending pair to f and returns -1. */
+int program_check_plan(const Program *p, FILE *f);
+void program_dump_memory(const Program *p, FILE *f);
+
+#endif

@@ -1,0 +1,34 @@
+/* aot.h - the ABI between generated code and the runtime (LLVM-free).
+ *
+ * The cpu backend compiles a Program into one entry point
+ *
+ *   void netc_step(void *arena, void **slots, const NetcStepArgs *a);
+ *
+ * (JIT: "netc_step"; object files from `netc compile`: "netc_train_step" and
+ * "netc_eval_step").  arena and slots are RunCtx's; the generated code calls
+ * back into the runtime only through rt_parallel_for, rt_pool_threads,
+ * rt_worker_index, rt_scratch (runtime/pool.h) and libm.
+ *
+ * backend_aot is a Backend whose compile step just picks the precompiled
+ * entry (train or eval, by the Program's mode) registered with
+ * rt_aot_register. */
+#ifndef NETC_RUNTIME_AOT_H
+#define NETC_RUNTIME_AOT_H
+
+#include <stdint.h>
+
+typedef struct {
+    double lr;         /* SGD learning rate */
+    uint64_t seed;     /* dropout seed */
+    uint64_t step;     /* global step */
+    void *pool;        /* ThreadPool *, may be NULL */
+} NetcStepArgs;
+
+typedef void (*NetcStepFn)(void *arena, void **slots, const NetcStepArgs *a);
+
+struct Backend;
+extern const struct Backend backend_aot;
+/* Registers the entry points linked into this executable (either may be NULL). */
+void rt_aot_register(NetcStepFn train, NetcStepFn eval);
+
+#endif

@@ -1,0 +1,369 @@
+/* cli.c - the commands shared by `netc` and compiled executables. */
+#include "cli.h"
+#include "data.h"
+#include "safetensors.h"
+#include "../codegen/ref_kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+static int arg_error(const char *cmd, const char *fmt, const char *what) {
+    fprintf(stderr, "netc %s: error: ", cmd);
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n(see `--help`)\n");
+    return -1;
+}
+
+static int allowed_flag(const char *allowed, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = allowed; (p = strstr(p, name)); p += n)
+        if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static int parse_int(const char *cmd, const char *flag, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "netc %s: error: --%s expects an integer in %lld..%lld, got `%s`\n", cmd, flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, const char *allowed, int want_file) {
+    memset(a, 0, sizeof *a);
+    a->seed = 0;
+    a->steps = 5;
+    a->warmup = 1;
+    a->limit = 10;
+    for (int i = first; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] != '-' || !s[1]) {
+            if (want_file && !a->file) { a->file = s; continue; }
+            return arg_error(cmd, "unexpected argument `%s`", s);
+        }
+        const char *name = s + (s[1] == '-' ? 2 : 1);
+        char key[64];
+        const char *val = NULL, *eq = strchr(name, '=');
+        size_t kl = eq ? (size_t)(eq - name) : strlen(name);
+        if (kl >= sizeof key) return arg_error(cmd, "unknown option `%s`", s);
+        memcpy(key, name, kl);
+        key[kl] = 0;
+        if (strcmp(key, "o") == 0) strcpy(key, "out");
+        if (!allowed_flag(allowed, key)) return arg_error(cmd, "unknown option `%s`", s);
+        static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", NULL};
+        int is_bool = 0;
+        for (int b = 0; bools[b]; b++) is_bool |= strcmp(key, bools[b]) == 0;
+        if (is_bool) {
+            if (eq) return arg_error(cmd, "option `%s` takes no value", s);
+            if (!strcmp(key, "resume")) a->resume = 1;
+            if (!strcmp(key, "memory")) a->memory = 1;
+            if (!strcmp(key, "llvm")) a->llvm = 1;
+            if (!strcmp(key, "params")) a->params = 1;
+            if (!strcmp(key, "train")) a->train_graph = 1;
+            if (!strcmp(key, "json")) a->json = 1;
+            if (!strcmp(key, "verify")) a->verify = 1;
+            if (!strcmp(key, "quiet")) a->quiet = 1;
+            continue;
+        }
+        if (eq) val = eq + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        else return arg_error(cmd, "option `%s` needs a value", s);
+        long long x;
+        if (!strcmp(key, "target")) a->target = val;
+        else if (!strcmp(key, "data")) a->data = val;
+        else if (!strcmp(key, "checkpoint")) a->checkpoint = val;
+        else if (!strcmp(key, "metrics")) a->metrics = val;
+        else if (!strcmp(key, "plot")) a->plot = val;
+        else if (!strcmp(key, "weights")) a->weights = val;
+        else if (!strcmp(key, "out")) a->out = val;
+        else if (!strcmp(key, "in")) a->in = val;
+        else if (!strcmp(key, "images")) a->images = val;
+        else if (!strcmp(key, "mode")) {
+            if (strcmp(val, "train") && strcmp(val, "eval")) return arg_error(cmd, "--mode is train or eval, not `%s`", val);
+            a->mode = val;
+        } else if (!strcmp(key, "format")) {
+            if (strcmp(val, "text") && strcmp(val, "dot")) return arg_error(cmd, "--format is text or dot, not `%s`", val);
+            a->format = val;
+        } else if (!strcmp(key, "dump-after")) a->dump_after = val;
+        else if (!strcmp(key, "lr")) {
+            char *end;
+            a->lr = strtod(val, &end);
+            if (!*val || *end || !(a->lr > 0) || !isfinite(a->lr)) return arg_error(cmd, "--lr expects a positive number, got `%s`", val);
+        } else if (!strcmp(key, "param")) {
+            const char *e2 = strchr(val, '=');
+            if (!e2 || e2 == val || a->ndefines == RT_MAX_DEFINES) return arg_error(cmd, "--param expects NAME=INTEGER, got `%s`", val);
+            char *end;
+            long long v = strtoll(e2 + 1, &end, 10);
+            if (!e2[1] || *end) {
+                if (!strcmp(e2 + 1, "true")) v = 1;
+                else if (!strcmp(e2 + 1, "false")) v = 0;
+                else return arg_error(cmd, "--param expects NAME=INTEGER, got `%s`", val);
+            }
+            char *nm = strndup(val, (size_t)(e2 - val));
+            a->defines[a->ndefines++] = (FeDefine){nm, v};
+        } else {
+            struct { const char *k; long long lo, hi; } ints[] = {
+                {"epochs", 1, 100000}, {"batch", 1, 1 << 16}, {"resize", 1, 1024}, {"seed", 0, 1LL << 62},
+                {"threads", 0, 1024}, {"steps", 1, 1000000}, {"warmup", 0, 1000}, {"max-steps", 0, 1 << 30},
+                {"limit", 1, 1 << 30}};
+            int found = 0;
+            for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+                if (strcmp(key, ints[k].k)) continue;
+                found = 1;
+                if (parse_int(cmd, key, val, ints[k].lo, ints[k].hi, &x)) return -1;
+                if (!strcmp(key, "epochs")) a->epochs = (int)x;
+                if (!strcmp(key, "batch")) a->batch = x;
+                if (!strcmp(key, "resize")) a->resize = (int)x;
+                if (!strcmp(key, "seed")) a->seed = (uint64_t)x;
+                if (!strcmp(key, "threads")) a->threads = (int)x;
+                if (!strcmp(key, "steps")) a->steps = (int)x;
+                if (!strcmp(key, "warmup")) a->warmup = (int)x;
+                if (!strcmp(key, "max-steps")) a->max_steps = (int)x;
+                if (!strcmp(key, "limit")) a->limit = (int)x;
+            }
+            if (!found) return arg_error(cmd, "unknown option `%s`", s);
+        }
+    }
+    if (want_file && !a->file) return arg_error(cmd, "%s", "no .net file given");
+    return 0;
+}
+
+int rt_build_graph(const RtSource *src, const RtArgs *a, IrMode mode, IrGraph *g, char **text, Diag *d) {
+    FeOptions o = {mode, a->defines, a->ndefines};
+    ir_init(g);
+    int rc;
+    if (src->src) {
+        diag_init(d, src->name, src->src, src->len, stderr);
+        rc = fe_build(src->src, src->len, &o, g, d);
+        g->file = src->name;
+        g->src = src->src;
+    } else {
+        diag_init(d, src->name, NULL, 0, stderr);
+        rc = fe_build_file(src->name, &o, g, text, d);
+        if (*text) diag_init(d, src->name, *text, strlen(*text), stderr);
+    }
+    if (rc) return -1;
+    int resize = a->resize ? a->resize : g->train.resize;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].op == IR_OP_INPUT) g->nodes[i].attr.input.h = g->nodes[i].attr.input.w = resize;
+    g->train.resize = resize;
+    if (a->batch) g->train.batch = (int)a->batch;
+    if (a->lr > 0) g->train.lr = a->lr;
+    if (a->epochs) g->train.epochs = a->epochs;
+    return pass_infer_shapes(g, d);
+}
+
+int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *s, IrGraph *gt, IrGraph *ge,
+                    char **text, Diag *d) {
+    ir_init(gt);
+    ir_init(ge);
+    RtSource s2 = *src;
+    if (train) {
+        if (rt_build_graph(src, a, IR_TRAIN, gt, text, d)) return -1;
+        if (*text) s2.src = *text, s2.len = strlen(*text);
+    }
+    if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train};
+    return rt_session_open(s, train ? gt : NULL, ge, &so, d);
+}
+
+static void close_all(RtSession *s, IrGraph *gt, IrGraph *ge, char *text, const RtArgs *a) {
+    rt_session_close(s);
+    ir_free(gt);
+    ir_free(ge);
+    free(text);
+    for (int i = 0; i < a->ndefines; i++) free((char *)a->defines[i].name);
+}
+
+int rt_cmd_train(const RtSource *src, const RtArgs *a) {
+    RtSession s;
+    IrGraph gt, ge;
+    char *text = NULL;
+    Diag d;
+    int rc = rt_open_session(src, a, 1, &s, &gt, &ge, &text, &d);
+    if (!rc) {
+        const char *base = strrchr(src->name, '/');
+        RtTrainOptions o = {ge.train.epochs, ge.train.lr, ge.train.batch, ge.train.resize, a->seed, a->data,
+                            a->checkpoint, a->resume, a->metrics, a->plot, base ? base + 1 : src->name,
+                            a->max_steps, a->quiet};
+        if (!a->quiet)
+            fprintf(stderr, "training %s on %s: lr %g, batch %lld, %d epochs, resize %d, seed %llu\n", o.title,
+                    s.be->name, o.lr, (long long)o.batch, o.epochs, o.resize, (unsigned long long)o.seed);
+        rc = rt_train(&s, &o, &d);
+    }
+    close_all(&s, &gt, &ge, text, a);
+    return rc ? 1 : 0;
+}
+
+int rt_cmd_eval(const RtSource *src, const RtArgs *a) {
+    RtSession s;
+    IrGraph gt, ge;
+    char *text = NULL;
+    Diag d;
+    int rc = rt_open_session(src, a, 0, &s, &gt, &ge, &text, &d);
+    if (!rc && !a->weights) rc = diag_error_noloc(&d, "eval needs --weights CHECKPOINT");
+    if (!rc) rc = rt_checkpoint_load(&s, a->weights, NULL, NULL, NULL, &d);
+    double loss, acc;
+    if (!rc) rc = rt_evaluate(&s, a->data, ge.train.resize, &loss, &acc, &d);
+    if (!rc) printf("test loss %.4f, test acc %.4f\n", loss, acc);
+    close_all(&s, &gt, &ge, text, a);
+    return rc ? 1 : 0;
+}
+
+/* Reads an IDX image file (gzip or plain): n images of h x w bytes. */
+static uint8_t *read_idx_images(const char *path, int64_t *n, int *h, int *w, Diag *d) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) return diag_error_noloc(d, "cannot open %s", path), NULL;
+    unsigned char hd[16];
+    uint8_t *px = NULL;
+    if (gzread(f, hd, 16) != 16) {
+        diag_error_noloc(d, "%s: truncated IDX header", path);
+    } else if (hd[0] || hd[1] || hd[2] != 8 || hd[3] != 3) {
+        diag_error_noloc(d, "%s: not an IDX image file (magic %02x%02x%02x%02x, expected 00000803)", path, hd[0],
+                         hd[1], hd[2], hd[3]);
+    } else {
+        *n = (int64_t)hd[4] << 24 | hd[5] << 16 | hd[6] << 8 | hd[7];
+        *h = hd[8] << 24 | hd[9] << 16 | hd[10] << 8 | hd[11];
+        *w = hd[12] << 24 | hd[13] << 16 | hd[14] << 8 | hd[15];
+        if (*n <= 0 || *h <= 0 || *w <= 0 || *h > 1024 || *w > 1024 || *n > 10000000) {
+            diag_error_noloc(d, "%s: implausible IDX sizes %lld x %d x %d", path, (long long)*n, *h, *w);
+        } else {
+            size_t bytes = (size_t)*n * (size_t)*h * (size_t)*w;
+            px = ir_xmalloc(bytes);
+            if (gzread(f, px, (unsigned)bytes) != (int)bytes) {
+                diag_error_noloc(d, "%s: truncated or corrupt image data", path);
+                free(px);
+                px = NULL;
+            }
+        }
+    }
+    gzclose(f);
+    return px;
+}
+
+int rt_cmd_predict(const RtSource *src, const RtArgs *a) {
+    RtSession s;
+    IrGraph gt, ge;
+    char *text = NULL;
+    Diag d;
+    int rc = rt_open_session(src, a, 0, &s, &gt, &ge, &text, &d);
+    if (!rc && !a->images) rc = diag_error_noloc(&d, "predict needs --images IDX_FILE");
+    if (!rc && a->weights) rc = rt_checkpoint_load(&s, a->weights, NULL, NULL, NULL, &d);
+    else if (!rc) fprintf(stderr, "warning: no --weights given; predicting with freshly initialised weights\n");
+    int64_t n = 0;
+    int h = 0, w = 0;
+    uint8_t *px = rc ? NULL : read_idx_images(a->images, &n, &h, &w, &d);
+    if (!rc && !px) rc = -1;
+    if (!rc) {
+        int R = ge.train.resize;
+        int64_t B = s.batch, lim = n < a->limit ? n : a->limit;
+        float *img = ir_xcalloc((size_t)(B * R * R), sizeof(float));
+        float *tmp = ir_xmalloc(sizeof(float) * (size_t)(h * w));
+        int32_t *lab = ir_xcalloc((size_t)B, sizeof(int32_t));
+        for (int64_t i0 = 0; i0 < lim && !rc; i0 += B) {
+            int64_t cnt = lim - i0 < B ? lim - i0 : B;
+            memset(img, 0, sizeof(float) * (size_t)(B * R * R));
+            for (int64_t i = 0; i < cnt; i++) {
+                for (int k = 0; k < h * w; k++) tmp[k] = px[(i0 + i) * h * w + k] / 255.0f;
+                rt_resize_bilinear(tmp, h, w, img + i * R * R, R, R);
+            }
+            rt_session_set_batch(&s, img, lab);
+            double ls;
+            int64_t ok;
+            rc = rt_session_eval(&s, 0, &ls, &ok);
+            const float *z = rt_model_find(&s.model, "logits")->data;
+            for (int64_t i = 0; i < cnt && !rc; i++) {
+                const float *r = z + i * s.classes;
+                int best = 0;
+                double m = r[0], sum = 0;
+                for (int j = 1; j < s.classes; j++) if (r[j] > r[best]) best = j, m = r[j];
+                for (int j = 0; j < s.classes; j++) sum += exp(r[j] - m);
+                printf("%lld: class %d  probs", (long long)(i0 + i), best);
+                for (int j = 0; j < s.classes; j++) printf(" %.4f", exp(r[j] - m) / sum);
+                printf("\n");
+            }
+        }
+        free(img), free(tmp), free(lab);
+    }
+    free(px);
+    close_all(&s, &gt, &ge, text, a);
+    return rc ? 1 : 0;
+}
+
+/* netc step: one step on given tensors, every result written out (the
+ * PyTorch cross-check drives this). */
+int rt_cmd_step(const RtSource *src, const RtArgs *a) {
+    RtSession s;
+    IrGraph gt, ge;
+    char *text = NULL, err[512];
+    Diag d;
+    int train = !a->mode || !strcmp(a->mode, "train");
+    int rc = rt_open_session(src, a, train, &s, &gt, &ge, &text, &d);
+    if (!rc && (!a->in || !a->out)) rc = diag_error_noloc(&d, "step needs --in TENSORS and --out TENSORS");
+    RtSt *in = NULL;
+    if (!rc && !(in = rt_st_read(a->in, err, sizeof err))) rc = diag_error_noloc(&d, "%s", err);
+    for (int i = 0; !rc && i < s.model.n; i++) {
+        RtTensor *t = &s.model.t[i];
+        if (t->kind == SLOT_PARAM || t->kind == SLOT_STATE || t->kind == SLOT_INPUT || t->kind == SLOT_LABELS)
+            if (rt_st_get(in, t->name, t->kind == SLOT_LABELS ? "I32" : "F32", t->rank, t->shape, t->data, err,
+                          sizeof err))
+                rc = diag_error_noloc(&d, "%s", err);
+    }
+    double loss = 0;
+    int64_t ok;
+    uint64_t seed = a->seed, step = 0;
+    double lr = ge.train.lr;
+    if (!rc && train) rc = rt_session_train_step(&s, lr, seed, step, &loss, s.batch, &ok);
+    if (!rc && !train) rc = rt_session_eval(&s, s.batch, &loss, &ok);
+    if (!rc) {
+        const Program *p = train ? &s.train : &s.eval;
+        int nout = 0, cap = s.model.n + 16;
+        RtTensorOut *out = ir_xcalloc((size_t)cap, sizeof *out);
+        char **names = ir_xcalloc((size_t)cap, sizeof(char *));
+        void **bufs = ir_xcalloc((size_t)cap, sizeof(void *));
+        for (int i = 0; i < s.model.n; i++) {
+            RtTensor *t = &s.model.t[i];
+            if (t->kind == SLOT_INPUT || t->kind == SLOT_LABELS) continue;
+            RtTensorOut *o = &out[nout++];
+            o->name = t->name;
+            o->dtype = "F32";
+            o->rank = t->rank;
+            memcpy(o->shape, t->shape, sizeof t->shape);
+            o->data = t->data;
+            o->bytes = t->bytes;
+        }
+        /* dropout masks, recomputed from the counter-based generator */
+        for (int i = 0; i < p->g.nnodes && nout < cap; i++) {
+            const IrNode *n = &p->g.nodes[i];
+            if (n->op != IR_OP_DROPOUT || n->attr.dropout.mode != IR_TRAIN) continue;
+            const IrType *ty = ir_type(&p->g, n->out[0]);
+            int64_t m = ir_numel(ty, s.batch);
+            float *mask = ir_xmalloc(sizeof(float) * (size_t)m);
+            float pr = n->attr.dropout.p;
+            for (int64_t j = 0; j < m; j++)
+                mask[j] = netc_uniform(seed, (uint64_t)n->attr.dropout.index, step, (uint64_t)j) < pr ? 0.0f : 1.0f / (1.0f - pr);
+            names[nout] = ir_xmalloc(32);
+            snprintf(names[nout], 32, "dropout.%d", n->attr.dropout.index);
+            RtTensorOut *o = &out[nout];
+            o->name = names[nout];
+            o->dtype = "F32";
+            o->rank = ty->rank;
+            for (int k = 0; k < ty->rank; k++) o->shape[k] = k == 0 ? s.batch : ty->d[k];
+            o->data = bufs[nout] = mask;
+            o->bytes = m * 4;
+            nout++;
+        }
+        if (rt_st_write(a->out, out, nout, NULL, err, sizeof err)) rc = diag_error_noloc(&d, "%s", err);
+        for (int i = 0; i < cap; i++) free(names[i]), free(bufs[i]);
+        free(out), free(names), free(bufs);
+    }
+    rt_st_free(in);
+    close_all(&s, &gt, &ge, text, a);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,540 @@
+/* Fashion-MNIST loading (IDX through zlib), bilinear resize as PyTorch does
+ * it, and a batch loader whose batches are made on a background thread. */
+#include "runtime/data.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#define IDX_MAGIC_LABELS 0x00000801u
+#define IDX_MAGIC_IMAGES 0x00000803u
+#define IDX_MAX_SIDE 1024
+#define IDX_MAX_BYTES ((uint64_t)1 << 33)
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- IDX files ---- */
+
+/* An open IDX file: path as named in messages, and the zlib stream. */
+typedef struct {
+    char path[4096];
+    int gz; /* the name ends in .gz: it must hold gzip data */
+    gzFile f;
+} IdxFile;
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Opens dir/name.gz, or dir/name when there is no .gz. */
+static int idx_open(IdxFile *x, const char *dir, const char *name, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    snprintf(x->path, sizeof x->path, "%s/%s.gz", dir, name);
+    x->gz = 1;
+    if (!file_exists(x->path)) {
+        char plain[4096];
+        snprintf(plain, sizeof plain, "%s/%s", dir, name);
+        if (!file_exists(plain)) {
+            seterr(err, errlen, "%s: no such file (nor %s)", x->path, plain);
+            return -1;
+        }
+        memcpy(x->path, plain, sizeof plain);
+        x->gz = 0;
+    }
+    x->f = gzopen(x->path, "rb");
+    if (!x->f) {
+        seterr(err, errlen, "%s: cannot open: %s", x->path, strerror(errno));
+        return -1;
+    }
+    gzbuffer(x->f, 1 << 17);
+    if (x->gz && gzdirect(x->f)) {
+        seterr(err, errlen, "%s: corrupt gzip data (not a gzip file)", x->path);
+        gzclose_r(x->f);
+        x->f = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void idx_close(IdxFile *x)
+{
+    if (x->f)
+        gzclose_r(x->f);
+    x->f = NULL;
+}
+
+/* Names a zlib failure: an early end of the stream is "truncated", anything
+ * else "corrupt gzip data". */
+static void gz_fail(IdxFile *x, char *err, size_t errlen)
+{
+    int code;
+    const char *msg = gzerror(x->f, &code);
+    size_t pl = strlen(x->path); /* zlib puts the path in front */
+    if (strncmp(msg, x->path, pl) == 0 && strncmp(msg + pl, ": ", 2) == 0)
+        msg += pl + 2;
+    if (code == Z_BUF_ERROR)
+        seterr(err, errlen, "%s: truncated gzip data (%s)", x->path, msg);
+    else
+        seterr(err, errlen, "%s: corrupt gzip data (%s)", x->path, msg);
+}
+
+/* Reads exactly n bytes. */
+static int idx_read(IdxFile *x, void *buf, uint64_t n, char *err, size_t errlen)
+{
+    uint8_t *p = buf;
+    uint64_t done = 0;
+    while (done < n) {
+        uint64_t want = n - done;
+        if (want > (1u << 30))
+            want = 1u << 30;
+        int r = gzread(x->f, p + done, (unsigned)want);
+        if (r < 0) {
+            gz_fail(x, err, errlen);
+            return -1;
+        }
+        if (r == 0) {
+            int code;
+            gzerror(x->f, &code);
+            if (code != Z_OK)
+                gz_fail(x, err, errlen);
+            else
+                seterr(err, errlen, "%s: truncated: file ends after %llu of %llu bytes",
+                       x->path, (unsigned long long)done, (unsigned long long)n);
+            return -1;
+        }
+        done += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* After the last item: the stream must end here, with a good checksum. */
+static int idx_expect_end(IdxFile *x, char *err, size_t errlen)
+{
+    uint8_t c;
+    int r = gzread(x->f, &c, 1);
+    int code;
+    gzerror(x->f, &code);
+    if (r < 0 || code != Z_OK) {
+        gz_fail(x, err, errlen);
+        return -1;
+    }
+    if (r > 0) {
+        seterr(err, errlen, "%s: unexpected data after the last item", x->path);
+        return -1;
+    }
+    return 0;
+}
+
+static uint32_t be32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Reads an IDX file of labels (rank 1) or images (rank 3) into a new buffer. */
+static int idx_load(const char *dir, const char *name, int images, int64_t *n, int *h, int *w,
+                    uint8_t **data, const char **path_out, IdxFile *x, char *err, size_t errlen)
+{
+    *data = NULL;
+    if (idx_open(x, dir, name, err, errlen) != 0)
+        return -1;
+    *path_out = x->path;
+    uint32_t magic = images ? IDX_MAGIC_IMAGES : IDX_MAGIC_LABELS;
+    uint8_t hdr[16];
+    size_t hlen = images ? 16 : 8;
+    if (idx_read(x, hdr, hlen, err, errlen) != 0)
+        goto fail;
+    if (be32(hdr) != magic) {
+        seterr(err, errlen, "%s: bad IDX magic 0x%08x (expected 0x%08x for %s)", x->path,
+               (unsigned)be32(hdr), (unsigned)magic, images ? "images" : "labels");
+        goto fail;
+    }
+    *n = be32(hdr + 4);
+    *h = *w = 1;
+    if (images) {
+        uint32_t hh = be32(hdr + 8), ww = be32(hdr + 12);
+        if (hh == 0 || ww == 0 || hh > IDX_MAX_SIDE || ww > IDX_MAX_SIDE) {
+            seterr(err, errlen, "%s: bad image size %ux%u (expected 28x28, at most %dx%d)",
+                   x->path, (unsigned)hh, (unsigned)ww, IDX_MAX_SIDE, IDX_MAX_SIDE);
+            goto fail;
+        }
+        *h = (int)hh;
+        *w = (int)ww;
+    }
+    if (*n == 0) {
+        seterr(err, errlen, "%s: holds no %s", x->path, images ? "images" : "labels");
+        goto fail;
+    }
+    uint64_t bytes = (uint64_t)*n * (uint64_t)*h * (uint64_t)*w;
+    if (bytes > IDX_MAX_BYTES) {
+        seterr(err, errlen, "%s: %lld items of %dx%d are too many", x->path, (long long)*n, *h, *w);
+        goto fail;
+    }
+    *data = malloc((size_t)bytes);
+    if (!*data) {
+        seterr(err, errlen, "%s: out of memory for %llu bytes", x->path, (unsigned long long)bytes);
+        goto fail;
+    }
+    if (idx_read(x, *data, bytes, err, errlen) != 0 || idx_expect_end(x, err, errlen) != 0)
+        goto fail;
+    idx_close(x);
+    return 0;
+fail:
+    free(*data);
+    *data = NULL;
+    idx_close(x);
+    return -1;
+}
+
+int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t errlen)
+{
+    memset(ds, 0, sizeof *ds);
+    if (!dir)
+        dir = RT_DATA_DEFAULT_DIR;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        seterr(err, errlen, "%s: no such data directory", dir);
+        return -1;
+    }
+    const char *img_name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
+    const char *lab_name = train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte";
+    IdxFile xi, xl;
+    const char *img_path = NULL, *lab_path = NULL;
+    int64_t ni = 0, nl = 0;
+    int h = 0, w = 0, h1, w1;
+    if (idx_load(dir, img_name, 1, &ni, &h, &w, &ds->pixels, &img_path, &xi, err, errlen) != 0)
+        return -1;
+    if (idx_load(dir, lab_name, 0, &nl, &h1, &w1, &ds->labels, &lab_path, &xl, err, errlen) != 0)
+        goto fail;
+    if (ni != nl) {
+        seterr(err, errlen, "%s: %lld labels, but %s has %lld images", lab_path, (long long)nl,
+               img_path, (long long)ni);
+        goto fail;
+    }
+    for (int64_t i = 0; i < nl; i++) {
+        if (ds->labels[i] > 9) {
+            seterr(err, errlen, "%s: label %d of item %lld is outside 0..9", lab_path,
+                   ds->labels[i], (long long)i);
+            goto fail;
+        }
+    }
+    ds->n = ni;
+    ds->h = h;
+    ds->w = w;
+    return 0;
+fail:
+    rt_dataset_free(ds);
+    return -1;
+}
+
+void rt_dataset_free(RtDataset *ds)
+{
+    if (!ds)
+        return;
+    free(ds->pixels);
+    free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* ---- resize ---- */
+
+/* PyTorch's compute_source_index_and_lambda for align_corners=False. */
+static void src_index(float scale, int dst, int in, int *i0, int *i1, float *l0, float *l1)
+{
+    float real = scale * ((float)dst + 0.5f) - 0.5f;
+    if (real < 0.0f)
+        real = 0.0f;
+    int i = (int)real;
+    if (i > in - 1)
+        i = in - 1;
+    *i0 = i;
+    *i1 = i + (i < in - 1 ? 1 : 0);
+    float lam = real - (float)i;
+    if (lam < 0.0f)
+        lam = 0.0f;
+    if (lam > 1.0f)
+        lam = 1.0f;
+    *l1 = lam;
+    *l0 = 1.0f - lam;
+}
+
+void rt_resize_bilinear(const float *src, int h, int w, float *dst, int oh, int ow)
+{
+    float sh = (float)h / (float)oh, sw = (float)w / (float)ow;
+    for (int y = 0; y < oh; y++) {
+        int y0, y1;
+        float hy0, hy1;
+        src_index(sh, y, h, &y0, &y1, &hy0, &hy1);
+        const float *r0 = src + (size_t)y0 * w, *r1 = src + (size_t)y1 * w;
+        for (int x = 0; x < ow; x++) {
+            int x0, x1;
+            float wx0, wx1;
+            src_index(sw, x, w, &x0, &x1, &wx0, &wx1);
+            float t0 = r0[x0] * wx0 + r0[x1] * wx1;
+            float t1 = r1[x0] * wx0 + r1[x1] * wx1;
+            dst[(size_t)y * ow + x] = t0 * hy0 + t1 * hy1;
+        }
+    }
+}
+
+/* ---- shuffle ---- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in 0..bound-1, by rejection (no modulo bias). */
+static uint64_t below(uint64_t *s, uint64_t bound)
+{
+    uint64_t lim = UINT64_MAX - UINT64_MAX % bound, r;
+    do
+        r = splitmix64(s);
+    while (r >= lim);
+    return r % bound;
+}
+
+void rt_shuffle_order(int64_t *order, int64_t n, uint64_t seed, int epoch)
+{
+    uint64_t s = seed;
+    s = splitmix64(&s) ^ ((uint64_t)(int64_t)epoch * 0xD1B54A32D192ED03ull);
+    for (int64_t i = 0; i < n; i++)
+        order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+/* ---- loader ---- */
+
+#define LOADER_SLOTS 3
+
+typedef struct {
+    float *images;   /* (batch, 1, resize, resize) */
+    int32_t *labels; /* (batch) */
+    int count;
+} Slot;
+
+struct RtLoader {
+    const RtDataset *ds;
+    int batch, resize, shuffle, drop_last;
+    uint64_t seed;
+    int64_t nbatches;
+    int64_t *order;  /* (n) this epoch's order */
+    float *scratch;  /* (h, w) one image as floats, producer only */
+    Slot slots[LOADER_SLOTS]; /* batch b lives in slots[b % LOADER_SLOTS] */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started; /* an epoch was begun */
+    int quit;
+    int busy;     /* the producer is filling a slot outside the lock */
+    uint64_t gen; /* bumped by every begin_epoch: a batch of an old epoch is dropped */
+    int64_t prod; /* next batch to make; batches cons..prod-1 are ready */
+    int64_t cons; /* next batch to hand out */
+};
+
+/* Makes batch b of the current epoch into s.  Runs without the lock: the
+ * consumer does not touch s or order while busy is set. */
+static void fill_slot(RtLoader *l, Slot *s, int64_t b)
+{
+    const RtDataset *ds = l->ds;
+    size_t img = (size_t)l->resize * l->resize, src = (size_t)ds->h * ds->w;
+    int64_t first = b * l->batch, count = ds->n - first;
+    if (count > l->batch)
+        count = l->batch;
+    for (int64_t k = 0; k < count; k++) {
+        int64_t idx = l->order[first + k];
+        const uint8_t *px = ds->pixels + (size_t)idx * src;
+        float *out = s->images + (size_t)k * img;
+        int same = l->resize == ds->h && l->resize == ds->w;
+        float *f = same ? out : l->scratch;
+        for (size_t i = 0; i < src; i++)
+            f[i] = (float)px[i] / 255.0f;
+        if (!same)
+            rt_resize_bilinear(f, ds->h, ds->w, out, l->resize, l->resize);
+        s->labels[k] = ds->labels[idx];
+    }
+    if (count < l->batch) {
+        memset(s->images + (size_t)count * img, 0, (size_t)(l->batch - count) * img * sizeof(float));
+        memset(s->labels + count, 0, (size_t)(l->batch - count) * sizeof(int32_t));
+    }
+    s->count = (int)count;
+}
+
+static void *producer(void *arg)
+{
+    RtLoader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->quit &&
+               !(l->started && l->prod < l->nbatches && l->prod - l->cons < LOADER_SLOTS))
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (l->quit)
+            break;
+        int64_t b = l->prod;
+        uint64_t gen = l->gen;
+        l->busy = 1;
+        pthread_mutex_unlock(&l->mu);
+        fill_slot(l, &l->slots[b % LOADER_SLOTS], b);
+        pthread_mutex_lock(&l->mu);
+        l->busy = 0;
+        if (gen == l->gen)
+            l->prod = b + 1;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void loader_release(RtLoader *l)
+{
+    for (int i = 0; i < LOADER_SLOTS; i++) {
+        free(l->slots[i].images);
+        free(l->slots[i].labels);
+    }
+    free(l->order);
+    free(l->scratch);
+    free(l);
+}
+
+RtLoader *rt_loader_new(const RtDataset *ds, int batch, int resize, int shuffle, int drop_last,
+                        uint64_t seed)
+{
+    if (!ds || ds->n <= 0 || !ds->pixels || !ds->labels || batch <= 0 || batch > (1 << 20) ||
+        resize <= 0 || resize > 4096)
+        return NULL;
+    RtLoader *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->ds = ds;
+    l->batch = batch;
+    l->resize = resize;
+    l->shuffle = shuffle;
+    l->drop_last = drop_last;
+    l->seed = seed;
+    l->nbatches = drop_last ? ds->n / batch : (ds->n + batch - 1) / batch;
+    l->order = malloc((size_t)ds->n * sizeof *l->order);
+    l->scratch = malloc((size_t)ds->h * ds->w * sizeof(float));
+    int ok = l->order && l->scratch;
+    for (int i = 0; i < LOADER_SLOTS && ok; i++) {
+        l->slots[i].images = malloc((size_t)batch * resize * resize * sizeof(float));
+        l->slots[i].labels = malloc((size_t)batch * sizeof(int32_t));
+        ok = l->slots[i].images && l->slots[i].labels;
+    }
+    if (!ok) {
+        loader_release(l);
+        return NULL;
+    }
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        loader_release(l);
+        return NULL;
+    }
+    if (pthread_cond_init(&l->cv, NULL) != 0) {
+        pthread_mutex_destroy(&l->mu);
+        loader_release(l);
+        return NULL;
+    }
+    if (pthread_create(&l->thread, NULL, producer, l) != 0) {
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        loader_release(l);
+        return NULL;
+    }
+    return l;
+}
+
+int rt_loader_begin_epoch_at(RtLoader *l, int epoch, int64_t first_batch)
+{
+    if (!l || first_batch < 0 || first_batch > l->nbatches)
+        return -1;
+    pthread_mutex_lock(&l->mu);
+    l->gen++;
+    while (l->busy)
+        pthread_cond_wait(&l->cv, &l->mu);
+    if (l->shuffle) {
+        rt_shuffle_order(l->order, l->ds->n, l->seed, epoch);
+    } else {
+        for (int64_t i = 0; i < l->ds->n; i++)
+            l->order[i] = i;
+    }
+    l->prod = l->cons = first_batch;
+    l->started = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int rt_loader_begin_epoch(RtLoader *l, int epoch)
+{
+    return rt_loader_begin_epoch_at(l, epoch, 0);
+}
+
+int rt_loader_next(RtLoader *l, float *images, int32_t *labels)
+{
+    if (!l)
+        return -1;
+    pthread_mutex_lock(&l->mu);
+    if (!l->started) {
+        pthread_mutex_unlock(&l->mu);
+        return -1;
+    }
+    if (l->cons >= l->nbatches) {
+        pthread_mutex_unlock(&l->mu);
+        return 0;
+    }
+    while (l->prod <= l->cons)
+        pthread_cond_wait(&l->cv, &l->mu);
+    /* The producer leaves this slot alone until cons moves past it. */
+    const Slot *s = &l->slots[l->cons % LOADER_SLOTS];
+    int count = s->count;
+    pthread_mutex_unlock(&l->mu);
+    memcpy(images, s->images, (size_t)l->batch * l->resize * l->resize * sizeof(float));
+    memcpy(labels, s->labels, (size_t)l->batch * sizeof(int32_t));
+    pthread_mutex_lock(&l->mu);
+    l->cons++;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return count;
+}
+
+int64_t rt_loader_batches(const RtLoader *l)
+{
+    return l ? l->nbatches : 0;
+}
+
+void rt_loader_free(RtLoader *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->quit = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    loader_release(l);
+}

@@ -1,0 +1,29 @@
+/* pool.h - a fixed thread pool for data-parallel kernels (LLVM-free: it is
+ * part of libnetc_core and of every executable made by `netc compile`).
+ *
+ * rt_parallel_for(p, n, fn, ctx) splits [0, n) statically into
+ * rt_pool_threads(p) chunks, chunk t = [t*n/T, (t+1)*n/T); empty chunks are
+ * skipped.  The caller thread runs chunk 0 and returns when every chunk is
+ * done.  With p == NULL it runs fn(ctx, 0, n) on the caller.  Calls must not
+ * nest, and one pool serves one caller at a time. */
+#ifndef NETC_RUNTIME_POOL_H
+#define NETC_RUNTIME_POOL_H
+
+#include <stdint.h>
+
+typedef struct ThreadPool ThreadPool;
+
+ThreadPool *rt_pool_new(int threads);   /* 0: all cores */
+void rt_pool_free(ThreadPool *p);
+int rt_pool_threads(const ThreadPool *p); /* 1 for NULL */
+void rt_parallel_for(ThreadPool *p, int64_t n, void (*fn)(void *ctx, int64_t begin, int64_t end),
+                     void *ctx);
+/* The index of the calling thread inside rt_parallel_for: 0 for the caller,
+ * 1..T-1 for the workers (0 outside any pool). */
+int rt_worker_index(void);
+/* Scratch memory for generated kernels: a 64-byte aligned block of at least
+ * `bytes`, owned by the runtime, reused by every call (its contents are not
+ * kept).  Single-threaded: call it outside rt_parallel_for. */
+void *rt_scratch(int64_t bytes);
+
+#endif

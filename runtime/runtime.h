@@ -1,0 +1,98 @@
+/* runtime.h - executing programs: the persistent tensors of a model, a
+ * session that binds a train and an eval program to one backend, and the
+ * train / eval loops. */
+#ifndef NETC_RUNTIME_H
+#define NETC_RUNTIME_H
+
+#include <stdint.h>
+#include "../codegen/backend.h"
+
+/* Named persistent tensors (weights, gradients, running statistics, the
+ * input batch).  Programs bind their slots to them by name, so the train and
+ * eval programs share weights. */
+typedef struct {
+    char *name;
+    int kind;              /* SlotKind */
+    int64_t bytes;
+    void *data;            /* 64-byte aligned, zeroed at creation */
+    int rank;
+    int64_t shape[4];      /* with the batch resolved */
+} RtTensor;
+
+typedef struct {
+    RtTensor *t;
+    int n;
+} RtModel;
+
+RtTensor *rt_model_find(const RtModel *m, const char *name);
+/* Binds every slot of p to the tensor of its name, creating missing ones;
+ * slots receives one pointer per slot.  -1 (reported) on a size clash. */
+int rt_model_bind(RtModel *m, const Program *p, void **slots, Diag *d);
+/* The seed's initialisation: Xavier-uniform conv and linear weights, biases
+ * U(+-1/sqrt(fan_in)), gamma 1, beta 0, running mean 0, running var 1. */
+void rt_model_init(RtModel *m, const Program *p, uint64_t seed);
+void rt_model_free(RtModel *m);
+
+typedef struct {
+    Program train, eval;
+    int has_train;
+    const Backend *be;
+    void *train_state, *eval_state;
+    void **train_slots, **eval_slots;
+    void *arena;                /* max of the two programs' arenas */
+    RtModel model;
+    ThreadPool *pool;
+    int64_t batch;
+    int classes;
+} RtSession;
+
+typedef struct {
+    const char *target;         /* NULL: backend_default() */
+    int64_t batch;
+    int threads;
+    int verify;
+    int train;                  /* also build the training program */
+} RtSessionOptions;
+
+/* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and
+ * fwd_eval into programs for one backend and allocates their memory. */
+int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_eval,
+                    const RtSessionOptions *o, Diag *d);
+void rt_session_close(RtSession *s);
+/* images [B,C,H,W] and labels [B] go into the input slots. */
+void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labels);
+/* One SGD step on the batch set; returns the loss, and counts correct
+ * predictions among the first `count` rows. */
+int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
+                          int64_t *correct);
+/* Eval-mode forward of the batch set: summed loss and correct count over the
+ * first `count` rows. */
+int rt_session_eval(RtSession *s, int64_t count, double *loss_sum, int64_t *correct);
+
+/* The training loop of `netc train` and of compiled executables. */
+typedef struct {
+    int epochs;
+    double lr;
+    int64_t batch;
+    int resize;
+    uint64_t seed;
+    const char *data_dir;       /* NULL: the default */
+    const char *checkpoint;     /* written after every epoch, or NULL */
+    int resume;
+    const char *metrics;        /* JSON lines, or NULL */
+    const char *plot;           /* SVG, or NULL */
+    const char *title;
+    int max_steps;              /* stop each epoch after this many steps (0: all); for tests */
+    int quiet;
+} RtTrainOptions;
+
+int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d);
+/* Test-set loss and accuracy with the weights in s. */
+int rt_evaluate(RtSession *s, const char *data_dir, int resize, double *loss, double *acc, Diag *d);
+
+/* Checkpoints: every param and state tensor, by name, plus metadata. */
+int rt_checkpoint_save(const RtSession *s, const char *path, int epoch, uint64_t step, uint64_t seed, Diag *d);
+/* Loads weights into s; epoch/step/seed (may be NULL) from the metadata. */
+int rt_checkpoint_load(RtSession *s, const char *path, int *epoch, uint64_t *step, uint64_t *seed, Diag *d);
+
+#endif

@@ -1,0 +1,190 @@
+/* netc.c - the command-line driver: check, dump, train, eval, predict, step,
+ * compile, bench. */
+#include "runtime/cli.h"
+#include "runtime/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NETC_TARGETS
+#define NETC_TARGETS "ref"
+#endif
+#define NETC_VERSION "0.1.0"
+
+#ifdef NETC_HAVE_LLVM
+#include "codegen/cpu/cpu.h"
+#endif
+
+static const char *usage =
+    "usage: netc COMMAND [options] FILE.net\n"
+    "\n"
+    "commands:\n"
+    "  check FILE          parse, elaborate and shape-check; print a summary\n"
+    "  dump FILE           print the IR (--format text|dot, --train for the training\n"
+    "                      graph, --memory for the memory plan, --params for the\n"
+    "                      parameter list, --llvm for the generated LLVM IR,\n"
+    "                      --dump-after PASS for the graph after one pass)\n"
+    "  train FILE          train on Fashion-MNIST with the file's settings\n"
+    "  eval FILE           test loss and accuracy of --weights CHECKPOINT\n"
+    "  predict FILE        classes and probabilities of --images IDX_FILE\n"
+    "  step FILE           one step on the tensors of --in, all results to --out\n"
+    "  compile FILE -o P   a standalone executable P (train, eval, predict)\n"
+    "  bench FILE          time training steps (images/s, GFLOP/s, ms/step)\n"
+    "\n"
+    "options:\n"
+    "  --param NAME=INT    set a network parameter (e.g. --param ratio=1)\n"
+    "  --target T          backend: ref, cpu (default: cpu when built with LLVM)\n"
+    "  --threads N         worker threads (0: all cores)\n"
+    "  --epochs N --lr X --batch N --resize N   override the file's training settings\n"
+    "  --seed N            initialisation, shuffling and dropout seed (default 0)\n"
+    "  --data DIR          Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
+    "  --checkpoint PATH   write weights after every epoch (safetensors)\n"
+    "  --resume            continue from --checkpoint\n"
+    "  --metrics PATH      one JSON line per epoch\n"
+    "  --plot PATH         SVG of loss and accuracies per epoch\n"
+    "  --max-steps N       stop every epoch after N steps (quick runs)\n"
+    "  --weights PATH      checkpoint for eval and predict\n"
+    "  --images PATH --limit N   predict: IDX images, how many\n"
+    "  --steps N --warmup N --json   bench settings\n"
+    "  --verify            run the IR verifier after every pass\n"
+    "  --quiet             no progress output\n"
+    "  --version, --help\n";
+
+static void register_backends(void) {
+#ifdef NETC_HAVE_LLVM
+    backend_register(&backend_cpu);
+#endif
+}
+
+static int cmd_check(const RtArgs *a) {
+    RtSource src = {a->file, NULL, 0};
+    IrGraph g;
+    char *text = NULL;
+    Diag d;
+    int rc = rt_build_graph(&src, a, IR_TRAIN, &g, &text, &d);
+    if (!rc) {
+        IrStats st;
+        pass_stats(&g, &st);
+        int counts[IR_OP_COUNT] = {0};
+        for (int i = 0; i < g.nnodes; i++) counts[g.nodes[i].op]++;
+        char in[64], out[64];
+        ir_type_str(ir_type(&g, g.input), in, sizeof in);
+        ir_type_str(ir_type(&g, g.logits), out, sizeof out);
+        printf("%s: ok\n", a->file);
+        printf("  parameters:  %lld (+ %lld running statistics)\n", (long long)st.params, (long long)st.state);
+        printf("  input:       %s\n  output:      %s\n", in, out);
+        printf("  layers:      %d (conv %d, linear %d, batchnorm %d)\n", st.layers, counts[IR_OP_CONV2D],
+               counts[IR_OP_LINEAR], counts[IR_OP_BATCHNORM]);
+        printf("  ops:        ");
+        for (int op = 0; op < IR_OP_COUNT; op++)
+            if (counts[op] && op != IR_OP_PARAM) printf(" %s %d", ir_op_info[op].name, counts[op]);
+        printf("\n");
+        printf("  forward:     %.4f GFLOP per image (training step: %.4f)\n", (double)st.fwd_flops / 1e9,
+               3.0 * (double)st.fwd_flops / 1e9);
+        printf("  training:    lr %g, batch %d, epochs %d, resize %d\n", g.train.lr, g.train.batch, g.train.epochs,
+               g.train.resize);
+    }
+    ir_free(&g);
+    free(text);
+    return rc ? 1 : 0;
+}
+
+static int cmd_dump(const RtArgs *a) {
+    RtSource src = {a->file, NULL, 0};
+    IrGraph g;
+    char *text = NULL;
+    Diag d;
+    int program = a->train_graph || a->memory || a->llvm || a->dump_after;
+    IrMode mode = a->mode && !strcmp(a->mode, "eval") ? IR_EVAL : IR_TRAIN;
+    int rc = rt_build_graph(&src, a, mode, &g, &text, &d);
+    if (!rc && a->params) {
+        for (int i = 0; i < g.nnodes; i++) {
+            if (g.nodes[i].op != IR_OP_PARAM) continue;
+            char t[64];
+            const IrValue *v = ir_value(&g, g.nodes[i].out[0]);
+            ir_type_str(&v->type, t, sizeof t);
+            int r = g.nodes[i].attr.param.role;
+            printf("%s %s %s\n", v->name, t, r >= IR_PARAM_RUNNING_MEAN ? "state" : "param");
+        }
+    } else if (!rc && !program) {
+        if (a->format && !strcmp(a->format, "dot")) ir_dump_dot(&g, stdout, NULL);
+        else ir_dump(&g, stdout);
+    } else if (!rc) {
+        Program p;
+        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout};
+        rc = pass_pipeline(&g, &po, &p, &d);
+        if (!rc) {
+            if (a->memory) program_dump_memory(&p, stdout);
+            else if (a->llvm) {
+                const Backend *be = backend_find("cpu");
+                void *st = NULL;
+                BackendOptions bo = {a->threads, 3, 0};
+                if (!be) rc = diag_error_noloc(&d, "this netc was built without LLVM (targets: %s); --llvm needs the cpu backend", NETC_TARGETS);
+                else if (!(rc = be->compile(&p, &bo, &st, &d))) {
+                    rc = be->dump ? be->dump(st, stdout) : -1;
+                    be->free(st);
+                }
+            } else if (a->train_graph && !a->dump_after) {
+                if (a->format && !strcmp(a->format, "dot")) ir_dump_dot(&p.g, stdout, NULL);
+                else ir_dump(&p.g, stdout);
+            }
+        }
+        program_free(&p);
+    }
+    ir_free(&g);
+    free(text);
+    for (int i = 0; i < a->ndefines; i++) free((char *)a->defines[i].name);
+    return rc ? 1 : 0;
+}
+
+int netc_cmd_compile(const RtArgs *a);
+int netc_cmd_bench(const RtArgs *a);
+
+int main(int argc, char **argv) {
+    register_backends();
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("netc %s\ntargets: %s\n", NETC_VERSION, NETC_TARGETS);
+#ifndef NETC_HAVE_LLVM
+        printf("built without LLVM: the cpu target and `netc compile` are not available; ref runs everything\n");
+#endif
+        return 0;
+    }
+    const char *cmd = argv[1];
+    const char *common = "param target threads batch resize verify quiet";
+    char allowed[512];
+    RtArgs a;
+    RtSource src;
+    struct { const char *name, *flags; } cmds[] = {
+        {"check", ""},
+        {"dump", "format memory llvm params train mode dump-after"},
+        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps"},
+        {"eval", "weights data"},
+        {"predict", "weights images limit"},
+        {"step", "in out mode lr seed"},
+        {"compile", "out"},
+        {"bench", "steps warmup json lr"},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(cmd, cmds[i].name)) continue;
+        for (int k = 2; k < argc; k++)
+            if (!strcmp(argv[k], "--help") || !strcmp(argv[k], "-h")) { fputs(usage, stdout); return 0; }
+        snprintf(allowed, sizeof allowed, "%s %s", common, cmds[i].flags);
+        if (rt_args_parse(&a, argc, argv, 2, cmd, allowed, 1)) return 2;
+        src = (RtSource){a.file, NULL, 0};
+        if (!strcmp(cmd, "check")) return cmd_check(&a);
+        if (!strcmp(cmd, "dump")) return cmd_dump(&a);
+        if (!strcmp(cmd, "train")) return rt_cmd_train(&src, &a);
+        if (!strcmp(cmd, "eval")) return rt_cmd_eval(&src, &a);
+        if (!strcmp(cmd, "predict")) return rt_cmd_predict(&src, &a);
+        if (!strcmp(cmd, "step")) return rt_cmd_step(&src, &a);
+        if (!strcmp(cmd, "compile")) return netc_cmd_compile(&a);
+        if (!strcmp(cmd, "bench")) return netc_cmd_bench(&a);
+    }
+    fprintf(stderr, "netc: unknown command `%s`\n%s", cmd, usage);
+    return 2;
+}
