@@ -44,7 +44,8 @@ char *fe_arena_strndup(FeArena *a, const char *s, size_t n) {
 char *fe_arena_printf(FeArena *a, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char probe[1];
+    int n = vsnprintf(probe, sizeof probe, fmt, ap);
     va_end(ap);
     char *p = fe_arena_alloc(a, (size_t)n + 1);
     va_start(ap, fmt);

@@ -274,8 +274,86 @@ static void src_index(float scale, int dst, int in, int *i0, int *i1, float *l0,
     *l0 = 1.0f - lam;
 }
 
+/* A resize (h, w) -> (oh, ow) with its source indices and weights worked out
+ * once.  It runs in two passes, along rows into tmp (h, ow), then down the
+ * columns; each output is (r0[x0]*wx0 + r0[x1]*wx1)*hy0 + (r1[x0]*wx0 +
+ * r1[x1]*wx1)*hy1, the same float operations as PyTorch's kernel. */
+typedef struct {
+    int h, w, oh, ow;
+    int *x0, *x1, *y0, *y1;       /* (ow), (ow), (oh), (oh) */
+    float *wx0, *wx1, *hy0, *hy1; /* likewise */
+    float *tmp;                   /* (h, ow) */
+} Resize;
+
+static void resize_free(Resize *r)
+{
+    free(r->x0);
+    free(r->x1);
+    free(r->y0);
+    free(r->y1);
+    free(r->wx0);
+    free(r->wx1);
+    free(r->hy0);
+    free(r->hy1);
+    free(r->tmp);
+    memset(r, 0, sizeof *r);
+}
+
+static int resize_init(Resize *r, int h, int w, int oh, int ow)
+{
+    memset(r, 0, sizeof *r);
+    r->h = h;
+    r->w = w;
+    r->oh = oh;
+    r->ow = ow;
+    r->x0 = malloc(sizeof(int) * (size_t)ow);
+    r->x1 = malloc(sizeof(int) * (size_t)ow);
+    r->wx0 = malloc(sizeof(float) * (size_t)ow);
+    r->wx1 = malloc(sizeof(float) * (size_t)ow);
+    r->y0 = malloc(sizeof(int) * (size_t)oh);
+    r->y1 = malloc(sizeof(int) * (size_t)oh);
+    r->hy0 = malloc(sizeof(float) * (size_t)oh);
+    r->hy1 = malloc(sizeof(float) * (size_t)oh);
+    r->tmp = malloc(sizeof(float) * (size_t)h * (size_t)ow);
+    if (!r->x0 || !r->x1 || !r->wx0 || !r->wx1 || !r->y0 || !r->y1 || !r->hy0 || !r->hy1 ||
+        !r->tmp) {
+        resize_free(r);
+        return -1;
+    }
+    float sw = (float)w / (float)ow, sh = (float)h / (float)oh;
+    for (int x = 0; x < ow; x++)
+        src_index(sw, x, w, &r->x0[x], &r->x1[x], &r->wx0[x], &r->wx1[x]);
+    for (int y = 0; y < oh; y++)
+        src_index(sh, y, h, &r->y0[y], &r->y1[y], &r->hy0[y], &r->hy1[y]);
+    return 0;
+}
+
+static void resize_run(const Resize *r, const float *src, float *dst)
+{
+    for (int y = 0; y < r->h; y++) {
+        const float *row = src + (size_t)y * r->w;
+        float *t = r->tmp + (size_t)y * r->ow;
+        for (int x = 0; x < r->ow; x++)
+            t[x] = row[r->x0[x]] * r->wx0[x] + row[r->x1[x]] * r->wx1[x];
+    }
+    for (int y = 0; y < r->oh; y++) {
+        const float *t0 = r->tmp + (size_t)r->y0[y] * r->ow, *t1 = r->tmp + (size_t)r->y1[y] * r->ow;
+        float h0 = r->hy0[y], h1 = r->hy1[y];
+        float *out = dst + (size_t)y * r->ow;
+        for (int x = 0; x < r->ow; x++)
+            out[x] = t0[x] * h0 + t1[x] * h1;
+    }
+}
+
 void rt_resize_bilinear(const float *src, int h, int w, float *dst, int oh, int ow)
 {
+    Resize r;
+    if (resize_init(&r, h, w, oh, ow) == 0) {
+        resize_run(&r, src, dst);
+        resize_free(&r);
+        return;
+    }
+    /* Out of memory: the same arithmetic, one output at a time. */
     float sh = (float)h / (float)oh, sw = (float)w / (float)ow;
     for (int y = 0; y < oh; y++) {
         int y0, y1;
@@ -344,6 +422,7 @@ struct RtLoader {
     int64_t nbatches;
     int64_t *order;  /* (n) this epoch's order */
     float *scratch;  /* (h, w) one image as floats, producer only */
+    Resize rs;       /* (h, w) -> (resize, resize), producer only */
     Slot slots[LOADER_SLOTS]; /* batch b lives in slots[b % LOADER_SLOTS] */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -374,7 +453,7 @@ static void fill_slot(RtLoader *l, Slot *s, int64_t b)
         for (size_t i = 0; i < src; i++)
             f[i] = (float)px[i] / 255.0f;
         if (!same)
-            rt_resize_bilinear(f, ds->h, ds->w, out, l->resize, l->resize);
+            resize_run(&l->rs, f, out);
         s->labels[k] = ds->labels[idx];
     }
     if (count < l->batch) {
@@ -417,6 +496,7 @@ static void loader_release(RtLoader *l)
     }
     free(l->order);
     free(l->scratch);
+    resize_free(&l->rs);
     free(l);
 }
 
@@ -438,7 +518,8 @@ RtLoader *rt_loader_new(const RtDataset *ds, int batch, int resize, int shuffle,
     l->nbatches = drop_last ? ds->n / batch : (ds->n + batch - 1) / batch;
     l->order = malloc((size_t)ds->n * sizeof *l->order);
     l->scratch = malloc((size_t)ds->h * ds->w * sizeof(float));
-    int ok = l->order && l->scratch;
+    int ok = l->order && l->scratch &&
+             resize_init(&l->rs, ds->h, ds->w, resize, resize) == 0;
     for (int i = 0; i < LOADER_SLOTS && ok; i++) {
         l->slots[i].images = malloc((size_t)batch * resize * resize * sizeof(float));
         l->slots[i].labels = malloc((size_t)batch * sizeof(int32_t));

@@ -52,11 +52,14 @@ RtMetrics *rt_metrics_open(const char *path, int append, char *err, size_t errle
     return m;
 }
 
-/* A JSON number with fmt, or null when x is NaN or infinite. */
-static void json_num(char *buf, size_t n, const char *fmt, double x)
+/* A JSON number, %.6g or with one decimal (%.1f), or null when x is NaN or
+ * infinite. */
+static void json_num(char *buf, size_t n, int one_decimal, double x)
 {
-    if (isfinite(x))
-        snprintf(buf, n, fmt, x);
+    if (isfinite(x) && one_decimal)
+        snprintf(buf, n, "%.1f", x);
+    else if (isfinite(x))
+        snprintf(buf, n, "%.6g", x);
     else
         snprintf(buf, n, "null");
 }
@@ -64,11 +67,11 @@ static void json_num(char *buf, size_t n, const char *fmt, double x)
 int rt_metrics_epoch(RtMetrics *m, int epoch, int epochs, double loss, double train_acc,
                      double test_acc, double examples_per_sec, char *err, size_t errlen)
 {
-    char l[32], tr[32], te[32], eps[32];
-    json_num(l, sizeof l, "%.6g", loss);
-    json_num(tr, sizeof tr, "%.6g", train_acc);
-    json_num(te, sizeof te, "%.6g", test_acc);
-    json_num(eps, sizeof eps, "%.1f", examples_per_sec);
+    char l[32], tr[32], te[32], eps[340];
+    json_num(l, sizeof l, 0, loss);
+    json_num(tr, sizeof tr, 0, train_acc);
+    json_num(te, sizeof te, 0, test_acc);
+    json_num(eps, sizeof eps, 1, examples_per_sec);
     fprintf(m->f,
             "{\"epoch\":%d,\"epochs\":%d,\"loss\":%s,\"train_acc\":%s,\"test_acc\":%s,"
             "\"examples_per_sec\":%s}\n",

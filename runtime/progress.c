@@ -19,11 +19,11 @@ static void fmt_time(char *buf, size_t n, double s)
 {
     if (!(s >= 0) || s > 360000)
         s = 0;
-    long t = (long)(s + 0.5);
+    int t = (int)(s + 0.5);
     if (t >= 3600)
-        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+        snprintf(buf, n, "%d:%02d:%02d", t / 3600 % 100, t / 60 % 60, t % 60);
     else
-        snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+        snprintf(buf, n, "%02d:%02d", t / 60 % 60, t % 60);
 }
 
 static void draw(RtProgress *p, double now)
@@ -40,7 +40,7 @@ static void draw(RtProgress *p, double now)
     bar[BAR_WIDTH] = 0;
     double elapsed = now - p->t0;
     double eta = p->done > 0 ? elapsed / (double)p->done * (double)(p->total - p->done) : 0;
-    char el[16], et[16];
+    char el[32], et[32];
     fmt_time(el, sizeof el, elapsed);
     fmt_time(et, sizeof et, eta);
     fprintf(p->f, "\r\033[K%s [%s] %3d%% %lld/%lld %s<%s%s%s", p->label, bar, (int)(frac * 100),

@@ -37,12 +37,14 @@ static int count_op(const IrGraph *g, IrOp op) {
 
 /* Names of the PARAM values, in graph order, joined by spaces. */
 static const char *param_names(const IrGraph *g) {
-    static char buf[4096];
+    static char buf[1 << 16];
+    size_t n = 0;
     buf[0] = 0;
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i].op == IR_OP_PARAM) {
-            if (buf[0]) strcat(buf, " ");
-            strcat(buf, g->values[g->nodes[i].out[0]].name);
+            int k = snprintf(buf + n, sizeof buf - n, "%s%s", n ? " " : "", g->values[g->nodes[i].out[0]].name);
+            assert_true(k > 0 && (size_t)k < sizeof buf - n);
+            n += (size_t)k;
         }
     return buf;
 }

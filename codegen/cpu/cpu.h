@@ -1,143 +1,19 @@
-/* cpu.h - the cpu backend's internals: LLVM IR emission helpers (emit.c),
- * kernel generators (kernels.c: elementwise, pooling, batch norm, loss;
- * gemm.c: conv and linear), the JIT and object emission (jit.c).
+/* cpu.h - the cpu backend's public face (LLVM-free header).
  *
- * Generated code layout.  Every kernel k of a Program becomes
- *     void <prefix>k<k>(i8 *arena, i8 **slots, NetcStepArgs *a)
- * specialised on its constant shapes and buffer offsets, and the entry
- *     void <entry>(i8 *arena, i8 **slots, NetcStepArgs *a)
- * calls them in order.  Parallel kernels outline a body
- *     void body(i8 *frame, i64 begin, i64 end)
- * and call rt_parallel_for(a->pool, n, body, frame), frame being an array of
- * the pointers and integers the body needs. */
+ * backend_cpu compiles a Program through the LLVM C API into machine code for
+ * the host and runs it with ORC LLJIT.  cg_cpu_emit_object writes the same
+ * code as an object file for `netc compile`. */
 #ifndef NETC_CG_CPU_H
 #define NETC_CG_CPU_H
 
-#include <llvm-c/Core.h>
-#include <llvm-c/TargetMachine.h>
-
 #include "../backend.h"
 
-/* `netc compile`: one object file with netc_train_step (from train) and
- * netc_eval_step (from eval; either program may be NULL), for the host.
- * Returns 0, or -1 with the LLVM failure reported through d. */
+extern const Backend backend_cpu;
+
+/* One object file with netc_train_step (from train) and netc_eval_step (from
+ * eval; either may be NULL), for the host CPU, position independent.  Both
+ * have the NetcStepFn signature of runtime/aot.h and call only runtime/pool.h
+ * and libm.  Returns 0, or -1 with the LLVM failure reported through d. */
 int cg_cpu_emit_object(const Program *train, const Program *eval, const char *obj_path, Diag *d);
-
-typedef struct Cg {
-    LLVMContextRef ctx;
-    LLVMModuleRef mod;
-    LLVMBuilderRef b;
-    LLVMTypeRef v, i1, i8, i32, i64, f32, f64, p8, pp8, pf, pi32, vf, args_t, pargs;
-    LLVMTypeRef kfn_t, body_t;
-    int vw;                   /* floats per host vector: 4, 8 or 16 */
-    LLVMValueRef fn;          /* function being emitted */
-    LLVMValueRef arena, slots, args; /* the current kernel's parameters */
-    LLVMValueRef rt_parallel_for, rt_pool_threads, rt_worker_index, rt_scratch;
-    LLVMValueRef ukr;         /* the GEMM micro-kernel (gemm.c), made on first use */
-    int counter;              /* unique names */
-    const Program *p;         /* program being compiled */
-    const char *prefix;       /* function name prefix of this program */
-} Cg;
-
-/* ---- emit.c ------------------------------------------------------------- */
-void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw);
-void cg_dispose(Cg *cg);
-LLVMValueRef cg_fn_new(Cg *cg, const char *name, LLVMTypeRef ty, int internal);
-LLVMValueRef cg_call(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, unsigned n);
-LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned novl);
-
-LLVMValueRef ci64(Cg *cg, int64_t x);
-LLVMValueRef cf32(Cg *cg, float x);
-LLVMValueRef cf64(Cg *cg, double x);
-LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef sdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef srem(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef addc(Cg *cg, LLVMValueRef a, int64_t c);
-LLVMValueRef mulc(Cg *cg, LLVMValueRef a, int64_t c);
-LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef icmp(Cg *cg, LLVMIntPredicate p, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef and1(Cg *cg, LLVMValueRef a, LLVMValueRef b);
-/* a in [0, n): a >= 0 && a < n (one unsigned compare) */
-LLVMValueRef in_range(Cg *cg, LLVMValueRef a, int64_t n);
-
-LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);   /* float* + idx */
-LLVMValueRef ld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);
-void st(Cg *cg, LLVMValueRef val, LLVMValueRef fptr, LLVMValueRef idx);
-LLVMValueRef vld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);   /* <vw x float>, align 4 */
-void vst(Cg *cg, LLVMValueRef val, LLVMValueRef fptr, LLVMValueRef idx);
-LLVMValueRef splat(Cg *cg, LLVMValueRef f);
-LLVMValueRef hsum(Cg *cg, LLVMValueRef vec);                      /* float */
-void cg_memset0(Cg *cg, LLVMValueRef fptr, LLVMValueRef nfloats);
-void cg_memcpy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nfloats);
-
-/* Mutable locals: an alloca in the entry block (promoted by mem2reg). */
-LLVMValueRef var(Cg *cg, LLVMTypeRef ty, LLVMValueRef init);
-LLVMValueRef get(Cg *cg, LLVMValueRef var);
-void set(Cg *cg, LLVMValueRef var, LLVMValueRef val);
-
-typedef struct {
-    LLVMBasicBlockRef head, exit;
-    LLVMValueRef i, end;
-    int64_t step;
-} Loop;
-/* for (i = start; i < end; i += step) { ... } between for_begin and for_end. */
-LLVMValueRef for_begin(Cg *cg, Loop *l, LLVMValueRef start, LLVMValueRef end, int64_t step);
-void for_end(Cg *cg, Loop *l);
-
-typedef struct { LLVMBasicBlockRef els, merge; int has_else; } If;
-void if_begin(Cg *cg, If *f, LLVMValueRef cond);
-void if_else(Cg *cg, If *f);
-void if_end(Cg *cg, If *f);
-
-/* Parallel region: vals (pointers or i64) are passed to an outlined body and
- * replaced by the body's copies; *begin, *end receive the chunk. */
-typedef struct {
-    LLVMValueRef outer_fn, frame, ntasks, body;
-    LLVMValueRef outer_arena, outer_slots, outer_args;
-    LLVMBasicBlockRef outer_bb;
-} Par;
-void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
-               LLVMValueRef *begin, LLVMValueRef *end);
-void par_end(Cg *cg, Par *P);
-LLVMValueRef cg_pool(Cg *cg);          /* a->pool, in a kernel function */
-LLVMValueRef cg_nthreads(Cg *cg);      /* i64 */
-
-/* Address of value v's buffer as float* (int32 values too: bitcast as needed). */
-LLVMValueRef cg_vptr(Cg *cg, int v);
-int64_t cg_numel(const Cg *cg, int v);
-
-/* ---- kernels.c, gemm.c ----------------------------------------------------- */
-/* Emits the body of one node into the current kernel function.  Returns 0 or
- * -1 for an op it cannot compile (reported through d). */
-int cg_emit_node(Cg *cg, int node, Diag *d);
-void cg_emit_conv(Cg *cg, const IrNode *n);
-void cg_emit_linear(Cg *cg, const IrNode *n);
-
-/* The GEMM kernel, for tests and benchmarks: C[M,N] += A[M,K] B[K,N], all
- * row-major with leading dimensions lda, ldb, ldc, emitted as a function
- * void name(float *A, float *B, float *C) run on one thread. */
-void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K);
-
-/* ---- jit.c ------------------------------------------------------------------ */
-/* Host target machine (CPU name and features queried, not assumed); *vw gets
- * the float vector width those features give.  NULL with d reported. */
-LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d);
-/* Verifies and optimises (new pass manager, default<O{opt}>). */
-int cg_optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d);
-
-typedef struct CgJit CgJit;
-/* Takes ownership of ctx's module mod (a ThreadSafeContext made by
- * cg_jit_context) and returns the address of each symbol in names. */
-CgJit *cg_jit_new(Diag *d);
-LLVMContextRef cg_jit_context(CgJit *j);
-int cg_jit_add(CgJit *j, LLVMModuleRef mod, Diag *d);
-void *cg_jit_lookup(CgJit *j, const char *name, Diag *d);
-void cg_jit_free(CgJit *j);
-
-/* Builds the whole module for program p, entry function named entry; kernel
- * functions are prefixed with prefix. */
-int cg_build_program(Cg *cg, const Program *p, const char *entry, const char *prefix, Diag *d);
 
 #endif

@@ -1,7 +1,7 @@
 /* emit.c - small helpers over the LLVM C API builder: constants, arithmetic,
  * loads and stores, loops, ifs, locals and parallel regions.  They keep the
  * kernel generators (kernels.c, gemm.c) close to the C they stand for. */
-#include "cpu.h"
+#include "cg.h"
 
 #include <stdio.h>
 #include <string.h>

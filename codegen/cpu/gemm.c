@@ -19,7 +19,7 @@
  * Conv kernels split images across threads (bwd weight into per-thread
  * partial sums reduced afterwards); linear kernels split columns of C.
  * 1x1 stride-1 unpadded convs skip im2col. */
-#include "cpu.h"
+#include "cg.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -365,11 +365,10 @@ void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K) 
 
 static ConvDims conv_dims(Cg *cg, const IrNode *n, int x, int y) {
     const IrType *tx = ir_type(&cg->p->g, x), *ty = ir_type(&cg->p->g, y);
-    ConvDims d = {.c = tx->d[1], .h = tx->d[2], .w = tx->d[3], .k = n->attr.conv.out_c,
+    ConvDims d = {.c = tx->d[1], .h = tx->d[2], .w = tx->d[3], .k = ty->d[1],
                   .r = n->attr.conv.kh, .s = n->attr.conv.kw, .sh = n->attr.conv.sh,
                   .sw = n->attr.conv.sw, .ph = n->attr.conv.ph, .pw = n->attr.conv.pw,
                   .p = ty->d[2], .q = ty->d[3]};
-    if (d.k == 0) d.k = ty->d[1];
     return d;
 }
 
@@ -433,11 +432,12 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
     int64_t per = gemm_scratch_floats(cg);
     if (n->op == IR_OP_CONV2D) {
+        int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef nt = cg_nthreads(cg);
         LLVMValueRef v[5] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
-                             n->nin > 2 ? cg_vptr(cg, n->in[2]) : LLVMConstNull(cg->pf),
+                             has_bias ? cg_vptr(cg, n->in[2]) : LLVMConstNull(cg->pf),
                              cg_vptr(cg, n->out[0]), scratch_for_threads(cg, nt, per)};
         Par P;
         LLVMValueRef b, e;
@@ -455,7 +455,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         LLVMValueRef img = for_begin(cg, &li, b, e, 1);
         LLVMValueRef yn = gep(cg, v[3], mulc(cg, img, d.k * pq));
         LLVMValueRef xn = gep(cg, v[0], mulc(cg, img, d.c * hw));
-        if (n->nin > 2) {
+        if (has_bias) {
             LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), ci64(cg, d.k), 1);
             LLVMValueRef bias = ld(cg, v[2], k);
             LLVMValueRef row = gep(cg, yn, mulc(cg, k, pq));
@@ -588,20 +588,23 @@ static void par_columns(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, L
 
 void cg_emit_linear(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
-    int64_t in = n->attr.linear.in, out = n->attr.linear.out;
+    int64_t in, out;
     if (n->op == IR_OP_LINEAR) {
-        if (!in) in = cg_numel(cg, n->in[0]) / nb;
+        in = cg_numel(cg, n->in[0]) / nb;
+        out = cg_numel(cg, n->out[0]) / nb;
         Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out};
         par_columns(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
-                    n->nin > 2 ? cg_vptr(cg, n->in[2]) : NULL);
+                    n->attr.linear.bias && n->nin > 2 ? cg_vptr(cg, n->in[2]) : NULL);
     } else if (n->op == IR_OP_LINEAR_BWD_DATA) {
         /* (dy, w) -> dx */
-        if (!in) in = cg_numel(cg, n->out[0]) / nb;
+        in = cg_numel(cg, n->out[0]) / nb;
+        out = cg_numel(cg, n->in[0]) / nb;
         Gemm g = {.M = nb, .N = in, .K = out, .a_sm = out, .a_sk = 1, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in};
         par_columns(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL);
     } else {
         /* (dy, x) -> dw[, db] */
-        if (!in) in = cg_numel(cg, n->in[1]) / nb;
+        in = cg_numel(cg, n->in[1]) / nb;
+        out = cg_numel(cg, n->in[0]) / nb;
         Gemm g = {.M = out, .N = in, .K = nb, .a_sm = 1, .a_sk = out, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in};
         LLVMValueRef dy = cg_vptr(cg, n->in[0]);
         par_columns(cg, &g, dy, cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL);

@@ -1,7 +1,7 @@
 /* jit.c - the host target machine, the optimisation pipeline (new pass
  * manager), ORC LLJIT, and object-file emission.  Every LLVM failure is
  * reported through diag_error_noloc with what failed. */
-#include "cpu.h"
+#include "cg.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
@@ -98,7 +98,7 @@ static int define_runtime(CgJit *j, Diag *d) {
         {"rt_scratch", (void *)rt_scratch},
     };
     enum { N = sizeof syms / sizeof syms[0] };
-    LLVMOrcCSymbolMapPair pairs[N];
+    LLVMJITCSymbolMapPair pairs[N];
     for (int i = 0; i < N; i++) {
         pairs[i].Name = LLVMOrcLLJITMangleAndIntern(j->jit, syms[i].name);
         pairs[i].Sym.Address = (LLVMOrcJITTargetAddress)(uintptr_t)syms[i].addr;
@@ -117,7 +117,7 @@ static int define_runtime(CgJit *j, Diag *d) {
 }
 
 CgJit *cg_jit_new(Diag *d) {
-    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocDefault, NULL, d);
+    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, NULL, d);
     if (!tm) return NULL;
     CgJit *j = calloc(1, sizeof *j);
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();

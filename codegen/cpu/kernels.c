@@ -2,7 +2,7 @@
  * norm, dropout, softmax cross-entropy, SGD, copies.  Plain loops specialised
  * on constant shapes; LLVM vectorises the elementwise ones, reductions use
  * explicit vector accumulators.  Semantics are codegen/ref_kernels.inc's. */
-#include "cpu.h"
+#include "cg.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,10 +18,10 @@ static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
     return cg_vptr(cg, n->out[k]);
 }
 
-static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
-static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
-static LLVMValueRef fmul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
-static LLVMValueRef fdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
+static LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+static LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+static LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
+static LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
 static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildFCmp(cg->b, p, a, b, "");
 }
@@ -63,24 +63,24 @@ static LLVMValueRef ew_apply(Cg *cg, const Ew *e, LLVMValueRef *x, LLVMValueRef 
     case IR_OP_RELU: return sel(cg, fcmp(cg, LLVMRealOLT, x[0], zero), zero, x[0]);
     case IR_OP_RELU_BWD: return sel(cg, fcmp(cg, LLVMRealOGT, x[1], zero), x[0], zero);
     case IR_OP_SIGMOID:
-        return fdiv(cg, one, fadd(cg, one, call1(cg, "llvm.exp", cg->f32, LLVMBuildFNeg(cg->b, x[0], ""))));
-    case IR_OP_SIGMOID_BWD: return fmul(cg, fmul(cg, x[0], x[1]), fsub(cg, one, x[1]));
-    case IR_OP_ADD: return fadd(cg, x[0], x[1]);
+        return f_div(cg, one, f_add(cg, one, call1(cg, "llvm.exp", cg->f32, LLVMBuildFNeg(cg->b, x[0], ""))));
+    case IR_OP_SIGMOID_BWD: return f_mul(cg, f_mul(cg, x[0], x[1]), f_sub(cg, one, x[1]));
+    case IR_OP_ADD: return f_add(cg, x[0], x[1]);
     case IR_OP_ACCUM: {
         LLVMValueRef s = x[0];
-        for (int k = 1; k < e->nin; k++) s = fadd(cg, s, x[k]);
+        for (int k = 1; k < e->nin; k++) s = f_add(cg, s, x[k]);
         return s;
     }
-    case IR_OP_DROPOUT_BWD: return fmul(cg, x[0], x[1]);
-    case IR_OP_SGD: return fsub(cg, x[0], fmul(cg, e->lr, x[1]));
+    case IR_OP_DROPOUT_BWD: return f_mul(cg, x[0], x[1]);
+    case IR_OP_SGD: return f_sub(cg, x[0], f_mul(cg, e->lr, x[1]));
     case IR_OP_DROPOUT: {
         LLVMValueRef bits = LLVMBuildLShr(cg->b, mix64(cg, LLVMBuildAdd(cg->b, e->key, i, "")),
                                           LLVMConstInt(cg->i64, 40, 0), "");
-        LLVMValueRef u = fmul(cg, LLVMBuildUIToFP(cg->b, bits, cg->f32, ""), cf32(cg, 1.0f / 16777216.0f));
+        LLVMValueRef u = f_mul(cg, LLVMBuildUIToFP(cg->b, bits, cg->f32, ""), cf32(cg, 1.0f / 16777216.0f));
         LLVMValueRef m = e->fp > 0.0f ? sel(cg, fcmp(cg, LLVMRealOLT, u, cf32(cg, e->fp)), zero, cf32(cg, e->keep))
                                       : cf32(cg, e->keep);
         *out2 = m;
-        return fmul(cg, x[0], m);
+        return f_mul(cg, x[0], m);
     }
     default: IR_ASSERT(!"not an elementwise op");
     }
@@ -137,18 +137,18 @@ static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVM
     for (int u = 0; u < 2; u++) {
         LLVMValueRef idx = addc(cg, i, u * cg->vw), x = vld(cg, p, idx), t;
         if (k == R_SUM) t = x;
-        else if (k == R_SQDEV) { t = fsub(cg, x, mv); t = fmul(cg, t, t); }
-        else t = fmul(cg, vld(cg, q, idx), fsub(cg, x, mv));
-        set(cg, acc[u], fadd(cg, get(cg, acc[u]), t));
+        else if (k == R_SQDEV) { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
+        else t = f_mul(cg, vld(cg, q, idx), f_sub(cg, x, mv));
+        set(cg, acc[u], f_add(cg, get(cg, acc[u]), t));
     }
     for_end(cg, &l);
-    LLVMValueRef s = var(cg, cg->f32, hsum(cg, fadd(cg, get(cg, acc[0]), get(cg, acc[1]))));
+    LLVMValueRef s = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[0]), get(cg, acc[1]))));
     i = for_begin(cg, &l, ci64(cg, nv), ci64(cg, n), 1);
     LLVMValueRef x = ld(cg, p, i), t;
     if (k == R_SUM) t = x;
-    else if (k == R_SQDEV) { t = fsub(cg, x, m); t = fmul(cg, t, t); }
-    else t = fmul(cg, ld(cg, q, i), fsub(cg, x, m));
-    set(cg, s, fadd(cg, get(cg, s), t));
+    else if (k == R_SQDEV) { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
+    else t = f_mul(cg, ld(cg, q, i), f_sub(cg, x, m));
+    set(cg, s, f_add(cg, get(cg, s), t));
     for_end(cg, &l);
     return get(cg, s);
 }
@@ -220,7 +220,7 @@ static void emit_batchnorm(Cg *cg, const IrNode *n) {
     LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
     LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
     LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
-    LLVMValueRef y = fadd(cg, fmul(cg, fmul(cg, g, fsub(cg, ld(cg, xp, j), tmean)), tinv), bt);
+    LLVMValueRef y = f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, ld(cg, xp, j), tmean)), tinv), bt);
     st(cg, y, yp, j);
     for_end(cg, &lj);
     for_end(cg, &li);
@@ -344,12 +344,12 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         window_argmax(cg, &d, gep(cg, v[1], mulc(cg, pl, hw)), p, q, best, mx);
         If f;
         if_begin(cg, &f, icmp(cg, LLVMIntSGE, get(cg, best), ci64(cg, 0)));
-        st(cg, fadd(cg, ld(cg, xp, get(cg, best)), ld(cg, yp, o)), xp, get(cg, best));
+        st(cg, f_add(cg, ld(cg, xp, get(cg, best)), ld(cg, yp, o)), xp, get(cg, best));
         if_end(cg, &f);
     } else {
         int fwd = n->op == IR_OP_AVGPOOL;
         LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
-        LLVMValueRef gv = fwd ? NULL : fmul(cg, ld(cg, yp, o), cf32(cg, inv));
+        LLVMValueRef gv = fwd ? NULL : f_mul(cg, ld(cg, yp, o), cf32(cg, inv));
         LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, d.kh), 1);
         LLVMValueRef ih = add(cg, addc(cg, mulc(cg, p, d.sh), -d.ph), i);
         If f, g;
@@ -358,13 +358,13 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         LLVMValueRef iw = add(cg, addc(cg, mulc(cg, q, d.sw), -d.pw), j);
         if_begin(cg, &g, in_range(cg, iw, d.w));
         LLVMValueRef idx = add(cg, mulc(cg, ih, d.w), iw);
-        if (fwd) set(cg, acc, fadd(cg, get(cg, acc), ld(cg, xp, idx)));
-        else st(cg, fadd(cg, ld(cg, xp, idx), gv), xp, idx);
+        if (fwd) set(cg, acc, f_add(cg, get(cg, acc), ld(cg, xp, idx)));
+        else st(cg, f_add(cg, ld(cg, xp, idx), gv), xp, idx);
         if_end(cg, &g);
         for_end(cg, &lj);
         if_end(cg, &f);
         for_end(cg, &li);
-        if (fwd) st(cg, fmul(cg, get(cg, acc), cf32(cg, inv)), yp, o);
+        if (fwd) st(cg, f_mul(cg, get(cg, acc), cf32(cg, inv)), yp, o);
     }
     for_end(cg, &lq);
     for_end(cg, &lp);
@@ -383,9 +383,9 @@ static void emit_global_pool(Cg *cg, const IrNode *n) {
     LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nc), 1);
     LLVMValueRef plane = mulc(cg, i, hw);
     if (n->op == IR_OP_GAVGPOOL) {
-        st(cg, fdiv(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, hw), cf32(cg, (float)hw)), out, i);
+        st(cg, f_div(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, hw), cf32(cg, (float)hw)), out, i);
     } else if (n->op == IR_OP_GAVGPOOL_BWD) {
-        LLVMValueRef g = fdiv(cg, ld(cg, in0, i), cf32(cg, (float)hw));
+        LLVMValueRef g = f_div(cg, ld(cg, in0, i), cf32(cg, (float)hw));
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
         st(cg, g, out, add(cg, plane, j));
         for_end(cg, &lj);
@@ -433,21 +433,21 @@ static void emit_softmax_xent(Cg *cg, const IrNode *n) {
     for_end(cg, &lj);
     LLVMValueRef s = var(cg, cg->f32, cf32(cg, 0));
     j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
-    set(cg, s, fadd(cg, get(cg, s), call1(cg, "llvm.exp", cg->f32, fsub(cg, ld(cg, row, j), get(cg, mx)))));
+    set(cg, s, f_add(cg, get(cg, s), call1(cg, "llvm.exp", cg->f32, f_sub(cg, ld(cg, row, j), get(cg, mx)))));
     for_end(cg, &lj);
-    LLVMValueRef lse = fadd(cg, get(cg, mx), call1(cg, "llvm.log", cg->f32, get(cg, s)));
+    LLVMValueRef lse = f_add(cg, get(cg, mx), call1(cg, "llvm.log", cg->f32, get(cg, s)));
     if (!bwd) {
-        set(cg, loss, fadd(cg, get(cg, loss), fsub(cg, lse, ld(cg, row, y))));
+        set(cg, loss, f_add(cg, get(cg, loss), f_sub(cg, lse, ld(cg, row, y))));
     } else {
         LLVMValueRef g = gep(cg, out, mulc(cg, i, k));
         j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
-        LLVMValueRef pr = call1(cg, "llvm.exp", cg->f32, fsub(cg, ld(cg, row, j), lse));
+        LLVMValueRef pr = call1(cg, "llvm.exp", cg->f32, f_sub(cg, ld(cg, row, j), lse));
         LLVMValueRef hot = sel(cg, icmp(cg, LLVMIntEQ, j, y), cf32(cg, 1), cf32(cg, 0));
-        st(cg, fdiv(cg, fsub(cg, pr, hot), cf32(cg, (float)nb)), g, j);
+        st(cg, f_div(cg, f_sub(cg, pr, hot), cf32(cg, (float)nb)), g, j);
         for_end(cg, &lj);
     }
     for_end(cg, &li);
-    if (!bwd) st(cg, fdiv(cg, get(cg, loss), cf32(cg, (float)nb)), out, ci64(cg, 0));
+    if (!bwd) st(cg, f_div(cg, get(cg, loss), cf32(cg, (float)nb)), out, ci64(cg, 0));
 }
 
 /* ---- dispatch ------------------------------------------------------------------ */

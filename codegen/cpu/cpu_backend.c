@@ -1,0 +1,145 @@
+/* cpu_backend.c - backend_cpu: a Program becomes one LLVM module (one
+ * function per kernel, shapes and buffer offsets as constants, plus the
+ * netc_step entry), optimised for the host and run through ORC LLJIT.
+ * cg_cpu_emit_object writes the same code as an object file for
+ * `netc compile`. */
+#include "cg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../runtime/aot.h"
+#include "../../runtime/pool.h"
+
+int cg_build_program(Cg *cg, const Program *p, const char *entry, const char *prefix, Diag *d) {
+    cg->p = p;
+    cg->prefix = prefix;
+    LLVMValueRef *kfn = calloc((size_t)(p->nkernels ? p->nkernels : 1), sizeof *kfn);
+    int rc = 0;
+    for (int k = 0; k < p->nkernels && rc == 0; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "%sk%d", prefix, k);
+        kfn[k] = cg_fn_new(cg, name, cg->kfn_t, 1);
+        cg->arena = LLVMGetParam(kfn[k], 0);
+        cg->slots = LLVMGetParam(kfn[k], 1);
+        cg->args = LLVMGetParam(kfn[k], 2);
+        for (int i = 0; i < p->kernels[k].nnodes && rc == 0; i++) rc = cg_emit_node(cg, p->kernels[k].nodes[i], d);
+        LLVMBuildRetVoid(cg->b);
+    }
+    if (rc == 0) {
+        LLVMValueRef f = cg_fn_new(cg, entry, cg->kfn_t, 0);
+        LLVMValueRef a[3] = {LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2)};
+        for (int k = 0; k < p->nkernels; k++) cg_call(cg, kfn[k], a, 3);
+        LLVMBuildRetVoid(cg->b);
+    }
+    free(kfn);
+    return rc;
+}
+
+typedef struct {
+    CgJit *jit;
+    NetcStepFn step;
+    char *ir;          /* optimised module text, for dump */
+} CpuState;
+
+static void cpu_free(void *state) {
+    CpuState *s = state;
+    if (!s) return;
+    cg_jit_free(s->jit);
+    free(s->ir);
+    free(s);
+}
+
+static int cpu_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    if (p->elem_bytes != 4) return diag_error_noloc(d, "cpu backend: only float programs (elem_bytes 4)");
+    CpuState *s = calloc(1, sizeof *s);
+    int vw = 8;
+    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, d);
+    if (!tm) {
+        free(s);
+        return -1;
+    }
+    s->jit = cg_jit_new(d);
+    if (!s->jit) {
+        LLVMDisposeTargetMachine(tm);
+        free(s);
+        return -1;
+    }
+    LLVMContextRef ctx = cg_jit_context(s->jit);
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
+    Cg cg;
+    cg_init(&cg, ctx, mod, vw);
+    int rc = cg_build_program(&cg, p, "netc_step", "", d);
+    cg_dispose(&cg);
+    if (rc == 0) rc = cg_optimise(mod, tm, o && o->opt_level ? o->opt_level : 3, d);
+    LLVMDisposeTargetMachine(tm);
+    if (rc == 0) {
+        char *txt = LLVMPrintModuleToString(mod);
+        s->ir = strdup(txt);
+        LLVMDisposeMessage(txt);
+        rc = cg_jit_add(s->jit, mod, d);
+    } else {
+        LLVMDisposeModule(mod);
+    }
+    if (rc == 0) {
+        s->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(s->jit, "netc_step", d);
+        if (!s->step) rc = -1;
+    }
+    if (rc) {
+        cpu_free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+static int cpu_run(void *state, const Program *p, RunCtx *ctx) {
+    (void)p;
+    CpuState *s = state;
+    NetcStepArgs a = {ctx->lr, ctx->seed, ctx->step, ctx->pool};
+    s->step(ctx->arena, ctx->slots, &a);
+    return 0;
+}
+
+static int cpu_dump(void *state, FILE *f) {
+    CpuState *s = state;
+    fputs(s->ir ? s->ir : "", f);
+    return 0;
+}
+
+const Backend backend_cpu = {
+    .name = "cpu",
+    .desc = "LLVM JIT for the host CPU (vectorised, multithreaded)",
+    .compile = cpu_compile,
+    .run = cpu_run,
+    .free = cpu_free,
+    .dump = cpu_dump,
+};
+
+int cg_cpu_emit_object(const Program *train, const Program *eval, const char *obj_path, Diag *d) {
+    int vw = 8;
+    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, d);
+    if (!tm) return -1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
+    Cg cg;
+    cg_init(&cg, ctx, mod, vw);
+    int rc = 0;
+    if (train) rc = cg_build_program(&cg, train, "netc_train_step", "t_", d);
+    if (rc == 0 && eval) rc = cg_build_program(&cg, eval, "netc_eval_step", "e_", d);
+    cg_dispose(&cg);
+    if (rc == 0) rc = cg_optimise(mod, tm, 3, d);
+    if (rc == 0) {
+        char *err = NULL;
+        if (LLVMTargetMachineEmitToFile(tm, mod, (char *)obj_path, LLVMObjectFile, &err)) {
+            diag_error_noloc(d, "cpu backend: cannot write object file %s: %s", obj_path, err);
+            LLVMDisposeMessage(err);
+            rc = -1;
+        }
+    }
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}

@@ -1,0 +1,434 @@
+/* test_cpu_ops.c - the cpu backend against the ref backend, op by op.
+ *
+ * Each case builds a one-node Program by hand (every value in its own
+ * persistent slot), runs it on ref and on cpu from identical random inputs,
+ * and compares every slot afterwards (outputs and state updated in place).
+ * Shapes are awkward on purpose: odd sizes, 1x1 and 11x11 kernels, stride 4,
+ * padding > 1, channel counts that are not multiples of 8, K dimensions
+ * larger than one cache block.
+ *
+ * Tolerance: normwise relative, max|cpu - ref| <= tol * max(max|ref|, 1e-3)
+ * per tensor, tol = 1e-4 for conv/linear/batch norm/loss (fp32 sums in a
+ * different order, FMA contraction), 1e-6 for ops that do no arithmetic
+ * reordering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/backend.h"
+#include "codegen/cpu/cpu.h"
+#include "runtime/pool.h"
+
+typedef struct {
+    Program p;
+    int op_node;
+} Case;
+
+static uint64_t rng = 12345;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 40) / 16777216.0 * 2.0 - 1.0);
+}
+
+static IrType ty4(int batched, int64_t a, int64_t b, int64_t c, int64_t d) {
+    int64_t dd[4] = {a, b, c, d};
+    int rank = d ? 4 : c ? 3 : b ? 2 : 1;
+    return ir_type_make(IR_F32, batched, rank, dd);
+}
+
+static int leaf(IrGraph *g, IrType t) {
+    int n = ir_node_new(g, IR_OP_PARAM, NULL, 0, 1, "leaf", (IrLoc){0, 0});
+    int v = ir_out(g, n, 0);
+    *ir_type(g, v) = t;
+    return v;
+}
+
+static void case_init(Case *c, int64_t batch) {
+    memset(c, 0, sizeof *c);
+    ir_init(&c->p.g);
+    c->p.g.mode = IR_TRAIN;
+    c->p.g.batch = batch;
+    c->p.batch = batch;
+    c->p.elem_bytes = 4;
+}
+
+/* Adds the op node (outputs typed by the caller through out_types) and plans
+ * every value into its own slot. */
+static int case_op(Case *c, IrOp op, const int *in, int nin, const IrType *out_types, int nout, IrAttr attr) {
+    IrGraph *g = &c->p.g;
+    int n = ir_node_new(g, op, in, nin, nout, "op", (IrLoc){0, 0});
+    g->nodes[n].attr = attr;
+    for (int k = 0; k < nout; k++) *ir_type(g, ir_out(g, n, k)) = out_types[k];
+    c->op_node = n;
+    Program *p = &c->p;
+    p->nkernels = 1;
+    p->kernels = calloc(1, sizeof(Kernel));
+    p->kernels[0].nnodes = 1;
+    p->kernels[0].nodes = malloc(sizeof(int));
+    p->kernels[0].nodes[0] = n;
+    p->buf = calloc((size_t)g->nvalues, sizeof(BufPlan));
+    p->slots = calloc((size_t)g->nvalues, sizeof(Slot));
+    p->nslots = g->nvalues;
+    for (int v = 0; v < g->nvalues; v++) {
+        p->buf[v].kind = BUF_PERSIST;
+        p->buf[v].slot = v;
+        p->buf[v].bytes = ir_numel(ir_type(g, v), p->batch) * 4;
+        p->slots[v].value = v;
+        p->slots[v].bytes = p->buf[v].bytes;
+        p->slots[v].kind = SLOT_PARAM;
+    }
+    return n;
+}
+
+static void case_free(Case *c) {
+    free(c->p.kernels[0].nodes);
+    free(c->p.kernels);
+    free(c->p.buf);
+    free(c->p.slots);
+    ir_free(&c->p.g);
+}
+
+typedef void (*Fill)(float *x, int64_t n, int value);
+
+/* Runs c on ref and cpu and compares.  labels_value: value id holding int32
+ * labels in [0, classes), or -1.  positive: value id to fill with positive
+ * numbers (running variance), or -1. */
+static void run_case(Case *c, double tol, int labels_value, int classes, int positive, int threads) {
+    Program *p = &c->p;
+    int nv = p->g.nvalues;
+    void **a = calloc((size_t)nv, sizeof(void *)), **b = calloc((size_t)nv, sizeof(void *));
+    for (int v = 0; v < nv; v++) {
+        size_t bytes = (size_t)p->buf[v].bytes + 64;
+        a[v] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        b[v] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        int64_t n = p->buf[v].bytes / 4;
+        float *f = a[v];
+        for (int64_t i = 0; i < n; i++) {
+            f[i] = frand();
+            if (v == positive) f[i] = fabsf(f[i]) + 0.5f;
+            if (v == labels_value) ((int32_t *)f)[i] = (int32_t)((rng >> 33) % (uint64_t)classes), frand();
+        }
+        memcpy(b[v], a[v], (size_t)p->buf[v].bytes);
+    }
+    Diag d;
+    diag_init(&d, "test", NULL, 0, stderr);
+    void *sa = NULL, *sb = NULL;
+    BackendOptions o = {threads, 3, 0};
+    assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
+    assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
+    ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
+    RunCtx ra = {NULL, a, 0.05, 7, 3, NULL}, rb = {NULL, b, 0.05, 7, 3, pool};
+    backend_ref.run(sa, p, &ra);
+    backend_cpu.run(sb, p, &rb);
+    const IrNode *n = ir_node(&p->g, c->op_node);
+    int bad = 0;
+    for (int v = 0; v < nv; v++) {
+        if (v == labels_value) continue;
+        int64_t cnt = p->buf[v].bytes / 4;
+        const float *x = a[v], *y = b[v];
+        double mx = 1e-3, err = 0;
+        int64_t at = 0;
+        for (int64_t i = 0; i < cnt; i++) mx = fmax(mx, fabs(x[i]));
+        for (int64_t i = 0; i < cnt; i++) {
+            double e = fabs((double)x[i] - (double)y[i]);
+            if (!(e <= err)) { err = e; at = i; }
+        }
+        if (!(err <= tol * mx)) {
+            fprintf(stderr, "%s: value %d (%lld elements): max error %g at %lld (ref %g, cpu %g), scale %g, tol %g\n",
+                    ir_info(n->op)->name, v, (long long)cnt, err, (long long)at, x[at], y[at], mx, tol);
+            bad = 1;
+        }
+    }
+    backend_cpu.free(sb);
+    backend_ref.free(sa);
+    rt_pool_free(pool);
+    for (int v = 0; v < nv; v++) {
+        free(a[v]);
+        free(b[v]);
+    }
+    free(a);
+    free(b);
+    assert_false(bad);
+}
+
+/* ---- conv -------------------------------------------------------------------- */
+
+typedef struct { int64_t n, c, h, w, k, r, s, sh, sw, ph, pw; int bias; } ConvCase;
+
+static const ConvCase conv_cases[] = {
+    {3, 5, 13, 11, 7, 3, 3, 1, 1, 1, 1, 1},      /* odd everything */
+    {2, 3, 23, 23, 10, 11, 11, 4, 4, 2, 2, 1},   /* AlexNet-like 11x11 stride 4 */
+    {2, 19, 7, 9, 13, 1, 1, 1, 1, 0, 0, 0},      /* 1x1: direct GEMM */
+    {2, 4, 12, 10, 9, 5, 5, 2, 2, 3, 3, 1},      /* padding > 1, stride 2 */
+    {2, 1, 20, 20, 17, 7, 7, 2, 2, 3, 3, 0},     /* one input channel */
+    {2, 37, 6, 6, 70, 3, 3, 1, 1, 1, 1, 1},      /* CRS 333 > KC: two k blocks */
+    {1, 16, 18, 18, 130, 3, 3, 1, 1, 1, 1, 0},   /* K 130 > MC */
+    {2, 6, 9, 14, 5, 3, 2, 2, 1, 0, 1, 1},       /* non-square kernel and stride */
+    {5, 3, 40, 40, 8, 3, 3, 1, 1, 1, 1, 1},      /* PQ 1600 > NC */
+};
+
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
+
+static IrAttr conv_attr(const ConvCase *cc) {
+    IrAttr at;
+    memset(&at, 0, sizeof at);
+    at.conv.out_c = (int)cc->k;
+    at.conv.in_c = (int)cc->c;
+    at.conv.kh = (int)cc->r;
+    at.conv.kw = (int)cc->s;
+    at.conv.sh = (int)cc->sh;
+    at.conv.sw = (int)cc->sw;
+    at.conv.ph = (int)cc->ph;
+    at.conv.pw = (int)cc->pw;
+    at.conv.bias = cc->bias;
+    return at;
+}
+
+static void conv_case(const ConvCase *cc, int which, int threads) {
+    Case c;
+    case_init(&c, cc->n);
+    int64_t P = conv_out(cc->h, cc->r, cc->sh, cc->ph), Q = conv_out(cc->w, cc->s, cc->sw, cc->pw);
+    IrType tx = ty4(1, cc->n, cc->c, cc->h, cc->w), tw = ty4(0, cc->k, cc->c, cc->r, cc->s);
+    IrType ty = ty4(1, cc->n, cc->k, P, Q), tb = ty4(0, cc->k, 0, 0, 0);
+    IrAttr at = conv_attr(cc);
+    if (which == 0) {
+        int in[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
+        case_op(&c, IR_OP_CONV2D, in, cc->bias ? 3 : 2, &ty, 1, at);
+    } else if (which == 1) {
+        int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
+        case_op(&c, IR_OP_CONV2D_BWD_DATA, in, 2, &tx, 1, at);
+    } else {
+        int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tx)};
+        IrType outs[2] = {tw, tb};
+        case_op(&c, IR_OP_CONV2D_BWD_WEIGHT, in, 2, outs, cc->bias ? 2 : 1, at);
+    }
+    run_case(&c, 1e-4, -1, 0, -1, threads);
+    case_free(&c);
+}
+
+static void test_conv(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
+        for (int which = 0; which < 3; which++) {
+            fprintf(stderr, "conv case %zu, %s\n", i, which == 0 ? "fwd" : which == 1 ? "bwd_data" : "bwd_weight");
+            conv_case(&conv_cases[i], which, getenv("NETC_TEST_THREADS") ? atoi(getenv("NETC_TEST_THREADS")) : i % 2 ? 2 : 1);
+        }
+}
+
+/* ---- linear ------------------------------------------------------------------ */
+
+static void linear_case(int64_t n, int64_t in, int64_t out, int bias, int which, int threads) {
+    Case c;
+    case_init(&c, n);
+    IrType tx = ty4(1, n, in, 0, 0), tw = ty4(0, out, in, 0, 0), ty = ty4(1, n, out, 0, 0), tb = ty4(0, out, 0, 0, 0);
+    IrAttr at;
+    memset(&at, 0, sizeof at);
+    at.linear.out = (int)out;
+    at.linear.in = (int)in;
+    at.linear.bias = bias;
+    if (which == 0) {
+        int v[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
+        case_op(&c, IR_OP_LINEAR, v, bias ? 3 : 2, &ty, 1, at);
+    } else if (which == 1) {
+        int v[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
+        case_op(&c, IR_OP_LINEAR_BWD_DATA, v, 2, &tx, 1, at);
+    } else {
+        int v[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tx)};
+        IrType outs[2] = {tw, tb};
+        case_op(&c, IR_OP_LINEAR_BWD_WEIGHT, v, 2, outs, bias ? 2 : 1, at);
+    }
+    run_case(&c, 1e-4, -1, 0, -1, threads);
+    case_free(&c);
+}
+
+static void test_linear(void **state) {
+    (void)state;
+    for (int which = 0; which < 3; which++) {
+        linear_case(5, 37, 29, 1, which, 1);
+        linear_case(130, 300, 70, 1, which, 2);
+        linear_case(3, 1000, 10, 0, which, 2);
+        linear_case(17, 8, 1, 1, which, 1);
+    }
+}
+
+/* ---- everything else ----------------------------------------------------------- */
+
+static void unary(IrOp op, IrType t, IrType to, IrAttr at, double tol) {
+    Case c;
+    case_init(&c, t.d[0]);
+    int x = leaf(&c.p.g, t);
+    case_op(&c, op, &x, 1, &to, 1, at);
+    run_case(&c, tol, -1, 0, -1, 2);
+    case_free(&c);
+}
+
+static void binary(IrOp op, IrType t0, IrType t1, IrType to, IrAttr at, double tol) {
+    Case c;
+    case_init(&c, t0.d[0]);
+    int x[2] = {leaf(&c.p.g, t0), leaf(&c.p.g, t1)};
+    case_op(&c, op, x, 2, &to, 1, at);
+    run_case(&c, tol, -1, 0, -1, 2);
+    case_free(&c);
+}
+
+static void test_elementwise(void **state) {
+    (void)state;
+    IrAttr none;
+    memset(&none, 0, sizeof none);
+    IrType small = ty4(1, 3, 5, 7, 9), big = ty4(1, 4, 33, 17, 19);
+    for (int i = 0; i < 2; i++) {
+        IrType t = i ? big : small;
+        unary(IR_OP_RELU, t, t, none, 0);
+        unary(IR_OP_SIGMOID, t, t, none, 1e-6);
+        binary(IR_OP_ADD, t, t, t, none, 0);
+        binary(IR_OP_RELU_BWD, t, t, t, none, 0);
+        binary(IR_OP_SIGMOID_BWD, t, t, t, none, 1e-6);
+        binary(IR_OP_DROPOUT_BWD, t, t, t, none, 0);
+    }
+    /* accum of three */
+    Case c;
+    case_init(&c, 3);
+    int x[3] = {leaf(&c.p.g, big), leaf(&c.p.g, big), leaf(&c.p.g, big)};
+    case_op(&c, IR_OP_ACCUM, x, 3, &big, 1, none);
+    run_case(&c, 0, -1, 0, -1, 2);
+    case_free(&c);
+    /* sgd updates its first input */
+    case_init(&c, 1);
+    IrType pw = ty4(0, 70001, 0, 0, 0);
+    int s[2] = {leaf(&c.p.g, pw), leaf(&c.p.g, pw)};
+    case_op(&c, IR_OP_SGD, s, 2, NULL, 0, none);
+    run_case(&c, 1e-6, -1, 0, -1, 2);
+    case_free(&c);
+    /* flatten, not aliased: a copy */
+    unary(IR_OP_FLATTEN, small, ty4(1, 3, 5 * 7 * 9, 0, 0), none, 0);
+}
+
+static void test_dropout(void **state) {
+    (void)state;
+    float ps[3] = {0.5f, 0.0f, 0.3f};
+    for (int i = 0; i < 3; i++) {
+        Case c;
+        case_init(&c, 6);
+        IrType t = ty4(1, 6, 1001, 0, 0);
+        IrAttr at;
+        memset(&at, 0, sizeof at);
+        at.dropout.p = ps[i];
+        at.dropout.mode = IR_TRAIN;
+        at.dropout.index = i + 1;
+        int x = leaf(&c.p.g, t);
+        IrType outs[2] = {t, t};
+        case_op(&c, IR_OP_DROPOUT, &x, 1, outs, 2, at);
+        run_case(&c, 1e-6, -1, 0, -1, 2);
+        case_free(&c);
+    }
+}
+
+static void test_pool(void **state) {
+    (void)state;
+    struct { int64_t n, c, h, w, kh, kw, sh, sw, ph, pw; } pc[] = {
+        {2, 3, 13, 11, 3, 3, 2, 2, 1, 1}, {3, 5, 8, 8, 2, 2, 2, 2, 0, 0}, {1, 4, 9, 10, 3, 2, 1, 2, 1, 0},
+        {2, 7, 27, 27, 3, 3, 2, 2, 0, 0}, {2, 3, 6, 7, 5, 5, 3, 3, 2, 2}};
+    for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
+        IrAttr at;
+        memset(&at, 0, sizeof at);
+        at.pool.kh = (int)pc[i].kh;
+        at.pool.kw = (int)pc[i].kw;
+        at.pool.sh = (int)pc[i].sh;
+        at.pool.sw = (int)pc[i].sw;
+        at.pool.ph = (int)pc[i].ph;
+        at.pool.pw = (int)pc[i].pw;
+        int64_t P = conv_out(pc[i].h, pc[i].kh, pc[i].sh, pc[i].ph), Q = conv_out(pc[i].w, pc[i].kw, pc[i].sw, pc[i].pw);
+        IrType tx = ty4(1, pc[i].n, pc[i].c, pc[i].h, pc[i].w), ty = ty4(1, pc[i].n, pc[i].c, P, Q);
+        unary(IR_OP_MAXPOOL, tx, ty, at, 0);
+        unary(IR_OP_AVGPOOL, tx, ty, at, 1e-6);
+        binary(IR_OP_MAXPOOL_BWD, ty, tx, tx, at, 1e-6);
+        unary(IR_OP_AVGPOOL_BWD, ty, tx, at, 1e-6);
+    }
+    IrAttr none;
+    memset(&none, 0, sizeof none);
+    IrType tx = ty4(1, 3, 11, 7, 5), ty = ty4(1, 3, 11, 1, 1);
+    unary(IR_OP_GAVGPOOL, tx, ty, none, 1e-6);
+    unary(IR_OP_GMAXPOOL, tx, ty, none, 0);
+    unary(IR_OP_GAVGPOOL_BWD, ty, tx, none, 1e-6);
+    binary(IR_OP_GMAXPOOL_BWD, ty, tx, tx, none, 0);
+}
+
+static void test_batchnorm(void **state) {
+    (void)state;
+    IrType shapes[3] = {ty4(1, 3, 5, 7, 9), ty4(1, 4, 37, 13, 13), ty4(1, 6, 11, 0, 0)};
+    for (int i = 0; i < 3; i++) {
+        IrType t = shapes[i], tc = ty4(0, t.d[1], 0, 0, 0);
+        for (int mode = 0; mode < 2; mode++) {
+            Case c;
+            case_init(&c, t.d[0]);
+            IrAttr at;
+            memset(&at, 0, sizeof at);
+            at.bn.mode = mode ? IR_EVAL : IR_TRAIN;
+            at.bn.momentum = 0.1f;
+            at.bn.eps = 1e-5f;
+            int in[5] = {leaf(&c.p.g, t), leaf(&c.p.g, tc), leaf(&c.p.g, tc), leaf(&c.p.g, tc), leaf(&c.p.g, tc)};
+            IrType outs[3] = {t, tc, tc};
+            case_op(&c, IR_OP_BATCHNORM, in, 5, outs, mode ? 1 : 3, at);
+            run_case(&c, 1e-4, -1, 0, in[4], 2);
+            case_free(&c);
+        }
+        Case c;
+        case_init(&c, t.d[0]);
+        IrAttr at;
+        memset(&at, 0, sizeof at);
+        int in[5] = {leaf(&c.p.g, t), leaf(&c.p.g, t), leaf(&c.p.g, tc), leaf(&c.p.g, tc), leaf(&c.p.g, tc)};
+        IrType outs[3] = {t, tc, tc};
+        case_op(&c, IR_OP_BATCHNORM_BWD, in, 5, outs, 3, at);
+        run_case(&c, 1e-4, -1, 0, in[4], 2);
+        case_free(&c);
+    }
+}
+
+static void test_loss(void **state) {
+    (void)state;
+    for (int bwd = 0; bwd < 2; bwd++) {
+        Case c;
+        case_init(&c, 13);
+        IrType tl = ty4(1, 13, 10, 0, 0), tlab = ty4(1, 13, 0, 0, 0);
+        tlab.dtype = IR_I32;
+        int in[2] = {leaf(&c.p.g, tl), leaf(&c.p.g, tlab)};
+        IrAttr none;
+        memset(&none, 0, sizeof none);
+        IrType out = bwd ? tl : ty4(0, 1, 0, 0, 0);
+        case_op(&c, bwd ? IR_OP_SOFTMAX_XENT_BWD : IR_OP_SOFTMAX_XENT, in, 2, &out, 1, none);
+        run_case(&c, 1e-5, in[1], 10, -1, 1);
+        case_free(&c);
+    }
+}
+
+static void test_concat_slice(void **state) {
+    (void)state;
+    IrAttr none;
+    memset(&none, 0, sizeof none);
+    Case c;
+    case_init(&c, 3);
+    int in[3] = {leaf(&c.p.g, ty4(1, 3, 5, 6, 7)), leaf(&c.p.g, ty4(1, 3, 1, 6, 7)), leaf(&c.p.g, ty4(1, 3, 9, 6, 7))};
+    IrType to = ty4(1, 3, 15, 6, 7);
+    case_op(&c, IR_OP_CONCAT, in, 3, &to, 1, none);
+    run_case(&c, 0, -1, 0, -1, 2);
+    case_free(&c);
+    IrAttr at = none;
+    at.slice.c0 = 5;
+    at.slice.c = 3;
+    unary(IR_OP_SLICE, ty4(1, 3, 15, 6, 7), ty4(1, 3, 3, 6, 7), at, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elementwise), cmocka_unit_test(test_dropout), cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_loss), cmocka_unit_test(test_concat_slice),
+        cmocka_unit_test(test_linear), cmocka_unit_test(test_conv),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
