@@ -161,6 +161,7 @@ int rt_build_graph(const RtSource *src, const RtArgs *a, IrMode mode, IrGraph *g
 
 int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *s, IrGraph *gt, IrGraph *ge,
                     char **text, Diag *d) {
+    memset(s, 0, sizeof *s);
     ir_init(gt);
     ir_init(ge);
     RtSource s2 = *src;

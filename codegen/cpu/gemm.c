@@ -45,6 +45,7 @@ typedef struct {
     int64_t ldc;
 } Gemm;
 
+/* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 static int64_t gemm_scratch_floats(const Cg *cg) {
     return (int64_t)MC * KC + (int64_t)KC * NC + MR * NR + 64;
 }
@@ -341,12 +342,16 @@ static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLV
 }
 
 /* This thread's scratch: base + worker * per_thread floats. */
+static int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
+
 static LLVMValueRef thread_scratch(Cg *cg, LLVMValueRef base, int64_t per_thread) {
+    per_thread = round16(per_thread);
     LLVMValueRef w = LLVMBuildSExt(cg->b, cg_call(cg, cg->rt_worker_index, NULL, 0), cg->i64, "");
     return gep(cg, base, mulc(cg, w, per_thread));
 }
 
 static LLVMValueRef scratch_for_threads(Cg *cg, LLVMValueRef nthreads, int64_t per_thread) {
+    per_thread = round16(per_thread);
     LLVMValueRef bytes = mulc(cg, nthreads, per_thread * 4);
     return LLVMBuildBitCast(cg->b, cg_call(cg, cg->rt_scratch, &bytes, 1), cg->pf, "");
 }
@@ -474,7 +479,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         ConvDims d = conv_dims(cg, n, n->out[0], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         int direct = conv_direct(&d);
-        int64_t per2 = per + (direct ? 0 : crs * pq);
+        int64_t per2 = per + (direct ? 0 : round16(crs * pq));
         LLVMValueRef nt = cg_nthreads(cg);
         LLVMValueRef v[4] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
                              scratch_for_threads(cg, nt, per2)};
@@ -504,7 +509,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         ConvDims d = conv_dims(cg, n, n->in[1], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         int64_t wsz = d.k * crs;
-        int64_t per2 = per + (wsz + 15) / 16 * 16;
+        int64_t per2 = per + round16(wsz);
         LLVMValueRef nt = cg_nthreads(cg);
         LLVMValueRef scr0 = scratch_for_threads(cg, nt, per2);
         /* zero every thread's partial sum (threads with no image add nothing) */

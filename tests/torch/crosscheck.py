@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""Cross-check netc against PyTorch on the seven networks of the seed.
+
+For each network the PyTorch module is built exactly as the seed builds it
+(definitions copied from shared/bench/torch_baseline.py), given random
+weights and random batch-norm running statistics, and fed a random batch.
+The same tensors go to `netc step` through a safetensors file; netc runs one
+step and writes every result.  Compared, fp32 on both sides:
+
+  train mode: logits, loss (rel. error <= 1e-4), every parameter gradient,
+              every parameter after one plain SGD step and the updated
+              batch-norm running statistics (<= 1e-3);
+  eval mode:  logits and loss (<= 1e-4; netc's eval loss output is not
+              meaningful, so the loss is computed here from netc's logits).
+
+Relative error of a tensor: max|netc - torch| / max(max|torch|, tiny).
+PyTorch parameters are matched to netc's names by order of use: forward hooks
+on every leaf module with parameters record the call order, which is zipped
+with `netc dump --params`.  Dropout in train mode multiplies by the mask netc
+reports (`dropout.K`).
+
+Prints one line per network and mode, the total time, then `N passed, M failed`;
+exits 1 if any check failed.
+"""
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io as st  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = 1e-30
+TOL_OUT = 1e-4   # logits, loss
+TOL_PARAM = 1e-3  # gradients, updated weights, running statistics
+
+
+# --------------------------------------------------------------------------
+# The seed's networks (copied from shared/bench/torch_baseline.py)
+
+def alexnet():
+    return nn.Sequential(
+        nn.Conv2d(1, 96, 11, 4, 1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Flatten(),
+        nn.Linear(6400, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 10))
+
+
+def vgg_block(n, cin, cout):
+    layers = []
+    for _ in range(n):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+        cin = cout
+    layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+def vgg(ratio=4):
+    arch = [(n, c // ratio) for n, c in ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))]
+    blks, cin = [], 1
+    for n, c in arch:
+        blks.append(vgg_block(n, cin, c))
+        cin = c
+    return nn.Sequential(*blks, nn.Flatten(),
+                         nn.Linear(cin * 7 * 7, 4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(4096, 10))
+
+
+def nin_block(cin, cout, k, s, p):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, p), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 1), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 1), nn.ReLU())
+
+
+def nin():
+    return nn.Sequential(
+        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, 2),
+        nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, 2),
+        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, 2), nn.Dropout(0.5),
+        nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+
+
+class Inception(nn.Module):
+    def __init__(self, cin, c1, c2, c3, c4):
+        super().__init__()
+        self.p1_1 = nn.Conv2d(cin, c1, 1)
+        self.p2_1 = nn.Conv2d(cin, c2[0], 1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], 3, padding=1)
+        self.p3_1 = nn.Conv2d(cin, c3[0], 1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], 5, padding=2)
+        self.p4_1 = nn.MaxPool2d(3, 1, 1)
+        self.p4_2 = nn.Conv2d(cin, c4, 1)
+
+    def forward(self, x):
+        p1 = F.relu(self.p1_1(x))
+        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+        p4 = F.relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+def googlenet():
+    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+    b2 = nn.Sequential(nn.Conv2d(64, 64, 1), nn.ReLU(), nn.Conv2d(64, 192, 3, padding=1),
+                       nn.MaxPool2d(3, 2, 1))
+    b3 = nn.Sequential(Inception(192, 64, (96, 128), (16, 32), 32),
+                       Inception(256, 128, (128, 192), (32, 96), 64), nn.MaxPool2d(3, 2, 1))
+    b4 = nn.Sequential(Inception(480, 192, (96, 208), (16, 48), 64),
+                       Inception(512, 160, (112, 224), (24, 64), 64),
+                       Inception(512, 128, (128, 256), (24, 64), 64),
+                       Inception(512, 112, (144, 288), (32, 64), 64),
+                       Inception(528, 256, (160, 320), (32, 128), 128), nn.MaxPool2d(3, 2, 1))
+    b5 = nn.Sequential(Inception(832, 256, (160, 320), (32, 128), 128),
+                       Inception(832, 384, (192, 384), (48, 128), 128),
+                       nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
+
+
+def lenet_bn():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(), nn.Linear(84, 10))
+
+
+class Residual(nn.Module):
+    def __init__(self, cin, c, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, c, 3, padding=1, stride=strides)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv3 = nn.Conv2d(cin, c, 1, stride=strides) if use_1x1conv else None
+        self.bn1, self.bn2 = nn.BatchNorm2d(c), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.conv3 is not None:
+            x = self.conv3(x)
+        return F.relu(y + x)
+
+
+def resnet_block(cin, c, n, first_block=False):
+    return [Residual(cin, c, True, 2) if i == 0 and not first_block else Residual(c, c)
+            for i in range(n)]
+
+
+def resnet18():
+    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3), nn.BatchNorm2d(64), nn.ReLU(),
+                       nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(b1, nn.Sequential(*resnet_block(64, 64, 2, True)),
+                         nn.Sequential(*resnet_block(64, 128, 2)),
+                         nn.Sequential(*resnet_block(128, 256, 2)),
+                         nn.Sequential(*resnet_block(256, 512, 2)),
+                         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, 10))
+
+
+def conv_block(cin, c):
+    return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, c, 3, padding=1))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, n, cin, c):
+        super().__init__()
+        self.net = nn.Sequential(*[conv_block(c * i + cin, c) for i in range(n)])
+
+    def forward(self, x):
+        for blk in self.net:
+            x = torch.cat((x, blk(x)), dim=1)
+        return x
+
+
+def transition_block(cin, c):
+    return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, c, 1),
+                         nn.AvgPool2d(2, 2))
+
+
+def densenet():
+    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3), nn.BatchNorm2d(64), nn.ReLU(),
+                       nn.MaxPool2d(3, 2, 1))
+    c, g, blks = 64, 32, []
+    for i, n in enumerate([4, 4, 4, 4]):
+        blks.append(DenseBlock(n, c, g))
+        c += n * g
+        if i != 3:
+            blks.append(transition_block(c, c // 2))
+            c //= 2
+    return nn.Sequential(b1, *blks, nn.BatchNorm2d(c), nn.ReLU(),
+                         nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten(), nn.Linear(c, 10))
+
+
+# name: (builder, .net file, seed resolution, seed learning rate)
+MODELS = {
+    "alexnet": (alexnet, "alexnet.net", 224, 0.01),
+    "vgg11": (vgg, "vgg11.net", 224, 0.05),
+    "nin": (nin, "nin.net", 224, 0.1),
+    "googlenet": (googlenet, "googlenet.net", 96, 0.1),
+    "lenet_bn": (lenet_bn, "lenet_bn.net", 28, 1.0),
+    "resnet18": (resnet18, "resnet18.net", 96, 0.05),
+    "densenet": (densenet, "densenet.net", 96, 0.1),
+}
+
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+PARAM_TYPES = (nn.Conv2d, nn.Linear) + BN_TYPES
+
+
+# --------------------------------------------------------------------------
+
+class MaskDropout(nn.Module):
+    """Dropout with a given mask (0 or 1/(1-p)): netc's, so both sides agree."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        assert self.mask is not None and tuple(self.mask.shape) == tuple(x.shape), \
+            f"dropout mask shape {None if self.mask is None else tuple(self.mask.shape)} != input {tuple(x.shape)}"
+        return x * self.mask
+
+
+def replace_dropouts(net):
+    """Replaces every nn.Dropout, in module (= network) order, by MaskDropout."""
+    out = []
+    for _, parent in list(net.named_modules()):
+        for cname, child in list(parent.named_children()):
+            if isinstance(child, nn.Dropout):
+                m = MaskDropout(child.p)
+                setattr(parent, cname, m)
+                out.append(m)
+    # named_modules is pre-order: for the seed's networks, the forward order
+    return out
+
+
+def init_weights(net, gen):
+    """Xavier-uniform conv/linear weights (as the seed's trainer), PyTorch's
+    default bias init; batch norm: random gamma/beta and random running
+    statistics with positive variance, so that eval mode is non-trivial."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)  # global RNG, seeded by the caller
+        elif isinstance(m, BN_TYPES):
+            with torch.no_grad():
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_((torch.rand(n, generator=gen) - 0.5) * 0.2)
+                m.running_mean.copy_((torch.rand(n, generator=gen) - 0.5) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+
+
+def rel_err(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    if not np.all(np.isfinite(a)):
+        return math.inf
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), TINY))
+
+
+def netc_params(netc, netfile, resize):
+    r = subprocess.run([netc, "dump", "--params", netfile, "--resize", str(resize)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"netc dump --params failed ({r.returncode}):\n{r.stderr}")
+    out = []
+    for line in r.stdout.splitlines():
+        if not line.strip():
+            continue
+        name, shape, kind = line.split()
+        out.append((name, tuple(int(d) for d in shape.split("x")), kind))
+    return out
+
+
+def usage_order(net, x):
+    """Leaf modules with parameters in the order the forward pass calls them."""
+    order, hooks = [], []
+    for m in net.modules():
+        if isinstance(m, PARAM_TYPES) or (not list(m.children()) and list(m.parameters(recurse=False))):
+            hooks.append(m.register_forward_hook(lambda mod, i, o: order.append(mod)))
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        net(x)
+    net.train(was)
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def map_names(net, x, dump):
+    """[(netc name, kind, module, attribute)], asserting names/shapes/kinds agree."""
+    tensors = []
+    seen = set()
+    for m in usage_order(net, x):
+        if id(m) in seen:
+            raise RuntimeError(f"module {m} used twice; cannot map by order of use")
+        seen.add(id(m))
+        if not isinstance(m, PARAM_TYPES):
+            raise RuntimeError(f"unexpected leaf module with parameters: {m}")
+        tensors.append((m, "weight", "param"))
+        if m.bias is not None:
+            tensors.append((m, "bias", "param"))
+        if isinstance(m, BN_TYPES):
+            tensors.append((m, "running_mean", "state"))
+            tensors.append((m, "running_var", "state"))
+    if len(tensors) != len(dump):
+        raise RuntimeError(f"PyTorch has {len(tensors)} parameter tensors, netc {len(dump)}")
+    total = sum(p.numel() for p in net.parameters())
+    if total != sum(int(np.prod(s)) for (_, s, k) in dump if k == "param"):
+        raise RuntimeError("parameter counts differ between PyTorch and netc")
+    out = []
+    for (m, attr, kind), (name, shape, nkind) in zip(tensors, dump):
+        t = getattr(m, attr)
+        if tuple(t.shape) != shape or kind != nkind or not name.endswith("." + attr):
+            raise RuntimeError(f"mismatch: netc {name} {shape} {nkind} vs PyTorch "
+                               f"{type(m).__name__}.{attr} {tuple(t.shape)} {kind}")
+        out.append((name, kind, m, attr))
+    return out
+
+
+def run_netc(netc, netfile, fin, fout, mode, batch, resize, seed, lr, target):
+    cmd = [netc, "step", netfile, "--in", fin, "--out", fout, "--mode", mode,
+           "--batch", str(batch), "--resize", str(resize), "--seed", str(seed),
+           "--lr", repr(lr), "--target", target, "--quiet"]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    tensors, _ = st.read(fout)
+    os.unlink(fout)
+    return tensors, dt
+
+
+class Report:
+    """Worst relative error per category, with the tensor that gave it."""
+
+    def __init__(self):
+        self.worst = {}  # category -> (err, name, tol)
+        self.fails = []
+
+    def add(self, cat, name, err, tol):
+        if cat not in self.worst or err > self.worst[cat][0] or math.isnan(err):
+            self.worst[cat] = (err, name, tol)
+        if not err <= tol:
+            self.fails.append(f"{cat} {name}: {err:.3g} > {tol:g}")
+
+    def line(self):
+        parts = []
+        for cat, (e, name, _) in self.worst.items():
+            parts.append(f"{cat} {e:.2e}" + (f" ({name})" if name and cat in ("grad", "weight", "state") else ""))
+        return "  ".join(parts)
+
+
+def check_model(name, a, tmp):
+    build, file, res0, lr0 = MODELS[name]
+    res = a.resize_for.get(name, res0)
+    lr = a.lr if a.lr is not None else lr0
+    netfile = os.path.join(a.source_dir, "models", file)
+    B = a.batch
+
+    torch.manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    net = build()
+    init_weights(net, gen)
+    x = torch.rand(B, 1, res, res, generator=gen)
+    y = torch.randint(0, 10, (B,), generator=gen)
+
+    dump = netc_params(a.netc, netfile, res)
+    names = map_names(net, x, dump)
+
+    tin = {n: getattr(m, attr).detach().numpy().copy() for n, _, m, attr in names}
+    initial = dict(tin)
+    tin["input"] = x.numpy()
+    tin["labels"] = y.numpy().astype(np.int32)
+    fin = os.path.join(tmp, f"{name}.in.safetensors")
+    st.write(fin, tin, {"source": "tests/torch/crosscheck.py"})
+    del tin
+
+    results = []
+
+    # ---- eval mode ------------------------------------------------------
+    out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.eval.safetensors"),
+                           "eval", B, res, a.seed, lr, a.target)
+    t0 = time.perf_counter()
+    net.eval()
+    with torch.no_grad():
+        ref_logits = net(x)
+        ref_loss = F.cross_entropy(ref_logits, y)
+    t_torch = time.perf_counter() - t0
+    rep = Report()
+    rep.add("logits", "logits", rel_err(out["logits"], ref_logits.numpy()), TOL_OUT)
+    nl = torch.from_numpy(out["logits"].astype(np.float32))
+    rep.add("loss", "loss", rel_err(F.cross_entropy(nl, y).numpy(), ref_loss.numpy()), TOL_OUT)
+    # eval must leave parameters and running statistics untouched
+    for n, kind, m, attr in names:
+        if n in out:
+            e = rel_err(out[n], initial[n])
+            if e != 0.0:
+                rep.add("unchanged", n, e, 0.0)
+    results.append(("eval", rep, t_netc, t_torch))
+    del out
+
+    # ---- train mode -----------------------------------------------------
+    out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.train.safetensors"),
+                           "train", B, res, a.seed, lr, a.target)
+    os.unlink(fin)
+    rep = Report()
+    drops = replace_dropouts(net)
+    masks = sorted((k for k in out if k.startswith("dropout.")), key=lambda k: int(k.split(".")[1]))
+    if len(masks) != len(drops):
+        raise RuntimeError(f"netc reports {len(masks)} dropout masks, PyTorch has {len(drops)} dropouts")
+    drop_info = []
+    for d, k in zip(drops, masks):
+        mk = out[k]
+        keep = mk != 0
+        scale = np.float32(1.0 / (1.0 - d.p))
+        if not np.all(mk[keep] == scale):
+            rep.add("mask", k, math.inf, 0.0)
+        drop_info.append(f"{k} drop {1 - keep.mean():.2f}")
+        d.mask = torch.from_numpy(mk.astype(np.float32))
+    t0 = time.perf_counter()
+    net.train()
+    net.zero_grad(set_to_none=True)
+    logits = net(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    rep.add("logits", "logits", rel_err(out["logits"], logits.detach().numpy()), TOL_OUT)
+    rep.add("loss", "loss", rel_err(out["loss"].reshape(()), loss.detach().numpy()), TOL_OUT)
+    with torch.no_grad():
+        for n, kind, m, attr in names:
+            if kind != "param":
+                continue
+            p = getattr(m, attr)
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            rep.add("grad", n, rel_err(out.get(n + ".grad", np.full(p.shape, np.nan)), g.numpy()), TOL_PARAM)
+            p -= lr * g
+    t_torch = time.perf_counter() - t0
+    for n, kind, m, attr in names:
+        cat = "weight" if kind == "param" else "state"
+        rep.add(cat, n, rel_err(out[n], getattr(m, attr).detach().numpy()), TOL_PARAM)
+    if drop_info:
+        rep.worst.setdefault("mask", (0.0, "", 0.0))
+    results.append(("train", rep, t_netc, t_torch, drop_info))
+    return res, results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--netc", default=os.environ.get("NETC", os.path.join(REPO, "build", "netc")))
+    ap.add_argument("--source-dir", default=REPO, help="repository root (models/ lives there)")
+    ap.add_argument("--target", default="ref")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--resize", default="",
+                    help="R (all models) or NAME=R,... (alexnet and vgg11 only build at 224)")
+    ap.add_argument("--lr", type=float, default=None, help="default: the seed's per model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
+    ap.add_argument("--tmpdir", default=None)
+    a = ap.parse_args()
+
+    a.resize_for = {}
+    models = [m for m in a.models.split(",") if m]
+    for m in models:
+        if m not in MODELS:
+            ap.error(f"unknown model {m}; choose from {','.join(MODELS)}")
+    for item in filter(None, a.resize.split(",")):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            a.resize_for[k] = int(v)
+        else:
+            a.resize_for.update({m: int(item) for m in models})
+    if a.batch < 2:
+        ap.error("--batch must be at least 2 (batch norm in train mode)")
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+
+    tmp = tempfile.mkdtemp(prefix="netc-crosscheck-", dir=a.tmpdir)
+    passed = failed = 0
+    t_start = time.perf_counter()
+    try:
+        for name in models:
+            t0 = time.perf_counter()
+            try:
+                res, results = check_model(name, a, tmp)
+            except Exception as e:  # a crash counts as a failure of both modes
+                print(f"{name:10s} ERROR: {e}", flush=True)
+                failed += 2
+                continue
+            for r in results:
+                mode, rep, tn, tt = r[:4]
+                ok = not rep.fails
+                passed += ok
+                failed += not ok
+                extra = f"  [{', '.join(r[4])}]" if len(r) > 4 and r[4] else ""
+                print(f"{name:10s} {mode:5s} B={a.batch} R={res:<3d} {'PASS' if ok else 'FAIL'}  "
+                      f"{rep.line()}  (netc {tn:.1f}s, torch {tt:.1f}s){extra}", flush=True)
+                for f in rep.fails[:10]:
+                    print(f"    FAIL {f}")
+                if len(rep.fails) > 10:
+                    print(f"    ... {len(rep.fails) - 10} more")
+            print(f"{name:10s} total {time.perf_counter() - t0:.1f}s", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"total time {time.perf_counter() - t_start:.1f}s (target {a.target}, batch {a.batch})")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
