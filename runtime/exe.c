@@ -1,0 +1,54 @@
+/* exe.c - main() of the executables `netc compile` makes.  The network's
+ * source is embedded; the runtime rebuilds the same programs from it (the
+ * passes are deterministic) and binds them to the precompiled step
+ * functions, so no LLVM is needed at run time.  Batch, input size and
+ * network parameters were fixed at compile time. */
+#include "aot.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *exe_usage =
+    "usage: %s COMMAND [options]\n"
+    "  a network compiled by netc: %s (batch %lld, input %dx%d)\n"
+    "commands:\n"
+    "  train    train on Fashion-MNIST: --epochs N --lr X --seed N --data DIR\n"
+    "           --checkpoint PATH --resume --metrics PATH --plot PATH --max-steps N\n"
+    "  eval     test loss and accuracy: --weights PATH --data DIR\n"
+    "  predict  classes and probabilities: --images IDX_FILE --weights PATH --limit N\n"
+    "common: --threads N (0: all cores), --quiet\n";
+
+int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                int ndefs, long long batch, int resize, NetcStepFn train, NetcStepFn eval);
+
+int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                int ndefs, long long batch, int resize, NetcStepFn train, NetcStepFn eval) {
+    backend_register(&backend_aot);
+    rt_aot_register(train, eval);
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fprintf(cmd ? stdout : stderr, exe_usage, argv[0], name, batch, resize, resize);
+        return cmd ? 0 : 2;
+    }
+    struct { const char *name, *flags; int (*run)(const RtSource *, const RtArgs *); } cmds[] = {
+        {"train", "threads quiet epochs lr seed data checkpoint resume metrics plot max-steps", rt_cmd_train},
+        {"eval", "threads quiet weights data", rt_cmd_eval},
+        {"predict", "threads quiet weights images limit", rt_cmd_predict},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(cmd, cmds[i].name)) continue;
+        RtArgs a;
+        if (rt_args_parse(&a, argc, argv, 2, cmd, cmds[i].flags, 0)) return 2;
+        for (int k = 0; k < ndefs && k < RT_MAX_DEFINES; k++) a.defines[k] = (FeDefine){strdup(defs[k].name), defs[k].value};
+        a.ndefines = ndefs < RT_MAX_DEFINES ? ndefs : RT_MAX_DEFINES;
+        a.batch = batch;
+        a.resize = resize;
+        a.target = "aot";
+        RtSource s = {name, src, len};
+        return cmds[i].run(&s, &a);
+    }
+    fprintf(stderr, "%s: unknown command `%s`\n", argv[0], cmd);
+    fprintf(stderr, exe_usage, argv[0], name, batch, resize, resize);
+    return 2;
+}
