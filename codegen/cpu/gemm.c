@@ -122,29 +122,35 @@ static LLVMValueRef micro_kernel(Cg *cg) {
     return f;
 }
 
+/* The GEMM driver is one function per B kind, shared by every kernel of the
+ * module (shapes arrive as runtime arguments), which keeps compile time low;
+ * the micro-kernel does all the arithmetic and does not depend on shapes. */
+enum { GA_A, GA_B, GA_C, GA_SCR, GA_JB, GA_JE, GA_M, GA_N, GA_K, GA_ASM, GA_ASK, GA_BSK, GA_BSN, GA_LDC,
+       GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_COUNT };
+
+typedef struct {
+    BKind bk;
+    LLVMValueRef v[GA_COUNT];   /* i64 (pointers are loaded as float*) */
+} GemmV;
+
+#define G(x) (g->v[GA_##x])
+
 /* apack[ir*kc + kk*MR + i] = A(ic+ir+i, pc+kk), zero for rows >= M. */
-static void pack_a(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef ap, LLVMValueRef ic,
-                   LLVMValueRef mc, LLVMValueRef pc, LLVMValueRef kc) {
+static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLVMValueRef mc,
+                   LLVMValueRef pc, LLVMValueRef kc) {
+    LLVMValueRef A = G(A);
     Loop li, lk, lr;
     LLVMValueRef ir = for_begin(cg, &li, ci64(cg, 0), mc, MR);
     LLVMValueRef dst = gep(cg, ap, mul(cg, ir, kc));
     LLVMValueRef m0 = add(cg, ic, ir);
-    LLVMValueRef full = icmp(cg, LLVMIntSLE, addc(cg, m0, MR), ci64(cg, g->M));
+    LLVMValueRef full = icmp(cg, LLVMIntSLE, addc(cg, m0, MR), G(M));
     If f;
     if_begin(cg, &f, full);
-    if (g->a_sk == 1) {   /* rows contiguous in k: read along k */
-        for (int i = 0; i < MR; i++) {
-            LLVMValueRef src = gep(cg, A, addc(cg, mulc(cg, addc(cg, m0, i), g->a_sm), 0));
-            src = gep(cg, src, pc);
-            LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            st(cg, ld(cg, src, kk), dst, addc(cg, mulc(cg, kk, MR), i));
-            for_end(cg, &lk);
-        }
-    } else {
+    {
         LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-        LLVMValueRef src = gep(cg, A, add(cg, mulc(cg, m0, g->a_sm), mulc(cg, add(cg, pc, kk), g->a_sk)));
+        LLVMValueRef src = gep(cg, A, add(cg, mul(cg, m0, G(ASM)), mul(cg, add(cg, pc, kk), G(ASK))));
         for (int i = 0; i < MR; i++)
-            st(cg, ld(cg, src, ci64(cg, i * g->a_sm)), dst, addc(cg, mulc(cg, kk, MR), i));
+            st(cg, ld(cg, src, mulc(cg, G(ASM), i)), dst, addc(cg, mulc(cg, kk, MR), i));
         for_end(cg, &lk);
     }
     if_else(cg, &f);
@@ -154,8 +160,8 @@ static void pack_a(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef ap, LLVMV
         LLVMValueRef m = add(cg, m0, i);
         LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
         If g2;
-        if_begin(cg, &g2, icmp(cg, LLVMIntSLT, m, ci64(cg, g->M)));
-        set(cg, v, ld(cg, A, add(cg, mulc(cg, m, g->a_sm), mulc(cg, add(cg, pc, kk), g->a_sk))));
+        if_begin(cg, &g2, icmp(cg, LLVMIntSLT, m, G(M)));
+        set(cg, v, ld(cg, A, add(cg, mul(cg, m, G(ASM)), mul(cg, add(cg, pc, kk), G(ASK)))));
         if_end(cg, &g2);
         st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, MR), i));
         for_end(cg, &lr);
@@ -165,22 +171,19 @@ static void pack_a(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef ap, LLVMV
     for_end(cg, &li);
 }
 
-/* B(k, n) for the strided kinds, scalar. */
-static LLVMValueRef b_strided(Cg *cg, const Gemm *g, LLVMValueRef B, LLVMValueRef k, LLVMValueRef n) {
-    return ld(cg, B, add(cg, mulc(cg, k, g->b_sk), mulc(cg, n, g->b_sn)));
-}
+static LLVMValueRef tr32(Cg *cg, LLVMValueRef x) { return LLVMBuildTrunc(cg->b, x, cg->i32, ""); }
+static LLVMValueRef vs32(Cg *cg, LLVMValueRef x64) { return vsplat_dyn_i32(cg, tr32(cg, x64)); }
 
-/* The conv kinds: with per-column vectors (hv, wv: row/col base, cv: channel
- * offset) and per-k scalars, gathers NR values masked by bounds. */
-static LLVMValueRef conv_gather(Cg *cg, const ConvDims *d, LLVMValueRef x, LLVMValueRef ih,
-                                LLVMValueRef iw, LLVMValueRef coff, LLVMValueRef nmask) {
-    LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vsplat_i32(cg, d->h), "");
-    LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vsplat_i32(cg, d->w), "");
+/* NR values of an image x[C, H, W] at rows ih, columns iw (vectors), channel
+ * offsets coff, masked by bounds and nmask; zero elsewhere. */
+static LLVMValueRef conv_gather(Cg *cg, const GemmV *g, LLVMValueRef ih, LLVMValueRef iw, LLVMValueRef coff,
+                                LLVMValueRef nmask) {
+    LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vs32(cg, G(H)), "");
+    LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vs32(cg, G(W)), "");
     LLVMValueRef mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
-    LLVMValueRef off = LLVMBuildAdd(cg->b, coff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vsplat_i32(cg, d->w), ""), iw, ""), "");
-    /* keep masked-off lanes in bounds anyway */
+    LLVMValueRef off = LLVMBuildAdd(cg->b, coff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
     off = LLVMBuildSelect(cg->b, mask, off, vsplat_i32(cg, 0), "");
-    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, x, &off, 1, "");
+    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, G(B), &off, 1, "");
     LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
     LLVMValueRef gather = cg_intrinsic(cg, "llvm.masked.gather", ovl, 2);
     LLVMValueRef a[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
@@ -193,30 +196,49 @@ static LLVMValueRef lane_ids(Cg *cg) {
     return LLVMConstVector(e, (unsigned)NR);
 }
 
+/* (a, b) += 1 with b wrapping at bn (counters instead of divisions). */
+static void bump2(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef bn) {
+    LLVMValueRef nb = addc(cg, get(cg, b), 1);
+    LLVMValueRef wrap = icmp(cg, LLVMIntEQ, nb, bn);
+    set(cg, b, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nb, ""));
+    set(cg, a, LLVMBuildSelect(cg->b, wrap, addc(cg, get(cg, a), 1), get(cg, a), ""));
+}
+
 /* bpack[jr*kc + kk*NR + jj] = B(pc+kk, jc+jr+jj), zero for columns >= jend. */
-static void pack_b(Cg *cg, const Gemm *g, LLVMValueRef B, LLVMValueRef bp, LLVMValueRef jc,
-                   LLVMValueRef nc, LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
+static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
+                   LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
+    LLVMValueRef B = G(B);
     Loop lj, lk, ln;
+    /* counters at pc: (c, r, s) for conv fwd rows, (p, q) for conv bwd-weight rows */
+    LLVMValueRef vc = var(cg, cg->i64, NULL), vr = var(cg, cg->i64, NULL), vsx = var(cg, cg->i64, NULL);
+    LLVMValueRef c0 = NULL, r0 = NULL, s0 = NULL;
+    if (g->bk == B_CONV_FWD) {
+        c0 = sdiv(cg, pc, mul(cg, G(R), G(S)));
+        r0 = srem(cg, sdiv(cg, pc, G(S)), G(R));
+        s0 = srem(cg, pc, G(S));
+    } else if (g->bk == B_CONV_BWDW) {
+        r0 = sdiv(cg, pc, G(Q));
+        s0 = srem(cg, pc, G(Q));
+    }
     LLVMValueRef jr = for_begin(cg, &lj, ci64(cg, 0), nc, NR);
     LLVMValueRef dst = gep(cg, bp, mul(cg, jr, kc));
     LLVMValueRef n0 = add(cg, jc, jr);
     LLVMValueRef full = icmp(cg, LLVMIntSLE, addc(cg, n0, NR), jend);
-    const ConvDims *d = &g->cv;
     if (g->bk == B_ROW || g->bk == B_COL) {
         If f;
         if_begin(cg, &f, full);
         if (g->bk == B_ROW) {
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef src = add(cg, mulc(cg, add(cg, pc, kk), g->b_sk), n0);
+            LLVMValueRef src = add(cg, mul(cg, add(cg, pc, kk), G(BSK)), n0);
             vnr_st(cg, vnr_ld(cg, B, src, 4), dst, mulc(cg, kk, NR), 32);
             for_end(cg, &lk);
         } else {
-            for (int jj = 0; jj < NR; jj++) {
-                LLVMValueRef col = gep(cg, B, add(cg, mulc(cg, addc(cg, n0, jj), g->b_sn), mulc(cg, pc, g->b_sk)));
-                LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-                st(cg, ld(cg, col, mulc(cg, kk, g->b_sk)), dst, addc(cg, mulc(cg, kk, NR), jj));
-                for_end(cg, &lk);
-            }
+            LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
+            LLVMValueRef col = gep(cg, B, add(cg, mul(cg, add(cg, n0, jj), G(BSN)), pc));
+            LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+            st(cg, ld(cg, col, kk), dst, add(cg, mulc(cg, kk, NR), jj));
+            for_end(cg, &lk);
+            for_end(cg, &ln);
         }
         if_else(cg, &f);
         {
@@ -226,7 +248,7 @@ static void pack_b(Cg *cg, const Gemm *g, LLVMValueRef B, LLVMValueRef bp, LLVMV
             LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
             If g2;
             if_begin(cg, &g2, icmp(cg, LLVMIntSLT, n, jend));
-            set(cg, v, b_strided(cg, g, B, add(cg, pc, kk), n));
+            set(cg, v, ld(cg, B, add(cg, mul(cg, add(cg, pc, kk), G(BSK)), mul(cg, n, G(BSN)))));
             if_end(cg, &g2);
             st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, NR), jj));
             for_end(cg, &ln);
@@ -234,92 +256,114 @@ static void pack_b(Cg *cg, const Gemm *g, LLVMValueRef B, LLVMValueRef bp, LLVMV
         }
         if_end(cg, &f);
     } else {
-        LLVMValueRef nv = LLVMBuildAdd(cg->b, vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, n0, cg->i32, "")), lane_ids(cg), "");
-        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv,
-                                           vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, jend, cg->i32, "")), "");
-        int64_t rs = d->r * d->s;
+        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
+        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
+        LLVMValueRef hw = mul(cg, G(H), G(W));
         if (g->bk == B_CONV_FWD) {
             /* columns are output pixels (p, q); rows are (c, r, s) */
-            LLVMValueRef pv = LLVMBuildSDiv(cg->b, nv, vsplat_i32(cg, d->q), "");
-            LLVMValueRef qv = LLVMBuildSRem(cg->b, nv, vsplat_i32(cg, d->q), "");
-            LLVMValueRef hb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, pv, vsplat_i32(cg, d->sh), ""), vsplat_i32(cg, d->ph), "");
-            LLVMValueRef wb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, qv, vsplat_i32(cg, d->sw), ""), vsplat_i32(cg, d->pw), "");
-            /* one row of the image when stride 1 and the panel is in one output row */
-            LLVMValueRef p0 = sdiv(cg, n0, ci64(cg, d->q)), q0 = srem(cg, n0, ci64(cg, d->q));
-            LLVMValueRef contig = d->sw == 1 ? and1(cg, full, icmp(cg, LLVMIntSLE, addc(cg, q0, NR), ci64(cg, d->q)))
-                                             : LLVMConstInt(cg->i1, 0, 0);
-            LLVMValueRef h0 = addc(cg, mulc(cg, p0, d->sh), -d->ph), w0 = addc(cg, q0, -d->pw);
+            LLVMValueRef pv = LLVMBuildSDiv(cg->b, nv, vs32(cg, G(Q)), "");
+            LLVMValueRef qv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, pv, vs32(cg, G(Q)), ""), "");
+            LLVMValueRef hb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, pv, vs32(cg, G(SH)), ""), vs32(cg, G(PH)), "");
+            LLVMValueRef wb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, qv, vs32(cg, G(SW)), ""), vs32(cg, G(PW)), "");
+            /* a whole panel in one image row when stride 1 and one output row */
+            LLVMValueRef p0 = sdiv(cg, n0, G(Q)), q0 = srem(cg, n0, G(Q));
+            LLVMValueRef contig = and1(cg, and1(cg, full, icmp(cg, LLVMIntEQ, G(SW), ci64(cg, 1))),
+                                       icmp(cg, LLVMIntSLE, addc(cg, q0, NR), G(Q)));
+            LLVMValueRef h0 = sub(cg, mul(cg, p0, G(SH)), G(PH)), w0 = sub(cg, q0, G(PW));
+            set(cg, vc, c0);
+            set(cg, vr, r0);
+            set(cg, vsx, s0);
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef k = add(cg, pc, kk);
-            LLVMValueRef c = sdiv(cg, k, ci64(cg, rs));
-            LLVMValueRef r = srem(cg, sdiv(cg, k, ci64(cg, d->s)), ci64(cg, d->r));
-            LLVMValueRef s = srem(cg, k, ci64(cg, d->s));
+            LLVMValueRef c = get(cg, vc), r = get(cg, vr), s = get(cg, vsx);
             LLVMValueRef ih0 = add(cg, h0, r), iw0 = add(cg, w0, s);
-            LLVMValueRef fast = and1(cg, contig, and1(cg, in_range(cg, ih0, d->h),
+            LLVMValueRef fast = and1(cg, contig, and1(cg, icmp(cg, LLVMIntULT, ih0, G(H)),
                                  and1(cg, icmp(cg, LLVMIntSGE, iw0, ci64(cg, 0)),
-                                      icmp(cg, LLVMIntSLE, addc(cg, iw0, NR), ci64(cg, d->w)))));
+                                      icmp(cg, LLVMIntSLE, addc(cg, iw0, NR), G(W)))));
             If f;
             if_begin(cg, &f, fast);
-            vnr_st(cg, vnr_ld(cg, B, add(cg, mulc(cg, c, d->h * d->w), add(cg, mulc(cg, ih0, d->w), iw0)), 4),
+            vnr_st(cg, vnr_ld(cg, B, add(cg, mul(cg, c, hw), add(cg, mul(cg, ih0, G(W)), iw0)), 4),
                    dst, mulc(cg, kk, NR), 32);
             if_else(cg, &f);
-            LLVMValueRef r32 = vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, r, cg->i32, ""));
-            LLVMValueRef s32 = vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, s, cg->i32, ""));
-            LLVMValueRef coff = vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, mulc(cg, c, d->h * d->w), cg->i32, ""));
-            LLVMValueRef v = conv_gather(cg, d, B, LLVMBuildAdd(cg->b, hb, r32, ""), LLVMBuildAdd(cg->b, wb, s32, ""), coff, nmask);
+            LLVMValueRef v = conv_gather(cg, g, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""),
+                                         LLVMBuildAdd(cg->b, wb, vs32(cg, s), ""), vs32(cg, mul(cg, c, hw)), nmask);
             vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
             if_end(cg, &f);
+            /* s++, carrying into r and c */
+            LLVMValueRef ns = addc(cg, s, 1), ws = icmp(cg, LLVMIntEQ, ns, G(S));
+            set(cg, vsx, LLVMBuildSelect(cg->b, ws, ci64(cg, 0), ns, ""));
+            LLVMValueRef nr = LLVMBuildSelect(cg->b, ws, addc(cg, r, 1), r, "");
+            LLVMValueRef wr = icmp(cg, LLVMIntEQ, nr, G(R));
+            set(cg, vr, LLVMBuildSelect(cg->b, wr, ci64(cg, 0), nr, ""));
+            set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
             for_end(cg, &lk);
         } else {
             /* columns are (c, r, s); rows are output pixels (p, q) */
-            LLVMValueRef cv = LLVMBuildSDiv(cg->b, nv, vsplat_i32(cg, rs), "");
-            LLVMValueRef rv = LLVMBuildSRem(cg->b, LLVMBuildSDiv(cg->b, nv, vsplat_i32(cg, d->s), ""), vsplat_i32(cg, d->r), "");
-            LLVMValueRef sv = LLVMBuildSRem(cg->b, nv, vsplat_i32(cg, d->s), "");
-            LLVMValueRef coff = LLVMBuildMul(cg->b, cv, vsplat_i32(cg, d->h * d->w), "");
+            LLVMValueRef rs = mul(cg, G(R), G(S));
+            LLVMValueRef cv = LLVMBuildSDiv(cg->b, nv, vs32(cg, rs), "");
+            LLVMValueRef rem = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, cv, vs32(cg, rs), ""), "");
+            LLVMValueRef rv = LLVMBuildSDiv(cg->b, rem, vs32(cg, G(S)), "");
+            LLVMValueRef sv = LLVMBuildSub(cg->b, rem, LLVMBuildMul(cg->b, rv, vs32(cg, G(S)), ""), "");
+            LLVMValueRef coff = LLVMBuildMul(cg->b, cv, vs32(cg, hw), "");
+            set(cg, vr, r0);
+            set(cg, vsx, s0);
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef k = add(cg, pc, kk);
-            LLVMValueRef p = sdiv(cg, k, ci64(cg, d->q)), q = srem(cg, k, ci64(cg, d->q));
-            LLVMValueRef hb = vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, addc(cg, mulc(cg, p, d->sh), -d->ph), cg->i32, ""));
-            LLVMValueRef wb = vsplat_dyn_i32(cg, LLVMBuildTrunc(cg->b, addc(cg, mulc(cg, q, d->sw), -d->pw), cg->i32, ""));
-            LLVMValueRef v = conv_gather(cg, d, B, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""), coff, nmask);
+            LLVMValueRef p = get(cg, vr), q = get(cg, vsx);
+            LLVMValueRef hb = vs32(cg, sub(cg, mul(cg, p, G(SH)), G(PH)));
+            LLVMValueRef wb = vs32(cg, sub(cg, mul(cg, q, G(SW)), G(PW)));
+            LLVMValueRef v = conv_gather(cg, g, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""), coff, nmask);
             vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
+            bump2(cg, vr, vsx, G(Q));
             for_end(cg, &lk);
         }
     }
     for_end(cg, &lj);
 }
 
-/* Emits C[:, jbeg:jend] += A B[:, jbeg:jend] on the calling thread, with
- * scr (gemm_scratch_floats) floats of scratch. */
-static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C,
-                      LLVMValueRef jbeg, LLVMValueRef jend, LLVMValueRef scr) {
+/* void netc_gemm<kind>(i64 *args): C[:, jb:je] += A B[:, jb:je] on the
+ * calling thread, with gemm_scratch_floats() floats of scratch. */
+static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
+    char name[32];
+    snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f) return f;
     LLVMValueRef ukr = micro_kernel(cg);
-    LLVMValueRef ap = scr;
-    LLVMValueRef bp = gep(cg, scr, ci64(cg, (int64_t)MC * KC));
+    LLVMValueRef save_fn = cg->fn;
+    LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
+    f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, &pi64, 1, 0), 1);
+    GemmV gv = {.bk = bk}, *g = &gv;
+    for (int i = 0; i < GA_COUNT; i++) {
+        LLVMValueRef idx = ci64(cg, i);
+        gv.v[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 0), &idx, 1, ""), "");
+        if (i <= GA_SCR) gv.v[i] = LLVMBuildIntToPtr(cg->b, gv.v[i], cg->pf, "");
+    }
+    LLVMValueRef ap = G(SCR);
+    LLVMValueRef bp = gep(cg, ap, ci64(cg, (int64_t)MC * KC));
     LLVMValueRef tile = gep(cg, bp, ci64(cg, (int64_t)KC * NC));
+    LLVMValueRef jend = G(JE);
     Loop ljc, lpc, lic, ljr, lir;
-    LLVMValueRef jc = for_begin(cg, &ljc, jbeg, jend, NC);
+    LLVMValueRef jc = for_begin(cg, &ljc, G(JB), jend, NC);
     LLVMValueRef nc = imin(cg, ci64(cg, NC), sub(cg, jend, jc));
-    LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), ci64(cg, g->K), KC);
-    LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, ci64(cg, g->K), pc));
-    pack_b(cg, g, B, bp, jc, nc, jend, pc, kc);
-    LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), ci64(cg, g->M), MC);
-    LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, ci64(cg, g->M), ic));
-    pack_a(cg, g, A, ap, ic, mc, pc, kc);
+    LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), G(K), KC);
+    LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
+    pack_b(cg, g, bp, jc, nc, jend, pc, kc);
+    LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), G(M), MC);
+    LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(M), ic));
+    pack_a(cg, g, ap, ic, mc, pc, kc);
     LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), nc, NR);
     LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, nc, jr));
     LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
     LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, mc, ir));
     LLVMValueRef apan = gep(cg, ap, mul(cg, ir, kc)), bpan = gep(cg, bp, mul(cg, jr, kc));
-    LLVMValueRef cidx = add(cg, mulc(cg, add(cg, ic, ir), g->ldc), add(cg, jc, jr));
+    LLVMValueRef cidx = add(cg, mul(cg, add(cg, ic, ir), G(LDC)), add(cg, jc, jr));
     LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)));
-    If f;
-    if_begin(cg, &f, full);
+    If fi;
+    if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[5] = {apan, bpan, gep(cg, C, cidx), ci64(cg, g->ldc), kc};
+        LLVMValueRef a[5] = {apan, bpan, gep(cg, G(C), cidx), G(LDC), kc};
         cg_call(cg, ukr, a, 5);
     }
-    if_else(cg, &f);
+    if_else(cg, &fi);
     {
         cg_memset0(cg, tile, ci64(cg, MR * NR));
         LLVMValueRef a[5] = {apan, bpan, tile, ci64(cg, NR), kc};
@@ -327,18 +371,46 @@ static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLV
         Loop li, lj;
         LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), mr, 1);
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nr, 1);
-        LLVMValueRef ci = add(cg, cidx, add(cg, mulc(cg, i, g->ldc), j));
+        LLVMValueRef ci = add(cg, cidx, add(cg, mul(cg, i, G(LDC)), j));
         LLVMValueRef t = ld(cg, tile, add(cg, mulc(cg, i, NR), j));
-        st(cg, LLVMBuildFAdd(cg->b, ld(cg, C, ci), t, ""), C, ci);
+        st(cg, LLVMBuildFAdd(cg->b, ld(cg, G(C), ci), t, ""), G(C), ci);
         for_end(cg, &lj);
         for_end(cg, &li);
     }
-    if_end(cg, &f);
+    if_end(cg, &fi);
     for_end(cg, &lir);
     for_end(cg, &ljr);
     for_end(cg, &lic);
     for_end(cg, &lpc);
     for_end(cg, &ljc);
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = save_fn;
+    LLVMPositionBuilderAtEnd(cg->b, save_bb);
+    return f;
+}
+
+#undef G
+
+/* Emits a call of the shared driver for the constant GEMM g. */
+static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C,
+                      LLVMValueRef jbeg, LLVMValueRef jend, LLVMValueRef scr) {
+    LLVMValueRef drv = gemm_driver(cg, g->bk);
+    LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
+    LLVMValueRef args = var(cg, at, NULL);
+    const ConvDims *d = &g->cv;
+    LLVMValueRef v[GA_COUNT] = {
+        LLVMBuildPtrToInt(cg->b, A, cg->i64, ""), LLVMBuildPtrToInt(cg->b, B, cg->i64, ""),
+        LLVMBuildPtrToInt(cg->b, C, cg->i64, ""), LLVMBuildPtrToInt(cg->b, scr, cg->i64, ""),
+        jbeg, jend, ci64(cg, g->M), ci64(cg, g->N), ci64(cg, g->K), ci64(cg, g->a_sm), ci64(cg, g->a_sk),
+        ci64(cg, g->b_sk), ci64(cg, g->b_sn), ci64(cg, g->ldc), ci64(cg, d->c), ci64(cg, d->h), ci64(cg, d->w),
+        ci64(cg, d->r), ci64(cg, d->s), ci64(cg, d->sh), ci64(cg, d->sw), ci64(cg, d->ph), ci64(cg, d->pw),
+        ci64(cg, d->q)};
+    for (int i = 0; i < GA_COUNT; i++) {
+        LLVMValueRef idx[2] = {ci64(cg, 0), ci64(cg, i)};
+        LLVMBuildStore(cg->b, v[i], LLVMBuildInBoundsGEP2(cg->b, at, args, idx, 2, ""));
+    }
+    LLVMValueRef p = LLVMBuildBitCast(cg->b, args, LLVMPointerType(cg->i64, 0), "");
+    cg_call(cg, drv, &p, 1);
 }
 
 /* This thread's scratch: base + worker * per_thread floats. */

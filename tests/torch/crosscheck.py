@@ -23,6 +23,7 @@ Prints one line per network and mode, the total time, then `N passed, M failed`;
 exits 1 if any check failed.
 """
 import argparse
+import copy
 import math
 import os
 import shutil
@@ -298,22 +299,11 @@ def netc_params(netc, netfile, resize):
 
 
 def usage_order(net, x):
-    """Leaf modules with parameters in the order the forward pass calls them,
-    and the set of conv/linear modules whose output feeds a batch norm
-    directly (their bias gradient is exactly zero in train mode)."""
-    order, outs, feeds_bn, hooks = [], [], set(), []
-
-    def hook(mod, inp, out):
-        order.append(mod)
-        if isinstance(mod, BN_TYPES):
-            for prev in outs:  # the outputs are kept alive, so `is` is exact
-                if inp[0] is prev[1]:
-                    feeds_bn.add(id(prev[0]))
-        outs.append((mod, out))
-
+    """Leaf modules with parameters in the order the forward pass calls them."""
+    order, hooks = [], []
     for m in net.modules():
         if isinstance(m, PARAM_TYPES) or (not list(m.children()) and list(m.parameters(recurse=False))):
-            hooks.append(m.register_forward_hook(hook))
+            hooks.append(m.register_forward_hook(lambda mod, i, o: order.append(mod)))
     was = net.training
     net.eval()
     with torch.no_grad():
@@ -321,39 +311,74 @@ def usage_order(net, x):
     net.train(was)
     for h in hooks:
         h.remove()
-    return order, feeds_bn
+    return order
 
 
 def map_names(net, x, dump):
-    """[(netc name, kind, module, attribute, zero_grad)], asserting that
-    names, shapes and kinds agree.  zero_grad: a bias feeding batch norm."""
-    tensors = []
-    seen = set()
-    order, feeds_bn = usage_order(net, x)
-    for m in order:
+    """[(netc name, kind, module path, attribute)], asserting that names,
+    shapes and kinds agree with `netc dump --params`."""
+    path = {id(m): q for q, m in net.named_modules()}
+    tensors, seen = [], set()
+    for m in usage_order(net, x):
         if id(m) in seen:
             raise RuntimeError(f"module {m} used twice; cannot map by order of use")
         seen.add(id(m))
         if not isinstance(m, PARAM_TYPES):
             raise RuntimeError(f"unexpected leaf module with parameters: {m}")
-        tensors.append((m, "weight", "param", False))
+        tensors.append((m, "weight", "param"))
         if m.bias is not None:
-            tensors.append((m, "bias", "param", id(m) in feeds_bn))
+            tensors.append((m, "bias", "param"))
         if isinstance(m, BN_TYPES):
-            tensors.append((m, "running_mean", "state", False))
-            tensors.append((m, "running_var", "state", False))
+            tensors.append((m, "running_mean", "state"))
+            tensors.append((m, "running_var", "state"))
     if len(tensors) != len(dump):
         raise RuntimeError(f"PyTorch has {len(tensors)} parameter tensors, netc {len(dump)}")
     total = sum(p.numel() for p in net.parameters())
     if total != sum(int(np.prod(s)) for (_, s, k) in dump if k == "param"):
         raise RuntimeError("parameter counts differ between PyTorch and netc")
     out = []
-    for (m, attr, kind, zero), (name, shape, nkind) in zip(tensors, dump):
+    for (m, attr, kind), (name, shape, nkind) in zip(tensors, dump):
         t = getattr(m, attr)
         if tuple(t.shape) != shape or kind != nkind or not name.endswith("." + attr):
             raise RuntimeError(f"mismatch: netc {name} {shape} {nkind} vs PyTorch "
                                f"{type(m).__name__}.{attr} {tuple(t.shape)} {kind}")
-        out.append((name, kind, m, attr, zero))
+        out.append((name, kind, path[id(m)], attr))
+    return out
+
+
+def torch_step(net0, names, x, y, mode, masks, lr, dtype):
+    """One step of a copy of net0 in dtype: {netc name: float64 array} with
+    logits, loss and, in train mode, every <param>.grad and every parameter
+    and state tensor after the step (plain SGD, batch-norm running stats)."""
+    net = copy.deepcopy(net0).to(dtype)
+    drops = replace_dropouts(net)
+    for d, mk in zip(drops, masks or []):
+        d.mask = torch.from_numpy(mk).to(dtype)
+    mods = dict(net.named_modules())
+    x = x.to(dtype)
+    r = {}
+    if mode == "eval":
+        net.eval()
+        with torch.no_grad():
+            logits = net(x)
+            r["loss"] = F.cross_entropy(logits, y)
+        r["logits"] = logits
+    else:
+        net.train()
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        r["logits"], r["loss"] = logits.detach(), loss.detach()
+        with torch.no_grad():
+            for n, kind, q, attr in names:
+                p = getattr(mods[q], attr)
+                if kind == "param":
+                    g = p.grad if p.grad is not None else torch.zeros_like(p)
+                    r[n + ".grad"] = g.clone()
+                    p -= lr * g
+                r[n] = p.detach().clone()
+    out = {k: v.double().numpy().reshape(v.shape) for k, v in r.items()}
+    del net
     return out
 
 
@@ -377,6 +402,7 @@ class Report:
     def __init__(self):
         self.worst = {}  # category -> (err, name, tol)
         self.fails = []
+        self.notes = []
 
     def add(self, cat, name, err, tol):
         if cat not in self.worst or err > self.worst[cat][0] or math.isnan(err):
@@ -407,8 +433,9 @@ def check_model(name, a, tmp):
 
     dump = netc_params(a.netc, netfile, res)
     names = map_names(net, x, dump)
+    mods = dict(net.named_modules())
 
-    tin = {n: getattr(m, attr).detach().numpy().copy() for n, _, m, attr, _ in names}
+    tin = {n: getattr(mods[q], attr).detach().numpy().copy() for n, _, q, attr in names}
     initial = dict(tin)
     tin["input"] = x.numpy()
     tin["labels"] = y.numpy().astype(np.int32)
@@ -417,79 +444,84 @@ def check_model(name, a, tmp):
     del tin
 
     results = []
+    for mode in ("eval", "train"):
+        out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.{mode}.safetensors"),
+                               mode, B, res, a.seed, lr, a.target)
+        rep = Report()
+        masks, info = [], []
+        if mode == "train":
+            nd = sum(isinstance(m, nn.Dropout) for m in net.modules())
+            keys = sorted((k for k in out if k.startswith("dropout.")), key=lambda k: int(k.split(".")[1]))
+            if len(keys) != nd:
+                raise RuntimeError(f"netc reports {len(keys)} dropout masks, PyTorch has {nd} dropouts")
+            ps = [m.p for m in net.modules() if isinstance(m, nn.Dropout)]
+            for k, p in zip(keys, ps):
+                mk = out[k]
+                keep = mk != 0
+                if not np.all(mk[keep] == np.float32(1.0 / (1.0 - p))):
+                    rep.add("mask", k, math.inf, 0.0)
+                else:
+                    rep.add("mask", k, 0.0, 0.0)
+                info.append(f"{k} dropped {1 - keep.mean():.2f}")
+                masks.append(mk)
+        t0 = time.perf_counter()
+        ref32 = torch_step(net, names, x, y, mode, masks, lr, torch.float32)
+        t_torch = time.perf_counter() - t0
+        ref64 = torch_step(net, names, x, y, mode, masks, lr, torch.float64)
 
-    # ---- eval mode ------------------------------------------------------
-    out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.eval.safetensors"),
-                           "eval", B, res, a.seed, lr, a.target)
-    t0 = time.perf_counter()
-    net.eval()
-    with torch.no_grad():
-        ref_logits = net(x)
-        ref_loss = F.cross_entropy(ref_logits, y)
-    t_torch = time.perf_counter() - t0
-    rep = Report()
-    rep.add("logits", "logits", rel_err(out["logits"], ref_logits.numpy()), TOL_OUT)
-    nl = torch.from_numpy(out["logits"].astype(np.float32))
-    rep.add("loss", "loss", rel_err(F.cross_entropy(nl, y).numpy(), ref_loss.numpy()), TOL_OUT)
-    # eval must leave parameters and running statistics untouched
-    for n, kind, m, attr, _ in names:
-        if n in out:
-            e = rel_err(out[n], initial[n])
-            if e != 0.0:
-                rep.add("unchanged", n, e, 0.0)
-    results.append(("eval", rep, t_netc, t_torch))
-    del out
-
-    # ---- train mode -----------------------------------------------------
-    out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.train.safetensors"),
-                           "train", B, res, a.seed, lr, a.target)
-    os.unlink(fin)
-    rep = Report()
-    drops = replace_dropouts(net)
-    masks = sorted((k for k in out if k.startswith("dropout.")), key=lambda k: int(k.split(".")[1]))
-    if len(masks) != len(drops):
-        raise RuntimeError(f"netc reports {len(masks)} dropout masks, PyTorch has {len(drops)} dropouts")
-    drop_info = []
-    for d, k in zip(drops, masks):
-        mk = out[k]
-        keep = mk != 0
-        scale = np.float32(1.0 / (1.0 - d.p))
-        if not np.all(mk[keep] == scale):
-            rep.add("mask", k, math.inf, 0.0)
-        drop_info.append(f"{k} drop {1 - keep.mean():.2f}")
-        d.mask = torch.from_numpy(mk.astype(np.float32))
-    t0 = time.perf_counter()
-    net.train()
-    net.zero_grad(set_to_none=True)
-    logits = net(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    rep.add("logits", "logits", rel_err(out["logits"], logits.detach().numpy()), TOL_OUT)
-    rep.add("loss", "loss", rel_err(out["loss"].reshape(()), loss.detach().numpy()), TOL_OUT)
-    with torch.no_grad():
-        for n, kind, m, attr, zero in names:
-            if kind != "param":
-                continue
-            p = getattr(m, attr)
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            ng = out.get(n + ".grad", np.full(p.shape, np.nan))
-            if zero:
-                # exactly zero in exact arithmetic (batch norm removes the
-                # mean): both sides hold rounding noise, so measure it against
-                # the scale of the same layer's weight gradient
-                scale = max(float(m.weight.grad.abs().max()), TINY)
-                err = float(np.max(np.abs(ng.astype(np.float64) - g.numpy()))) / scale
-                rep.add("zgrad", n, err if np.all(np.isfinite(ng)) else math.inf, TOL_PARAM)
+        def check(cat, key, got, tol):
+            e32 = rel_err(got, ref32[key])
+            if e32 <= tol:
+                rep.add(cat, key, e32, tol)
+                return
+            # Over tolerance: is this tensor ill-conditioned in fp32 (e.g. a
+            # ReLU input within rounding of zero, so its gradient switches)?
+            # Then PyTorch's own fp32 result is as far from the exact (fp64)
+            # one; accept netc if it is no farther from fp64 than that.
+            e64 = rel_err(got, ref64[key])
+            floor = rel_err(ref32[key], ref64[key])
+            if e64 <= max(tol, floor):
+                rep.add(cat, key, e32, math.inf)
+                rep.notes.append(f"{key}: netc vs torch fp32 {e32:.2e} > {tol:g}, but fp32 is ill-conditioned "
+                                 f"here: netc vs fp64 {e64:.2e}, torch fp32 vs fp64 {floor:.2e}")
             else:
-                rep.add("grad", n, rel_err(ng, g.numpy()), TOL_PARAM)
-            p -= lr * g
-    t_torch = time.perf_counter() - t0
-    for n, kind, m, attr, _ in names:
-        cat = "weight" if kind == "param" else "state"
-        rep.add(cat, n, rel_err(out[n], getattr(m, attr).detach().numpy()), TOL_PARAM)
-    if drop_info:
-        rep.worst.setdefault("mask", (0.0, "", 0.0))
-    results.append(("train", rep, t_netc, t_torch, drop_info))
+                rep.add(cat, key, e32, tol)
+                rep.fails[-1] += f" (netc vs fp64 {e64:.2e}, torch fp32 vs fp64 {floor:.2e})"
+
+        check("logits", "logits", out["logits"], TOL_OUT)
+        if mode == "eval":
+            # netc's eval-mode loss output is not meaningful: use its logits
+            nl = F.cross_entropy(torch.from_numpy(out["logits"].astype(np.float32)), y).double().numpy()
+            check("loss", "loss", nl, TOL_OUT)
+            for n in initial:  # eval must leave parameters and statistics alone
+                if n in out and not np.array_equal(out[n], initial[n]):
+                    rep.add("unchanged", n, rel_err(out[n], initial[n]), 0.0)
+        else:
+            check("loss", "loss", out["loss"].reshape(()), TOL_OUT)
+            for n, kind, q, attr in names:
+                if kind != "param":
+                    continue
+                k = n + ".grad"
+                got = out.get(k)
+                if got is None:
+                    rep.add("grad", k, math.inf, TOL_PARAM)
+                    continue
+                wk = n[:-len(attr)] + "weight.grad"
+                g64 = np.max(np.abs(ref64[k]))
+                scale = np.max(np.abs(ref64[wk]))
+                if attr == "bias" and g64 <= 1e-9 * scale:
+                    # zero in exact arithmetic (a bias feeding batch norm,
+                    # which removes the mean): both sides hold rounding noise;
+                    # measure it against the same layer's weight gradient
+                    err = float(np.max(np.abs(got.astype(np.float64) - ref32[k]))) / max(scale, TINY)
+                    rep.add("zgrad", k, err if np.all(np.isfinite(got)) else math.inf, TOL_PARAM)
+                else:
+                    check("grad", k, got, TOL_PARAM)
+            for n, kind, q, attr in names:
+                check("weight" if kind == "param" else "state", n, out[n], TOL_PARAM)
+        del out
+        results.append((mode, rep, t_netc, t_torch, info))
+    os.unlink(fin)
     return res, B, results
 
 
@@ -541,13 +573,18 @@ def main():
                 ok = not rep.fails
                 passed += ok
                 failed += not ok
-                extra = f"  [{', '.join(r[4])}]" if len(r) > 4 and r[4] else ""
-                print(f"{name:10s} {mode:5s} B={B} R={res:<3d} {'PASS' if ok else 'FAIL'}  "
+                extra = f"  [{', '.join(r[4])}]" if r[4] else ""
+                status = "FAIL" if not ok else f"PASS ({len(rep.notes)} tensors ill-conditioned in fp32, see NOTE)" if rep.notes else "PASS"
+                print(f"{name:10s} {mode:5s} B={B} R={res:<3d} {status}  "
                       f"{rep.line()}  (netc {tn:.1f}s, torch {tt:.1f}s){extra}", flush=True)
                 for f in rep.fails[:10]:
                     print(f"    FAIL {f}")
                 if len(rep.fails) > 10:
                     print(f"    ... {len(rep.fails) - 10} more")
+                for f in rep.notes[:10]:
+                    print(f"    NOTE {f}")
+                if len(rep.notes) > 10:
+                    print(f"    ... {len(rep.notes) - 10} more notes")
             print(f"{name:10s} total {time.perf_counter() - t0:.1f}s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
