@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# compile.sh NETC SOURCE_DIR BINARY_DIR - `netc compile` makes a standalone
+# executable that needs no LLVM at run time and trains to the same weights,
+# byte for byte, as `netc train --target cpu` (the JIT) for the same steps;
+# its checkpoints are read back by `netc eval` and its `predict` works.
+set -u
+NETC=$1
+cd "$2"
+DATA=${NETC_DATA:-/usr/share/datasets/fashion-mnist}
+if ! $NETC --version | grep -q "targets:.*cpu"; then
+    echo "SKIPPED: this netc has no cpu target (built without LLVM)"; exit 0
+fi
+if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+    echo "SKIPPED: Fashion-MNIST not found in $DATA"; exit 0
+fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+
+$NETC compile models/lenet_bn.net --batch 32 -o "$T/lenet" >"$T/c.out" 2>&1
+check "netc compile" '[ -x "$T/lenet" ]'
+check "no LLVM at run time" '! ldd "$T/lenet" | grep -qi llvm'
+"$T/lenet" train --quiet --epochs 1 --max-steps 3 --checkpoint "$T/aot.st" >"$T/a.out" 2>&1
+check "executable trains" 'grep -q "^epoch 1/1:" "$T/a.out"'
+$NETC train models/lenet_bn.net --target cpu --batch 32 --quiet --epochs 1 --max-steps 3 --checkpoint "$T/jit.st" >"$T/j.out" 2>&1
+check "same weights as the JIT" 'cmp -s "$T/aot.st" "$T/jit.st"'
+check "netc eval reads its checkpoint" '$NETC eval models/lenet_bn.net --batch 32 --weights "$T/aot.st" | grep -q "test acc"'
+"$T/lenet" predict --weights "$T/aot.st" --images "$DATA/t10k-images-idx3-ubyte.gz" --limit 2 >"$T/p.out" 2>&1
+check "predict" '[ "$(grep -c "class [0-9]" "$T/p.out")" -eq 2 ]'
+"$T/lenet" train --batch 64 >/dev/null 2>&1
+check "fixed batch is refused" '[ $? -eq 2 ]'
+"$T/lenet" eval --weights "$T/none.st" >/dev/null 2>"$T/e.err"
+check "missing checkpoint reported" 'grep -q "none.st" "$T/e.err"'
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
