@@ -93,7 +93,7 @@ static void test_googlenet(void **s) { (void)s; step_model("googlenet", IR_TRAIN
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
-        cmocka_unit_test(test_googlenet),
+        cmocka_unit_test(test_googlenet), /* slow on ref: about a minute */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 #include "../../runtime/aot.h"
 #include "../../runtime/pool.h"
@@ -70,9 +77,13 @@ static int cpu_compile(const Program *p, const BackendOptions *o, void **state, 
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
     cg_init(&cg, ctx, mod, vw);
+    int timing = getenv("NETC_CPU_TIMING") != NULL;
+    double t0 = now_s();
     int rc = cg_build_program(&cg, p, "netc_step", "", d);
     cg_dispose(&cg);
+    double t1 = now_s();
     if (rc == 0) rc = cg_optimise(mod, tm, o && o->opt_level ? o->opt_level : 3, d);
+    double t2 = now_s();
     LLVMDisposeTargetMachine(tm);
     if (rc == 0) {
         char *txt = LLVMPrintModuleToString(mod);
@@ -86,6 +97,8 @@ static int cpu_compile(const Program *p, const BackendOptions *o, void **state, 
         s->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(s->jit, "netc_step", d);
         if (!s->step) rc = -1;
     }
+    if (timing)
+        fprintf(stderr, "cpu backend: build %.2f s, optimise %.2f s, codegen %.2f s\n", t1 - t0, t2 - t1, now_s() - t2);
     if (rc) {
         cpu_free(s);
         return -1;

@@ -546,7 +546,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         return 0;
     }
     default:
-        return diag_error_noloc(d, "cpu backend: no kernel for op %s (node %s)", ir_info(n->op)->name,
+        return diag_error_noloc(d, "cpu backend: no kernel for op %d (node %s)", (int)n->op,
                                 n->name ? n->name : "?");
     }
 }
