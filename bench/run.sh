@@ -149,9 +149,11 @@ mkdir -p "$(dirname "$out")" || die "cannot create the directory of $out"
 printf '%s\n' "$peak_line" >"$out" || die "cannot write $out"
 
 # 2. netc, then PyTorch, per network
-fail=0
+fail=0 noisy=""
 for m in "${list[@]}"; do
     s=${steps:-$(default_steps "$m")}
+    b0=$(busy_pct)
+    [ "$b0" -gt 10 ] && noisy+="$m," && echo "  warning: the CPUs are ${b0}% busy with other processes" >&2
     args=(bench "models/$m.net" --target "$target" --threads "$threads" --steps "$s" --warmup "$warmup" --json)
     [ -n "$batch" ] && args+=(--batch "$batch")
     [ -n "$resize" ] && args+=(--resize "$resize")
@@ -166,6 +168,8 @@ for m in "${list[@]}"; do
         fail=1
     fi
     [ $torch = 1 ] || continue
+    b0=$(busy_pct)
+    [ "$b0" -gt 10 ] && noisy+="$m," && echo "  warning: the CPUs are ${b0}% busy with other processes" >&2
     targs=(bench/torch_step.py --models "$m" --threads "$threads" --steps "$s" --warmup "$warmup" --batch "$b" --resize "$r")
     echo "$m: $py ${targs[*]}" >&2
     if line=$("$py" "${targs[@]}" | grep '^{' | tail -n 1) && [ -n "$line" ]; then
@@ -178,11 +182,11 @@ for m in "${list[@]}"; do
 done
 
 # 3. the table
-"$py" - "$out" "$models" "$target" "$threads" "$torch" "$busy" <<'EOF' || fail=1
+"$py" - "$out" "$models" "$target" "$threads" "$torch" "$busy" "$noisy" <<'EOF' || fail=1
 import json, os, sys
 
 path, models, target, threads = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
-ran_torch, busy = sys.argv[5] == "1", int(sys.argv[6])
+ran_torch, busy, noisy = sys.argv[5] == "1", int(sys.argv[6]), set(sys.argv[7].split(","))
 peak, isa, netc, torch = None, "", {}, {}
 for line in open(path):
     line = line.strip()
@@ -215,8 +219,8 @@ for m in models:
     ref = n or t or {}
     ratio = n["images_per_sec"] / t["images_per_sec"] if n and t and t["images_per_sec"] > 0 else None
     share = 100 * n["gflop_per_sec"] / peak if n and peak else None
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        m, ref.get("batch", "–"), ref.get("resize", "–"),
+    print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        m, " (busy)" if m in noisy else "", ref.get("batch", "–"), ref.get("resize", "–"),
         num(n and n["images_per_sec"], ".1f") if n else "failed",
         num(t and t["images_per_sec"], ".1f") if t else ("failed" if ran_torch else "–"),
         num(ratio, ".2f") + ("x" if ratio is not None else ""),
@@ -224,6 +228,8 @@ for m in models:
         num(share, ".0f") + ("%" if share is not None else ""),
         num(n and n["compile_sec"], ".2f") if n else "–",
         num(n and n["ms_per_step"], ".1f") if n else "–"))
+if noisy - {""}:
+    print("\n(busy): other processes were using the CPUs when this network was timed: its numbers are low and noisy")
 print("\nraw JSON lines: %s" % path)
 EOF
 exit $fail
