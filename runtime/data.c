@@ -1,5 +1,6 @@
 /* Fashion-MNIST loading (IDX through zlib), bilinear resize as PyTorch does
  * it, and a batch loader whose batches are made on a background thread. */
+#include "err.h"
 #include "runtime/data.h"
 
 #include <errno.h>
@@ -17,15 +18,6 @@
 #define IDX_MAX_SIDE 1024
 #define IDX_MAX_BYTES ((uint64_t)1 << 33)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- IDX files ---- */
 
@@ -52,7 +44,7 @@ static int idx_open(IdxFile *x, const char *dir, const char *name, char *err, si
         char plain[4096];
         snprintf(plain, sizeof plain, "%s/%s", dir, name);
         if (!file_exists(plain)) {
-            seterr(err, errlen, "%s: no such file (nor %s)", x->path, plain);
+            rt_seterr(err, errlen, "%s: no such file (nor %s)", x->path, plain);
             return -1;
         }
         memcpy(x->path, plain, sizeof plain);
@@ -60,12 +52,12 @@ static int idx_open(IdxFile *x, const char *dir, const char *name, char *err, si
     }
     x->f = gzopen(x->path, "rb");
     if (!x->f) {
-        seterr(err, errlen, "%s: cannot open: %s", x->path, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot open: %s", x->path, strerror(errno));
         return -1;
     }
     gzbuffer(x->f, 1 << 17);
     if (x->gz && gzdirect(x->f)) {
-        seterr(err, errlen, "%s: corrupt gzip data (not a gzip file)", x->path);
+        rt_seterr(err, errlen, "%s: corrupt gzip data (not a gzip file)", x->path);
         gzclose_r(x->f);
         x->f = NULL;
         return -1;
@@ -90,9 +82,9 @@ static void gz_fail(IdxFile *x, char *err, size_t errlen)
     if (strncmp(msg, x->path, pl) == 0 && strncmp(msg + pl, ": ", 2) == 0)
         msg += pl + 2;
     if (code == Z_BUF_ERROR)
-        seterr(err, errlen, "%s: truncated gzip data (%s)", x->path, msg);
+        rt_seterr(err, errlen, "%s: truncated gzip data (%s)", x->path, msg);
     else
-        seterr(err, errlen, "%s: corrupt gzip data (%s)", x->path, msg);
+        rt_seterr(err, errlen, "%s: corrupt gzip data (%s)", x->path, msg);
 }
 
 /* Reads exactly n bytes. */
@@ -115,7 +107,7 @@ static int idx_read(IdxFile *x, void *buf, uint64_t n, char *err, size_t errlen)
             if (code != Z_OK)
                 gz_fail(x, err, errlen);
             else
-                seterr(err, errlen, "%s: truncated: file ends after %llu of %llu bytes",
+                rt_seterr(err, errlen, "%s: truncated: file ends after %llu of %llu bytes",
                        x->path, (unsigned long long)done, (unsigned long long)n);
             return -1;
         }
@@ -136,7 +128,7 @@ static int idx_expect_end(IdxFile *x, char *err, size_t errlen)
         return -1;
     }
     if (r > 0) {
-        seterr(err, errlen, "%s: unexpected data after the last item", x->path);
+        rt_seterr(err, errlen, "%s: unexpected data after the last item", x->path);
         return -1;
     }
     return 0;
@@ -161,7 +153,7 @@ static int idx_load(const char *dir, const char *name, int images, int64_t *n, i
     if (idx_read(x, hdr, hlen, err, errlen) != 0)
         goto fail;
     if (be32(hdr) != magic) {
-        seterr(err, errlen, "%s: bad IDX magic 0x%08x (expected 0x%08x for %s)", x->path,
+        rt_seterr(err, errlen, "%s: bad IDX magic 0x%08x (expected 0x%08x for %s)", x->path,
                (unsigned)be32(hdr), (unsigned)magic, images ? "images" : "labels");
         goto fail;
     }
@@ -170,7 +162,7 @@ static int idx_load(const char *dir, const char *name, int images, int64_t *n, i
     if (images) {
         uint32_t hh = be32(hdr + 8), ww = be32(hdr + 12);
         if (hh == 0 || ww == 0 || hh > IDX_MAX_SIDE || ww > IDX_MAX_SIDE) {
-            seterr(err, errlen, "%s: bad image size %ux%u (expected 28x28, at most %dx%d)",
+            rt_seterr(err, errlen, "%s: bad image size %ux%u (expected 28x28, at most %dx%d)",
                    x->path, (unsigned)hh, (unsigned)ww, IDX_MAX_SIDE, IDX_MAX_SIDE);
             goto fail;
         }
@@ -178,17 +170,17 @@ static int idx_load(const char *dir, const char *name, int images, int64_t *n, i
         *w = (int)ww;
     }
     if (*n == 0) {
-        seterr(err, errlen, "%s: holds no %s", x->path, images ? "images" : "labels");
+        rt_seterr(err, errlen, "%s: holds no %s", x->path, images ? "images" : "labels");
         goto fail;
     }
     uint64_t bytes = (uint64_t)*n * (uint64_t)*h * (uint64_t)*w;
     if (bytes > IDX_MAX_BYTES) {
-        seterr(err, errlen, "%s: %lld items of %dx%d are too many", x->path, (long long)*n, *h, *w);
+        rt_seterr(err, errlen, "%s: %lld items of %dx%d are too many", x->path, (long long)*n, *h, *w);
         goto fail;
     }
     *data = malloc((size_t)bytes);
     if (!*data) {
-        seterr(err, errlen, "%s: out of memory for %llu bytes", x->path, (unsigned long long)bytes);
+        rt_seterr(err, errlen, "%s: out of memory for %llu bytes", x->path, (unsigned long long)bytes);
         goto fail;
     }
     if (idx_read(x, *data, bytes, err, errlen) != 0 || idx_expect_end(x, err, errlen) != 0)
@@ -209,7 +201,7 @@ int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t
         dir = RT_DATA_DEFAULT_DIR;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "%s: no such data directory", dir);
+        rt_seterr(err, errlen, "%s: no such data directory", dir);
         return -1;
     }
     const char *img_name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
@@ -223,13 +215,13 @@ int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t
     if (idx_load(dir, lab_name, 0, &nl, &h1, &w1, &ds->labels, &lab_path, &xl, err, errlen) != 0)
         goto fail;
     if (ni != nl) {
-        seterr(err, errlen, "%s: %lld labels, but %s has %lld images", lab_path, (long long)nl,
+        rt_seterr(err, errlen, "%s: %lld labels, but %s has %lld images", lab_path, (long long)nl,
                img_path, (long long)ni);
         goto fail;
     }
     for (int64_t i = 0; i < nl; i++) {
         if (ds->labels[i] > 9) {
-            seterr(err, errlen, "%s: label %d of item %lld is outside 0..9", lab_path,
+            rt_seterr(err, errlen, "%s: label %d of item %lld is outside 0..9", lab_path,
                    ds->labels[i], (long long)i);
             goto fail;
         }

@@ -1,4 +1,5 @@
 /* Training metrics: the seed's epoch line, JSON lines, an SVG plot. */
+#include "err.h"
 #include "runtime/metrics.h"
 
 #include <errno.h>
@@ -10,15 +11,6 @@
 
 #include "runtime/safetensors.h" /* rt_write_atomic */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int rt_format_epoch(char *buf, size_t n, int epoch, int epochs, double loss, double train_acc,
                     double test_acc, double examples_per_sec)
@@ -38,13 +30,13 @@ RtMetrics *rt_metrics_open(const char *path, int append, char *err, size_t errle
 {
     RtMetrics *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         free(m);
         return NULL;
     }
     m->f = fopen(path, append ? "a" : "w");
     if (!m->f) {
-        seterr(err, errlen, "%s: cannot open for writing: %s", path, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot open for writing: %s", path, strerror(errno));
         free(m->path);
         free(m);
         return NULL;
@@ -77,7 +69,7 @@ int rt_metrics_epoch(RtMetrics *m, int epoch, int epochs, double loss, double tr
             "\"examples_per_sec\":%s}\n",
             epoch, epochs, l, tr, te, eps);
     if (fflush(m->f) != 0 || ferror(m->f)) {
-        seterr(err, errlen, "%s: write failed: %s", m->path, strerror(errno ? errno : EIO));
+        rt_seterr(err, errlen, "%s: write failed: %s", m->path, strerror(errno ? errno : EIO));
         return -1;
     }
     return 0;
@@ -227,7 +219,7 @@ int rt_plot_svg(const char *path, const double *loss, const double *train_acc,
                 char *err, size_t errlen)
 {
     if (n_epochs < 0 || (n_epochs > 0 && (!loss || !train_acc || !test_acc))) {
-        seterr(err, errlen, "%s: bad plot data (%d epochs)", path, n_epochs);
+        rt_seterr(err, errlen, "%s: bad plot data (%d epochs)", path, n_epochs);
         return -1;
     }
     Plot p = {{loss, train_acc, test_acc}, n_epochs, epochs_total, title, 1, 2, 1, 0.2, 1};

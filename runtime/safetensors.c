@@ -1,4 +1,5 @@
 /* safetensors reading and writing; atomic file replacement. */
+#include "err.h"
 #include "runtime/safetensors.h"
 
 #include <errno.h>
@@ -11,15 +12,6 @@
 
 #define ST_MAX_HEADER (100u << 20) /* as Python's safetensors */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- atomic writing ---- */
 
@@ -52,19 +44,19 @@ int rt_write_atomic(const char *path, RtEmitFn emit, void *ctx, char *err, size_
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
     if (!tmp) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         return -1;
     }
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return -1;
     }
     FILE *f = fdopen(fd, "wb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         close(fd);
         goto fail;
     }
@@ -72,26 +64,26 @@ int rt_write_atomic(const char *path, RtEmitFn emit, void *ctx, char *err, size_
         err[0] = 0;
     if (emit(f, ctx, err, errlen) != 0) {
         if (!err || !err[0])
-            seterr(err, errlen, "%s: cannot write", path);
+            rt_seterr(err, errlen, "%s: cannot write", path);
         fclose(f);
         goto fail;
     }
     if (ferror(f) || fflush(f) != 0) {
-        seterr(err, errlen, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
+        rt_seterr(err, errlen, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
         fclose(f);
         goto fail;
     }
     if (fsync(fileno(f)) != 0) {
-        seterr(err, errlen, "%s: fsync failed: %s", path, strerror(errno));
+        rt_seterr(err, errlen, "%s: fsync failed: %s", path, strerror(errno));
         fclose(f);
         goto fail;
     }
     if (fclose(f) != 0) {
-        seterr(err, errlen, "%s: close failed: %s", path, strerror(errno));
+        rt_seterr(err, errlen, "%s: close failed: %s", path, strerror(errno));
         goto fail;
     }
     if (rename(tmp, path) != 0) {
-        seterr(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
         goto fail;
     }
     sync_dir(path);
@@ -254,44 +246,44 @@ int rt_st_write(const char *path, const RtTensorOut *t, int n, const char **meta
                 size_t errlen)
 {
     if (!host_is_little_endian()) {
-        seterr(err, errlen, "%s: writing safetensors needs a little-endian host", path);
+        rt_seterr(err, errlen, "%s: writing safetensors needs a little-endian host", path);
         return -1;
     }
     if (n < 0 || (n > 0 && !t)) {
-        seterr(err, errlen, "%s: bad tensor list", path);
+        rt_seterr(err, errlen, "%s: bad tensor list", path);
         return -1;
     }
     for (int i = 0; i < n; i++) {
         int d = dtype_find(t[i].dtype);
         if (!t[i].name || !t[i].name[0] || strcmp(t[i].name, "__metadata__") == 0) {
-            seterr(err, errlen, "%s: tensor %d has a bad name", path, i);
+            rt_seterr(err, errlen, "%s: tensor %d has a bad name", path, i);
             return -1;
         }
         if (d < 0) {
-            seterr(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\"", path, t[i].name,
+            rt_seterr(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\"", path, t[i].name,
                    t[i].dtype ? t[i].dtype : "(null)");
             return -1;
         }
         if (t[i].rank < 0 || t[i].rank > RT_ST_MAX_RANK) {
-            seterr(err, errlen, "%s: tensor \"%s\": bad rank %d", path, t[i].name, t[i].rank);
+            rt_seterr(err, errlen, "%s: tensor \"%s\": bad rank %d", path, t[i].name, t[i].rank);
             return -1;
         }
         int64_t want = shape_bytes(t[i].shape, t[i].rank, dtypes[d].size);
         if (want < 0 || want != t[i].bytes || (want > 0 && !t[i].data)) {
-            seterr(err, errlen, "%s: tensor \"%s\": %lld bytes given, its shape needs %lld", path,
+            rt_seterr(err, errlen, "%s: tensor \"%s\": %lld bytes given, its shape needs %lld", path,
                    t[i].name, (long long)t[i].bytes, (long long)want);
             return -1;
         }
         for (int j = 0; j < i; j++)
             if (strcmp(t[i].name, t[j].name) == 0) {
-                seterr(err, errlen, "%s: tensor \"%s\" given twice", path, t[i].name);
+                rt_seterr(err, errlen, "%s: tensor \"%s\" given twice", path, t[i].name);
                 return -1;
             }
     }
     Key *keys = malloc(sizeof *keys * (size_t)(n > 0 ? n : 1));
     int *order = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     if (!keys || !order) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         free(keys);
         free(order);
         return -1;
@@ -338,7 +330,7 @@ int rt_st_write(const char *path, const RtTensorOut *t, int n, const char **meta
     while (!b.oom && b.len % 8 != 0)
         buf_put(&b, " ", 1);
     if (b.oom) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         free(b.p);
         free(order);
         return -1;
@@ -382,7 +374,7 @@ typedef struct {
 
 static int jfail(Json *j, const char *what)
 {
-    seterr(j->err, j->errlen, "%s: bad header JSON at byte %zu: %s", j->path, j->pos, what);
+    rt_seterr(j->err, j->errlen, "%s: bad header JSON at byte %zu: %s", j->path, j->pos, what);
     return -1;
 }
 
@@ -758,19 +750,19 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
         const Entry *e = &s->e[i];
         int64_t want = shape_bytes(e->shape, e->rank, dtypes[e->dtype].size);
         if (e->end < e->begin) {
-            seterr(err, errlen, "%s: tensor \"%s\": data_offsets [%lld, %lld] end before they begin",
+            rt_seterr(err, errlen, "%s: tensor \"%s\": data_offsets [%lld, %lld] end before they begin",
                    path, e->name, (long long)e->begin, (long long)e->end);
             return -1;
         }
         if (e->end > s->data_bytes) {
-            seterr(err, errlen,
+            rt_seterr(err, errlen,
                    "%s: tensor \"%s\": data_offsets [%lld, %lld] beyond the %lld bytes of data",
                    path, e->name, (long long)e->begin, (long long)e->end,
                    (long long)s->data_bytes);
             return -1;
         }
         if (want != e->end - e->begin) {
-            seterr(err, errlen, "%s: tensor \"%s\": its shape and dtype %s need %lld bytes, "
+            rt_seterr(err, errlen, "%s: tensor \"%s\": its shape and dtype %s need %lld bytes, "
                    "data_offsets [%lld, %lld] give %lld", path, e->name, dtypes[e->dtype].name,
                    (long long)want, (long long)e->begin, (long long)e->end,
                    (long long)(e->end - e->begin));
@@ -779,7 +771,7 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
     }
     Key *keys = malloc(sizeof *keys * (size_t)(s->n > 0 ? s->n : 1));
     if (!keys) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         return -1;
     }
     for (int i = 0; i < s->n; i++)
@@ -787,7 +779,7 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
     qsort(keys, (size_t)s->n, sizeof *keys, cmp_names);
     for (int k = 1; k < s->n; k++)
         if (strcmp(keys[k - 1].name, keys[k].name) == 0) {
-            seterr(err, errlen, "%s: tensor \"%s\" given twice", path, keys[k].name);
+            rt_seterr(err, errlen, "%s: tensor \"%s\" given twice", path, keys[k].name);
             free(keys);
             return -1;
         }
@@ -796,7 +788,7 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
     for (int k = 0; k < s->n; k++) {
         const Entry *e = &s->e[keys[k].idx];
         if (e->begin != at) {
-            seterr(err, errlen, "%s: tensor \"%s\": data_offsets [%lld, %lld] %s "
+            rt_seterr(err, errlen, "%s: tensor \"%s\": data_offsets [%lld, %lld] %s "
                    "(expected it to begin at %lld)", path, e->name, (long long)e->begin,
                    (long long)e->end, e->begin < at ? "overlap another tensor" : "leave a gap",
                    (long long)at);
@@ -807,7 +799,7 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
     }
     free(keys);
     if (at != s->data_bytes) {
-        seterr(err, errlen, "%s: %lld bytes after the last tensor's data", path,
+        rt_seterr(err, errlen, "%s: %lld bytes after the last tensor's data", path,
                (long long)(s->data_bytes - at));
         return -1;
     }
@@ -817,29 +809,29 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
 RtSt *rt_st_read(const char *path, char *err, size_t errlen)
 {
     if (!host_is_little_endian()) {
-        seterr(err, errlen, "%s: reading safetensors needs a little-endian host", path);
+        rt_seterr(err, errlen, "%s: reading safetensors needs a little-endian host", path);
         return NULL;
     }
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        rt_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     RtSt *s = calloc(1, sizeof *s);
     char *header = NULL;
     struct stat st;
     if (!s || !(s->path = strdup(path))) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        rt_seterr(err, errlen, "%s: not a regular file", path);
         goto fail;
     }
     int64_t size = (int64_t)st.st_size;
     uint8_t len8[8];
     if (size < 8 || fread(len8, 1, 8, f) != 8) {
-        seterr(err, errlen, "%s: file too short (%lld bytes) for a safetensors header", path,
+        rt_seterr(err, errlen, "%s: file too short (%lld bytes) for a safetensors header", path,
                (long long)size);
         goto fail;
     }
@@ -847,24 +839,24 @@ RtSt *rt_st_read(const char *path, char *err, size_t errlen)
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | len8[i];
     if (hlen > (uint64_t)(size - 8)) {
-        seterr(err, errlen, "%s: header length %llu is beyond the end of the file (%lld bytes)",
+        rt_seterr(err, errlen, "%s: header length %llu is beyond the end of the file (%lld bytes)",
                path, (unsigned long long)hlen, (long long)size);
         goto fail;
     }
     if (hlen > ST_MAX_HEADER) {
-        seterr(err, errlen, "%s: header length %llu is too large", path, (unsigned long long)hlen);
+        rt_seterr(err, errlen, "%s: header length %llu is too large", path, (unsigned long long)hlen);
         goto fail;
     }
     header = malloc((size_t)hlen + 1);
     s->data_bytes = size - 8 - (int64_t)hlen;
     s->data = malloc((size_t)s->data_bytes + 1);
     if (!header || !s->data) {
-        seterr(err, errlen, "%s: out of memory", path);
+        rt_seterr(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     if (fread(header, 1, (size_t)hlen, f) != hlen ||
         fread(s->data, 1, (size_t)s->data_bytes, f) != (size_t)s->data_bytes) {
-        seterr(err, errlen, "%s: read error", path);
+        rt_seterr(err, errlen, "%s: read error", path);
         goto fail;
     }
     header[hlen] = 0;
@@ -983,7 +975,7 @@ int rt_st_get(const RtSt *s, const char *name, const char *dtype, int rank, cons
 {
     int i = rt_st_find(s, name);
     if (i < 0) {
-        seterr(err, errlen, "%s: no tensor \"%s\"", s->path, name);
+        rt_seterr(err, errlen, "%s: no tensor \"%s\"", s->path, name);
         return -1;
     }
     const Entry *e = &s->e[i];
@@ -994,7 +986,7 @@ int rt_st_get(const RtSt *s, const char *name, const char *dtype, int rank, cons
         char have[128], want[128];
         fmt_shape(have, sizeof have, e->shape, e->rank);
         fmt_shape(want, sizeof want, shape, rank);
-        seterr(err, errlen, "%s: tensor \"%s\" is %s %s, expected %s %s", s->path, name,
+        rt_seterr(err, errlen, "%s: tensor \"%s\" is %s %s, expected %s %s", s->path, name,
                dtypes[e->dtype].name, have, dtype, want);
         return -1;
     }
