@@ -56,6 +56,26 @@ int rt_evaluate(RtSession *s, const char *data_dir, int resize, double *loss, do
     return rc;
 }
 
+/* On --resume, the curves of the epochs before it, from the metrics file
+ * (lines {"epoch":E,...,"loss":L,"train_acc":A,"test_acc":T,...}); the plot
+ * then shows the whole run.  Returns the first epoch it could not fill. */
+static int history(const char *path, int upto, double *loss, double *tra, double *tea) {
+    FILE *f = path ? fopen(path, "r") : NULL;
+    int have = 0;
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *e = strstr(line, "\"epoch\":"), *l = strstr(line, "\"loss\":");
+        const char *a = strstr(line, "\"train_acc\":"), *t = strstr(line, "\"test_acc\":");
+        if (!e || !l || !a || !t) continue;
+        int ep = atoi(e + 8);
+        if (ep < 1 || ep > upto) continue;
+        loss[ep - 1] = atof(l + 7), tra[ep - 1] = atof(a + 12), tea[ep - 1] = atof(t + 11);
+        if (ep == have + 1) have = ep;
+    }
+    if (f) fclose(f);
+    return have;
+}
+
 int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
     char err[512], line[256];
     if (!s->has_train) return diag_error_noloc(d, "internal error: session has no training program");
@@ -89,6 +109,9 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
     double *hl = ir_xcalloc((size_t)epochs + 1, sizeof(double));
     double *htr = ir_xcalloc((size_t)epochs + 1, sizeof(double));
     double *hte = ir_xcalloc((size_t)epochs + 1, sizeof(double));
+    int plot_from = first_epoch;
+    if (o->resume && first_epoch <= epochs && history(o->metrics, first_epoch, hl, htr, hte) == first_epoch)
+        plot_from = 0;
     int rc = 0;
     for (int e = first_epoch; e < epochs && !rc; e++) {
         int64_t nb = rt_loader_batches(l);
@@ -144,8 +167,8 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
             break;
         }
         if (o->checkpoint && rt_checkpoint_save(s, o->checkpoint, e + 1, step, seed, d)) { rc = -1; break; }
-        if (o->plot && rt_plot_svg(o->plot, hl + first_epoch, htr + first_epoch, hte + first_epoch, e + 1 - first_epoch,
-                                   epochs - first_epoch, o->title, err, sizeof err)) {
+        if (o->plot && rt_plot_svg(o->plot, hl + plot_from, htr + plot_from, hte + plot_from, e + 1 - plot_from,
+                                   epochs - plot_from, o->title, err, sizeof err)) {
             rc = diag_error_noloc(d, "%s", err);
             break;
         }
