@@ -61,7 +61,7 @@ int fe_build(const char *src, size_t len, const FeOptions *o, IrGraph *g, Diag *
     if (!g->file)
         g->file = d->file;
     if (len > FE_MAX_FILE)
-        return diag_error_noloc(d, "file is too large (%zu bytes, limit %d)", len, FE_MAX_FILE);
+        return diag_error(d, (IrLoc){1, 1}, "a .net file is a short text; is this the right file?", "file is too large (%zu bytes, limit %d)", len, FE_MAX_FILE);
     if (check_text(src, len, d))
         return -1;
     FeArena ar;
@@ -88,7 +88,7 @@ int fe_build_file(const char *path, const FeOptions *o, IrGraph *g, char **src_o
     }
     if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > FE_MAX_FILE) {
         fclose(f);
-        return diag_error_noloc(d, "file is too large (%lld bytes, limit %d): not a network description",
+        return diag_error(d, (IrLoc){1, 1}, "a .net file is a short text; is this the right file?", "file is too large (%lld bytes, limit %d)",
                                 (long long)st.st_size, FE_MAX_FILE);
     }
     /* read at most FE_MAX_FILE + 1 bytes: pipes and growing files too */
@@ -114,7 +114,7 @@ int fe_build_file(const char *path, const FeOptions *o, IrGraph *g, char **src_o
     }
     if (len > FE_MAX_FILE) {
         free(buf);
-        return diag_error_noloc(d, "file is too large (over %d bytes): not a network description", FE_MAX_FILE);
+        return diag_error(d, (IrLoc){1, 1}, "a .net file is a short text; is this the right file?", "file is too large (over %d bytes)", FE_MAX_FILE);
     }
     buf[len] = 0;
     *src_out = buf;
