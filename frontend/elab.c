@@ -74,7 +74,7 @@ static Names *names_new(Elab *E, Names *parent, const char *local) {
 /* The full name of a new layer or block instance of `kind` in scope ns:
  * label if given (an error if taken), else the first free <kind><k>. */
 const char *elab_layer_name(Elab *E, Names *ns, const char *kind, const char *label, IrLoc loc,
-                              const char **local) {
+                            const char **local) {
     const char *l = label;
     if (label) {
         if (!names_add(E, ns, label)) {
