@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ThreadPool {
@@ -125,4 +126,42 @@ void *rt_scratch(int64_t bytes) {
     if (!scratch) abort();
     scratch_bytes = n;
     return scratch;
+}
+
+static double *prof_sec;
+static int64_t prof_n, prof_cur = -1;
+static double prof_t0;
+
+/* NETC_CPU_PROFILE=cpu: process CPU time (all threads) rather than wall time */
+static double prof_now(void) {
+    static int clk = -1;
+    if (clk < 0) {
+        const char *e = getenv("NETC_CPU_PROFILE");
+        clk = e && strcmp(e, "cpu") == 0 ? (int)CLOCK_PROCESS_CPUTIME_ID : (int)CLOCK_MONOTONIC;
+    }
+    struct timespec t;
+    clock_gettime((clockid_t)clk, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void rt_prof_mark(int64_t k) {
+    double t = prof_now();
+    if (prof_cur >= 0 && prof_cur < prof_n) prof_sec[prof_cur] += t - prof_t0;
+    if (k >= prof_n) {
+        int64_t n = k + 64;
+        double *s = realloc(prof_sec, (size_t)n * sizeof *s);
+        if (!s) abort();
+        memset(s + prof_n, 0, (size_t)(n - prof_n) * sizeof *s);
+        prof_sec = s;
+        prof_n = n;
+    }
+    prof_cur = k;
+    prof_t0 = prof_now();
+}
+
+double rt_prof_total(int64_t k) { return k >= 0 && k < prof_n ? prof_sec[k] : 0.0; }
+
+void rt_prof_reset(void) {
+    if (prof_sec) memset(prof_sec, 0, (size_t)prof_n * sizeof *prof_sec);
+    prof_cur = -1;
 }

@@ -26,4 +26,12 @@ int rt_worker_index(void);
  * kept).  Single-threaded: call it outside rt_parallel_for. */
 void *rt_scratch(int64_t bytes);
 
+/* Per-kernel profiling for the cpu backend (NETC_CPU_PROFILE): generated code
+ * calls rt_prof_mark(k) before kernel k and rt_prof_mark(-1) after the last;
+ * the wall time between two marks is added to the earlier kernel's total.
+ * rt_prof_total(k) reads it (seconds), rt_prof_reset() clears all. */
+void rt_prof_mark(int64_t k);
+double rt_prof_total(int64_t k);
+void rt_prof_reset(void);
+
 #endif

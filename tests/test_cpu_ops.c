@@ -171,6 +171,13 @@ static const ConvCase conv_cases[] = {
     {1, 16, 18, 18, 130, 3, 3, 1, 1, 1, 1, 0},   /* K 130 > MC */
     {2, 6, 9, 14, 5, 3, 2, 2, 1, 0, 1, 1},       /* non-square kernel and stride */
     {5, 3, 40, 40, 8, 3, 3, 1, 1, 1, 1, 1},      /* PQ 1600 > NC */
+    {4, 20, 3, 3, 24, 3, 3, 1, 1, 1, 1, 1},      /* PQ 9 < NR: tiles span images */
+    {3, 8, 5, 5, 12, 1, 1, 1, 1, 0, 0, 1},       /* 1x1 with PQ 25: panels span images */
+    {2, 5, 9, 9, 6, 5, 5, 1, 1, 2, 2, 0},        /* 5x5 stride 1 pad 2: bwd data as a conv */
+    {3, 5, 9, 8, 6, 3, 3, 1, 1, 0, 0, 1},        /* stride 1 unpadded: bwd data padding 2 */
+    {3, 7, 6, 6, 9, 3, 3, 1, 1, 2, 2, 1},        /* padding 2 = R-1: bwd data unpadded */
+    {3, 300, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1},      /* long reductions: CRS 2700, batch pixels 48 */
+    {2, 3, 6, 6, 4, 1, 1, 2, 2, 0, 0, 0},        /* 1x1 stride 2 */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -218,6 +225,84 @@ static void test_conv(void **state) {
         for (int which = 0; which < 3; which++) {
             fprintf(stderr, "conv case %zu, %s\n", i, which == 0 ? "fwd" : which == 1 ? "bwd_data" : "bwd_weight");
             conv_case(&conv_cases[i], which, getenv("NETC_TEST_THREADS") ? atoi(getenv("NETC_TEST_THREADS")) : i % 2 ? 2 : 1);
+        }
+}
+
+/* cpu results of c for `threads` threads from inputs drawn from seed: every
+ * slot, concatenated. */
+static float *cpu_run_all(Case *c, int threads, uint64_t seed, int64_t *total) {
+    Program *p = &c->p;
+    int nv = p->g.nvalues;
+    void **b = calloc((size_t)nv, sizeof(void *));
+    rng = seed;
+    int64_t tot = 0;
+    for (int v = 0; v < nv; v++) {
+        size_t bytes = (size_t)p->buf[v].bytes + 64;
+        b[v] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        for (int64_t i = 0; i < p->buf[v].bytes / 4; i++) ((float *)b[v])[i] = frand();
+        tot += p->buf[v].bytes / 4;
+    }
+    Diag d;
+    diag_init(&d, "test", NULL, 0, stderr);
+    void *sb = NULL;
+    BackendOptions o = {threads, 3, 0};
+    assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
+    ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
+    RunCtx rb = {NULL, b, 0.05, 7, 3, pool};
+    backend_cpu.run(sb, p, &rb);
+    float *all = malloc((size_t)tot * sizeof *all);
+    int64_t at = 0;
+    for (int v = 0; v < nv; v++) {
+        memcpy(all + at, b[v], (size_t)p->buf[v].bytes);
+        at += p->buf[v].bytes / 4;
+        free(b[v]);
+    }
+    backend_cpu.free(sb);
+    rt_pool_free(pool);
+    free(b);
+    *total = tot;
+    return all;
+}
+
+/* Conv results are bit-identical run to run and for 1, 2 and 3 threads
+ * (--resume must continue bit-exactly). */
+static void test_conv_deterministic(void **state) {
+    (void)state;
+    static const ConvCase cases[] = {
+        {5, 6, 7, 7, 20, 3, 3, 1, 1, 1, 1, 1},
+        {3, 300, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1},
+        {3, 4, 11, 9, 5, 3, 3, 2, 2, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int which = 0; which < 3; which++) {
+            const ConvCase *cc = &cases[i];
+            Case c;
+            case_init(&c, cc->n);
+            int64_t P = conv_out(cc->h, cc->r, cc->sh, cc->ph), Q = conv_out(cc->w, cc->s, cc->sw, cc->pw);
+            IrType tx = ty4(1, cc->n, cc->c, cc->h, cc->w), tw = ty4(0, cc->k, cc->c, cc->r, cc->s);
+            IrType ty = ty4(1, cc->n, cc->k, P, Q), tb = ty4(0, cc->k, 0, 0, 0);
+            IrAttr at = conv_attr(cc);
+            if (which == 0) {
+                int in[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
+                case_op(&c, IR_OP_CONV2D, in, 3, &ty, 1, at);
+            } else if (which == 1) {
+                int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
+                case_op(&c, IR_OP_CONV2D_BWD_DATA, in, 2, &tx, 1, at);
+            } else {
+                int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tx)};
+                IrType outs[2] = {tw, tb};
+                case_op(&c, IR_OP_CONV2D_BWD_WEIGHT, in, 2, outs, 2, at);
+            }
+            int64_t n0, n1;
+            float *r0 = cpu_run_all(&c, 1, 99, &n0);
+            for (int t = 1; t <= 3; t++) {
+                float *r1 = cpu_run_all(&c, t, 99, &n1);
+                assert_int_equal(n0, n1);
+                assert_memory_equal(r0, r1, (size_t)n0 * sizeof *r0);
+                free(r1);
+            }
+            free(r0);
+            case_free(&c);
         }
 }
 
@@ -428,7 +513,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_dropout), cmocka_unit_test(test_pool),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_loss), cmocka_unit_test(test_concat_slice),
-        cmocka_unit_test(test_linear), cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_linear), cmocka_unit_test(test_conv), cmocka_unit_test(test_conv_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,10 +92,17 @@ typedef struct {
     LLVMValueRef outer_fn, frame, ntasks, body;
     LLVMValueRef outer_arena, outer_slots, outer_args;
     LLVMBasicBlockRef outer_bb;
+    int reused;
 } Par;
 void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
                LLVMValueRef *begin, LLVMValueRef *end);
 void par_end(Cg *cg, Par *P);
+/* A body shared by every kernel that asks with the same key (its shapes
+ * must then come through vals, not constants): returns 1 when the body is
+ * new and must be emitted between this and par_end, 0 when an existing one
+ * is reused (emit nothing; call par_end at once). */
+int par_begin_shared(Cg *cg, Par *P, const char *key, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
+                     LLVMValueRef *begin, LLVMValueRef *end);
 LLVMValueRef cg_pool(Cg *cg);          /* a->pool, in a kernel function */
 LLVMValueRef cg_nthreads(Cg *cg);      /* i64 */
 

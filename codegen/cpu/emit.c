@@ -203,17 +203,15 @@ LLVMValueRef cg_nthreads(Cg *cg) {
     return LLVMBuildSExt(cg->b, cg_call(cg, cg->rt_pool_threads, &pool, 1), cg->i64, "");
 }
 
-void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
-               LLVMValueRef *begin, LLVMValueRef *end) {
+/* The frame: vals stored as i8* (pointers bitcast, integers inttoptr). */
+static LLVMTypeRef par_frame(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMTypeRef *types) {
     P->outer_fn = cg->fn;
     P->outer_arena = cg->arena;
     P->outer_slots = cg->slots;
     P->outer_args = cg->args;
-    P->ntasks = ntasks;
     LLVMTypeRef fty = LLVMArrayType(cg->p8, (unsigned)(n ? n : 1));
     P->frame = var(cg, fty, NULL);
-    LLVMTypeRef types[16];
-    IR_ASSERT(n <= 16);
+    IR_ASSERT(n <= 24);
     for (int i = 0; i < n; i++) {
         types[i] = LLVMTypeOf(vals[i]);
         LLVMValueRef slot = LLVMBuildStructGEP2(cg->b, fty, P->frame, (unsigned)i, "");
@@ -223,9 +221,11 @@ void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
         LLVMBuildStore(cg->b, x, slot);
     }
     P->outer_bb = LLVMGetInsertBlock(cg->b);
-    char name[96];
-    snprintf(name, sizeof name, "%spar%d", cg->prefix ? cg->prefix : "", cg->counter++);
-    P->body = cg_fn_new(cg, name, cg->body_t, 1);
+    return fty;
+}
+
+static void par_body_params(Cg *cg, Par *P, LLVMTypeRef fty, LLVMValueRef *vals, int n, LLVMTypeRef *types,
+                            LLVMValueRef *begin, LLVMValueRef *end) {
     LLVMValueRef fr = LLVMBuildBitCast(cg->b, LLVMGetParam(P->body, 0), LLVMPointerType(fty, 0), "");
     for (int i = 0; i < n; i++) {
         LLVMValueRef slot = LLVMBuildStructGEP2(cg->b, fty, fr, (unsigned)i, "");
@@ -239,8 +239,39 @@ void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
     cg->arena = cg->slots = cg->args = NULL;   /* not reachable from the body */
 }
 
+void par_begin(Cg *cg, Par *P, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
+               LLVMValueRef *begin, LLVMValueRef *end) {
+    LLVMTypeRef types[24];
+    LLVMTypeRef fty = par_frame(cg, P, vals, n, types);
+    P->ntasks = ntasks;
+    P->reused = 0;
+    char name[96];
+    snprintf(name, sizeof name, "%spar%d", cg->prefix ? cg->prefix : "", cg->counter++);
+    P->body = cg_fn_new(cg, name, cg->body_t, 1);
+    par_body_params(cg, P, fty, vals, n, types, begin, end);
+}
+
+int par_begin_shared(Cg *cg, Par *P, const char *key, LLVMValueRef *vals, int n, LLVMValueRef ntasks,
+                     LLVMValueRef *begin, LLVMValueRef *end) {
+    LLVMTypeRef types[24];
+    LLVMTypeRef fty = par_frame(cg, P, vals, n, types);
+    P->ntasks = ntasks;
+    char name[160];
+    snprintf(name, sizeof name, "netc_sh_%s", key);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f) {
+        P->body = f;
+        P->reused = 1;
+        return 0;
+    }
+    P->reused = 0;
+    P->body = cg_fn_new(cg, name, cg->body_t, 1);
+    par_body_params(cg, P, fty, vals, n, types, begin, end);
+    return 1;
+}
+
 void par_end(Cg *cg, Par *P) {
-    LLVMBuildRetVoid(cg->b);
+    if (!P->reused) LLVMBuildRetVoid(cg->b);
     cg->fn = P->outer_fn;
     cg->arena = P->outer_arena;
     cg->slots = P->outer_slots;

@@ -1,27 +1,36 @@
 /* gemm.c - conv2d and linear (forward, backward data, backward weight) as
  * packed GEMMs.
  *
- * Every product is C[M,N] += A[M,K] B[K,N] with C row-major (leading
- * dimension ldc).  A and B are read through a description (strided, or an
- * implicit im2col of a conv input) and packed, block by block, into panels:
- * A into MR-row panels [kc][MR], B into NR-column panels [kc][NR], zero
- * padded.  The micro-kernel keeps an MR x NR tile of C in MR*NR/vw vector
- * registers (6 x 16 = 12 <8 x float> with AVX2) and does one broadcast and
- * NR/vw FMAs per row per k.  Blocking (Goto/BLIS): jc over NC columns, pc
- * over KC, ic over MC rows, then jr over NR and ir over MR, so a B panel
- * stays in L1 while the A block streams from L2.
+ * Every product is C[M,N] (+)= A[M,K] B[K,N].  A and B are read through a
+ * description (strided, or an implicit im2col of a batch of conv inputs) and
+ * packed, block by block, into panels: A into MR-row panels [kc][MR], B into
+ * NR-column panels [kc][NR], zero padded.  The micro-kernel keeps an MR x NR
+ * tile of C in MR*NR/vw vector registers (6 x 16 = 12 <8 x float> with AVX2)
+ * and does one broadcast and NR/vw FMAs per row per k.  Blocking
+ * (Goto/BLIS): jc over NC columns, pc over KC, ic over MC rows, then jr over
+ * NR and ir over MR, so a B panel stays in L1 while the A block streams from
+ * L2.
  *
- *   conv fwd, per image:   y_n[K, PQ]   = W[K, CRS] im2col(x_n)[CRS, PQ] (+ b)
- *   conv bwd data:         dcol[CRS,PQ] = W^T dy_n, then col2im into dx_n
- *   conv bwd weight:       dW[K, CRS]  += dy_n[K, PQ] im2col(x_n)^T
- *   linear fwd:            y  = x W^T (+ b);  bwd data: dx = dy W;
- *   linear bwd weight:     dW = dy^T x
- * Conv kernels split images across threads (bwd weight into per-thread
- * partial sums reduced afterwards); linear kernels split columns of C.
- * 1x1 stride-1 unpadded convs skip im2col. */
+ * Convs are single GEMMs over the whole batch, the images' pixels laid end
+ * to end as one long dimension (column j = image j / PQ, pixel j % PQ):
+ *   conv fwd:          y[K, (n,pq)]   = W[K, CRS] im2col(x)[CRS, (n,pq)] (+ b)
+ *   conv bwd data:     stride 1: dx = conv(dy, W') with W'[c,k,r,s] =
+ *                      W[k,c,R-1-r,S-1-s] and padding R-1-pad: a fwd GEMM;
+ *                      strided: per image dcol = W^T dy_n, then col2im
+ *   conv bwd weight:   dW[K, CRS] = dy[K, (n,pq)] im2col(x)^T: the batch is
+ *                      the reduction dimension
+ *   linear fwd:        y  = x W^T (+ b);  bwd data: dx = dy W;
+ *   linear bwd weight: dW = dy^T x
+ * C's columns may cross images (C(i, j) at i*ldc + (j/cpq)*cimg + j%cpq).
+ * Threads split the columns of C (or its rows when there are too few
+ * columns); every element of C is computed by one thread in an order that
+ * does not depend on the split, so results are bit-identical for any thread
+ * count.  1x1 stride-1 unpadded convs see their images as H = 1, W = H*W,
+ * which makes every B panel a contiguous load. */
 #include "cg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../runtime/pool.h"
@@ -38,11 +47,14 @@ typedef struct {
 
 typedef struct {
     int64_t M, N, K;
-    int64_t a_sm, a_sk;     /* A(m,k) = A[m*a_sm + k*a_sk] */
+    int64_t a_sm, a_sk;     /* A(m,k) = A[m*a_sm + k*a_sk]; B_CONV_BWDW: A(m,(n,pq)) = A[m*a_sm + n*aimg + pq] */
     BKind bk;
     int64_t b_sk, b_sn;     /* B_ROW / B_COL: B(k,n) = B[k*b_sk + n*b_sn] */
-    ConvDims cv;            /* B_CONV_*: B is an image x[C, H, W] */
+    ConvDims cv;            /* B_CONV_*: B is a batch of images x[N, C, H, W] */
     int64_t ldc;
+    int64_t cpq, cimg;      /* C(i,j) = C[i*ldc + (j/cpq)*cimg + j%cpq]; cpq 0: N */
+    int64_t aimg, ximg;     /* image strides of A (B_CONV_BWDW) and of the conv input */
+    int beta0;              /* C = AB rather than C += AB */
 } Gemm;
 
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
@@ -74,20 +86,20 @@ static void vnr_st(Cg *cg, LLVMValueRef v, LLVMValueRef fptr, LLVMValueRef idx, 
     LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
 }
 
-/* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc):
- * C[MR, NR] += Ap^T Bp over kc packed steps. */
+/* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc, i64 acc):
+ * C[MR, NR] (acc ? += : =) Ap^T Bp over kc packed steps. */
 static LLVMValueRef micro_kernel(Cg *cg) {
     if (cg->ukr) return cg->ukr;
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef pt[5] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64};
-    LLVMValueRef f = cg_fn_new(cg, "netc_ukr", LLVMFunctionType(cg->v, pt, 5, 0), 1);
+    LLVMTypeRef pt[6] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64, cg->i64};
+    LLVMValueRef f = cg_fn_new(cg, "netc_ukr", LLVMFunctionType(cg->v, pt, 6, 0), 1);
     for (unsigned i = 0; i < 3; i++) {
         unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
         LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
     }
     LLVMValueRef A = LLVMGetParam(f, 0), B = LLVMGetParam(f, 1), C = LLVMGetParam(f, 2);
-    LLVMValueRef ldc = LLVMGetParam(f, 3), kc = LLVMGetParam(f, 4);
+    LLVMValueRef ldc = LLVMGetParam(f, 3), kc = LLVMGetParam(f, 4), accf = LLVMGetParam(f, 5);
     int nv = NR / cg->vw;
     LLVMValueRef acc[MR][4];
     for (int i = 0; i < MR; i++)
@@ -108,6 +120,8 @@ static LLVMValueRef micro_kernel(Cg *cg) {
         }
     }
     for_end(cg, &lk);
+    If fa;
+    if_begin(cg, &fa, icmp(cg, LLVMIntNE, accf, ci64(cg, 0)));
     for (int i = 0; i < MR; i++) {
         LLVMValueRef row = mul(cg, ci64(cg, i), ldc);
         for (int j = 0; j < nv; j++) {
@@ -115,6 +129,12 @@ static LLVMValueRef micro_kernel(Cg *cg) {
             vst(cg, LLVMBuildFAdd(cg->b, vld(cg, C, idx), get(cg, acc[i][j]), ""), C, idx);
         }
     }
+    if_else(cg, &fa);
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef row = mul(cg, ci64(cg, i), ldc);
+        for (int j = 0; j < nv; j++) vst(cg, get(cg, acc[i][j]), C, addc(cg, row, j * cg->vw));
+    }
+    if_end(cg, &fa);
     LLVMBuildRetVoid(cg->b);
     cg->ukr = f;
     cg->fn = save_fn;
@@ -124,8 +144,11 @@ static LLVMValueRef micro_kernel(Cg *cg) {
 
 /* The GEMM driver is one function per B kind, shared by every kernel of the
  * module (shapes arrive as runtime arguments), which keeps compile time low;
- * the micro-kernel does all the arithmetic and does not depend on shapes. */
-enum { GA_A, GA_B, GA_C, GA_SCR, GA_JB, GA_JE, GA_M, GA_N, GA_K, GA_ASM, GA_ASK, GA_BSK, GA_BSN, GA_LDC,
+ * the micro-kernel does all the arithmetic and does not depend on shapes.
+ * PQ is the number of output pixels per image of a conv (B_CONV_FWD: columns
+ * per image; B_CONV_BWDW: rows of B per image). */
+enum { GA_A, GA_B, GA_C, GA_SCR, GA_IB, GA_IE, GA_JB, GA_JE, GA_M, GA_N, GA_K, GA_ASM, GA_ASK, GA_BSK,
+       GA_BSN, GA_LDC, GA_CPQ, GA_CIMG, GA_AIMG, GA_XIMG, GA_BETA0, GA_PQ,
        GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_COUNT };
 
 typedef struct {
@@ -135,10 +158,27 @@ typedef struct {
 
 #define G(x) (g->v[GA_##x])
 
+/* (a, b) += 1 with b wrapping at bn (counters instead of divisions). */
+static void bump2(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef bn) {
+    LLVMValueRef nb = addc(cg, get(cg, b), 1);
+    LLVMValueRef wrap = icmp(cg, LLVMIntEQ, nb, bn);
+    set(cg, b, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nb, ""));
+    set(cg, a, LLVMBuildSelect(cg->b, wrap, addc(cg, get(cg, a), 1), get(cg, a), ""));
+}
+
 /* apack[ir*kc + kk*MR + i] = A(ic+ir+i, pc+kk), zero for rows >= M. */
 static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLVMValueRef mc,
                    LLVMValueRef pc, LLVMValueRef kc) {
     LLVMValueRef A = G(A);
+    int batched = g->bk == B_CONV_BWDW;
+    /* batched: k = (n, pq), offset n*AIMG + pq, counted from pc */
+    LLVMValueRef vn = NULL, vq = NULL, n0 = NULL, q0 = NULL;
+    if (batched) {
+        vn = var(cg, cg->i64, NULL);
+        vq = var(cg, cg->i64, NULL);
+        n0 = sdiv(cg, pc, G(PQ));
+        q0 = sub(cg, pc, mul(cg, n0, G(PQ)));
+    }
     Loop li, lk, lr;
     LLVMValueRef ir = for_begin(cg, &li, ci64(cg, 0), mc, MR);
     LLVMValueRef dst = gep(cg, ap, mul(cg, ir, kc));
@@ -147,24 +187,38 @@ static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLV
     If f;
     if_begin(cg, &f, full);
     {
+        if (batched) {
+            set(cg, vn, n0);
+            set(cg, vq, q0);
+        }
         LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-        LLVMValueRef src = gep(cg, A, add(cg, mul(cg, m0, G(ASM)), mul(cg, add(cg, pc, kk), G(ASK))));
+        LLVMValueRef koff = batched ? add(cg, mul(cg, get(cg, vn), G(AIMG)), get(cg, vq))
+                                    : mul(cg, add(cg, pc, kk), G(ASK));
+        LLVMValueRef src = gep(cg, A, add(cg, mul(cg, m0, G(ASM)), koff));
         for (int i = 0; i < MR; i++)
             st(cg, ld(cg, src, mulc(cg, G(ASM), i)), dst, addc(cg, mulc(cg, kk, MR), i));
+        if (batched) bump2(cg, vn, vq, G(PQ));
         for_end(cg, &lk);
     }
     if_else(cg, &f);
     {
+        if (batched) {
+            set(cg, vn, n0);
+            set(cg, vq, q0);
+        }
         LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+        LLVMValueRef koff = batched ? add(cg, mul(cg, get(cg, vn), G(AIMG)), get(cg, vq))
+                                    : mul(cg, add(cg, pc, kk), G(ASK));
         LLVMValueRef i = for_begin(cg, &lr, ci64(cg, 0), ci64(cg, MR), 1);
         LLVMValueRef m = add(cg, m0, i);
         LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
         If g2;
         if_begin(cg, &g2, icmp(cg, LLVMIntSLT, m, G(M)));
-        set(cg, v, ld(cg, A, add(cg, mul(cg, m, G(ASM)), mul(cg, add(cg, pc, kk), G(ASK)))));
+        set(cg, v, ld(cg, A, add(cg, mul(cg, m, G(ASM)), koff)));
         if_end(cg, &g2);
         st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, MR), i));
         for_end(cg, &lr);
+        if (batched) bump2(cg, vn, vq, G(PQ));
         for_end(cg, &lk);
     }
     if_end(cg, &f);
@@ -174,20 +228,30 @@ static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLV
 static LLVMValueRef tr32(Cg *cg, LLVMValueRef x) { return LLVMBuildTrunc(cg->b, x, cg->i32, ""); }
 static LLVMValueRef vs32(Cg *cg, LLVMValueRef x64) { return vsplat_dyn_i32(cg, tr32(cg, x64)); }
 
-/* NR values of an image x[C, H, W] at rows ih, columns iw (vectors), channel
- * offsets coff, masked by bounds and nmask; zero elsewhere. */
-static LLVMValueRef conv_gather(Cg *cg, const GemmV *g, LLVMValueRef ih, LLVMValueRef iw, LLVMValueRef coff,
-                                LLVMValueRef nmask) {
+/* NR values of images at base (float*) at rows ih, columns iw (vectors),
+ * offsets coff (image and channel), masked by bounds and nmask; zero
+ * elsewhere. */
+static LLVMValueRef conv_gather(Cg *cg, const GemmV *g, LLVMValueRef base, LLVMValueRef ih, LLVMValueRef iw,
+                                LLVMValueRef coff, LLVMValueRef nmask) {
     LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vs32(cg, G(H)), "");
     LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vs32(cg, G(W)), "");
     LLVMValueRef mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
     LLVMValueRef off = LLVMBuildAdd(cg->b, coff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
     off = LLVMBuildSelect(cg->b, mask, off, vsplat_i32(cg, 0), "");
-    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, G(B), &off, 1, "");
+    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, base, &off, 1, "");
     LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
     LLVMValueRef gather = cg_intrinsic(cg, "llvm.masked.gather", ovl, 2);
     LLVMValueRef a[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
     return cg_call(cg, gather, a, 4);
+}
+
+/* NR contiguous floats at p, lanes off mask zero (not read). */
+static LLVMValueRef masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask) {
+    LLVMTypeRef pv = LLVMPointerType(vnr(cg), 0);
+    LLVMTypeRef ovl[2] = {vnr(cg), pv};
+    LLVMValueRef f = cg_intrinsic(cg, "llvm.masked.load", ovl, 2);
+    LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, p, pv, ""), ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
+    return cg_call(cg, f, a, 4);
 }
 
 static LLVMValueRef lane_ids(Cg *cg) {
@@ -196,20 +260,14 @@ static LLVMValueRef lane_ids(Cg *cg) {
     return LLVMConstVector(e, (unsigned)NR);
 }
 
-/* (a, b) += 1 with b wrapping at bn (counters instead of divisions). */
-static void bump2(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef bn) {
-    LLVMValueRef nb = addc(cg, get(cg, b), 1);
-    LLVMValueRef wrap = icmp(cg, LLVMIntEQ, nb, bn);
-    set(cg, b, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nb, ""));
-    set(cg, a, LLVMBuildSelect(cg->b, wrap, addc(cg, get(cg, a), 1), get(cg, a), ""));
-}
+static LLVMValueRef vand(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAnd(cg->b, a, b, ""); }
 
 /* bpack[jr*kc + kk*NR + jj] = B(pc+kk, jc+jr+jj), zero for columns >= jend. */
 static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
                    LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
     LLVMValueRef B = G(B);
     Loop lj, lk, ln;
-    /* counters at pc: (c, r, s) for conv fwd rows, (p, q) for conv bwd-weight rows */
+    /* counters at pc: (c, r, s) for conv fwd rows, (n, p, q) for conv bwd-weight rows */
     LLVMValueRef vc = var(cg, cg->i64, NULL), vr = var(cg, cg->i64, NULL), vsx = var(cg, cg->i64, NULL);
     LLVMValueRef c0 = NULL, r0 = NULL, s0 = NULL;
     if (g->bk == B_CONV_FWD) {
@@ -217,8 +275,10 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         r0 = srem(cg, sdiv(cg, pc, G(S)), G(R));
         s0 = srem(cg, pc, G(S));
     } else if (g->bk == B_CONV_BWDW) {
-        r0 = sdiv(cg, pc, G(Q));
-        s0 = srem(cg, pc, G(Q));
+        c0 = sdiv(cg, pc, G(PQ));
+        LLVMValueRef rem = sub(cg, pc, mul(cg, c0, G(PQ)));
+        r0 = sdiv(cg, rem, G(Q));
+        s0 = sub(cg, rem, mul(cg, r0, G(Q)));
     }
     LLVMValueRef jr = for_begin(cg, &lj, ci64(cg, 0), nc, NR);
     LLVMValueRef dst = gep(cg, bp, mul(cg, jr, kc));
@@ -260,33 +320,47 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
         LLVMValueRef hw = mul(cg, G(H), G(W));
         if (g->bk == B_CONV_FWD) {
-            /* columns are output pixels (p, q); rows are (c, r, s) */
-            LLVMValueRef pv = LLVMBuildSDiv(cg->b, nv, vs32(cg, G(Q)), "");
-            LLVMValueRef qv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, pv, vs32(cg, G(Q)), ""), "");
+            /* columns are (image, p, q); rows are (c, r, s) */
+            LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, G(PQ)), "");
+            LLVMValueRef pix = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, G(PQ)), ""), "");
+            LLVMValueRef pv = LLVMBuildSDiv(cg->b, pix, vs32(cg, G(Q)), "");
+            LLVMValueRef qv = LLVMBuildSub(cg->b, pix, LLVMBuildMul(cg->b, pv, vs32(cg, G(Q)), ""), "");
             LLVMValueRef hb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, pv, vs32(cg, G(SH)), ""), vs32(cg, G(PH)), "");
             LLVMValueRef wb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, qv, vs32(cg, G(SW)), ""), vs32(cg, G(PW)), "");
+            LLVMValueRef ioff = LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), "");
             /* a whole panel in one image row when stride 1 and one output row */
-            LLVMValueRef p0 = sdiv(cg, n0, G(Q)), q0 = srem(cg, n0, G(Q));
+            LLVMValueRef im0 = sdiv(cg, n0, G(PQ));
+            LLVMValueRef pix0 = sub(cg, n0, mul(cg, im0, G(PQ)));
+            LLVMValueRef p0 = sdiv(cg, pix0, G(Q));
+            LLVMValueRef q0 = sub(cg, pix0, mul(cg, p0, G(Q)));
             LLVMValueRef contig = and1(cg, and1(cg, full, icmp(cg, LLVMIntEQ, G(SW), ci64(cg, 1))),
                                        icmp(cg, LLVMIntSLE, addc(cg, q0, NR), G(Q)));
             LLVMValueRef h0 = sub(cg, mul(cg, p0, G(SH)), G(PH)), w0 = sub(cg, q0, G(PW));
+            LLVMValueRef base0 = gep(cg, B, mul(cg, im0, G(XIMG)));
             set(cg, vc, c0);
             set(cg, vr, r0);
             set(cg, vsx, s0);
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
             LLVMValueRef c = get(cg, vc), r = get(cg, vr), s = get(cg, vsx);
             LLVMValueRef ih0 = add(cg, h0, r), iw0 = add(cg, w0, s);
-            LLVMValueRef fast = and1(cg, contig, and1(cg, icmp(cg, LLVMIntULT, ih0, G(H)),
-                                 and1(cg, icmp(cg, LLVMIntSGE, iw0, ci64(cg, 0)),
-                                      icmp(cg, LLVMIntSLE, addc(cg, iw0, NR), G(W)))));
             If f;
-            if_begin(cg, &f, fast);
-            vnr_st(cg, vnr_ld(cg, B, add(cg, mul(cg, c, hw), add(cg, mul(cg, ih0, G(W)), iw0)), 4),
-                   dst, mulc(cg, kk, NR), 32);
+            if_begin(cg, &f, contig);
+            {
+                /* lanes iw0 + lane in [0, W), row ih0 in [0, H) */
+                LLVMValueRef iwv = LLVMBuildAdd(cg->b, vs32(cg, iw0), lane_ids(cg), "");
+                LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntULT, iwv, vs32(cg, G(W)), "");
+                LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, vs32(cg, ih0), vs32(cg, G(H)), "");
+                LLVMValueRef off = add(cg, mul(cg, c, hw), add(cg, mul(cg, ih0, G(W)), iw0));
+                LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->f32, base0, &off, 1, "");
+                vnr_st(cg, masked_load(cg, p, vand(cg, m, okh)), dst, mulc(cg, kk, NR), 32);
+            }
             if_else(cg, &f);
-            LLVMValueRef v = conv_gather(cg, g, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""),
-                                         LLVMBuildAdd(cg->b, wb, vs32(cg, s), ""), vs32(cg, mul(cg, c, hw)), nmask);
-            vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
+            {
+                LLVMValueRef coff = LLVMBuildAdd(cg->b, ioff, vs32(cg, mul(cg, c, hw)), "");
+                LLVMValueRef v = conv_gather(cg, g, B, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""),
+                                             LLVMBuildAdd(cg->b, wb, vs32(cg, s), ""), coff, nmask);
+                vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
+            }
             if_end(cg, &f);
             /* s++, carrying into r and c */
             LLVMValueRef ns = addc(cg, s, 1), ws = icmp(cg, LLVMIntEQ, ns, G(S));
@@ -297,30 +371,39 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
             set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
             for_end(cg, &lk);
         } else {
-            /* columns are (c, r, s); rows are output pixels (p, q) */
+            /* columns are (c, r, s); rows are (image, p, q) */
             LLVMValueRef rs = mul(cg, G(R), G(S));
             LLVMValueRef cv = LLVMBuildSDiv(cg->b, nv, vs32(cg, rs), "");
             LLVMValueRef rem = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, cv, vs32(cg, rs), ""), "");
             LLVMValueRef rv = LLVMBuildSDiv(cg->b, rem, vs32(cg, G(S)), "");
             LLVMValueRef sv = LLVMBuildSub(cg->b, rem, LLVMBuildMul(cg->b, rv, vs32(cg, G(S)), ""), "");
             LLVMValueRef coff = LLVMBuildMul(cg->b, cv, vs32(cg, hw), "");
+            set(cg, vc, c0);
             set(cg, vr, r0);
             set(cg, vsx, s0);
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef p = get(cg, vr), q = get(cg, vsx);
+            LLVMValueRef im = get(cg, vc), p = get(cg, vr), q = get(cg, vsx);
             LLVMValueRef hb = vs32(cg, sub(cg, mul(cg, p, G(SH)), G(PH)));
             LLVMValueRef wb = vs32(cg, sub(cg, mul(cg, q, G(SW)), G(PW)));
-            LLVMValueRef v = conv_gather(cg, g, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""), coff, nmask);
+            LLVMValueRef base = gep(cg, B, mul(cg, im, G(XIMG)));
+            LLVMValueRef v = conv_gather(cg, g, base, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""),
+                                         coff, nmask);
             vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
-            bump2(cg, vr, vsx, G(Q));
+            /* q++, carrying into p and the image */
+            LLVMValueRef nq = addc(cg, q, 1), wq = icmp(cg, LLVMIntEQ, nq, G(Q));
+            set(cg, vsx, LLVMBuildSelect(cg->b, wq, ci64(cg, 0), nq, ""));
+            LLVMValueRef np = LLVMBuildSelect(cg->b, wq, addc(cg, p, 1), p, "");
+            LLVMValueRef wp = icmp(cg, LLVMIntEQ, mul(cg, np, G(Q)), G(PQ));
+            set(cg, vr, LLVMBuildSelect(cg->b, wp, ci64(cg, 0), np, ""));
+            set(cg, vc, LLVMBuildSelect(cg->b, wp, addc(cg, im, 1), im, ""));
             for_end(cg, &lk);
         }
     }
     for_end(cg, &lj);
 }
 
-/* void netc_gemm<kind>(i64 *args): C[:, jb:je] += A B[:, jb:je] on the
- * calling thread, with gemm_scratch_floats() floats of scratch. */
+/* void netc_gemm<kind>(i64 *args): C[IB:IE, JB:JE] (+)= A B on the calling
+ * thread, with gemm_scratch_floats() floats of scratch. */
 static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     char name[32];
     snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
@@ -341,41 +424,55 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     LLVMValueRef bp = gep(cg, ap, ci64(cg, (int64_t)MC * KC));
     LLVMValueRef tile = gep(cg, bp, ci64(cg, (int64_t)KC * NC));
     LLVMValueRef jend = G(JE);
+    LLVMValueRef beta0 = icmp(cg, LLVMIntNE, G(BETA0), ci64(cg, 0));
+    LLVMValueRef vn = var(cg, cg->i64, NULL), vq = var(cg, cg->i64, NULL);
     Loop ljc, lpc, lic, ljr, lir;
     LLVMValueRef jc = for_begin(cg, &ljc, G(JB), jend, NC);
     LLVMValueRef nc = imin(cg, ci64(cg, NC), sub(cg, jend, jc));
     LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), G(K), KC);
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
+    /* accumulate unless beta0 and this is the first k block */
+    LLVMValueRef accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, ci64(cg, 0)), "");
+    LLVMValueRef acc = LLVMBuildZExt(cg->b, accb, cg->i64, "");
     pack_b(cg, g, bp, jc, nc, jend, pc, kc);
-    LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), G(M), MC);
-    LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(M), ic));
+    LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
+    LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
     pack_a(cg, g, ap, ic, mc, pc, kc);
     LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), nc, NR);
     LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, nc, jr));
+    LLVMValueRef jg = add(cg, jc, jr);
+    LLVMValueRef cn = sdiv(cg, jg, G(CPQ));
+    LLVMValueRef cpix = sub(cg, jg, mul(cg, cn, G(CPQ)));
+    LLVMValueRef cbase = add(cg, mul(cg, cn, G(CIMG)), cpix);
+    LLVMValueRef tilefits = and1(cg, icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)), icmp(cg, LLVMIntSLE, addc(cg, cpix, NR), G(CPQ)));
     LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
     LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, mc, ir));
     LLVMValueRef apan = gep(cg, ap, mul(cg, ir, kc)), bpan = gep(cg, bp, mul(cg, jr, kc));
-    LLVMValueRef cidx = add(cg, mul(cg, add(cg, ic, ir), G(LDC)), add(cg, jc, jr));
-    LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)));
+    LLVMValueRef crow = mul(cg, add(cg, ic, ir), G(LDC));
+    LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), tilefits);
     If fi;
     if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[5] = {apan, bpan, gep(cg, G(C), cidx), G(LDC), kc};
-        cg_call(cg, ukr, a, 5);
+        LLVMValueRef a[6] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc};
+        cg_call(cg, ukr, a, 6);
     }
     if_else(cg, &fi);
     {
-        cg_memset0(cg, tile, ci64(cg, MR * NR));
-        LLVMValueRef a[5] = {apan, bpan, tile, ci64(cg, NR), kc};
-        cg_call(cg, ukr, a, 5);
+        LLVMValueRef a[6] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0)};
+        cg_call(cg, ukr, a, 6);
         Loop li, lj;
-        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), mr, 1);
+        set(cg, vn, cn);
+        set(cg, vq, cpix);
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nr, 1);
-        LLVMValueRef ci = add(cg, cidx, add(cg, mul(cg, i, G(LDC)), j));
+        LLVMValueRef coff = add(cg, crow, add(cg, mul(cg, get(cg, vn), G(CIMG)), get(cg, vq)));
+        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), mr, 1);
+        LLVMValueRef ci = add(cg, coff, mul(cg, i, G(LDC)));
         LLVMValueRef t = ld(cg, tile, add(cg, mulc(cg, i, NR), j));
-        st(cg, LLVMBuildFAdd(cg->b, ld(cg, G(C), ci), t, ""), G(C), ci);
-        for_end(cg, &lj);
+        LLVMValueRef old = LLVMBuildSelect(cg->b, accb, ld(cg, G(C), ci), cf32(cg, 0), "");
+        st(cg, LLVMBuildFAdd(cg->b, old, t, ""), G(C), ci);
         for_end(cg, &li);
+        bump2(cg, vn, vq, G(CPQ));
+        for_end(cg, &lj);
     }
     if_end(cg, &fi);
     for_end(cg, &lir);
@@ -391,26 +488,59 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
 
 #undef G
 
-/* Emits a call of the shared driver for the constant GEMM g. */
-static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C,
-                      LLVMValueRef jbeg, LLVMValueRef jend, LLVMValueRef scr) {
-    LLVMValueRef drv = gemm_driver(cg, g->bk);
-    LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
-    LLVMValueRef args = var(cg, at, NULL);
+static void arg_set(Cg *cg, LLVMValueRef args, int i, LLVMValueRef v);
+
+/* The driver's argument array for the constant GEMM g (an alloca in the
+ * current function; SCR, IB, IE, JB, JE left to the caller). */
+static LLVMValueRef gemm_args(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) {
     const ConvDims *d = &g->cv;
-    LLVMValueRef v[GA_COUNT] = {
-        LLVMBuildPtrToInt(cg->b, A, cg->i64, ""), LLVMBuildPtrToInt(cg->b, B, cg->i64, ""),
-        LLVMBuildPtrToInt(cg->b, C, cg->i64, ""), LLVMBuildPtrToInt(cg->b, scr, cg->i64, ""),
-        jbeg, jend, ci64(cg, g->M), ci64(cg, g->N), ci64(cg, g->K), ci64(cg, g->a_sm), ci64(cg, g->a_sk),
-        ci64(cg, g->b_sk), ci64(cg, g->b_sn), ci64(cg, g->ldc), ci64(cg, d->c), ci64(cg, d->h), ci64(cg, d->w),
-        ci64(cg, d->r), ci64(cg, d->s), ci64(cg, d->sh), ci64(cg, d->sw), ci64(cg, d->ph), ci64(cg, d->pw),
-        ci64(cg, d->q)};
-    for (int i = 0; i < GA_COUNT; i++) {
-        LLVMValueRef idx[2] = {ci64(cg, 0), ci64(cg, i)};
-        LLVMBuildStore(cg->b, v[i], LLVMBuildInBoundsGEP2(cg->b, at, args, idx, 2, ""));
-    }
+    int64_t k[GA_COUNT] = {0, 0, 0, 0, 0, 0, 0, 0, g->M, g->N, g->K, g->a_sm, g->a_sk, g->b_sk, g->b_sn, g->ldc,
+                           g->cpq ? g->cpq : (g->N ? g->N : 1), g->cimg, g->aimg, g->ximg, g->beta0, d->p * d->q,
+                           d->c, d->h, d->w, d->r, d->s, d->sh, d->sw, d->ph, d->pw, d->q};
+    /* the constants as one global, copied into the alloca */
+    LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
+    LLVMValueRef kv[GA_COUNT];
+    for (int i = 0; i < GA_COUNT; i++) kv[i] = ci64(cg, k[i]);
+    char name[48];
+    snprintf(name, sizeof name, "netc_gargs%d", cg->counter++);
+    LLVMValueRef glob = LLVMAddGlobal(cg->mod, at, name);
+    LLVMSetInitializer(glob, LLVMConstArray(cg->i64, kv, GA_COUNT));
+    LLVMSetGlobalConstant(glob, 1);
+    LLVMSetLinkage(glob, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddr(glob, 1);
+    LLVMValueRef args = var(cg, at, NULL);
+    LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, glob, cg->p8, ""), 8,
+                    ci64(cg, GA_COUNT * 8));
     LLVMValueRef p = LLVMBuildBitCast(cg->b, args, LLVMPointerType(cg->i64, 0), "");
-    cg_call(cg, drv, &p, 1);
+    arg_set(cg, p, GA_A, A);
+    arg_set(cg, p, GA_B, B);
+    arg_set(cg, p, GA_C, C);
+    return p;
+}
+
+static void arg_set(Cg *cg, LLVMValueRef args, int i, LLVMValueRef v) {
+    LLVMValueRef idx = ci64(cg, i);
+    if (LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMPointerTypeKind) v = LLVMBuildPtrToInt(cg->b, v, cg->i64, "");
+    LLVMBuildStore(cg->b, v, LLVMBuildInBoundsGEP2(cg->b, cg->i64, args, &idx, 1, ""));
+}
+
+static LLVMValueRef arg_get(Cg *cg, LLVMValueRef args, int i) {
+    LLVMValueRef idx = ci64(cg, i);
+    return LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, args, &idx, 1, ""), "");
+}
+
+/* Emits a call of the shared driver for the constant GEMM g on rows [ib, ie)
+ * and columns [jb, je). */
+static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef ib,
+                      LLVMValueRef ie, LLVMValueRef jbeg, LLVMValueRef jend, LLVMValueRef scr) {
+    LLVMValueRef drv = gemm_driver(cg, g->bk);
+    LLVMValueRef args = gemm_args(cg, g, A, B, C);
+    arg_set(cg, args, GA_SCR, scr);
+    arg_set(cg, args, GA_IB, ib);
+    arg_set(cg, args, GA_IE, ie);
+    arg_set(cg, args, GA_JB, jbeg);
+    arg_set(cg, args, GA_JE, jend);
+    cg_call(cg, drv, &args, 1);
 }
 
 /* This thread's scratch: base + worker * per_thread floats. */
@@ -422,10 +552,69 @@ static LLVMValueRef thread_scratch(Cg *cg, LLVMValueRef base, int64_t per_thread
     return gep(cg, base, mulc(cg, w, per_thread));
 }
 
-static LLVMValueRef scratch_for_threads(Cg *cg, LLVMValueRef nthreads, int64_t per_thread) {
+/* Scratch for nthreads blocks of per_thread floats after `extra` shared
+ * floats (one rt_scratch call per kernel: it may move the block). */
+static LLVMValueRef scratch_for_threads(Cg *cg, LLVMValueRef nthreads, int64_t per_thread, int64_t extra) {
     per_thread = round16(per_thread);
-    LLVMValueRef bytes = mulc(cg, nthreads, per_thread * 4);
+    LLVMValueRef bytes = addc(cg, mulc(cg, nthreads, per_thread * 4), round16(extra) * 4);
     return LLVMBuildBitCast(cg->b, cg_call(cg, cg->rt_scratch, &bytes, 1), cg->pf, "");
+}
+
+/* The whole GEMM g split across the pool: T tasks, by column panels when
+ * there are enough of them, else by MR-row blocks.  bias (linear): C rows
+ * start at bias[j] (else C = AB when g->beta0, C += AB otherwise).  scr0: the
+ * pool's per-thread GEMM scratch.  The body is shared by every GEMM of the
+ * same kind: shapes travel in the driver's argument array. */
+static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef bias,
+                     LLVMValueRef scr0) {
+    int64_t per = gemm_scratch_floats(cg);
+    LLVMValueRef nt = cg_nthreads(cg);
+    LLVMValueRef drv = gemm_driver(cg, g->bk);
+    LLVMValueRef v[4] = {gemm_args(cg, g, A, B, C), bias ? bias : LLVMConstNull(cg->pf), scr0, nt};
+    char key[32];
+    snprintf(key, sizeof key, "gemm%d_%d", (int)g->bk, bias != NULL);
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, key, v, 4, nt, &b, &e)) {
+        LLVMValueRef T = v[3];
+        LLVMValueRef scr = thread_scratch(cg, v[2], per);
+        LLVMValueRef M = arg_get(cg, v[0], GA_M), N = arg_get(cg, v[0], GA_N), ldc = arg_get(cg, v[0], GA_LDC);
+        LLVMValueRef panels = sdiv(cg, addc(cg, N, NR - 1), ci64(cg, NR)), mp = sdiv(cg, addc(cg, M, MR - 1), ci64(cg, MR));
+        LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
+        LLVMValueRef args = LLVMBuildBitCast(cg->b, var(cg, at, NULL), LLVMPointerType(cg->i64, 0), "");
+        LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, v[0], cg->p8, ""),
+                        8, ci64(cg, GA_COUNT * 8));
+        LLVMValueRef Cp = LLVMBuildIntToPtr(cg->b, arg_get(cg, args, GA_C), cg->pf, "");
+        Loop lt;
+        LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
+        LLVMValueRef bycol = LLVMBuildOr(cg->b, icmp(cg, LLVMIntSGE, panels, mulc(cg, T, 2)),
+                                         icmp(cg, LLVMIntSGE, panels, mp), "");
+        LLVMValueRef np = LLVMBuildSelect(cg->b, bycol, panels, mp, "");
+        LLVMValueRef lo = sdiv(cg, mul(cg, t, np), T), hi = sdiv(cg, mul(cg, addc(cg, t, 1), np), T);
+        LLVMValueRef jb = LLVMBuildSelect(cg->b, bycol, mulc(cg, lo, NR), ci64(cg, 0), "");
+        LLVMValueRef je = LLVMBuildSelect(cg->b, bycol, imin(cg, mulc(cg, hi, NR), N), N, "");
+        LLVMValueRef ib = LLVMBuildSelect(cg->b, bycol, ci64(cg, 0), mulc(cg, lo, MR), "");
+        LLVMValueRef ie = LLVMBuildSelect(cg->b, bycol, M, imin(cg, mulc(cg, hi, MR), M), "");
+        If f;
+        if_begin(cg, &f, and1(cg, icmp(cg, LLVMIntSLT, ib, ie), icmp(cg, LLVMIntSLT, jb, je)));
+        if (bias) {
+            Loop lm, lj;
+            LLVMValueRef m = for_begin(cg, &lm, ib, ie, 1);
+            LLVMValueRef j = for_begin(cg, &lj, jb, je, 1);
+            st(cg, ld(cg, v[1], j), Cp, add(cg, mul(cg, m, ldc), j));
+            for_end(cg, &lj);
+            for_end(cg, &lm);
+        }
+        arg_set(cg, args, GA_SCR, scr);
+        arg_set(cg, args, GA_IB, ib);
+        arg_set(cg, args, GA_IE, ie);
+        arg_set(cg, args, GA_JB, jb);
+        arg_set(cg, args, GA_JE, je);
+        cg_call(cg, drv, &args, 1);
+        if_end(cg, &f);
+        for_end(cg, &lt);
+    }
+    par_end(cg, &P);
 }
 
 void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K) {
@@ -433,8 +622,9 @@ void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K) 
     LLVMValueRef f = cg->fn;
     Gemm g = {.M = M, .N = N, .K = K, .a_sm = K, .a_sk = 1, .bk = B_ROW, .b_sk = N, .b_sn = 1, .ldc = N};
     int64_t per = gemm_scratch_floats(cg);
-    LLVMValueRef scr = scratch_for_threads(cg, ci64(cg, 1), per);
-    emit_gemm(cg, &g, LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), ci64(cg, 0), ci64(cg, N), scr);
+    LLVMValueRef scr = scratch_for_threads(cg, ci64(cg, 1), per, 0);
+    emit_gemm(cg, &g, LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), ci64(cg, 0), ci64(cg, M),
+              ci64(cg, 0), ci64(cg, N), scr);
     LLVMBuildRetVoid(cg->b);
 }
 
@@ -451,6 +641,17 @@ static ConvDims conv_dims(Cg *cg, const IrNode *n, int x, int y) {
 
 static int conv_direct(const ConvDims *d) {
     return d->r == 1 && d->s == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
+}
+
+/* 1x1 stride-1 unpadded: the image as one row of H*W pixels. */
+static ConvDims conv_flat(ConvDims d) {
+    if (conv_direct(&d)) {
+        d.w *= d.h;
+        d.h = 1;
+        d.q *= d.p;
+        d.p = 1;
+    }
+    return d;
 }
 
 /* col2im: dx[c, ih, iw] += dcol[(c,r,s), (p,q)] over the valid window. */
@@ -488,213 +689,182 @@ static void emit_col2im(Cg *cg, const ConvDims *d, LLVMValueRef dcol, LLVMValueR
     for_end(cg, &lc);
 }
 
-/* sum of n contiguous floats, vectorised (two accumulators, scalar tail). */
-static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, int64_t n) {
+/* sum of n (i64) contiguous floats, vectorised (two accumulators, scalar tail). */
+static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     LLVMValueRef a0 = var(cg, cg->vf, LLVMConstNull(cg->vf)), a1 = var(cg, cg->vf, LLVMConstNull(cg->vf));
-    int64_t nv = n / (2 * cg->vw) * (2 * cg->vw);
+    LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -(int64_t)(2 * cg->vw)), "");
     Loop l;
-    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nv), 2 * cg->vw);
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, 2 * cg->vw);
     set(cg, a0, LLVMBuildFAdd(cg->b, get(cg, a0), vld(cg, p, i), ""));
     set(cg, a1, LLVMBuildFAdd(cg->b, get(cg, a1), vld(cg, p, addc(cg, i, cg->vw)), ""));
     for_end(cg, &l);
     LLVMValueRef s = var(cg, cg->f32, hsum(cg, LLVMBuildFAdd(cg->b, get(cg, a0), get(cg, a1), "")));
-    i = for_begin(cg, &l, ci64(cg, nv), ci64(cg, n), 1);
+    i = for_begin(cg, &l, nv, n, 1);
     set(cg, s, LLVMBuildFAdd(cg->b, get(cg, s), ld(cg, p, i), ""));
     for_end(cg, &l);
     return get(cg, s);
 }
 
 void cg_emit_conv(Cg *cg, const IrNode *n) {
-    const IrGraph *gr = &cg->p->g;
     int64_t nb = cg->p->batch;
     int64_t per = gemm_scratch_floats(cg);
+    LLVMValueRef nt = cg_nthreads(cg);
     if (n->op == IR_OP_CONV2D) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
-        LLVMValueRef nt = cg_nthreads(cg);
-        LLVMValueRef v[5] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
-                             has_bias ? cg_vptr(cg, n->in[2]) : LLVMConstNull(cg->pf),
-                             cg_vptr(cg, n->out[0]), scratch_for_threads(cg, nt, per)};
-        Par P;
-        LLVMValueRef b, e;
-        par_begin(cg, &P, v, 5, ci64(cg, nb), &b, &e);
-        LLVMValueRef scr = thread_scratch(cg, v[4], per);
-        Gemm g = {.M = d.k, .N = pq, .K = crs, .a_sm = crs, .a_sk = 1, .cv = d, .ldc = pq};
-        if (conv_direct(&d)) {
-            g.bk = B_ROW;
-            g.b_sk = hw;
-            g.b_sn = 1;
-        } else {
-            g.bk = B_CONV_FWD;
-        }
-        Loop li, lk, lq;
-        LLVMValueRef img = for_begin(cg, &li, b, e, 1);
-        LLVMValueRef yn = gep(cg, v[3], mulc(cg, img, d.k * pq));
-        LLVMValueRef xn = gep(cg, v[0], mulc(cg, img, d.c * hw));
+        LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), y = cg_vptr(cg, n->out[0]);
         if (has_bias) {
-            LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), ci64(cg, d.k), 1);
-            LLVMValueRef bias = ld(cg, v[2], k);
-            LLVMValueRef row = gep(cg, yn, mulc(cg, k, pq));
-            LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, pq), 1);
-            st(cg, bias, row, q);
-            for_end(cg, &lq);
-            for_end(cg, &lk);
-        } else {
-            cg_memset0(cg, yn, ci64(cg, d.k * pq));
+            /* y[n, k, :] = b[k], by image */
+            LLVMValueRef v[4] = {cg_vptr(cg, n->in[2]), y, ci64(cg, d.k), ci64(cg, pq)};
+            Par P;
+            LLVMValueRef b, e;
+            if (par_begin_shared(cg, &P, "conv_bias", v, 4, ci64(cg, nb), &b, &e)) {
+                Loop li, lk, lq;
+                LLVMValueRef img = for_begin(cg, &li, b, e, 1);
+                LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), v[2], 1);
+                LLVMValueRef bias = ld(cg, v[0], k);
+                LLVMValueRef row = gep(cg, v[1], mul(cg, add(cg, mul(cg, img, v[2]), k), v[3]));
+                LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), v[3], 1);
+                st(cg, bias, row, q);
+                for_end(cg, &lq);
+                for_end(cg, &lk);
+                for_end(cg, &li);
+            }
+            par_end(cg, &P);
         }
-        emit_gemm(cg, &g, v[1], xn, yn, ci64(cg, 0), ci64(cg, pq), scr);
-        for_end(cg, &li);
-        par_end(cg, &P);
+        Gemm g = {.M = d.k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(d),
+                  .ldc = pq, .cpq = pq, .cimg = d.k * pq, .ximg = d.c * hw, .beta0 = !has_bias};
+        par_gemm(cg, &g, w, x, y, NULL, scratch_for_threads(cg, nt, per, 0));
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* (dy, w) -> dx */
         ConvDims d = conv_dims(cg, n, n->out[0], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
-        int direct = conv_direct(&d);
-        int64_t per2 = per + (direct ? 0 : round16(crs * pq));
-        LLVMValueRef nt = cg_nthreads(cg);
-        LLVMValueRef v[4] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
-                             scratch_for_threads(cg, nt, per2)};
-        Par P;
-        LLVMValueRef b, e;
-        par_begin(cg, &P, v, 4, ci64(cg, nb), &b, &e);
-        LLVMValueRef scr = thread_scratch(cg, v[3], per2);
-        LLVMValueRef dcol = gep(cg, scr, ci64(cg, per));
-        Gemm g = {.M = crs, .N = pq, .K = d.k, .a_sm = 1, .a_sk = crs, .bk = B_ROW, .b_sk = pq,
-                  .b_sn = 1, .ldc = pq};
-        Loop li;
-        LLVMValueRef img = for_begin(cg, &li, b, e, 1);
-        LLVMValueRef dyn = gep(cg, v[0], mulc(cg, img, d.k * pq));
-        LLVMValueRef dxn = gep(cg, v[2], mulc(cg, img, d.c * hw));
-        cg_memset0(cg, dxn, ci64(cg, d.c * hw));
-        if (direct) {
-            emit_gemm(cg, &g, v[1], dyn, dxn, ci64(cg, 0), ci64(cg, pq), scr);
+        LLVMValueRef dy = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), dx = cg_vptr(cg, n->out[0]);
+        if (d.sh == 1 && d.sw == 1) {
+            /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
+            int64_t wsz = d.k * crs, rs = d.r * d.s;
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, wsz);
+            LLVMValueRef wt = scr0;
+            {
+                LLVMValueRef v[5] = {w, wt, ci64(cg, d.k), ci64(cg, d.c), ci64(cg, rs)};
+                Par P;
+                LLVMValueRef b, e;
+                if (par_begin_shared(cg, &P, "conv_wflip", v, 5, ci64(cg, d.c), &b, &e)) {
+                    Loop lc, lk, lx;
+                    LLVMValueRef K = v[2], Cn = v[3], RS = v[4];
+                    LLVMValueRef c = for_begin(cg, &lc, b, e, 1);
+                    LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), K, 1);
+                    LLVMValueRef src = gep(cg, v[0], mul(cg, add(cg, mul(cg, k, Cn), c), RS));
+                    LLVMValueRef dst = gep(cg, v[1], mul(cg, add(cg, mul(cg, c, K), k), RS));
+                    LLVMValueRef i = for_begin(cg, &lx, ci64(cg, 0), RS, 1);
+                    st(cg, ld(cg, src, sub(cg, addc(cg, RS, -1), i)), dst, i);
+                    for_end(cg, &lx);
+                    for_end(cg, &lk);
+                    for_end(cg, &lc);
+                }
+                par_end(cg, &P);
+            }
+            ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
+                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
+            Gemm g = {.M = d.c, .N = nb * hw, .K = d.k * rs, .a_sm = d.k * rs, .a_sk = 1, .bk = B_CONV_FWD,
+                      .cv = conv_flat(t), .ldc = hw, .cpq = hw, .cimg = d.c * hw, .ximg = d.k * pq, .beta0 = 1};
+            par_gemm(cg, &g, wt, dy, dx, NULL, gep(cg, scr0, ci64(cg, round16(wsz))));
         } else {
-            cg_memset0(cg, dcol, ci64(cg, crs * pq));
-            emit_gemm(cg, &g, v[1], dyn, dcol, ci64(cg, 0), ci64(cg, pq), scr);
-            emit_col2im(cg, &d, dcol, dxn);
+            /* dcol[n][CRS, PQ] = W^T dy_n for the whole batch in one GEMM (dy seen
+             * as 1x1 images), then dx_n = col2im(dcol[n]) by image */
+            int64_t dsz = nb * crs * pq;
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, dsz);
+            LLVMValueRef dcol = scr0;
+            ConvDims t = {.c = d.k, .h = 1, .w = pq, .k = crs, .r = 1, .s = 1, .sh = 1, .sw = 1,
+                          .ph = 0, .pw = 0, .p = 1, .q = pq};
+            Gemm g = {.M = crs, .N = nb * pq, .K = d.k, .a_sm = 1, .a_sk = crs, .bk = B_CONV_FWD, .cv = t,
+                      .ldc = pq, .cpq = pq, .cimg = crs * pq, .ximg = d.k * pq, .beta0 = 1};
+            par_gemm(cg, &g, w, dy, dcol, NULL, gep(cg, scr0, ci64(cg, round16(dsz))));
+            LLVMValueRef v[2] = {dcol, dx};
+            Par P;
+            LLVMValueRef b, e;
+            par_begin(cg, &P, v, 2, ci64(cg, nb), &b, &e);
+            Loop li;
+            LLVMValueRef img = for_begin(cg, &li, b, e, 1);
+            LLVMValueRef dxn = gep(cg, v[1], mulc(cg, img, d.c * hw));
+            cg_memset0(cg, dxn, ci64(cg, d.c * hw));
+            emit_col2im(cg, &d, gep(cg, v[0], mulc(cg, img, crs * pq)), dxn);
+            for_end(cg, &li);
+            par_end(cg, &P);
         }
-        for_end(cg, &li);
-        par_end(cg, &P);
     } else {
-        /* CONV2D_BWD_WEIGHT (dy, x) -> dw[, db] */
+        /* CONV2D_BWD_WEIGHT (dy, x) -> dw[, db]: one GEMM, the batch's pixels the reduction */
         ConvDims d = conv_dims(cg, n, n->in[1], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
-        int64_t wsz = d.k * crs;
-        int64_t per2 = per + round16(wsz);
-        LLVMValueRef nt = cg_nthreads(cg);
-        LLVMValueRef scr0 = scratch_for_threads(cg, nt, per2);
-        /* zero every thread's partial sum (threads with no image add nothing) */
-        {
-            Loop lt;
-            LLVMValueRef t = for_begin(cg, &lt, ci64(cg, 0), nt, 1);
-            cg_memset0(cg, gep(cg, scr0, addc(cg, mulc(cg, t, per2), per)), ci64(cg, wsz));
-            for_end(cg, &lt);
-        }
-        LLVMValueRef v[3] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), scr0};
-        LLVMValueRef dy = v[0];
-        Par P;
-        LLVMValueRef b, e;
-        par_begin(cg, &P, v, 3, ci64(cg, nb), &b, &e);
-        LLVMValueRef scr = thread_scratch(cg, v[2], per2);
-        LLVMValueRef part = gep(cg, scr, ci64(cg, per));
-        Gemm g = {.M = d.k, .N = crs, .K = pq, .a_sm = pq, .a_sk = 1, .cv = d, .ldc = crs};
-        if (conv_direct(&d)) {
-            g.bk = B_COL;
-            g.b_sk = 1;
-            g.b_sn = hw;
-        } else {
-            g.bk = B_CONV_BWDW;
-        }
-        Loop li;
-        LLVMValueRef img = for_begin(cg, &li, b, e, 1);
-        LLVMValueRef dyn = gep(cg, v[0], mulc(cg, img, d.k * pq));
-        LLVMValueRef xn = gep(cg, v[1], mulc(cg, img, d.c * hw));
-        emit_gemm(cg, &g, dyn, xn, part, ci64(cg, 0), ci64(cg, crs), scr);
-        for_end(cg, &li);
-        par_end(cg, &P);
-        /* dw = sum of the partials */
-        LLVMValueRef dw = cg_vptr(cg, n->out[0]);
-        Loop lt, lx;
-        cg_memcpy(cg, dw, gep(cg, scr0, ci64(cg, per)), ci64(cg, wsz));
-        LLVMValueRef t = for_begin(cg, &lt, ci64(cg, 1), nt, 1);
-        LLVMValueRef pt = gep(cg, scr0, addc(cg, mulc(cg, t, per2), per));
-        LLVMValueRef x = for_begin(cg, &lx, ci64(cg, 0), ci64(cg, wsz), 1);
-        st(cg, LLVMBuildFAdd(cg->b, ld(cg, dw, x), ld(cg, pt, x), ""), dw, x);
-        for_end(cg, &lx);
-        for_end(cg, &lt);
+        LLVMValueRef dy = cg_vptr(cg, n->in[0]), x = cg_vptr(cg, n->in[1]), dw = cg_vptr(cg, n->out[0]);
+        Gemm g = {.M = d.k, .N = crs, .K = nb * pq, .a_sm = pq, .a_sk = 1, .aimg = d.k * pq, .bk = B_CONV_BWDW,
+                  .cv = conv_flat(d), .ldc = crs, .ximg = d.c * hw, .beta0 = 1};
+        par_gemm(cg, &g, dy, x, dw, NULL, scratch_for_threads(cg, nt, per, 0));
         if (n->nout > 1 && n->out[1] >= 0) {
-            LLVMValueRef db = cg_vptr(cg, n->out[1]);
-            Loop lk, ln;
-            LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), ci64(cg, d.k), 1);
-            LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
-            LLVMValueRef im = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, nb), 1);
-            LLVMValueRef row = gep(cg, dy, add(cg, mulc(cg, im, d.k * pq), mulc(cg, k, pq)));
-            set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), vec_sum(cg, row, pq), ""));
-            for_end(cg, &ln);
-            st(cg, get(cg, acc), db, k);
-            for_end(cg, &lk);
+            LLVMValueRef v[5] = {dy, cg_vptr(cg, n->out[1]), ci64(cg, d.k), ci64(cg, pq), ci64(cg, nb)};
+            Par P;
+            LLVMValueRef b, e;
+            if (par_begin_shared(cg, &P, "conv_dbias", v, 5, ci64(cg, d.k), &b, &e)) {
+                Loop lk, ln;
+                LLVMValueRef k = for_begin(cg, &lk, b, e, 1);
+                LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
+                LLVMValueRef im = for_begin(cg, &ln, ci64(cg, 0), v[4], 1);
+                LLVMValueRef row = gep(cg, v[0], mul(cg, add(cg, mul(cg, im, v[2]), k), v[3]));
+                set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), vec_sum(cg, row, v[3]), ""));
+                for_end(cg, &ln);
+                st(cg, get(cg, acc), v[1], k);
+                for_end(cg, &lk);
+            }
+            par_end(cg, &P);
         }
     }
-    (void)gr;
 }
 
 /* ---- linear ---------------------------------------------------------------- */
 
-/* Splits the columns [0, N) of one GEMM across threads in NR-wide panels. */
-static void par_columns(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C,
-                        LLVMValueRef bias) {
-    int64_t per = gemm_scratch_floats(cg);
-    LLVMValueRef nt = cg_nthreads(cg);
-    LLVMValueRef v[5] = {A, B, C, bias ? bias : LLVMConstNull(cg->pf), scratch_for_threads(cg, nt, per)};
-    int64_t panels = (g->N + NR - 1) / NR;
-    Par P;
-    LLVMValueRef b, e;
-    par_begin(cg, &P, v, 5, ci64(cg, panels), &b, &e);
-    LLVMValueRef scr = thread_scratch(cg, v[4], per);
-    LLVMValueRef jb = mulc(cg, b, NR), je = imin(cg, mulc(cg, e, NR), ci64(cg, g->N));
-    Loop lm, lj;
-    LLVMValueRef m = for_begin(cg, &lm, ci64(cg, 0), ci64(cg, g->M), 1);
-    LLVMValueRef j = for_begin(cg, &lj, jb, je, 1);
-    st(cg, bias ? ld(cg, v[3], j) : cf32(cg, 0), v[2], add(cg, mulc(cg, m, g->ldc), j));
-    for_end(cg, &lj);
-    for_end(cg, &lm);
-    emit_gemm(cg, g, v[0], v[1], v[2], jb, je, scr);
-    par_end(cg, &P);
-}
-
 void cg_emit_linear(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
     int64_t in, out;
+    int64_t per = gemm_scratch_floats(cg);
+    LLVMValueRef scr = scratch_for_threads(cg, cg_nthreads(cg), per, 0);
     if (n->op == IR_OP_LINEAR) {
         in = cg_numel(cg, n->in[0]) / nb;
         out = cg_numel(cg, n->out[0]) / nb;
-        Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out};
-        par_columns(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
-                    n->attr.linear.bias && n->nin > 2 ? cg_vptr(cg, n->in[2]) : NULL);
+        int has_bias = n->attr.linear.bias && n->nin > 2;
+        Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out,
+                  .beta0 = !has_bias};
+        par_gemm(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
+                 has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_LINEAR_BWD_DATA) {
         /* (dy, w) -> dx */
         in = cg_numel(cg, n->out[0]) / nb;
         out = cg_numel(cg, n->in[0]) / nb;
-        Gemm g = {.M = nb, .N = in, .K = out, .a_sm = out, .a_sk = 1, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in};
-        par_columns(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL);
+        Gemm g = {.M = nb, .N = in, .K = out, .a_sm = out, .a_sk = 1, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in,
+                  .beta0 = 1};
+        par_gemm(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL, scr);
     } else {
         /* (dy, x) -> dw[, db] */
         in = cg_numel(cg, n->in[1]) / nb;
         out = cg_numel(cg, n->in[0]) / nb;
-        Gemm g = {.M = out, .N = in, .K = nb, .a_sm = 1, .a_sk = out, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in};
+        Gemm g = {.M = out, .N = in, .K = nb, .a_sm = 1, .a_sk = out, .bk = B_ROW, .b_sk = in, .b_sn = 1, .ldc = in,
+                  .beta0 = 1};
         LLVMValueRef dy = cg_vptr(cg, n->in[0]);
-        par_columns(cg, &g, dy, cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL);
+        par_gemm(cg, &g, dy, cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), NULL, scr);
         if (n->nout > 1 && n->out[1] >= 0) {
-            LLVMValueRef db = cg_vptr(cg, n->out[1]);
+            LLVMValueRef v[2] = {dy, cg_vptr(cg, n->out[1])};
+            Par P;
+            LLVMValueRef b, e;
+            par_begin(cg, &P, v, 2, ci64(cg, out), &b, &e);
             Loop lo, li;
-            LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), ci64(cg, out), 1);
+            LLVMValueRef o = for_begin(cg, &lo, b, e, 1);
             LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
             LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
-            set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), ld(cg, dy, add(cg, mulc(cg, i, out), o)), ""));
+            set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), ld(cg, v[0], add(cg, mulc(cg, i, out), o)), ""));
             for_end(cg, &li);
-            st(cg, get(cg, acc), db, o);
+            st(cg, get(cg, acc), v[1], o);
             for_end(cg, &lo);
+            par_end(cg, &P);
         }
     }
 }

@@ -99,6 +99,7 @@ static int define_runtime(CgJit *j, Diag *d) {
         {"rt_pool_threads", (void *)rt_pool_threads},
         {"rt_worker_index", (void *)rt_worker_index},
         {"rt_scratch", (void *)rt_scratch},
+        {"rt_prof_mark", (void *)rt_prof_mark},
     };
     enum { N = sizeof syms / sizeof syms[0] };
     LLVMJITCSymbolMapPair pairs[N];

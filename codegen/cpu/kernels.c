@@ -86,37 +86,48 @@ static LLVMValueRef ew_apply(Cg *cg, const Ew *e, LLVMValueRef *x, LLVMValueRef 
     }
 }
 
-/* y[i] = f(x0[i], ...) for i in [0, n), split across threads when large. */
+/* y[i] = f(x0[i], ...) for i in [0, n), split across threads when large.
+ * The body is shared by every kernel of the same op (n travels in the
+ * frame). */
 static void emit_ew(Cg *cg, const Ew *e0, int64_t n, LLVMValueRef *in, int nin, LLVMValueRef out,
                     LLVMValueRef out2) {
     Ew e = *e0;
-    LLVMValueRef v[IR_MAX_IN + 4];
+    LLVMValueRef v[IR_MAX_IN + 6];
     int nv = 0;
     for (int k = 0; k < nin; k++) v[nv++] = in[k];
     v[nv++] = out;
     v[nv++] = out2 ? out2 : LLVMConstNull(cg->pf);
     v[nv++] = e.key ? e.key : ci64(cg, 0);
     v[nv++] = e.lr ? LLVMBuildZExt(cg->b, LLVMBuildBitCast(cg->b, e.lr, cg->i32, ""), cg->i64, "") : ci64(cg, 0);
-    Par P;
-    LLVMValueRef b = ci64(cg, 0), en = ci64(cg, n);
     int par = n >= (1 << 15);
-    if (par) par_begin(cg, &P, v, nv, ci64(cg, (n + 1023) / 1024), &b, &en);
-    if (par) {
-        b = mulc(cg, b, 1024);
-        en = imin(cg, mulc(cg, en, 1024), ci64(cg, n));
+    int64_t chunk = par ? 1024 : (n > 0 ? n : 1);
+    v[nv++] = ci64(cg, n);
+    v[nv++] = ci64(cg, chunk);
+    unsigned fpb, keepb;
+    memcpy(&fpb, &e.fp, 4);
+    memcpy(&keepb, &e.keep, 4);
+    char key[96];
+    snprintf(key, sizeof key, "ew%d_%d_%d_%08x_%08x", (int)e.op, nin, out2 != NULL, e.op == IR_OP_DROPOUT ? fpb : 0u,
+             e.op == IR_OP_DROPOUT ? keepb : 0u);
+    Par P;
+    LLVMValueRef b, en;
+    if (par_begin_shared(cg, &P, key, v, nv, ci64(cg, (n + chunk - 1) / chunk), &b, &en)) {
+        LLVMValueRef N = v[nin + 4], C = v[nin + 5];
+        b = mul(cg, b, C);
+        en = imin(cg, mul(cg, en, C), N);
+        e.key = v[nin + 2];
+        e.lr = LLVMBuildBitCast(cg->b, LLVMBuildTrunc(cg->b, v[nin + 3], cg->i32, ""), cg->f32, "");
+        Loop l;
+        LLVMValueRef i = for_begin(cg, &l, b, en, 1);
+        LLVMValueRef x[IR_MAX_IN];
+        for (int k = 0; k < nin; k++) x[k] = ld(cg, v[k], i);
+        LLVMValueRef m = NULL;
+        LLVMValueRef y = ew_apply(cg, &e, x, i, &m);
+        st(cg, y, v[nin], i);
+        if (out2 && m) st(cg, m, v[nin + 1], i);
+        for_end(cg, &l);
     }
-    e.key = v[nin + 2];
-    e.lr = LLVMBuildBitCast(cg->b, LLVMBuildTrunc(cg->b, v[nin + 3], cg->i32, ""), cg->f32, "");
-    Loop l;
-    LLVMValueRef i = for_begin(cg, &l, b, en, 1);
-    LLVMValueRef x[IR_MAX_IN];
-    for (int k = 0; k < nin; k++) x[k] = ld(cg, v[k], i);
-    LLVMValueRef m = NULL;
-    LLVMValueRef y = ew_apply(cg, &e, x, i, &m);
-    st(cg, y, v[nin], i);
-    if (out2 && m) st(cg, m, v[nin + 1], i);
-    for_end(cg, &l);
-    if (par) par_end(cg, &P);
+    par_end(cg, &P);
 }
 
 static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
@@ -128,12 +139,13 @@ static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
 typedef enum { R_SUM, R_SQDEV, R_DOTDEV } RKind;   /* x; (x-m)^2; y*(x-m) */
 
 /* sum over j < n of f(p[j], q[j]) in float with vector accumulators. */
-static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m, int64_t n) {
+static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m, LLVMValueRef n) {
     LLVMValueRef acc[2] = {var(cg, cg->vf, LLVMConstNull(cg->vf)), var(cg, cg->vf, LLVMConstNull(cg->vf))};
-    int64_t step = 2 * cg->vw, nv = n / step * step;
+    int64_t step = 2 * cg->vw;
+    LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -step), "");
     LLVMValueRef mv = m ? splat(cg, m) : NULL;
     Loop l;
-    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nv), step);
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
     for (int u = 0; u < 2; u++) {
         LLVMValueRef idx = addc(cg, i, u * cg->vw), x = vld(cg, p, idx), t;
         if (k == R_SUM) t = x;
@@ -143,7 +155,7 @@ static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVM
     }
     for_end(cg, &l);
     LLVMValueRef s = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[0]), get(cg, acc[1]))));
-    i = for_begin(cg, &l, ci64(cg, nv), ci64(cg, n), 1);
+    i = for_begin(cg, &l, nv, n, 1);
     LLVMValueRef x = ld(cg, p, i), t;
     if (k == R_SUM) t = x;
     else if (k == R_SQDEV) { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
@@ -155,11 +167,11 @@ static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVM
 
 /* sum over images of reduce() of each image's channel row, in double. */
 static LLVMValueRef reduce_channel(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m,
-                                   LLVMValueRef ch, int64_t nb, int64_t c, int64_t hw) {
+                                   LLVMValueRef ch, LLVMValueRef nb, LLVMValueRef c, LLVMValueRef hw) {
     LLVMValueRef acc = var(cg, cg->f64, cf64(cg, 0));
     Loop l;
-    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
-    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw);
     LLVMValueRef r = reduce(cg, k, gep(cg, p, off), q ? gep(cg, q, off) : NULL, m, hw);
     set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
     for_end(cg, &l);
@@ -171,7 +183,6 @@ static LLVMValueRef reduce_channel(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef
 static void emit_batchnorm(Cg *cg, const IrNode *n) {
     const IrType *t = ir_type(&cg->p->g, n->in[0]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
-    int64_t m = nb * hw;
     float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
     int train = n->attr.bn.mode == IR_TRAIN;
     LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
@@ -179,19 +190,35 @@ static void emit_batchnorm(Cg *cg, const IrNode *n) {
                          train ? optr(cg, n, 1) : NULL, train ? optr(cg, n, 2) : NULL};
     for (int k = 6; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    LLVMValueRef vv[11] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+    unsigned eb, mb;
+    memcpy(&eb, &eps, 4);
+    memcpy(&mb, &mom, 4);
+    char key[64];
+    snprintf(key, sizeof key, "bn%d_%08x_%08x", train, eb, mb);
     Par P;
     LLVMValueRef b, e;
-    par_begin(cg, &P, v, 8, ci64(cg, c), &b, &e);
+    if (!par_begin_shared(cg, &P, key, vv, 11, ci64(cg, c), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    memcpy(v, vv, sizeof v);
+    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
+    LLVMValueRef M = mul(cg, NB, HW);
+    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, M, cg->f64, "");
+    LLVMValueRef unbf = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, M, ci64(cg, 1)),
+                                        LLVMBuildFDiv(cg->b, Mf, LLVMBuildSIToFP(cg->b, addc(cg, M, -1), cg->f64, ""), ""),
+                                        cf64(cg, 1.0), "");
     Loop lc, li, lj;
     LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
     LLVMValueRef g = ld(cg, v[1], ch), bt = ld(cg, v[2], ch);
     LLVMValueRef tmean, tinv;
     if (train) {
-        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, nb, c, hw),
-                                          cf64(cg, (double)m), "");
+        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, NB, C, HW),
+                                          Mf, "");
         tmean = ftrunc(cg, mean);
-        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, v[0], NULL, tmean, ch, nb, c, hw),
-                                          cf64(cg, (double)m), "");
+        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, v[0], NULL, tmean, ch, NB, C, HW),
+                                          Mf, "");
         LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
                                          call1(cg, "llvm.sqrt", cg->f64, LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")), "");
         tinv = ftrunc(cg, inv);
@@ -203,7 +230,7 @@ static void emit_batchnorm(Cg *cg, const IrNode *n) {
         st(cg, tinv, v[7], ch);
         if_end(cg, &f);
         double md = (double)mom;
-        LLVMValueRef unb = LLVMBuildFMul(cg->b, var_, cf64(cg, m > 1 ? (double)m / (double)(m - 1) : 1.0), "");
+        LLVMValueRef unb = LLVMBuildFMul(cg->b, var_, unbf, "");
         LLVMValueRef rm = fext(cg, ld(cg, v[3], ch)), rv = fext(cg, ld(cg, v[4], ch));
         st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rm, ""),
                                        LLVMBuildFMul(cg->b, cf64(cg, md), mean, ""), "")), v[3], ch);
@@ -216,10 +243,10 @@ static void emit_batchnorm(Cg *cg, const IrNode *n) {
                                                LLVMBuildFAdd(cg->b, fext(cg, ld(cg, v[4], ch)), cf64(cg, (double)eps), "")), "");
         tinv = ftrunc(cg, inv);
     }
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
-    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
     LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
     LLVMValueRef y = f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, ld(cg, xp, j), tmean)), tinv), bt);
     st(cg, y, yp, j);
     for_end(cg, &lj);
@@ -238,25 +265,32 @@ static void emit_batchnorm_bwd(Cg *cg, const IrNode *n) {
                          optr(cg, n, 2)};
     for (int k = 5; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    LLVMValueRef vv[11] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
     Par P;
     LLVMValueRef b, e;
-    par_begin(cg, &P, v, 8, ci64(cg, c), &b, &e);
+    if (!par_begin_shared(cg, &P, "bnbwd", vv, 11, ci64(cg, c), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    (void)m;
+    memcpy(v, vv, sizeof v);
+    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
+    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, mul(cg, NB, HW), cg->f64, "");
     Loop lc, li, lj;
     LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
     LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
     LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
-    LLVMValueRef sdy = reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, nb, c, hw);
-    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, v[1], v[0], meanf, ch, nb, c, hw), inv, "");
-    LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""),
-                                       cf64(cg, (double)m), "");
+    LLVMValueRef sdy = reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, NB, C, HW);
+    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, v[1], v[0], meanf, ch, NB, C, HW), inv, "");
+    LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""), Mf, "");
     If f;
     if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
-    LLVMValueRef off = mulc(cg, add(cg, mulc(cg, i, c), ch), hw);
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
     LLVMValueRef gp = gep(cg, v[0], off), xp = gep(cg, v[1], off), dp = gep(cg, v[5], off);
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
     LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
-    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, cf64(cg, (double)m), fext(cg, ld(cg, gp, j)), ""), sdy, "");
+    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, ld(cg, gp, j)), ""), sdy, "");
     tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
     st(cg, ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, "")), dp, j);
     for_end(cg, &lj);
@@ -311,53 +345,62 @@ static void window_argmax(Cg *cg, const PoolDims *d, LLVMValueRef xp, LLVMValueR
     for_end(cg, &li);
 }
 
-static void emit_pool(Cg *cg, const IrNode *n) {
-    int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
-    int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
-    PoolDims d = pool_dims(cg, n, xv, yv);
-    int64_t planes = cg->p->batch * d.c, hw = d.h * d.w, pq = d.p * d.q;
-    float inv = 1.0f / (float)(d.kh * d.kw);
-    LLVMValueRef v[3] = {cg_vptr(cg, n->in[0]), n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
-                         cg_vptr(cg, n->out[0])};
-    Par P;
-    LLVMValueRef b, e;
-    par_begin(cg, &P, v, 3, ci64(cg, planes), &b, &e);
-    LLVMValueRef best = var(cg, cg->i64, NULL), mx = var(cg, cg->f32, NULL);
-    Loop ll, lp, lq, li, lj;
-    LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
-    LLVMValueRef xp, yp;
-    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) {
-        xp = gep(cg, v[0], mulc(cg, pl, hw));
-        yp = gep(cg, v[2], mulc(cg, pl, pq));
+/* Windows entirely inside the image: unrolled, no bounds checks. */
+static void pool_window_fast(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp,
+                             LLVMValueRef xsrc, LLVMValueRef p, LLVMValueRef q, LLVMValueRef o, LLVMValueRef idxbuf) {
+    LLVMValueRef idx0 = add(cg, mulc(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), d->w), addc(cg, mulc(cg, q, d->sw), -d->pw));
+    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) {
+        LLVMValueRef mx = ld(cg, xsrc, idx0), best = idx0;
+        for (int64_t i = 0; i < d->kh; i++)
+            for (int64_t j = 0; j < d->kw; j++) {
+                if (i == 0 && j == 0) continue;
+                LLVMValueRef idx = addc(cg, idx0, i * d->w + j);
+                LLVMValueRef x = ld(cg, xsrc, idx);
+                LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), "");
+                if (n->op == IR_OP_MAXPOOL_BWD) best = sel(cg, take, idx, best);
+                mx = sel(cg, take, x, mx);
+            }
+        if (n->op == IR_OP_MAXPOOL) st(cg, mx, yp, o);
+        else LLVMBuildStore(cg->b, best, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""));
     } else {
-        yp = gep(cg, v[0], mulc(cg, pl, pq));     /* dy */
-        xp = gep(cg, v[2], mulc(cg, pl, hw));     /* dx */
-        cg_memset0(cg, xp, ci64(cg, hw));
+        float inv = 1.0f / (float)(d->kh * d->kw);
+        int fwd = n->op == IR_OP_AVGPOOL;
+        LLVMValueRef acc = cf32(cg, 0);
+        LLVMValueRef gv = fwd ? NULL : f_mul(cg, ld(cg, yp, o), cf32(cg, inv));
+        for (int64_t i = 0; i < d->kh; i++)
+            for (int64_t j = 0; j < d->kw; j++) {
+                LLVMValueRef idx = addc(cg, idx0, i * d->w + j);
+                if (fwd) acc = f_add(cg, acc, ld(cg, xp, idx));
+                else st(cg, f_add(cg, ld(cg, xp, idx), gv), xp, idx);
+            }
+        if (fwd) st(cg, f_mul(cg, acc, cf32(cg, inv)), yp, o);
     }
-    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), ci64(cg, d.p), 1);
-    LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d.q), 1);
-    LLVMValueRef o = add(cg, mulc(cg, p, d.q), q);
+}
+
+/* Windows with bounds checks, for output pixels on the border. */
+static void pool_window_slow(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp,
+                             LLVMValueRef xsrc, LLVMValueRef p, LLVMValueRef q, LLVMValueRef o, LLVMValueRef best,
+                             LLVMValueRef mx, LLVMValueRef idxbuf) {
+    float inv = 1.0f / (float)(d->kh * d->kw);
+    Loop li, lj;
     if (n->op == IR_OP_MAXPOOL) {
-        window_argmax(cg, &d, xp, p, q, best, mx);
+        window_argmax(cg, d, xp, p, q, best, mx);
         st(cg, get(cg, mx), yp, o);
     } else if (n->op == IR_OP_MAXPOOL_BWD) {
-        window_argmax(cg, &d, gep(cg, v[1], mulc(cg, pl, hw)), p, q, best, mx);
-        If f;
-        if_begin(cg, &f, icmp(cg, LLVMIntSGE, get(cg, best), ci64(cg, 0)));
-        st(cg, f_add(cg, ld(cg, xp, get(cg, best)), ld(cg, yp, o)), xp, get(cg, best));
-        if_end(cg, &f);
+        window_argmax(cg, d, xsrc, p, q, best, mx);
+        LLVMBuildStore(cg->b, get(cg, best), LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""));
     } else {
         int fwd = n->op == IR_OP_AVGPOOL;
         LLVMValueRef acc = var(cg, cg->f32, cf32(cg, 0));
         LLVMValueRef gv = fwd ? NULL : f_mul(cg, ld(cg, yp, o), cf32(cg, inv));
-        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, d.kh), 1);
-        LLVMValueRef ih = add(cg, addc(cg, mulc(cg, p, d.sh), -d.ph), i);
+        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, d->kh), 1);
+        LLVMValueRef ih = add(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), i);
         If f, g;
-        if_begin(cg, &f, in_range(cg, ih, d.h));
-        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, d.kw), 1);
-        LLVMValueRef iw = add(cg, addc(cg, mulc(cg, q, d.sw), -d.pw), j);
-        if_begin(cg, &g, in_range(cg, iw, d.w));
-        LLVMValueRef idx = add(cg, mulc(cg, ih, d.w), iw);
+        if_begin(cg, &f, in_range(cg, ih, d->h));
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, d->kw), 1);
+        LLVMValueRef iw = add(cg, addc(cg, mulc(cg, q, d->sw), -d->pw), j);
+        if_begin(cg, &g, in_range(cg, iw, d->w));
+        LLVMValueRef idx = add(cg, mulc(cg, ih, d->w), iw);
         if (fwd) set(cg, acc, f_add(cg, get(cg, acc), ld(cg, xp, idx)));
         else st(cg, f_add(cg, ld(cg, xp, idx), gv), xp, idx);
         if_end(cg, &g);
@@ -366,7 +409,79 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         for_end(cg, &li);
         if (fwd) st(cg, f_mul(cg, get(cg, acc), cf32(cg, inv)), yp, o);
     }
+}
+
+/* [lo, hi): the outputs whose windows lie inside [0, in) along one axis. */
+static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
+    int64_t a = (pad + s - 1) / s;
+    int64_t b = in - k + pad >= 0 ? (in - k + pad) / s + 1 : 0;
+    if (a > out) a = out;
+    if (b > out) b = out;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+static void emit_pool(Cg *cg, const IrNode *n) {
+    int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
+    int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
+    PoolDims d = pool_dims(cg, n, xv, yv);
+    int64_t planes = cg->p->batch * d.c, hw = d.h * d.w, pq = d.p * d.q;
+    int64_t plo, phi, qlo, qhi;
+    pool_inner(d.h, d.kh, d.sh, d.ph, d.p, &plo, &phi);
+    pool_inner(d.w, d.kw, d.sw, d.pw, d.q, &qlo, &qhi);
+    LLVMValueRef v[3] = {cg_vptr(cg, n->in[0]), n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
+                         cg_vptr(cg, n->out[0])};
+    Par P;
+    LLVMValueRef b, e;
+    char key[128];
+    snprintf(key, sizeof key, "pool%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", (int)n->op, (long long)d.h,
+             (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
+             (long long)d.pw, (long long)d.p, (long long)d.q);
+    if (!par_begin_shared(cg, &P, key, v, 3, ci64(cg, planes), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    LLVMValueRef best = var(cg, cg->i64, NULL), mx = var(cg, cg->f32, NULL);
+    /* max pool bwd: a row's argmaxes first, then dx[argmax] += dy (keeps the
+     * scattered stores away from the loads of x) */
+    LLVMValueRef idxbuf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)d.q), NULL),
+                                           LLVMPointerType(cg->i64, 0), "");
+    Loop ll, lp, lq;
+    LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
+    LLVMValueRef xp, yp, xsrc;
+    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) {
+        xp = gep(cg, v[0], mulc(cg, pl, hw));
+        yp = gep(cg, v[2], mulc(cg, pl, pq));
+    } else {
+        yp = gep(cg, v[0], mulc(cg, pl, pq));     /* dy */
+        xp = gep(cg, v[2], mulc(cg, pl, hw));     /* dx */
+        cg_memset0(cg, xp, ci64(cg, hw));
+    }
+    xsrc = n->op == IR_OP_MAXPOOL_BWD ? gep(cg, v[1], mulc(cg, pl, hw)) : xp;
+    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), ci64(cg, d.p), 1);
+    LLVMValueRef rowin = and1(cg, icmp(cg, LLVMIntSGE, p, ci64(cg, plo)), icmp(cg, LLVMIntSLT, p, ci64(cg, phi)));
+    /* q ranges: [0, qlo) slow, [qlo, qhi) fast on inner rows, [qhi, Q) slow */
+    LLVMValueRef fq0 = LLVMBuildSelect(cg->b, rowin, ci64(cg, qlo), ci64(cg, d.q), "");
+    LLVMValueRef fq1 = LLVMBuildSelect(cg->b, rowin, ci64(cg, qhi), ci64(cg, d.q), "");
+    LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), fq0, 1);
+    pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
     for_end(cg, &lq);
+    q = for_begin(cg, &lq, fq0, fq1, 1);
+    pool_window_fast(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), idxbuf);
+    for_end(cg, &lq);
+    q = for_begin(cg, &lq, fq1, ci64(cg, d.q), 1);
+    pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
+    for_end(cg, &lq);
+    if (n->op == IR_OP_MAXPOOL_BWD) {
+        q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d.q), 1);
+        LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""), "");
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+        st(cg, f_add(cg, ld(cg, xp, bi), ld(cg, yp, add(cg, mulc(cg, p, d.q), q))), xp, bi);
+        if_end(cg, &f);
+        for_end(cg, &lq);
+    }
     for_end(cg, &lp);
     for_end(cg, &ll);
     par_end(cg, &P);
@@ -383,7 +498,7 @@ static void emit_global_pool(Cg *cg, const IrNode *n) {
     LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nc), 1);
     LLVMValueRef plane = mulc(cg, i, hw);
     if (n->op == IR_OP_GAVGPOOL) {
-        st(cg, f_div(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, hw), cf32(cg, (float)hw)), out, i);
+        st(cg, f_div(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, ci64(cg, hw)), cf32(cg, (float)hw)), out, i);
     } else if (n->op == IR_OP_GAVGPOOL_BWD) {
         LLVMValueRef g = f_div(cg, ld(cg, in0, i), cf32(cg, (float)hw));
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
