@@ -21,7 +21,13 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
                     Diag *d) {
     memset(s, 0, sizeof *s);
     s->be = o->target ? backend_find(o->target) : backend_default();
-    if (!s->be) return diag_error_noloc(d, "unknown target `%s`", o->target);
+    if (!s->be) {
+        char have[128] = "";
+        for (int i = 0; i < backend_count(); i++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", backend_at(i)->name);
+        return diag_error_noloc(d, "unknown target `%s` (this netc has: %s%s)", o->target, have,
+                                strcmp(o->target, "cpu") ? "" : "; cpu needs a build with LLVM");
+    }
     s->batch = o->batch;
     s->pool = rt_pool_new(o->threads);
     if (o->train) {
