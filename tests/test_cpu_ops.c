@@ -178,6 +178,10 @@ static const ConvCase conv_cases[] = {
     {3, 7, 6, 6, 9, 3, 3, 1, 1, 2, 2, 1},        /* padding 2 = R-1: bwd data unpadded */
     {3, 300, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1},      /* long reductions: CRS 2700, batch pixels 48 */
     {2, 3, 6, 6, 4, 1, 1, 2, 2, 0, 0, 0},        /* 1x1 stride 2 */
+    {2, 3, 20, 37, 5, 3, 5, 1, 1, 0, 2, 1},      /* wide stride 1: fwd and bwd data over the padded width */
+    {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 0},     /* padded-width rows of 340, panels across images */
+    {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},     /* first layer: one channel, 7x7 stride 2 */
+    {2, 1, 31, 29, 10, 11, 5, 4, 3, 2, 1, 0},    /* one channel, unequal strides */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -272,6 +276,8 @@ static void test_conv_deterministic(void **state) {
         {5, 6, 7, 7, 20, 3, 3, 1, 1, 1, 1, 1},
         {3, 300, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1},
         {3, 4, 11, 9, 5, 3, 3, 2, 2, 1, 1, 1},
+        {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 1},
+        {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int which = 0; which < 3; which++) {
@@ -418,7 +424,8 @@ static void test_pool(void **state) {
     (void)state;
     struct { int64_t n, c, h, w, kh, kw, sh, sw, ph, pw; } pc[] = {
         {2, 3, 13, 11, 3, 3, 2, 2, 1, 1}, {3, 5, 8, 8, 2, 2, 2, 2, 0, 0}, {1, 4, 9, 10, 3, 2, 1, 2, 1, 0},
-        {2, 7, 27, 27, 3, 3, 2, 2, 0, 0}, {2, 3, 6, 7, 5, 5, 3, 3, 2, 2}};
+        {2, 7, 27, 27, 3, 3, 2, 2, 0, 0}, {2, 3, 6, 7, 5, 5, 3, 3, 2, 2}, {2, 3, 12, 29, 3, 3, 1, 1, 1, 1},
+        {1, 2, 7, 20, 2, 4, 2, 1, 0, 1}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         IrAttr at;
         memset(&at, 0, sizeof at);

@@ -29,6 +29,7 @@ typedef struct Cg {
     LLVMValueRef arena, slots, args; /* the current kernel's parameters */
     LLVMValueRef rt_parallel_for, rt_pool_threads, rt_worker_index, rt_scratch;
     LLVMValueRef ukr;         /* the GEMM micro-kernel (gemm.c), made on first use */
+    LLVMValueRef ukr_rows;    /* its variant for A packed as MR rows of kc */
     int counter;              /* unique names */
     const Program *p;         /* program being compiled */
     const char *prefix;       /* function name prefix of this program */
@@ -126,8 +127,13 @@ void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K);
 /* Host target machine (CPU name and features queried, not assumed); *vw gets
  * the float vector width those features give.  NULL with d reported. */
 LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d);
-/* Verifies and optimises (new pass manager, default<O{opt}>). */
+/* Verifies and optimises (new pass manager, default<O{opt}>): cg_verify
+ * then cg_run_passes (which sets the module's triple and data layout from tm
+ * and is safe to run on several threads at once, one module and one tm
+ * each, in distinct contexts). */
 int cg_optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d);
+int cg_verify(LLVMModuleRef mod, Diag *d);
+int cg_run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d);
 
 typedef struct CgJit CgJit;
 /* Takes ownership of ctx's module mod (a ThreadSafeContext made by
@@ -135,6 +141,8 @@ typedef struct CgJit CgJit;
 CgJit *cg_jit_new(Diag *d);
 LLVMContextRef cg_jit_context(CgJit *j);
 int cg_jit_add(CgJit *j, LLVMModuleRef mod, Diag *d);
+/* An object file in memory (ownership of obj passes to the JIT). */
+int cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, Diag *d);
 void *cg_jit_lookup(CgJit *j, const char *name, Diag *d);
 void cg_jit_free(CgJit *j);
 

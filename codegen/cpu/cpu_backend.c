@@ -5,6 +5,9 @@
  * `netc compile`. */
 #include "cg.h"
 
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,20 @@ static int64_t prof_next;
 static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, const char *prefix,
                                  int64_t prof_base, Diag *d);
 
+/* Kernel functions and the entry are glue: they compute buffer addresses,
+ * fill frames and call rt_parallel_for with a body; every loop lives in a
+ * body (shared or per kernel), optimised normally.  Glue is marked noinline
+ * and optnone, which skips the optimisation pipeline and selects
+ * instructions the fast way: hundreds of small functions compile in a
+ * fraction of the time and run as fast. */
+static void glue_fn(Cg *cg, LLVMValueRef f) {
+    static const char *attrs[] = {"noinline", "optnone"};
+    for (int i = 0; i < 2; i++) {
+        unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+    }
+}
+
 int cg_build_program(Cg *cg, const Program *p, const char *entry, const char *prefix, Diag *d) {
     return cg_build_program_prof(cg, p, entry, prefix, -1, d);
 }
@@ -40,11 +57,7 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
         char name[96];
         snprintf(name, sizeof name, "%sk%d", prefix, k);
         kfn[k] = cg_fn_new(cg, name, cg->kfn_t, 1);
-        {
-            /* kept out of the entry: one huge function optimises slowly */
-            unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
-            LLVMAddAttributeAtIndex(kfn[k], LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
-        }
+        glue_fn(cg, kfn[k]);
         cg->arena = LLVMGetParam(kfn[k], 0);
         cg->slots = LLVMGetParam(kfn[k], 1);
         cg->args = LLVMGetParam(kfn[k], 2);
@@ -53,6 +66,7 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
     }
     if (rc == 0) {
         LLVMValueRef f = cg_fn_new(cg, entry, cg->kfn_t, 0);
+        glue_fn(cg, f);
         LLVMValueRef a[3] = {LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2)};
         LLVMValueRef mark = NULL;
         if (prof_base >= 0) {
@@ -80,7 +94,8 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
 typedef struct {
     CgJit *jit;
     NetcStepFn step;
-    char *ir;          /* optimised module text, for dump */
+    LLVMContextRef ctx[2];  /* the optimised modules, kept for dump */
+    LLVMModuleRef mod[2];
     int64_t prof_base; /* NETC_CPU_PROFILE: first kernel's mark, or -1 */
     int64_t runs;
     char **prof_label; /* per kernel */
@@ -120,11 +135,192 @@ static void cpu_free(void *state) {
     for (int k = 0; k < s->nkernels && s->prof_label; k++) free(s->prof_label[k]);
     free(s->prof_label);
     cg_jit_free(s->jit);
-    free(s->ir);
+    for (int i = 0; i < 2; i++) {
+        if (s->mod[i]) LLVMDisposeModule(s->mod[i]);
+        if (s->ctx[i]) LLVMContextDispose(s->ctx[i]);
+    }
     free(s);
 }
 
+/* ---- two-way split compile ---------------------------------------------------
+ * The built module is verified, every function given external linkage, and
+ * copied (bitcode) into a second context; each function is owned by one of
+ * the two copies (greedy by instruction count, optnone glue counted at a
+ * third), the other copy keeps only its declaration.  The copies are
+ * optimised and compiled to object files on two threads and both objects are
+ * linked by the JIT (NETC_CPU_SERIAL=1: one module, one thread).  Nothing
+ * is inlined across the split; the only direct calls that may cross it are
+ * a GEMM body's calls of its driver and micro-kernel, once per block. */
+
+typedef struct {
+    LLVMModuleRef mod;        /* copy 1: parsed in its thread from bc */
+    LLVMContextRef ctx;
+    LLVMMemoryBufferRef bc;
+    LLVMTargetMachineRef tm;
+    const char **drop;        /* names of functions the other copy owns */
+    int ndrop;
+    int opt, rc;
+    LLVMMemoryBufferRef obj;
+    char err[512];
+    double sec;
+} Half;
+
+static int64_t fn_weight(LLVMValueRef f) {
+    int64_t n = 0;
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) n++;
+    unsigned kind = LLVMGetEnumAttributeKindForName("optnone", 7);
+    if (LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, kind)) n = n / 3 + 1;
+    return n;
+}
+
+/* Replaces the definitions named in drop by declarations. */
+static void drop_bodies(LLVMModuleRef mod, const char **drop, int ndrop) {
+    for (int i = 0; i < ndrop; i++) {
+        LLVMValueRef f = LLVMGetNamedFunction(mod, drop[i]);
+        if (!f || LLVMIsDeclaration(f)) continue;
+        LLVMSetValueName2(f, "netc.dropped", 12);
+        LLVMValueRef decl = LLVMAddFunction(mod, drop[i], LLVMGlobalGetValueType(f));
+        LLVMReplaceAllUsesWith(f, decl);
+        LLVMDeleteFunction(f);
+    }
+}
+
+static int emit_obj(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, LLVMMemoryBufferRef *obj, char *err,
+                    size_t errsz) {
+    Diag d;
+    diag_init(&d, "cpu", NULL, 0, NULL);
+    if (cg_run_passes(mod, tm, opt, &d)) {
+        snprintf(err, errsz, "optimisation passes failed");
+        return -1;
+    }
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, obj)) {
+        snprintf(err, errsz, "%s", msg ? msg : "object emission failed");
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void *half_main(void *arg) {
+    Half *h = arg;
+    double t0 = now_s();
+    h->ctx = LLVMContextCreate();
+    if (LLVMParseBitcodeInContext2(h->ctx, h->bc, &h->mod)) {
+        snprintf(h->err, sizeof h->err, "cannot read back the module's bitcode");
+        h->rc = -1;
+        return NULL;
+    }
+    drop_bodies(h->mod, h->drop, h->ndrop);
+    h->rc = emit_obj(h->mod, h->tm, h->opt, &h->obj, h->err, sizeof h->err);
+    h->sec = now_s() - t0;
+    return NULL;
+}
+
+static int cmp_w(const void *a, const void *b) {
+    int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Optimises and compiles mod (in ctx, verified) into the JIT, on two threads
+ * when the module is large enough to gain.  s keeps the modules. */
+static int compile_split(CpuState *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
+                         Diag *d) {
+    int nf = 0;
+    int64_t total = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) nf++;
+    int64_t (*w)[2] = calloc((size_t)nf + 1, sizeof *w);
+    LLVMValueRef *fns = calloc((size_t)nf + 1, sizeof *fns);
+    int n = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f)) continue;
+        fns[n] = f;
+        w[n][0] = fn_weight(f);
+        w[n][1] = n;
+        total += w[n][0];
+        n++;
+    }
+    int split = getenv("NETC_CPU_SERIAL") == NULL && total > 1000;
+    s->ctx[0] = ctx;
+    s->mod[0] = mod;
+    int rc = 0;
+    if (!split) {
+        free(w);
+        free(fns);
+        LLVMMemoryBufferRef obj = NULL;
+        char err[512];
+        if (emit_obj(mod, tm, opt, &obj, err, sizeof err)) return diag_error_noloc(d, "cpu backend: %s", err);
+        return cg_jit_add_object(s->jit, obj, d);
+    }
+    /* greedy: heaviest first, each to the lighter copy */
+    qsort(w, (size_t)n, sizeof *w, cmp_w);
+    char *owner = calloc((size_t)n + 1, 1);
+    int64_t load[2] = {0, 0};
+    for (int i = 0; i < n; i++) {
+        int j = (int)w[i][1];
+        int t = load[1] < load[0];
+        owner[j] = (char)t;
+        load[t] += w[i][0];
+    }
+    const char **drop[2];
+    int ndrop[2] = {0, 0};
+    drop[0] = calloc((size_t)n + 1, sizeof *drop[0]);
+    drop[1] = calloc((size_t)n + 1, sizeof *drop[1]);
+    for (int j = 0; j < n; j++) {
+        if (LLVMGetLinkage(fns[j]) == LLVMInternalLinkage) {
+            LLVMSetLinkage(fns[j], LLVMExternalLinkage);
+            LLVMSetVisibility(fns[j], LLVMHiddenVisibility);
+        }
+        size_t len;
+        const char *nm = LLVMGetValueName2(fns[j], &len);
+        /* copy 0 drops what copy 1 owns, and the other way round */
+        drop[owner[j] ? 0 : 1][ndrop[owner[j] ? 0 : 1]++] = strdup(nm);
+    }
+    Half h;
+    memset(&h, 0, sizeof h);
+    h.bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+    h.tm = cg_host_tm(LLVMRelocPIC, NULL, d);
+    h.drop = drop[1];
+    h.ndrop = ndrop[1];
+    h.opt = opt;
+    pthread_t th;
+    int threaded = h.tm && pthread_create(&th, NULL, half_main, &h) == 0;
+    if (!h.tm) rc = -1;
+    LLVMMemoryBufferRef obj0 = NULL;
+    char err[512];
+    double t0 = now_s();
+    if (rc == 0) {
+        drop_bodies(mod, drop[0], ndrop[0]);
+        if (emit_obj(mod, tm, opt, &obj0, err, sizeof err)) rc = diag_error_noloc(d, "cpu backend: %s", err);
+    }
+    double t1 = now_s();
+    if (threaded) pthread_join(th, NULL);
+    if (getenv("NETC_CPU_TIMING"))
+        fprintf(stderr, "cpu backend: split %lld + %lld: %.2f s and %.2f s\n", (long long)load[0], (long long)load[1],
+                t1 - t0, h.sec);
+    else if (h.tm) half_main(&h);
+    if (rc == 0 && h.rc) rc = diag_error_noloc(d, "cpu backend: %s", h.err);
+    if (rc == 0) rc = cg_jit_add_object(s->jit, obj0, d);
+    else if (obj0) LLVMDisposeMemoryBuffer(obj0);
+    if (rc == 0) rc = cg_jit_add_object(s->jit, h.obj, d);
+    else if (h.obj) LLVMDisposeMemoryBuffer(h.obj);
+    s->ctx[1] = h.ctx;
+    s->mod[1] = h.mod;
+    if (h.bc) LLVMDisposeMemoryBuffer(h.bc);
+    if (h.tm) LLVMDisposeTargetMachine(h.tm);
+    for (int t = 0; t < 2; t++) {
+        for (int i = 0; i < ndrop[t]; i++) free((void *)drop[t][i]);
+        free(drop[t]);
+    }
+    free(owner);
+    free(w);
+    free(fns);
+    return rc;
+}
+
 static int cpu_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    double tstart = now_s();
     if (p->elem_bytes != 4) return diag_error_noloc(d, "cpu backend: only float programs (elem_bytes 4)");
     CpuState *s = calloc(1, sizeof *s);
     int vw = 8;
@@ -139,7 +335,7 @@ static int cpu_compile(const Program *p, const BackendOptions *o, void **state, 
         free(s);
         return -1;
     }
-    LLVMContextRef ctx = cg_jit_context(s->jit);
+    LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
     cg_init(&cg, ctx, mod, vw);
@@ -170,23 +366,22 @@ static int cpu_compile(const Program *p, const BackendOptions *o, void **state, 
     int rc = cg_build_program_prof(&cg, p, "netc_step", "", s->prof_base, d);
     cg_dispose(&cg);
     double t1 = now_s();
-    if (rc == 0) rc = cg_optimise(mod, tm, o && o->opt_level ? o->opt_level : 3, d);
-    double t2 = now_s();
-    LLVMDisposeTargetMachine(tm);
+    if (rc == 0) rc = cg_verify(mod, d);
     if (rc == 0) {
-        char *txt = LLVMPrintModuleToString(mod);
-        s->ir = strdup(txt);
-        LLVMDisposeMessage(txt);
-        rc = cg_jit_add(s->jit, mod, d);
+        rc = compile_split(s, ctx, mod, tm, o && o->opt_level ? o->opt_level : 3, d);
     } else {
         LLVMDisposeModule(mod);
+        LLVMContextDispose(ctx);
     }
+    double t2 = now_s();
+    LLVMDisposeTargetMachine(tm);
     if (rc == 0) {
         s->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(s->jit, "netc_step", d);
         if (!s->step) rc = -1;
     }
     if (timing)
-        fprintf(stderr, "cpu backend: build %.2f s, optimise %.2f s, codegen %.2f s\n", t1 - t0, t2 - t1, now_s() - t2);
+        fprintf(stderr, "cpu backend: set-up %.2f s, build %.2f s, optimise and codegen %.2f s, link %.2f s\n",
+                t0 - tstart, t1 - t0, t2 - t1, now_s() - t2);
     if (rc) {
         cpu_free(s);
         return -1;
@@ -207,7 +402,12 @@ static int cpu_run(void *state, const Program *p, RunCtx *ctx) {
 
 static int cpu_dump(void *state, FILE *f) {
     CpuState *s = state;
-    fputs(s->ir ? s->ir : "", f);
+    for (int i = 0; i < 2; i++) {
+        if (!s->mod[i]) continue;
+        char *txt = LLVMPrintModuleToString(s->mod[i]);
+        fputs(txt, f);
+        LLVMDisposeMessage(txt);
+    }
     return 0;
 }
 

@@ -26,7 +26,22 @@
  * columns); every element of C is computed by one thread in an order that
  * does not depend on the split, so results are bit-identical for any thread
  * count.  1x1 stride-1 unpadded convs see their images as H = 1, W = H*W,
- * which makes every B panel a contiguous load. */
+ * which makes every B panel a contiguous load.
+ *
+ * Gathering im2col panels costs about a cycle per element, each element then
+ * used by only K (output channels) FMAs: with few channels packing
+ * dominates.  Two layouts avoid the gathers:
+ *   padded width (B_PADROW; stride-1 fwd and bwd data with Q >= 8 pad
+ *   columns): x zero padded to Hp x Wp (x_pad, scratch) and the output
+ *   computed on a grid of width Wp, so that every im2col row is one
+ *   contiguous run per image; the GEMM writes y_ext[n, k, p*Wp + q'] and a
+ *   pass keeps q' < Q (adding the bias).
+ *   transposed weight gradient (B_DYT; stride 1 when K * pad columns is
+ *   small, or one input channel at any stride): dW^T[CRS, K] =
+ *   im2col(x)[CRS, L] dy^T[L, K], A's rows copied from x_pad (contiguous at
+ *   stride 1 over the padded-width grid, where dy counts as zero at q' >= Q)
+ *   into rows of kc (micro-kernel variant netc_ukr_rows), dy gathered into B
+ *   once per block; then dW = (dW^T)^T. */
 #include "cg.h"
 
 #include <stdio.h>
@@ -39,7 +54,17 @@ enum { MR = 6, KC = 256, MC = MR * 20 };
 #define NR (2 * cg->vw)
 #define NC (NR * 64)
 
-typedef enum { B_ROW, B_COL, B_CONV_FWD, B_CONV_BWDW } BKind;
+/* B_DYT: the stride-1 conv weight gradient transposed (see cg_emit_conv):
+ * A = rows (c,r,s) of the zero-padded input x_pad read as one long row per
+ * image, B(l, j) = dy of channel j at l = (image, p, q') over the padded
+ * width, zero for q' >= Q.  Arguments: ASM = x_pad's plane stride, XIMG its
+ * image stride, R, S, W = padded width, Q = the grid's width (padded width
+ * at stride 1, else the output's), PQ = P * Q, SW = the output's width Q,
+ * PH, PW = strides, BSN = dy's channel stride, AIMG = dy's image stride. */
+/* B_PADROW: a stride-1 conv over the padded width: B(k = (c,r,s), l = (image,
+ * p, q')) = x_pad[image][c][r*Wp + s + p*Wp + q'], a contiguous run per
+ * image (H, W = padded sizes, PQ = P * Wp, XIMG = x_pad's image stride). */
+typedef enum { B_ROW, B_COL, B_CONV_FWD, B_CONV_BWDW, B_DYT, B_PADROW } BKind;
 
 typedef struct {
     int64_t c, h, w, k, r, s, sh, sw, ph, pw, p, q;
@@ -87,16 +112,24 @@ static void vnr_st(Cg *cg, LLVMValueRef v, LLVMValueRef fptr, LLVMValueRef idx, 
 }
 
 /* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc, i64 acc):
- * C[MR, NR] (acc ? += : =) Ap^T Bp over kc packed steps. */
-static LLVMValueRef micro_kernel(Cg *cg) {
-    if (cg->ukr) return cg->ukr;
+ * C[MR, NR] (acc ? += : =) Ap^T Bp over kc packed steps.  Ap is [kc][MR]
+ * (rows = 0) or MR rows of kc floats (rows = 1: B_DYT's A, packed by
+ * contiguous copies). */
+static LLVMValueRef micro_kernel_gen(Cg *cg, int rows) {
+    LLVMValueRef *cache = rows ? &cg->ukr_rows : &cg->ukr;
+    if (*cache) return *cache;
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pt[6] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64, cg->i64};
-    LLVMValueRef f = cg_fn_new(cg, "netc_ukr", LLVMFunctionType(cg->v, pt, 6, 0), 1);
+    LLVMValueRef f = cg_fn_new(cg, rows ? "netc_ukr_rows" : "netc_ukr", LLVMFunctionType(cg->v, pt, 6, 0), 1);
     for (unsigned i = 0; i < 3; i++) {
         unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
         LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+    }
+    {
+        /* one copy for the whole module, not one inlined into every driver */
+        unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
     }
     LLVMValueRef A = LLVMGetParam(f, 0), B = LLVMGetParam(f, 1), C = LLVMGetParam(f, 2);
     LLVMValueRef ldc = LLVMGetParam(f, 3), kc = LLVMGetParam(f, 4), accf = LLVMGetParam(f, 5);
@@ -105,6 +138,8 @@ static LLVMValueRef micro_kernel(Cg *cg) {
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < nv; j++) acc[i][j] = var(cg, cg->vf, LLVMConstNull(cg->vf));
     LLVMValueRef fma = cg_intrinsic(cg, "llvm.fma", &cg->vf, 1);
+    LLVMValueRef arow[MR];
+    for (int i = 0; i < MR; i++) arow[i] = rows ? gep(cg, A, mulc(cg, kc, i)) : NULL;
     Loop lk;
     LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
     LLVMValueRef bv[4];
@@ -113,7 +148,7 @@ static LLVMValueRef micro_kernel(Cg *cg) {
         LLVMSetAlignment(bv[j], 32);
     }
     for (int i = 0; i < MR; i++) {
-        LLVMValueRef a = splat(cg, ld(cg, A, addc(cg, mulc(cg, k, MR), i)));
+        LLVMValueRef a = splat(cg, rows ? ld(cg, arow[i], k) : ld(cg, A, addc(cg, mulc(cg, k, MR), i)));
         for (int j = 0; j < nv; j++) {
             LLVMValueRef args[3] = {a, bv[j], get(cg, acc[i][j])};
             set(cg, acc[i][j], cg_call(cg, fma, args, 3));
@@ -136,7 +171,7 @@ static LLVMValueRef micro_kernel(Cg *cg) {
     }
     if_end(cg, &fa);
     LLVMBuildRetVoid(cg->b);
-    cg->ukr = f;
+    *cache = f;
     cg->fn = save_fn;
     if (save_bb) LLVMPositionBuilderAtEnd(cg->b, save_bb);
     return f;
@@ -166,9 +201,77 @@ static void bump2(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef bn) {
     set(cg, a, LLVMBuildSelect(cg->b, wrap, addc(cg, get(cg, a), 1), get(cg, a), ""));
 }
 
+/* B_DYT: apack[ir*kc + i*kc + kk] = x_pad row (c,r,s) = ic+ir+i at l = pc+kk:
+ * per image one contiguous run (zero rows for m >= M). */
+static void pack_a_rows(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLVMValueRef mc,
+                        LLVMValueRef pc, LLVMValueRef kc) {
+    LLVMValueRef L = G(PQ), RS = mul(cg, G(R), G(S));
+    LLVMValueRef n0 = sdiv(cg, pc, L), n1 = sdiv(cg, addc(cg, add(cg, pc, kc), -1), L);
+    LLVMValueRef pend = add(cg, pc, kc);
+    Loop li, ln;
+    LLVMValueRef ri = for_begin(cg, &li, ci64(cg, 0), mc, 1);
+    LLVMValueRef dst = gep(cg, ap, mul(cg, ri, kc));
+    LLVMValueRef m = add(cg, ic, ri);
+    If f;
+    if_begin(cg, &f, icmp(cg, LLVMIntSLT, m, G(M)));
+    {
+        LLVMValueRef c = sdiv(cg, m, RS);
+        LLVMValueRef rem = sub(cg, m, mul(cg, c, RS));
+        LLVMValueRef r = sdiv(cg, rem, G(S));
+        LLVMValueRef sx = sub(cg, rem, mul(cg, r, G(S)));
+        LLVMValueRef base = gep(cg, G(A), add(cg, mul(cg, c, G(ASM)), add(cg, mul(cg, r, G(W)), sx)));
+        If st1;
+        if_begin(cg, &st1, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))));
+        {
+            /* stride 1: one run per image */
+            LLVMValueRef n = for_begin(cg, &ln, n0, addc(cg, n1, 1), 1);
+            LLVMValueRef nl = mul(cg, n, L);
+            LLVMValueRef a = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, nl, pc), nl, pc, "");
+            LLVMValueRef e = imin(cg, add(cg, nl, L), pend);
+            cg_memcpy(cg, gep(cg, dst, sub(cg, a, pc)), gep(cg, base, add(cg, mul(cg, n, G(XIMG)), sub(cg, a, nl))),
+                      sub(cg, e, a));
+            for_end(cg, &ln);
+        }
+        if_else(cg, &st1);
+        {
+            /* strided (grid width Q, no padded columns): one strided run per output row */
+            LLVMValueRef Gw = G(Q), Pn = sdiv(cg, L, Gw);
+            LLVMValueRef t0 = sdiv(cg, pc, Gw), t1 = sdiv(cg, addc(cg, pend, -1), Gw);
+            Loop lt, lq;
+            LLVMValueRef t = for_begin(cg, &lt, t0, addc(cg, t1, 1), 1);
+            LLVMValueRef tg = mul(cg, t, Gw);
+            LLVMValueRef a = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, tg, pc), tg, pc, "");
+            LLVMValueRef e = imin(cg, add(cg, tg, Gw), pend);
+            LLVMValueRef n = sdiv(cg, t, Pn), p = sub(cg, t, mul(cg, n, Pn));
+            LLVMValueRef src = gep(cg, base, add(cg, mul(cg, n, G(XIMG)),
+                                                 add(cg, mul(cg, mul(cg, p, G(PH)), G(W)), mul(cg, sub(cg, a, tg), G(PW)))));
+            LLVMValueRef d0 = gep(cg, dst, sub(cg, a, pc));
+            LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), sub(cg, e, a), 1);
+            st(cg, ld(cg, src, mul(cg, q, G(PW))), d0, q);
+            for_end(cg, &lq);
+            for_end(cg, &lt);
+        }
+        if_end(cg, &st1);
+    }
+    if_else(cg, &f);
+    cg_memset0(cg, dst, kc);
+    if_end(cg, &f);
+    for_end(cg, &li);
+    /* rows past mc up to the panel's MR: zero */
+    LLVMValueRef mr_end = mulc(cg, sdiv(cg, addc(cg, mc, MR - 1), ci64(cg, MR)), MR);
+    If z;
+    if_begin(cg, &z, icmp(cg, LLVMIntSLT, mc, mr_end));
+    cg_memset0(cg, gep(cg, ap, mul(cg, mc, kc)), mul(cg, sub(cg, mr_end, mc), kc));
+    if_end(cg, &z);
+}
+
 /* apack[ir*kc + kk*MR + i] = A(ic+ir+i, pc+kk), zero for rows >= M. */
 static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLVMValueRef mc,
                    LLVMValueRef pc, LLVMValueRef kc) {
+    if (g->bk == B_DYT) {
+        pack_a_rows(cg, g, ap, ic, mc, pc, kc);
+        return;
+    }
     LLVMValueRef A = G(A);
     int batched = g->bk == B_CONV_BWDW;
     /* batched: k = (n, pq), offset n*AIMG + pq, counted from pc */
@@ -270,11 +373,11 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
     /* counters at pc: (c, r, s) for conv fwd rows, (n, p, q) for conv bwd-weight rows */
     LLVMValueRef vc = var(cg, cg->i64, NULL), vr = var(cg, cg->i64, NULL), vsx = var(cg, cg->i64, NULL);
     LLVMValueRef c0 = NULL, r0 = NULL, s0 = NULL;
-    if (g->bk == B_CONV_FWD) {
+    if (g->bk == B_CONV_FWD || g->bk == B_PADROW) {
         c0 = sdiv(cg, pc, mul(cg, G(R), G(S)));
         r0 = srem(cg, sdiv(cg, pc, G(S)), G(R));
         s0 = srem(cg, pc, G(S));
-    } else if (g->bk == B_CONV_BWDW) {
+    } else if (g->bk == B_CONV_BWDW || g->bk == B_DYT) {
         c0 = sdiv(cg, pc, G(PQ));
         LLVMValueRef rem = sub(cg, pc, mul(cg, c0, G(PQ)));
         r0 = sdiv(cg, rem, G(Q));
@@ -284,7 +387,71 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
     LLVMValueRef dst = gep(cg, bp, mul(cg, jr, kc));
     LLVMValueRef n0 = add(cg, jc, jr);
     LLVMValueRef full = icmp(cg, LLVMIntSLE, addc(cg, n0, NR), jend);
-    if (g->bk == B_ROW || g->bk == B_COL) {
+    if (g->bk == B_PADROW) {
+        LLVMValueRef L = G(PQ), plane = mul(cg, G(H), G(W));
+        LLVMValueRef im0 = sdiv(cg, n0, L), pw0 = sub(cg, n0, mul(cg, im0, L));
+        LLVMValueRef inimg = and1(cg, full, icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
+        LLVMValueRef base0 = gep(cg, B, add(cg, mul(cg, im0, G(XIMG)), pw0));
+        /* lanes crossing images: offsets image*XIMG + pw, masked past jend */
+        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
+        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
+        LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, L), "");
+        LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
+        LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
+        loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
+        set(cg, vc, c0);
+        set(cg, vr, r0);
+        set(cg, vsx, s0);
+        LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+        LLVMValueRef c = get(cg, vc), r = get(cg, vr), sx = get(cg, vsx);
+        LLVMValueRef off = add(cg, mul(cg, c, plane), add(cg, mul(cg, r, G(W)), sx));
+        If f;
+        if_begin(cg, &f, inimg);
+        vnr_st(cg, vnr_ld(cg, base0, off, 4), dst, mulc(cg, kk, NR), 32);
+        if_else(cg, &f);
+        {
+            LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, gep(cg, B, off), &loff, 1, "");
+            LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
+            LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), nmask, LLVMConstNull(vnr(cg))};
+            vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, mulc(cg, kk, NR), 32);
+        }
+        if_end(cg, &f);
+        LLVMValueRef ns = addc(cg, sx, 1), ws = icmp(cg, LLVMIntEQ, ns, G(S));
+        set(cg, vsx, LLVMBuildSelect(cg->b, ws, ci64(cg, 0), ns, ""));
+        LLVMValueRef nr = LLVMBuildSelect(cg->b, ws, addc(cg, r, 1), r, "");
+        LLVMValueRef wr = icmp(cg, LLVMIntEQ, nr, G(R));
+        set(cg, vr, LLVMBuildSelect(cg->b, wr, ci64(cg, 0), nr, ""));
+        set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
+        for_end(cg, &lk);
+    } else if (g->bk == B_DYT) {
+        /* lanes: output channels j; rows l = (image, p, q') over the padded width */
+        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
+        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
+        LLVMValueRef joff = LLVMBuildMul(cg->b, nv, vs32(cg, G(BSN)), "");
+        joff = LLVMBuildSelect(cg->b, nmask, joff, vsplat_i32(cg, 0), "");
+        set(cg, vc, c0);
+        set(cg, vr, r0);
+        set(cg, vsx, s0);
+        LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+        LLVMValueRef im = get(cg, vc), p = get(cg, vr), q = get(cg, vsx);
+        LLVMValueRef ok = icmp(cg, LLVMIntSLT, q, G(SW));
+        LLVMValueRef mask = vand(cg, nmask, LLVMBuildSelect(cg->b, ok, LLVMConstAllOnes(LLVMVectorType(cg->i1, (unsigned)NR)),
+                                                             LLVMConstNull(LLVMVectorType(cg->i1, (unsigned)NR)), ""));
+        LLVMValueRef qa = LLVMBuildSelect(cg->b, ok, q, ci64(cg, 0), "");
+        LLVMValueRef base = gep(cg, B, add(cg, mul(cg, im, G(AIMG)), add(cg, mul(cg, p, G(SW)), qa)));
+        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, base, &joff, 1, "");
+        LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
+        LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
+        vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, mulc(cg, kk, NR), 32);
+        /* q'++, carrying into p and the image */
+        LLVMValueRef nq = addc(cg, q, 1), wq = icmp(cg, LLVMIntEQ, nq, G(Q));
+        set(cg, vsx, LLVMBuildSelect(cg->b, wq, ci64(cg, 0), nq, ""));
+        LLVMValueRef np = LLVMBuildSelect(cg->b, wq, addc(cg, p, 1), p, "");
+        LLVMValueRef wp = icmp(cg, LLVMIntEQ, mul(cg, np, G(Q)), G(PQ));
+        set(cg, vr, LLVMBuildSelect(cg->b, wp, ci64(cg, 0), np, ""));
+        set(cg, vc, LLVMBuildSelect(cg->b, wp, addc(cg, im, 1), im, ""));
+        for_end(cg, &lk);
+    } else if (g->bk == B_ROW || g->bk == B_COL) {
         If f;
         if_begin(cg, &f, full);
         if (g->bk == B_ROW) {
@@ -409,7 +576,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f) return f;
-    LLVMValueRef ukr = micro_kernel(cg);
+    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT);
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
@@ -589,6 +756,8 @@ static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVM
         LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
         LLVMValueRef bycol = LLVMBuildOr(cg->b, icmp(cg, LLVMIntSGE, panels, mulc(cg, T, 2)),
                                          icmp(cg, LLVMIntSGE, panels, mp), "");
+        if (g->bk == B_DYT) /* by rows: each thread packs only its rows of the big A */
+            bycol = icmp(cg, LLVMIntSLT, mp, mulc(cg, T, 2));
         LLVMValueRef np = LLVMBuildSelect(cg->b, bycol, panels, mp, "");
         LLVMValueRef lo = sdiv(cg, mul(cg, t, np), T), hi = sdiv(cg, mul(cg, addc(cg, t, 1), np), T);
         LLVMValueRef jb = LLVMBuildSelect(cg->b, bycol, mulc(cg, lo, NR), ci64(cg, 0), "");
@@ -705,6 +874,121 @@ static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     return get(cg, s);
 }
 
+/* x_pad[plane] = x[plane] zero padded to hp x wp (ph rows, pw columns before),
+ * plus zeros after the last plane for the rows that run past it. */
+static void emit_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVMValueRef xp) {
+    int64_t hp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw;
+    LLVMValueRef v[8] = {x, xp, ci64(cg, d->h), ci64(cg, d->w), ci64(cg, hp), ci64(cg, wp), ci64(cg, d->ph),
+                         ci64(cg, d->pw)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "conv_pad", v, 8, ci64(cg, nb * d->c), &b, &e)) {
+        LLVMValueRef H = v[2], W = v[3], HP = v[4], WP = v[5], PH = v[6], PW = v[7];
+        Loop lp, lr;
+        LLVMValueRef pl = for_begin(cg, &lp, b, e, 1);
+        LLVMValueRef src = gep(cg, v[0], mul(cg, pl, mul(cg, H, W)));
+        LLVMValueRef dst = gep(cg, v[1], mul(cg, pl, mul(cg, HP, WP)));
+        LLVMValueRef ih = for_begin(cg, &lr, ci64(cg, 0), HP, 1);
+        LLVMValueRef row = gep(cg, dst, mul(cg, ih, WP));
+        LLVMValueRef sy = sub(cg, ih, PH);
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntULT, sy, H));
+        cg_memset0(cg, row, PW);
+        cg_memcpy(cg, gep(cg, row, PW), gep(cg, src, mul(cg, sy, W)), W);
+        cg_memset0(cg, gep(cg, row, add(cg, PW, W)), sub(cg, WP, add(cg, PW, W)));
+        if_else(cg, &f);
+        cg_memset0(cg, row, WP);
+        if_end(cg, &f);
+        for_end(cg, &lr);
+        for_end(cg, &lp);
+    }
+    par_end(cg, &P);
+    cg_memset0(cg, gep(cg, xp, ci64(cg, nb * d->c * hp * wp)), ci64(cg, d->s + 16));
+}
+
+static int64_t pad_floats(const ConvDims *d, int64_t nb) {
+    return round16(nb * d->c * (d->h + 2 * d->ph) * (d->w + 2 * d->pw) + d->s + 16);
+}
+
+/* A stride-1 forward conv over the padded width (B_PADROW): worth it when
+ * im2col panels would need gathers (not 1x1) and the padded columns are few. */
+static int conv_fwd_padrow(const ConvDims *d) {
+    int64_t wp = d->w + 2 * d->pw;
+    return d->sh == 1 && d->sw == 1 && !conv_direct(d) && (wp - d->q) * 8 <= d->q;
+}
+
+static int64_t conv_fwd_extra(const ConvDims *d, int64_t nb) {
+    if (!conv_fwd_padrow(d)) return 0;
+    return pad_floats(d, nb) + round16(nb * d->k * d->p * (d->w + 2 * d->pw));
+}
+
+/* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra() shared floats, then the
+ * threads' GEMM scratch.  The gather path (B_CONV_FWD) or the padded-width
+ * path: y_ext[n, k, p*Wp + q'] by one GEMM, then y = y_ext's first Q columns
+ * of every row (+ bias). */
+static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
+                     LLVMValueRef bias, LLVMValueRef scr) {
+    int64_t crs = d->c * d->r * d->s, pq = d->p * d->q, hw = d->h * d->w;
+    if (!conv_fwd_padrow(d)) {
+        if (bias) {
+            /* y[n, k, :] = b[k], by image */
+            LLVMValueRef v[4] = {bias, y, ci64(cg, d->k), ci64(cg, pq)};
+            Par P;
+            LLVMValueRef b, e;
+            if (par_begin_shared(cg, &P, "conv_bias", v, 4, ci64(cg, nb), &b, &e)) {
+                Loop li, lk, lq;
+                LLVMValueRef img = for_begin(cg, &li, b, e, 1);
+                LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), v[2], 1);
+                LLVMValueRef bv = ld(cg, v[0], k);
+                LLVMValueRef row = gep(cg, v[1], mul(cg, add(cg, mul(cg, img, v[2]), k), v[3]));
+                LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), v[3], 1);
+                st(cg, bv, row, q);
+                for_end(cg, &lq);
+                for_end(cg, &lk);
+                for_end(cg, &li);
+            }
+            par_end(cg, &P);
+        }
+        Gemm g = {.M = d->k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(*d),
+                  .ldc = pq, .cpq = pq, .cimg = d->k * pq, .ximg = d->c * hw, .beta0 = bias == NULL};
+        par_gemm(cg, &g, w, x, y, NULL, scr);
+        return;
+    }
+    int64_t hp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw, L = d->p * wp;
+    int64_t xsz = pad_floats(d, nb);
+    LLVMValueRef xp = scr, yext = gep(cg, scr, ci64(cg, xsz));
+    emit_pad(cg, d, nb, x, xp);
+    ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = 1, .p = d->p, .q = wp};
+    Gemm g = {.M = d->k, .N = nb * L, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_PADROW, .cv = t, .ldc = L, .cpq = L,
+              .cimg = d->k * L, .ximg = d->c * hp * wp, .beta0 = 1};
+    par_gemm(cg, &g, w, xp, yext, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra(d, nb))));
+    LLVMValueRef v[7] = {yext, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, d->p),
+                         ci64(cg, d->q), ci64(cg, wp)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "conv_compact", v, 7, ci64(cg, nb * d->k), &b, &e)) {
+        LLVMValueRef K = v[3], Pn = v[4], Q = v[5], WP = v[6];
+        Loop lr, lp, lq;
+        LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
+        LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
+        If f;
+        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[2], ""));
+        set(cg, bv, ld(cg, v[2], srem(cg, row, K)));
+        if_end(cg, &f);
+        LLVMValueRef bb = get(cg, bv);
+        LLVMValueRef src = gep(cg, v[0], mul(cg, row, mul(cg, Pn, WP)));
+        LLVMValueRef dst = gep(cg, v[1], mul(cg, row, mul(cg, Pn, Q)));
+        LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), Pn, 1);
+        LLVMValueRef sr = gep(cg, src, mul(cg, p, WP)), dr = gep(cg, dst, mul(cg, p, Q));
+        LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), Q, 1);
+        st(cg, LLVMBuildFAdd(cg->b, ld(cg, sr, q), bb, ""), dr, q);
+        for_end(cg, &lq);
+        for_end(cg, &lp);
+        for_end(cg, &lr);
+    }
+    par_end(cg, &P);
+}
+
 void cg_emit_conv(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
     int64_t per = gemm_scratch_floats(cg);
@@ -712,30 +996,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
     if (n->op == IR_OP_CONV2D) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
-        int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), y = cg_vptr(cg, n->out[0]);
-        if (has_bias) {
-            /* y[n, k, :] = b[k], by image */
-            LLVMValueRef v[4] = {cg_vptr(cg, n->in[2]), y, ci64(cg, d.k), ci64(cg, pq)};
-            Par P;
-            LLVMValueRef b, e;
-            if (par_begin_shared(cg, &P, "conv_bias", v, 4, ci64(cg, nb), &b, &e)) {
-                Loop li, lk, lq;
-                LLVMValueRef img = for_begin(cg, &li, b, e, 1);
-                LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), v[2], 1);
-                LLVMValueRef bias = ld(cg, v[0], k);
-                LLVMValueRef row = gep(cg, v[1], mul(cg, add(cg, mul(cg, img, v[2]), k), v[3]));
-                LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), v[3], 1);
-                st(cg, bias, row, q);
-                for_end(cg, &lq);
-                for_end(cg, &lk);
-                for_end(cg, &li);
-            }
-            par_end(cg, &P);
-        }
-        Gemm g = {.M = d.k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(d),
-                  .ldc = pq, .cpq = pq, .cimg = d.k * pq, .ximg = d.c * hw, .beta0 = !has_bias};
-        par_gemm(cg, &g, w, x, y, NULL, scratch_for_threads(cg, nt, per, 0));
+        LLVMValueRef scr = scratch_for_threads(cg, nt, per, conv_fwd_extra(&d, nb));
+        conv_fwd(cg, &d, nb, w, x, y, has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* (dy, w) -> dx */
         ConvDims d = conv_dims(cg, n, n->out[0], n->in[0]);
@@ -744,7 +1007,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         if (d.sh == 1 && d.sw == 1) {
             /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
             int64_t wsz = d.k * crs, rs = d.r * d.s;
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, wsz);
+            ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
+                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(&t, nb));
             LLVMValueRef wt = scr0;
             {
                 LLVMValueRef v[5] = {w, wt, ci64(cg, d.k), ci64(cg, d.c), ci64(cg, rs)};
@@ -765,11 +1030,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
                 }
                 par_end(cg, &P);
             }
-            ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
-                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
-            Gemm g = {.M = d.c, .N = nb * hw, .K = d.k * rs, .a_sm = d.k * rs, .a_sk = 1, .bk = B_CONV_FWD,
-                      .cv = conv_flat(t), .ldc = hw, .cpq = hw, .cimg = d.c * hw, .ximg = d.k * pq, .beta0 = 1};
-            par_gemm(cg, &g, wt, dy, dx, NULL, gep(cg, scr0, ci64(cg, round16(wsz))));
+            conv_fwd(cg, &t, nb, wt, dy, dx, NULL, gep(cg, scr0, ci64(cg, round16(wsz))));
         } else {
             /* dcol[n][CRS, PQ] = W^T dy_n for the whole batch in one GEMM (dy seen
              * as 1x1 images), then dx_n = col2im(dcol[n]) by image */
@@ -798,9 +1059,53 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         ConvDims d = conv_dims(cg, n, n->in[1], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), x = cg_vptr(cg, n->in[1]), dw = cg_vptr(cg, n->out[0]);
-        Gemm g = {.M = d.k, .N = crs, .K = nb * pq, .a_sm = pq, .a_sk = 1, .aimg = d.k * pq, .bk = B_CONV_BWDW,
-                  .cv = conv_flat(d), .ldc = crs, .ximg = d.c * hw, .beta0 = 1};
-        par_gemm(cg, &g, dy, x, dw, NULL, scratch_for_threads(cg, nt, per, 0));
+        int64_t wpad = d.w + 2 * d.pw;
+        /* per im2col element, the gather path costs about 1 + K/16 cycles, the
+         * transposed one 0.2 + K/16 * wpad/Q (its padded columns are work) */
+        int stride1 = d.sh == 1 && d.sw == 1;
+        if (((stride1 && d.k * (wpad - d.q) * 10 < d.q * 128) || (!stride1 && d.c == 1))) {
+            /* stride 1, transposed: dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K] over
+             * the padded width: with x_pad the input zero padded to Hp x Wp,
+             * row (c,r,s) of im2col at l = (n, p, q'), q' < Wp, is x_pad[n, c]
+             * at r*Wp + s + p*Wp + q' - one contiguous run per image - and dy
+             * is extended by zeros at q' >= Q.  The big operand packs by
+             * copies; dy (few channels) is gathered, once per block. */
+            int64_t hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
+            int direct = d.ph == 0 && d.pw == 0 && d.s == 1;   /* x is x_pad, no overrun */
+            int64_t csz = round16(crs * d.k), xsz = direct ? 0 : pad_floats(&d, nb);
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, csz + xsz);
+            LLVMValueRef ct = scr0, xp = x;
+            if (!direct) {
+                xp = gep(cg, scr0, ci64(cg, csz));
+                emit_pad(cg, &d, nb, x, xp);
+            }
+            /* strided (first layers, one input channel): the grid is the output's,
+             * rows of A copied with the stride */
+            int64_t gw = stride1 ? wp : d.q;
+            ConvDims t = {.c = d.c, .h = hp, .w = wp, .k = d.k, .r = d.r, .s = d.s, .sh = 1, .sw = d.q,
+                          .ph = d.sh, .pw = d.sw, .p = d.p, .q = gw};
+            Gemm g = {.M = crs, .N = d.k, .K = nb * d.p * gw, .a_sm = hp * wp, .bk = B_DYT, .b_sn = pq, .cv = t,
+                      .ldc = d.k, .aimg = d.k * pq, .ximg = d.c * hp * wp, .beta0 = 1};
+            par_gemm(cg, &g, xp, dy, ct, NULL, gep(cg, scr0, ci64(cg, csz + xsz)));
+            /* dW[k, crs] = C^T */
+            LLVMValueRef v[4] = {ct, dw, ci64(cg, crs), ci64(cg, d.k)};
+            Par P;
+            LLVMValueRef b, e;
+            if (par_begin_shared(cg, &P, "transpose", v, 4, ci64(cg, d.k), &b, &e)) {
+                Loop lk, li;
+                LLVMValueRef k = for_begin(cg, &lk, b, e, 1);
+                LLVMValueRef drow = gep(cg, v[1], mul(cg, k, v[2]));
+                LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), v[2], 1);
+                st(cg, ld(cg, v[0], add(cg, mul(cg, i, v[3]), k)), drow, i);
+                for_end(cg, &li);
+                for_end(cg, &lk);
+            }
+            par_end(cg, &P);
+        } else {
+            Gemm g = {.M = d.k, .N = crs, .K = nb * pq, .a_sm = pq, .a_sk = 1, .aimg = d.k * pq, .bk = B_CONV_BWDW,
+                      .cv = conv_flat(d), .ldc = crs, .ximg = d.c * hw, .beta0 = 1};
+            par_gemm(cg, &g, dy, x, dw, NULL, scratch_for_threads(cg, nt, per, 0));
+        }
         if (n->nout > 1 && n->out[1] >= 0) {
             LLVMValueRef v[5] = {dy, cg_vptr(cg, n->out[1]), ci64(cg, d.k), ci64(cg, pq), ci64(cg, nb)};
             Par P;

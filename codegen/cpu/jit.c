@@ -57,7 +57,7 @@ LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
     return tm;
 }
 
-int cg_optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d) {
+int cg_verify(LLVMModuleRef mod, Diag *d) {
     char *msg = NULL;
     if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
         diag_error_noloc(d, "cpu backend: generated LLVM IR does not verify: %s", msg);
@@ -65,6 +65,15 @@ int cg_optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d) {
         return -1;
     }
     LLVMDisposeMessage(msg);
+    return 0;
+}
+
+int cg_optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d) {
+    if (cg_verify(mod, d)) return -1;
+    return cg_run_passes(mod, tm, opt, d);
+}
+
+int cg_run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d) {
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(mod, triple);
     LLVMDisposeMessage(triple);
@@ -149,6 +158,12 @@ int cg_jit_add(CgJit *j, LLVMModuleRef mod, Diag *d) {
         LLVMOrcDisposeThreadSafeModule(tsm);
         return llvm_err(d, "adding the module to the JIT", e);
     }
+    return 0;
+}
+
+int cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, Diag *d) {
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), obj);
+    if (e) return llvm_err(d, "adding an object file to the JIT", e);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "cg.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../ref_kernels.h"
@@ -132,6 +133,22 @@ static void emit_ew(Cg *cg, const Ew *e0, int64_t n, LLVMValueRef *in, int nin, 
 
 static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
     cg_memcpy(cg, dst, src, ci64(cg, n));
+}
+
+/* rows copies of len floats: dst + i*dstride <- src + i*sstride, split by
+ * rows across threads (concat, slice). */
+static void emit_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef src, int64_t sstride, int64_t len,
+                         int64_t rows) {
+    LLVMValueRef v[5] = {dst, src, ci64(cg, dstride), ci64(cg, sstride), ci64(cg, len)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "rowcopy", v, 5, ci64(cg, rows), &b, &e)) {
+        Loop l;
+        LLVMValueRef i = for_begin(cg, &l, b, e, 1);
+        cg_memcpy(cg, gep(cg, v[0], mul(cg, i, v[2])), gep(cg, v[1], mul(cg, i, v[3])), v[4]);
+        for_end(cg, &l);
+    }
+    par_end(cg, &P);
 }
 
 /* ---- reductions ------------------------------------------------------------- */
@@ -467,6 +484,23 @@ static void emit_pool(Cg *cg, const IrNode *n) {
     LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), fq0, 1);
     pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
     for_end(cg, &lq);
+    if (n->op == IR_OP_MAXPOOL && d.sw == 1) {
+        /* stride 1 along a row: vw windows side by side, one vector each */
+        LLVMValueRef fv = add(cg, fq0, LLVMBuildAnd(cg->b, sub(cg, fq1, fq0), ci64(cg, -(int64_t)cg->vw), ""));
+        q = for_begin(cg, &lq, fq0, fv, cg->vw);
+        LLVMValueRef idx0 = addc(cg, add(cg, mulc(cg, addc(cg, mulc(cg, p, d.sh), -d.ph), d.w), q), -d.pw);
+        LLVMValueRef vmx = vld(cg, xp, idx0);
+        for (int64_t i = 0; i < d.kh; i++)
+            for (int64_t j = 0; j < d.kw; j++) {
+                if (i == 0 && j == 0) continue;
+                LLVMValueRef x = vld(cg, xp, addc(cg, idx0, i * d.w + j));
+                LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, vmx), fcmp(cg, LLVMRealUNO, x, x), "");
+                vmx = sel(cg, take, x, vmx);
+            }
+        vst(cg, vmx, yp, add(cg, mulc(cg, p, d.q), q));
+        for_end(cg, &lq);
+        fq0 = fv;
+    }
     q = for_begin(cg, &lq, fq0, fq1, 1);
     pool_window_fast(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), idxbuf);
     for_end(cg, &lq);
@@ -491,23 +525,33 @@ static void emit_global_pool(Cg *cg, const IrNode *n) {
     int fwd = n->op == IR_OP_GAVGPOOL || n->op == IR_OP_GMAXPOOL;
     int xv = fwd ? n->in[0] : n->out[0];
     int64_t nc = cg->p->batch * ir_type(&cg->p->g, xv)->d[1];
-    int64_t hw = cg_numel(cg, xv) / nc;
-    LLVMValueRef in0 = cg_vptr(cg, n->in[0]), out = cg_vptr(cg, n->out[0]);
-    LLVMValueRef in1 = n->nin > 1 ? cg_vptr(cg, n->in[1]) : NULL;
+    int64_t hwc = cg_numel(cg, xv) / nc;
+    LLVMValueRef v[4] = {cg_vptr(cg, n->in[0]), n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
+                         cg_vptr(cg, n->out[0]), ci64(cg, hwc)};
+    char key[32];
+    snprintf(key, sizeof key, "gpool%d", (int)n->op);
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, key, v, 4, ci64(cg, nc), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    LLVMValueRef in0 = v[0], in1 = v[1], out = v[2], hw = v[3];
+    LLVMValueRef hwf = LLVMBuildSIToFP(cg->b, hw, cg->f32, "");
     Loop li, lj;
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nc), 1);
-    LLVMValueRef plane = mulc(cg, i, hw);
+    LLVMValueRef i = for_begin(cg, &li, b, e, 1);
+    LLVMValueRef plane = mul(cg, i, hw);
     if (n->op == IR_OP_GAVGPOOL) {
-        st(cg, f_div(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, ci64(cg, hw)), cf32(cg, (float)hw)), out, i);
+        st(cg, f_div(cg, reduce(cg, R_SUM, gep(cg, in0, plane), NULL, NULL, hw), hwf), out, i);
     } else if (n->op == IR_OP_GAVGPOOL_BWD) {
-        LLVMValueRef g = f_div(cg, ld(cg, in0, i), cf32(cg, (float)hw));
-        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, hw), 1);
+        LLVMValueRef g = f_div(cg, ld(cg, in0, i), hwf);
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), hw, 1);
         st(cg, g, out, add(cg, plane, j));
         for_end(cg, &lj);
     } else {
         LLVMValueRef xp = gep(cg, n->op == IR_OP_GMAXPOOL ? in0 : in1, plane);
         LLVMValueRef best = var(cg, cg->i64, ci64(cg, 0)), mx = var(cg, cg->f32, ld(cg, xp, ci64(cg, 0)));
-        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), ci64(cg, hw), 1);
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), hw, 1);
         LLVMValueRef x = ld(cg, xp, j);
         LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, get(cg, mx)), fcmp(cg, LLVMRealUNO, x, x), "");
         set(cg, best, sel(cg, take, j, get(cg, best)));
@@ -517,52 +561,66 @@ static void emit_global_pool(Cg *cg, const IrNode *n) {
             st(cg, get(cg, mx), out, i);
         } else {
             LLVMValueRef dxp = gep(cg, out, plane);
-            cg_memset0(cg, dxp, ci64(cg, hw));
+            cg_memset0(cg, dxp, hw);
             st(cg, ld(cg, in0, i), dxp, get(cg, best));
         }
     }
     for_end(cg, &li);
+    par_end(cg, &P);
 }
 
 /* ---- loss -------------------------------------------------------------------- */
 
+/* One task (the batch is small): a shared body, so the kernel function itself
+ * stays glue. */
 static void emit_softmax_xent(Cg *cg, const IrNode *n) {
     const IrType *t = ir_type(&cg->p->g, n->in[0]);
-    int64_t nb = cg->p->batch, k = t->d[t->rank - 1];
-    LLVMValueRef l = cg_vptr(cg, n->in[0]);
-    LLVMValueRef lab = LLVMBuildBitCast(cg->b, cg_vptr(cg, n->in[1]), cg->pi32, "");
-    LLVMValueRef out = cg_vptr(cg, n->out[0]);
+    int64_t nbc = cg->p->batch, kc = t->d[t->rank - 1];
     int bwd = n->op == IR_OP_SOFTMAX_XENT_BWD;
+    LLVMValueRef v[5] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]), ci64(cg, nbc),
+                         ci64(cg, kc)};
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, bwd ? "xent_bwd" : "xent", v, 5, ci64(cg, 1), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    (void)b;
+    (void)e;
+    LLVMValueRef l = v[0], out = v[2], nb = v[3], k = v[4];
+    LLVMValueRef lab = LLVMBuildBitCast(cg->b, v[1], cg->pi32, "");
+    LLVMValueRef nbf = LLVMBuildSIToFP(cg->b, nb, cg->f32, "");
     LLVMValueRef loss = var(cg, cg->f32, cf32(cg, 0));
     Loop li, lj;
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, nb), 1);
-    LLVMValueRef row = gep(cg, l, mulc(cg, i, k));
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), nb, 1);
+    LLVMValueRef row = gep(cg, l, mul(cg, i, k));
     LLVMValueRef lp = LLVMBuildInBoundsGEP2(cg->b, cg->i32, lab, &i, 1, "");
     LLVMValueRef y = LLVMBuildSExt(cg->b, LLVMBuildLoad2(cg->b, cg->i32, lp, ""), cg->i64, "");
     /* a label outside [0, k) reads class 0 rather than memory it does not own */
-    y = sel(cg, in_range(cg, y, k), y, ci64(cg, 0));
+    y = sel(cg, icmp(cg, LLVMIntULT, y, k), y, ci64(cg, 0));
     LLVMValueRef mx = var(cg, cg->f32, ld(cg, row, ci64(cg, 0)));
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), ci64(cg, k), 1);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 1), k, 1);
     LLVMValueRef x = ld(cg, row, j);
     set(cg, mx, sel(cg, fcmp(cg, LLVMRealOGT, x, get(cg, mx)), x, get(cg, mx)));
     for_end(cg, &lj);
     LLVMValueRef s = var(cg, cg->f32, cf32(cg, 0));
-    j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
+    j = for_begin(cg, &lj, ci64(cg, 0), k, 1);
     set(cg, s, f_add(cg, get(cg, s), call1(cg, "llvm.exp", cg->f32, f_sub(cg, ld(cg, row, j), get(cg, mx)))));
     for_end(cg, &lj);
     LLVMValueRef lse = f_add(cg, get(cg, mx), call1(cg, "llvm.log", cg->f32, get(cg, s)));
     if (!bwd) {
         set(cg, loss, f_add(cg, get(cg, loss), f_sub(cg, lse, ld(cg, row, y))));
     } else {
-        LLVMValueRef g = gep(cg, out, mulc(cg, i, k));
-        j = for_begin(cg, &lj, ci64(cg, 0), ci64(cg, k), 1);
+        LLVMValueRef g = gep(cg, out, mul(cg, i, k));
+        j = for_begin(cg, &lj, ci64(cg, 0), k, 1);
         LLVMValueRef pr = call1(cg, "llvm.exp", cg->f32, f_sub(cg, ld(cg, row, j), lse));
         LLVMValueRef hot = sel(cg, icmp(cg, LLVMIntEQ, j, y), cf32(cg, 1), cf32(cg, 0));
-        st(cg, f_div(cg, f_sub(cg, pr, hot), cf32(cg, (float)nb)), g, j);
+        st(cg, f_div(cg, f_sub(cg, pr, hot), nbf), g, j);
         for_end(cg, &lj);
     }
     for_end(cg, &li);
-    if (!bwd) st(cg, f_div(cg, get(cg, loss), cf32(cg, (float)nb)), out, ci64(cg, 0));
+    if (!bwd) st(cg, f_div(cg, get(cg, loss), nbf), out, ci64(cg, 0));
+    par_end(cg, &P);
 }
 
 /* ---- dispatch ------------------------------------------------------------------ */
@@ -639,12 +697,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         LLVMValueRef y = cg_vptr(cg, n->out[0]);
         for (int k = 0; k < n->nin; k++) {
             int64_t c = ir_type(&cg->p->g, n->in[k])->d[1];
-            LLVMValueRef x = cg_vptr(cg, n->in[k]);
-            Loop l;
-            LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
-            emit_copy(cg, gep(cg, y, mulc(cg, addc(cg, mulc(cg, i, ctot), c0), hw)),
-                      gep(cg, x, mulc(cg, i, c * hw)), c * hw);
-            for_end(cg, &l);
+            emit_rowcopy(cg, gep(cg, y, ci64(cg, c0 * hw)), ctot * hw, cg_vptr(cg, n->in[k]), c * hw, c * hw, nb);
             c0 += c;
         }
         return 0;
@@ -654,10 +707,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         int64_t ctot = tx->d[1], c0 = n->attr.slice.c0, c = n->attr.slice.c;
         int64_t hw = cg_numel(cg, n->in[0]) / (nb * ctot);
         LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
-        Loop l;
-        LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), ci64(cg, nb), 1);
-        emit_copy(cg, gep(cg, y, mulc(cg, i, c * hw)), gep(cg, x, mulc(cg, addc(cg, mulc(cg, i, ctot), c0), hw)), c * hw);
-        for_end(cg, &l);
+        emit_rowcopy(cg, y, c * hw, gep(cg, x, ci64(cg, c0 * hw)), ctot * hw, c * hw, nb);
         return 0;
     }
     default:
