@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# cli_dump.sh NETC SOURCE_DIR BINARY_DIR - `netc check` and every form of
+# `netc dump`: the text dump equals the golden file, dot is accepted by
+# Graphviz when it is installed, the training graph has backward and SGD
+# nodes, the memory plan prints planned and unplanned totals, --dump-after
+# names its pass, --params lists parameters in order, --param changes a
+# network, and bad flags exit 2.
+set -u
+NETC=$1
+cd "$2"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+M=models/resnet18.net
+check "check prints the parameter count" '$NETC check $M | grep -q "parameters:  11178378"'
+check "check prints the output shape" '$NETC check $M | grep -q "output:      Nx10"'
+$NETC dump $M >"$T/d.txt"
+check "dump equals the golden file" 'cmp -s "$T/d.txt" tests/golden/resnet18.txt'
+$NETC dump --format dot $M >"$T/d.dot"
+check "dot output" 'head -1 "$T/d.dot" | grep -q "^digraph netc"'
+if command -v dot >/dev/null; then check "Graphviz reads it" 'dot -Tsvg "$T/d.dot" -o "$T/d.svg"'; fi
+$NETC dump --train models/lenet_bn.net >"$T/t.txt"
+check "training graph has backward nodes" 'grep -q "conv2d_bwd_weight" "$T/t.txt" && grep -q "batchnorm_bwd" "$T/t.txt"'
+check "one SGD per parameter" '[ "$(grep -c " sgd(" "$T/t.txt")" -eq "$($NETC dump --params models/lenet_bn.net | grep -c " param$")" ]'
+$NETC dump --memory --batch 8 models/densenet.net >"$T/m.txt"
+check "memory plan totals" 'grep -q "^arena: planned [0-9]* bytes .*unplanned [0-9]* bytes" "$T/m.txt"'
+check "memory plan lifetimes" 'grep -q " arena .* [0-9]*\.\.[0-9]* " "$T/m.txt"'
+check "dump-after names the pass" '$NETC dump --dump-after autodiff models/lenet_bn.net | head -1 | grep -q "^# after autodiff"'
+check "params in order of use" '$NETC dump --params $M | sed -n 1p | grep -q "^b1.conv0.weight 64x1x7x7 param"'
+check "--param changes the network" '$NETC check models/vgg11.net --param ratio=1 | grep -q "parameters:  128806154"'
+$NETC dump --format svg $M >/dev/null 2>&1
+check "bad --format exits 2" '[ $? -eq 2 ]'
+$NETC check models/nowhere.net >/dev/null 2>"$T/e"
+check "missing file exits 1 with its name" '[ $? -eq 1 ] && grep -q "nowhere.net" "$T/e"'
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
