@@ -272,6 +272,11 @@ static int eval(Elab *E, Frame *F, const Ast *n, Val *out) {
         E->depth--;
         return diag_error(E->d, n->loc, "split it up with named values", "expression is too deeply nested");
     }
+    if (++E->work > FE_MAX_WORK) {
+        E->depth--;
+        return diag_error(E->d, n->loc, "networks need far less computation to describe",
+                          "elaboration evaluates more than %d expressions", FE_MAX_WORK);
+    }
     switch (n->kind) {
     case AST_INT: *out = (Val){ V_INT, n->ival, 0 }; break;
     case AST_FLOAT: *out = (Val){ V_FLOAT, 0, n->fval }; break;

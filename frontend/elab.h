@@ -37,6 +37,7 @@ typedef struct {
     Var *globals;                     /* network parameters */
     int depth, block_depth, ndropout;
     long steps;
+    long work;                        /* expression evaluations, bounded by FE_MAX_WORK */
 } Elab;
 
 typedef struct { const char *name; Val v; IrLoc loc; } Arg;
