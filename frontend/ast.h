@@ -99,7 +99,7 @@ enum {
     FE_MAX_BLOCK_DEPTH = 64,     /* nested block calls */
     FE_MAX_LOOP = 100000,        /* iterations of one loop */
     FE_MAX_STEPS = 1000000,      /* loop iterations in all */
-    FE_MAX_WORK = 4000000,       /* expression evaluations in all */
+    FE_MAX_WORK = 1000000,       /* expression evaluations in all */
     FE_MAX_NODES = 200000,       /* IR nodes in one graph */
     FE_MAX_DIM = 1 << 20,        /* channels, kernel, features */
 };
