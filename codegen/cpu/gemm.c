@@ -201,6 +201,18 @@ static void bump2(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef bn) {
     set(cg, a, LLVMBuildSelect(cg->b, wrap, addc(cg, get(cg, a), 1), get(cg, a), ""));
 }
 
+/* (c, r, s) += 1 with s wrapping at sn into r and r wrapping at rn into c:
+ * the im2col row counters, stepped without divisions. */
+static void bump3(Cg *cg, LLVMValueRef vc, LLVMValueRef vr, LLVMValueRef vs, LLVMValueRef rn, LLVMValueRef sn) {
+    LLVMValueRef c = get(cg, vc), r = get(cg, vr);
+    LLVMValueRef ns = addc(cg, get(cg, vs), 1), ws = icmp(cg, LLVMIntEQ, ns, sn);
+    set(cg, vs, LLVMBuildSelect(cg->b, ws, ci64(cg, 0), ns, ""));
+    LLVMValueRef nr = LLVMBuildSelect(cg->b, ws, addc(cg, r, 1), r, "");
+    LLVMValueRef wr = icmp(cg, LLVMIntEQ, nr, rn);
+    set(cg, vr, LLVMBuildSelect(cg->b, wr, ci64(cg, 0), nr, ""));
+    set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
+}
+
 /* B_DYT: apack[ir*kc + i*kc + kk] = x_pad row (c,r,s) = ic+ir+i at l = pc+kk:
  * per image one contiguous run (zero rows for m >= M). */
 static void pack_a_rows(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLVMValueRef mc,
@@ -416,12 +428,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
             vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, mulc(cg, kk, NR), 32);
         }
         if_end(cg, &f);
-        LLVMValueRef ns = addc(cg, sx, 1), ws = icmp(cg, LLVMIntEQ, ns, G(S));
-        set(cg, vsx, LLVMBuildSelect(cg->b, ws, ci64(cg, 0), ns, ""));
-        LLVMValueRef nr = LLVMBuildSelect(cg->b, ws, addc(cg, r, 1), r, "");
-        LLVMValueRef wr = icmp(cg, LLVMIntEQ, nr, G(R));
-        set(cg, vr, LLVMBuildSelect(cg->b, wr, ci64(cg, 0), nr, ""));
-        set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
+        bump3(cg, vc, vr, vsx, G(R), G(S));
         for_end(cg, &lk);
     } else if (g->bk == B_DYT) {
         /* lanes: output channels j; rows l = (image, p, q') over the padded width */
@@ -529,13 +536,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
             }
             if_end(cg, &f);
-            /* s++, carrying into r and c */
-            LLVMValueRef ns = addc(cg, s, 1), ws = icmp(cg, LLVMIntEQ, ns, G(S));
-            set(cg, vsx, LLVMBuildSelect(cg->b, ws, ci64(cg, 0), ns, ""));
-            LLVMValueRef nr = LLVMBuildSelect(cg->b, ws, addc(cg, r, 1), r, "");
-            LLVMValueRef wr = icmp(cg, LLVMIntEQ, nr, G(R));
-            set(cg, vr, LLVMBuildSelect(cg->b, wr, ci64(cg, 0), nr, ""));
-            set(cg, vc, LLVMBuildSelect(cg->b, wr, addc(cg, c, 1), c, ""));
+            bump3(cg, vc, vr, vsx, G(R), G(S));   /* s++, carrying into r and c */
             for_end(cg, &lk);
         } else {
             /* columns are (c, r, s); rows are (image, p, q) */
