@@ -41,11 +41,16 @@ int main(int argc, char **argv) {
     /* check one element */
     double ref = 0;
     for (int64_t k = 0; k < K; k++) ref += (double)A[(M - 1) * K + k] * B[k * N + N - 1];
-    int reps = (int)(2e10 / (2.0 * M * N * K)) + 1;
-    double t0 = now();
-    for (int r = 0; r < reps; r++) f(A, B, C);
-    double dt = now() - t0;
-    printf("gemm %lldx%lldx%lld (vw %d): %.1f GFLOP/s, check %g vs %g\n", (long long)M, (long long)N,
-           (long long)K, vw, 2.0 * M * N * K * reps / dt / 1e9, C[M * N - 1] / (reps + 1), ref);
+    /* the fastest of many calls: this machine's neighbours only ever slow it */
+    int reps = (int)(4e10 / (2.0 * M * N * K)) + 3;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        f(A, B, C);
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    printf("gemm %lldx%lldx%lld (vw %d): %.1f GFLOP/s (best of %d), check %g vs %g\n", (long long)M, (long long)N,
+           (long long)K, vw, 2.0 * M * N * K / best / 1e9, reps, C[M * N - 1] / (reps + 1), ref);
     return 0;
 }

@@ -38,6 +38,10 @@ typedef struct Backend {
     void (*free)(void *state);
     /* Optional (NULL when absent): prints generated code (LLVM IR, CUDA C). */
     int (*dump)(void *state, FILE *f);
+    /* Optional (NULL when absent): compiles a network's train and eval
+     * programs together, so that code they share is compiled once. */
+    int (*compile_pair)(const Program *train, const Program *eval, const BackendOptions *o, void **train_state,
+                        void **eval_state, Diag *d);
 } Backend;
 
 /* codegen/backend.c: the registry of backends built into this binary. */

@@ -54,5 +54,11 @@ static int ref64_compile(const Program *p, const BackendOptions *o, void **state
 
 static void ref_free(void *state) { (void)state; }
 
-const Backend backend_ref = {"ref", "reference C kernels, float (the oracle)", ref_compile, ref_f32_run, ref_free, NULL};
-const Backend backend_ref64 = {"ref64", "reference C kernels, double (gradient checks)", ref64_compile, ref_f64_run, ref_free, NULL};
+const Backend backend_ref = {
+    .name = "ref", .desc = "reference C kernels, float (the oracle)",
+    .compile = ref_compile, .run = ref_f32_run, .free = ref_free,
+};
+const Backend backend_ref64 = {
+    .name = "ref64", .desc = "reference C kernels, double (gradient checks)",
+    .compile = ref64_compile, .run = ref_f64_run, .free = ref_free,
+};

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int compile_one(RtSession *s, const IrGraph *fwd, IrMode mode, Program *p, void **state, void ***slots,
-                       const RtSessionOptions *o, Diag *d) {
+static int lower(const IrGraph *fwd, IrMode mode, Program *p, const RtSessionOptions *o, Diag *d) {
     PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL};
-    if (pass_pipeline(fwd, &po, p, d)) return -1;
-    BackendOptions bo = {o->threads, 3, 0};
-    if (s->be->compile(p, &bo, state, d)) return -1;
+    return pass_pipeline(fwd, &po, p, d);
+}
+
+static int bind(RtSession *s, Program *p, void ***slots, Diag *d) {
     *slots = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(void *));
     return rt_model_bind(&s->model, p, *slots, d);
 }
@@ -30,11 +30,20 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     }
     s->batch = o->batch;
     s->pool = rt_pool_new(o->threads);
+    BackendOptions bo = {o->threads, 3, 0};
     if (o->train) {
-        if (compile_one(s, fwd_train, IR_TRAIN, &s->train, &s->train_state, &s->train_slots, o, d)) return -1;
+        if (lower(fwd_train, IR_TRAIN, &s->train, o, d)) return -1;
         s->has_train = 1;
     }
-    if (compile_one(s, fwd_eval, IR_EVAL, &s->eval, &s->eval_state, &s->eval_slots, o, d)) return -1;
+    if (lower(fwd_eval, IR_EVAL, &s->eval, o, d)) return -1;
+    if (o->train && s->be->compile_pair) {
+        if (s->be->compile_pair(&s->train, &s->eval, &bo, &s->train_state, &s->eval_state, d)) return -1;
+    } else {
+        if (o->train && s->be->compile(&s->train, &bo, &s->train_state, d)) return -1;
+        if (s->be->compile(&s->eval, &bo, &s->eval_state, d)) return -1;
+    }
+    if (o->train && bind(s, &s->train, &s->train_slots, d)) return -1;
+    if (bind(s, &s->eval, &s->eval_slots, d)) return -1;
     int64_t bytes = s->eval.arena_bytes;
     if (s->has_train && s->train.arena_bytes > bytes) bytes = s->train.arena_bytes;
     s->arena = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64));

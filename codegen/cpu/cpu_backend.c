@@ -91,11 +91,18 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
     return rc;
 }
 
+/* The compiled code: one JIT (and the optimised modules, for dump) shared by
+ * the programs compiled together (cpu_compile_pair), freed with the last. */
 typedef struct {
     CgJit *jit;
-    NetcStepFn step;
     LLVMContextRef ctx[2];  /* the optimised modules, kept for dump */
     LLVMModuleRef mod[2];
+    int refs;
+} CpuCode;
+
+typedef struct {
+    CpuCode *code;
+    NetcStepFn step;
     int64_t prof_base; /* NETC_CPU_PROFILE: first kernel's mark, or -1 */
     int64_t runs;
     char **prof_label; /* per kernel */
@@ -128,17 +135,23 @@ static void prof_report(CpuState *s) {
     free(rows);
 }
 
+static void code_release(CpuCode *c) {
+    if (!c || --c->refs > 0) return;
+    cg_jit_free(c->jit);
+    for (int i = 0; i < 2; i++) {
+        if (c->mod[i]) LLVMDisposeModule(c->mod[i]);
+        if (c->ctx[i]) LLVMContextDispose(c->ctx[i]);
+    }
+    free(c);
+}
+
 static void cpu_free(void *state) {
     CpuState *s = state;
     if (!s) return;
     prof_report(s);
     for (int k = 0; k < s->nkernels && s->prof_label; k++) free(s->prof_label[k]);
     free(s->prof_label);
-    cg_jit_free(s->jit);
-    for (int i = 0; i < 2; i++) {
-        if (s->mod[i]) LLVMDisposeModule(s->mod[i]);
-        if (s->ctx[i]) LLVMContextDispose(s->ctx[i]);
-    }
+    code_release(s->code);
     free(s);
 }
 
@@ -225,7 +238,7 @@ static int cmp_w(const void *a, const void *b) {
 
 /* Optimises and compiles mod (in ctx, verified) into the JIT, on two threads
  * when the module is large enough to gain.  s keeps the modules. */
-static int compile_split(CpuState *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
+static int compile_split(CpuCode *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
                          Diag *d) {
     int nf = 0;
     int64_t total = 0;
@@ -319,21 +332,54 @@ static int compile_split(CpuState *s, LLVMContextRef ctx, LLVMModuleRef mod, LLV
     return rc;
 }
 
-static int cpu_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+/* NETC_CPU_PROFILE: numbers p's kernels and labels them for the report. */
+static void prof_setup(CpuState *s, const Program *p) {
+    s->prof_base = -1;
+    if (!getenv("NETC_CPU_PROFILE")) return;
+    s->prof_base = prof_next;
+    prof_next += p->nkernels;
+    s->nkernels = p->nkernels;
+    s->prof_label = calloc((size_t)p->nkernels + 1, sizeof *s->prof_label);
+    for (int k = 0; k < p->nkernels; k++) {
+        char buf[256];
+        int len = 0;
+        for (int i = 0; i < p->kernels[k].nnodes && len < 200; i++) {
+            const IrNode *n = &p->g.nodes[p->kernels[k].nodes[i]];
+            const IrType *t = n->nout > 0 && n->out[0] >= 0 ? ir_type(&p->g, n->out[0]) : NULL;
+            len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%s", i ? "+" : "", ir_info(n->op)->name);
+            if (t && len < 200)
+                len += snprintf(buf + len, sizeof buf - (size_t)len, "[%lld,%lld,%lld,%lld] %s",
+                                (long long)t->d[0], (long long)(t->rank > 1 ? t->d[1] : 0),
+                                (long long)(t->rank > 2 ? t->d[2] : 0), (long long)(t->rank > 3 ? t->d[3] : 0),
+                                n->name ? n->name : "");
+        }
+        s->prof_label[k] = strdup(buf);
+    }
+}
+
+/* Compiles the n programs ps into one module and one JIT: kernels of the
+ * same shape (a train program's forward and the eval program's) share one
+ * body, compiled once.  Program i runs through entry "netc_step<i>". */
+static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, void **states, Diag *d) {
     double tstart = now_s();
-    if (p->elem_bytes != 4) return diag_error_noloc(d, "cpu backend: only float programs (elem_bytes 4)");
-    CpuState *s = calloc(1, sizeof *s);
+    for (int i = 0; i < n; i++)
+        if (ps[i]->elem_bytes != 4) return diag_error_noloc(d, "cpu backend: only float programs (elem_bytes 4)");
     int vw = 8;
     LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, d);
-    if (!tm) {
-        free(s);
+    if (!tm) return -1;
+    CpuCode *code = calloc(1, sizeof *code);
+    code->jit = cg_jit_new(d);
+    if (!code->jit) {
+        LLVMDisposeTargetMachine(tm);
+        free(code);
         return -1;
     }
-    s->jit = cg_jit_new(d);
-    if (!s->jit) {
-        LLVMDisposeTargetMachine(tm);
-        free(s);
-        return -1;
+    CpuState *st[2] = {NULL, NULL};
+    for (int i = 0; i < n; i++) {
+        st[i] = calloc(1, sizeof *st[i]);
+        st[i]->code = code;
+        code->refs++;
+        prof_setup(st[i], ps[i]);
     }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
@@ -341,52 +387,51 @@ static int cpu_compile(const Program *p, const BackendOptions *o, void **state, 
     cg_init(&cg, ctx, mod, vw);
     int timing = getenv("NETC_CPU_TIMING") != NULL;
     double t0 = now_s();
-    s->prof_base = -1;
-    if (getenv("NETC_CPU_PROFILE")) {
-        s->prof_base = prof_next;
-        prof_next += p->nkernels;
-        s->nkernels = p->nkernels;
-        s->prof_label = calloc((size_t)p->nkernels + 1, sizeof *s->prof_label);
-        for (int k = 0; k < p->nkernels; k++) {
-            char buf[256];
-            int len = 0;
-            for (int i = 0; i < p->kernels[k].nnodes && len < 200; i++) {
-                const IrNode *n = &p->g.nodes[p->kernels[k].nodes[i]];
-                const IrType *t = n->nout > 0 && n->out[0] >= 0 ? ir_type(&p->g, n->out[0]) : NULL;
-                len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%s", i ? "+" : "", ir_info(n->op)->name);
-                if (t && len < 200)
-                    len += snprintf(buf + len, sizeof buf - (size_t)len, "[%lld,%lld,%lld,%lld] %s",
-                                    (long long)t->d[0], (long long)(t->rank > 1 ? t->d[1] : 0),
-                                    (long long)(t->rank > 2 ? t->d[2] : 0), (long long)(t->rank > 3 ? t->d[3] : 0),
-                                    n->name ? n->name : "");
-            }
-            s->prof_label[k] = strdup(buf);
-        }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char entry[32], prefix[16];
+        snprintf(entry, sizeof entry, "netc_step%d", i);
+        snprintf(prefix, sizeof prefix, "p%d_", i);
+        rc = cg_build_program_prof(&cg, ps[i], entry, prefix, st[i]->prof_base, d);
     }
-    int rc = cg_build_program_prof(&cg, p, "netc_step", "", s->prof_base, d);
     cg_dispose(&cg);
     double t1 = now_s();
     if (rc == 0) rc = cg_verify(mod, d);
     if (rc == 0) {
-        rc = compile_split(s, ctx, mod, tm, o && o->opt_level ? o->opt_level : 3, d);
+        rc = compile_split(code, ctx, mod, tm, o && o->opt_level ? o->opt_level : 3, d);
     } else {
         LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
     }
     double t2 = now_s();
     LLVMDisposeTargetMachine(tm);
-    if (rc == 0) {
-        s->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(s->jit, "netc_step", d);
-        if (!s->step) rc = -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char entry[32];
+        snprintf(entry, sizeof entry, "netc_step%d", i);
+        st[i]->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(code->jit, entry, d);
+        if (!st[i]->step) rc = -1;
     }
     if (timing)
-        fprintf(stderr, "cpu backend: set-up %.2f s, build %.2f s, optimise and codegen %.2f s, link %.2f s\n",
-                t0 - tstart, t1 - t0, t2 - t1, now_s() - t2);
-    if (rc) {
-        cpu_free(s);
-        return -1;
+        fprintf(stderr, "cpu backend: %d program%s, set-up %.2f s, build %.2f s, optimise and codegen %.2f s, "
+                "link %.2f s\n", n, n > 1 ? "s" : "", t0 - tstart, t1 - t0, t2 - t1, now_s() - t2);
+    for (int i = 0; i < n; i++) {
+        if (rc) cpu_free(st[i]);
+        states[i] = rc ? NULL : st[i];
     }
-    *state = s;
+    return rc ? -1 : 0;
+}
+
+static int cpu_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    return cpu_compile_many(&p, 1, o, state, d);
+}
+
+static int cpu_compile_pair(const Program *train, const Program *eval, const BackendOptions *o, void **train_state,
+                            void **eval_state, Diag *d) {
+    const Program *ps[2] = {train, eval};
+    void *st[2] = {NULL, NULL};
+    if (cpu_compile_many(ps, 2, o, st, d)) return -1;
+    *train_state = st[0];
+    *eval_state = st[1];
     return 0;
 }
 
@@ -403,8 +448,8 @@ static int cpu_run(void *state, const Program *p, RunCtx *ctx) {
 static int cpu_dump(void *state, FILE *f) {
     CpuState *s = state;
     for (int i = 0; i < 2; i++) {
-        if (!s->mod[i]) continue;
-        char *txt = LLVMPrintModuleToString(s->mod[i]);
+        if (!s->code->mod[i]) continue;
+        char *txt = LLVMPrintModuleToString(s->code->mod[i]);
         fputs(txt, f);
         LLVMDisposeMessage(txt);
     }
@@ -415,6 +460,7 @@ const Backend backend_cpu = {
     .name = "cpu",
     .desc = "LLVM JIT for the host CPU (vectorised, multithreaded)",
     .compile = cpu_compile,
+    .compile_pair = cpu_compile_pair,
     .run = cpu_run,
     .free = cpu_free,
     .dump = cpu_dump,
