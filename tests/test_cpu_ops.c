@@ -425,7 +425,11 @@ static void test_pool(void **state) {
     struct { int64_t n, c, h, w, kh, kw, sh, sw, ph, pw; } pc[] = {
         {2, 3, 13, 11, 3, 3, 2, 2, 1, 1}, {3, 5, 8, 8, 2, 2, 2, 2, 0, 0}, {1, 4, 9, 10, 3, 2, 1, 2, 1, 0},
         {2, 7, 27, 27, 3, 3, 2, 2, 0, 0}, {2, 3, 6, 7, 5, 5, 3, 3, 2, 2}, {2, 3, 12, 29, 3, 3, 1, 1, 1, 1},
-        {1, 2, 7, 20, 2, 4, 2, 1, 0, 1}};
+        {1, 2, 7, 20, 2, 4, 2, 1, 0, 1},
+        /* rows wide enough for the vectorised max pool: strides 2, 3, 4, and
+         * rows whose last vector ends at the row's (and the tensor's) end */
+        {2, 3, 17, 48, 3, 3, 2, 2, 1, 1}, {1, 2, 9, 53, 3, 3, 3, 3, 0, 0}, {1, 3, 8, 70, 2, 4, 2, 4, 0, 1},
+        {2, 2, 6, 34, 2, 2, 2, 2, 0, 0}, {1, 2, 5, 33, 3, 3, 2, 2, 0, 0}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         IrAttr at;
         memset(&at, 0, sizeof at);

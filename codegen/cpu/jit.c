@@ -42,7 +42,14 @@ LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
         diag_error_noloc(d, "cpu backend: no LLVM target for %s: %s", triple, err);
         LLVMDisposeMessage(err);
     } else {
-        tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive, reloc,
+        /* AVX2 gathers: LLVM assumes them slow on CPUs it does not tune for
+         * gathers (AMD's) and expands every masked gather into a branch per
+         * lane, several times slower than the instruction itself.  The
+         * packing and pooling code gathers on purpose: keep the instruction. */
+        char feat[8192];
+        snprintf(feat, sizeof feat, "%s%s", features,
+                 strstr(features, "+avx2") && !getenv("NETC_NOFG") && strlen(features) + 14 < sizeof feat ? ",+fast-gather" : "");
+        tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, reloc,
                                      LLVMCodeModelDefault);
         if (!tm) diag_error_noloc(d, "cpu backend: cannot create a target machine for %s (%s)", triple, cpu);
     }

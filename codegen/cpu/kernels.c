@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../ref_kernels.h"
@@ -323,6 +324,12 @@ static void emit_batchnorm_bwd(Cg *cg, const IrNode *n) {
     par_end(cg, &P);
 }
 
+static LLVMValueRef vsplat_i32(Cg *cg, LLVMValueRef x) {
+    LLVMTypeRef vi = LLVMVectorType(cg->i32, (unsigned)cg->vw);
+    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vi), x, LLVMConstInt(cg->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vi), LLVMConstNull(vi), "");
+}
+
 /* ---- pooling ------------------------------------------------------------------- */
 
 typedef struct { int64_t c, h, w, kh, kw, sh, sw, ph, pw, p, q; } PoolDims;
@@ -428,6 +435,81 @@ static void pool_window_slow(Cg *cg, const IrNode *n, const PoolDims *d, LLVMVal
     }
 }
 
+/* The end of the vectorised part of [qlo, qhi): vw windows at a time, each
+ * window element one load of sw*vw floats that must stay inside the row. */
+static int64_t pool_vec_end(const PoolDims *d, int64_t qlo, int64_t qhi, int vw) {
+    /* the last window q may lead: q*sw - pw + kw - 1 + sw - 1 <= w - 1 */
+    int64_t lim = d->w + d->pw - d->kw - d->sw + 1;
+    int64_t qmax = lim < 0 ? -1 : lim / d->sw;
+    if (qmax > qhi - 1) qmax = qhi - 1;
+    int64_t nvec = qmax - qlo + 1 >= vw ? (qmax - qlo + 1) / vw : 0;
+    return qlo + nvec * vw;
+}
+
+/* Max pool windows q..q+vw-1 of output row p, all inside the image: the
+ * same comparisons, in the same order, as pool_window_fast, lane-wise.
+ * Forward stores the maxima at yp; backward stores the argmaxes (indices in
+ * the plane) at idxbuf[q..]. */
+static void pool_max_vec(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xsrc, LLVMValueRef yp,
+                         LLVMValueRef p, LLVMValueRef q, LLVMValueRef idxbuf) {
+    int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
+    int64_t s = d->sw;
+    LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw)), vi = LLVMVectorType(cg->i32, (unsigned)vw);
+    LLVMValueRef mask[64], lane[64];
+    for (int i = 0; i < vw; i++) {
+        mask[i] = LLVMConstInt(cg->i32, (unsigned long long)(i * s), 0);
+        lane[i] = LLVMConstInt(cg->i32, (unsigned long long)(i * s), 0);
+    }
+    LLVMValueRef shuf = LLVMConstVector(mask, (unsigned)vw);
+    LLVMValueRef idx0 = add(cg, mulc(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), d->w), addc(cg, mulc(cg, q, s), -d->pw));
+    /* lane l's window starts at idx0 + l*s */
+    LLVMValueRef ibase = NULL;
+    if (bwd) {
+        LLVMValueRef i32 = LLVMBuildTrunc(cg->b, idx0, cg->i32, "");
+        LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vi), i32, LLVMConstInt(cg->i32, 0, 0), "");
+        ibase = LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vi), LLVMConstNull(vi), "");
+        ibase = LLVMBuildAdd(cg->b, ibase, LLVMConstVector(lane, (unsigned)vw), "");
+    }
+    LLVMValueRef mx = NULL, best = NULL;
+    for (int64_t i = 0; i < d->kh; i++)
+        for (int64_t j = 0; j < d->kw; j++) {
+            LLVMValueRef at = addc(cg, idx0, i * d->w + j);
+            LLVMValueRef x;
+            if (s == 1) {
+                x = vld(cg, xsrc, at);
+            } else {
+                LLVMValueRef pw = LLVMBuildBitCast(cg->b, gep(cg, xsrc, at), LLVMPointerType(wide, 0), "");
+                LLVMValueRef l = LLVMBuildLoad2(cg->b, wide, pw, "");
+                LLVMSetAlignment(l, 4);
+                x = LLVMBuildShuffleVector(cg->b, l, LLVMGetUndef(wide), shuf, "");
+            }
+            LLVMValueRef xi = NULL;
+            if (bwd) {
+                LLVMValueRef c = LLVMConstInt(cg->i32, (unsigned long long)(i * d->w + j), 0);
+                LLVMValueRef cv[64];
+                for (int k = 0; k < vw; k++) cv[k] = c;
+                xi = LLVMBuildAdd(cg->b, ibase, LLVMConstVector(cv, (unsigned)vw), "");
+            }
+            if (!mx) {
+                mx = x;
+                best = xi;
+                continue;
+            }
+            LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), "");
+            mx = sel(cg, take, x, mx);
+            if (bwd) best = sel(cg, take, xi, best);
+        }
+    if (!bwd) {
+        vst(cg, mx, yp, add(cg, mulc(cg, p, d->q), q));
+        return;
+    }
+    LLVMTypeRef v64 = LLVMVectorType(cg->i64, (unsigned)vw);
+    LLVMValueRef b64 = LLVMBuildSExt(cg->b, best, v64, "");
+    LLVMValueRef dst = LLVMBuildBitCast(cg->b, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""),
+                                        LLVMPointerType(v64, 0), "");
+    LLVMSetAlignment(LLVMBuildStore(cg->b, b64, dst), 8);
+}
+
 /* [lo, hi): the outputs whose windows lie inside [0, in) along one axis. */
 static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t out, int64_t *lo, int64_t *hi) {
     int64_t a = (pad + s - 1) / s;
@@ -437,6 +519,118 @@ static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t ou
     if (b < a) b = a;
     *lo = a;
     *hi = b;
+}
+
+/* Max pool on small planes (rows too short for pool_max_vec): the output
+ * plane seen as one run of P*Q outputs, vw at a time; each window element is
+ * a masked gather at offsets from a constant table ([chunk][element][lane]:
+ * the index in the input plane, -1 outside the image or past P*Q).  The
+ * comparisons are window_argmax's: best starts at -1, a valid element is
+ * taken when best < 0, when it is greater, or when it is NaN. */
+static int pool_flat(const PoolDims *d, int vw) {
+    return d->p * d->q <= 512 && d->q < 3 * vw && d->kh * d->kw <= 64;
+}
+
+static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const char *key, LLVMValueRef *v,
+                              int64_t planes) {
+    int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
+    int64_t pq = d->p * d->q, hw = d->h * d->w, ke = d->kh * d->kw, nch = (pq + vw - 1) / vw;
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, key, v, 3, ci64(cg, planes), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    int64_t nt = nch * ke * vw;
+    LLVMValueRef *tab = malloc(sizeof *tab * (size_t)nt);
+    for (int64_t c = 0; c < nch; c++)
+        for (int64_t i = 0; i < d->kh; i++)
+            for (int64_t j = 0; j < d->kw; j++)
+                for (int l = 0; l < vw; l++) {
+                    int64_t o = c * vw + l, p = o / d->q, q = o % d->q;
+                    int64_t ih = p * d->sh - d->ph + i, iw = q * d->sw - d->pw + j;
+                    int64_t at = o < pq && ih >= 0 && ih < d->h && iw >= 0 && iw < d->w ? ih * d->w + iw : -1;
+                    tab[((c * ke) + i * d->kw + j) * vw + l] = LLVMConstInt(cg->i32, (unsigned long long)at, 1);
+                }
+    char gname[160];
+    snprintf(gname, sizeof gname, "netc_tab_%s", key);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i32, (unsigned)nt), gname);
+    LLVMSetInitializer(g, LLVMConstArray(cg->i32, tab, (unsigned)nt));
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    free(tab);
+    LLVMTypeRef vi = LLVMVectorType(cg->i32, (unsigned)vw), v64 = LLVMVectorType(cg->i64, (unsigned)vw);
+    LLVMValueRef tab0 = LLVMBuildBitCast(cg->b, g, LLVMPointerType(cg->i32, 0), "");
+    LLVMValueRef idxbuf = bwd ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)(nch * vw)), NULL),
+                                                 LLVMPointerType(cg->i64, 0), "")
+                              : NULL;
+    LLVMValueRef ninf = splat(cg, cf32(cg, -INFINITY)), zero = LLVMConstNull(vi);
+    LLVMValueRef m1[64];
+    for (int l = 0; l < vw; l++) m1[l] = LLVMConstInt(cg->i32, (unsigned long long)-1, 1);
+    LLVMValueRef minus1 = LLVMConstVector(m1, (unsigned)vw);
+    Loop ll, lc, lo;
+    LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
+    LLVMValueRef xsrc, yp, dx = NULL;
+    if (!bwd) {
+        xsrc = gep(cg, v[0], mulc(cg, pl, hw));
+        yp = gep(cg, v[2], mulc(cg, pl, pq));
+    } else {
+        yp = gep(cg, v[0], mulc(cg, pl, pq));      /* dy */
+        xsrc = gep(cg, v[1], mulc(cg, pl, hw));    /* x */
+        dx = gep(cg, v[2], mulc(cg, pl, hw));
+        cg_memset0(cg, dx, ci64(cg, hw));
+    }
+    LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), ci64(cg, nch), 1);
+    LLVMValueRef mx = ninf, best = minus1;
+    for (int64_t k = 0; k < ke; k++) {
+        LLVMValueRef ti = add(cg, mulc(cg, c, ke * vw), ci64(cg, k * vw));
+        LLVMValueRef tp = LLVMBuildBitCast(cg->b, LLVMBuildInBoundsGEP2(cg->b, cg->i32, tab0, &ti, 1, ""),
+                                           LLVMPointerType(vi, 0), "");
+        LLVMValueRef off = LLVMBuildLoad2(cg->b, vi, tp, "");
+        LLVMSetAlignment(off, 4);
+        LLVMValueRef valid = LLVMBuildICmp(cg->b, LLVMIntSGE, off, zero, "");
+        LLVMValueRef offs = sel(cg, valid, off, zero);
+        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, xsrc, &offs, 1, "");
+        LLVMTypeRef ovl[2] = {LLVMTypeOf(ninf), LLVMTypeOf(ptrs)};
+        LLVMValueRef ga[4] = {ptrs, LLVMConstInt(cg->i32, 4, 0), valid, ninf};
+        LLVMValueRef x = cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), ga, 4);
+        LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, best, zero, "");
+        LLVMValueRef take = LLVMBuildOr(cg->b, first,
+                                        LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), ""), "");
+        take = LLVMBuildAnd(cg->b, take, valid, "");
+        mx = sel(cg, take, x, mx);
+        best = sel(cg, take, off, best);
+    }
+    LLVMValueRef o0 = mulc(cg, c, vw);
+    if (!bwd) {
+        /* lanes past P*Q are not stored */
+        LLVMValueRef lid[64];
+        for (int l = 0; l < vw; l++) lid[l] = LLVMConstInt(cg->i32, (unsigned long long)l, 0);
+        LLVMValueRef ov = LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, o0, cg->i32, "")),
+                                       LLVMConstVector(lid, (unsigned)vw), "");
+        LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, ov, vsplat_i32(cg, LLVMConstInt(cg->i32, (unsigned long long)pq, 0)), "");
+        LLVMTypeRef vf = LLVMTypeOf(mx), pvf = LLVMPointerType(vf, 0);
+        LLVMTypeRef ovl[2] = {vf, pvf};
+        LLVMValueRef sa[4] = {mx, LLVMBuildBitCast(cg->b, gep(cg, yp, o0), pvf, ""), LLVMConstInt(cg->i32, 4, 0), in};
+        cg_call(cg, cg_intrinsic(cg, "llvm.masked.store", ovl, 2), sa, 4);
+    } else {
+        LLVMValueRef dst = LLVMBuildBitCast(cg->b, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &o0, 1, ""),
+                                            LLVMPointerType(v64, 0), "");
+        LLVMSetAlignment(LLVMBuildStore(cg->b, LLVMBuildSExt(cg->b, best, v64, ""), dst), 8);
+    }
+    for_end(cg, &lc);
+    if (bwd) {
+        /* dx[argmax] += dy, in output order */
+        LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), ci64(cg, pq), 1);
+        LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &o, 1, ""), "");
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+        st(cg, f_add(cg, ld(cg, dx, bi), ld(cg, yp, o)), dx, bi);
+        if_end(cg, &f);
+        for_end(cg, &lo);
+    }
+    for_end(cg, &ll);
+    par_end(cg, &P);
 }
 
 static void emit_pool(Cg *cg, const IrNode *n) {
@@ -455,6 +649,12 @@ static void emit_pool(Cg *cg, const IrNode *n) {
     snprintf(key, sizeof key, "pool%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", (int)n->op, (long long)d.h,
              (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
              (long long)d.pw, (long long)d.p, (long long)d.q);
+    if ((n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) && pool_flat(&d, cg->vw)) {
+        char fkey[140];
+        snprintf(fkey, sizeof fkey, "flat%s", key);
+        emit_maxpool_flat(cg, n, &d, fkey, v, planes);
+        return;
+    }
     if (!par_begin_shared(cg, &P, key, v, 3, ci64(cg, planes), &b, &e)) {
         par_end(cg, &P);
         return;
@@ -484,20 +684,12 @@ static void emit_pool(Cg *cg, const IrNode *n) {
     LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), fq0, 1);
     pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
     for_end(cg, &lq);
-    if (n->op == IR_OP_MAXPOOL && d.sw == 1) {
-        /* stride 1 along a row: vw windows side by side, one vector each */
-        LLVMValueRef fv = add(cg, fq0, LLVMBuildAnd(cg->b, sub(cg, fq1, fq0), ci64(cg, -(int64_t)cg->vw), ""));
+    int64_t qv = pool_vec_end(&d, qlo, qhi, cg->vw);
+    if ((n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) && qv > qlo) {
+        /* vw windows side by side: one wide load per window element */
+        LLVMValueRef fv = LLVMBuildSelect(cg->b, rowin, ci64(cg, qv), ci64(cg, d.q), "");
         q = for_begin(cg, &lq, fq0, fv, cg->vw);
-        LLVMValueRef idx0 = addc(cg, add(cg, mulc(cg, addc(cg, mulc(cg, p, d.sh), -d.ph), d.w), q), -d.pw);
-        LLVMValueRef vmx = vld(cg, xp, idx0);
-        for (int64_t i = 0; i < d.kh; i++)
-            for (int64_t j = 0; j < d.kw; j++) {
-                if (i == 0 && j == 0) continue;
-                LLVMValueRef x = vld(cg, xp, addc(cg, idx0, i * d.w + j));
-                LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, vmx), fcmp(cg, LLVMRealUNO, x, x), "");
-                vmx = sel(cg, take, x, vmx);
-            }
-        vst(cg, vmx, yp, add(cg, mulc(cg, p, d.q), q));
+        pool_max_vec(cg, n, &d, n->op == IR_OP_MAXPOOL ? xp : xsrc, yp, p, q, idxbuf);
         for_end(cg, &lq);
         fq0 = fv;
     }
