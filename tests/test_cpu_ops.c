@@ -182,6 +182,8 @@ static const ConvCase conv_cases[] = {
     {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 0},     /* padded-width rows of 340, panels across images */
     {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},     /* first layer: one channel, 7x7 stride 2 */
     {2, 1, 31, 29, 10, 11, 5, 4, 3, 2, 1, 0},    /* one channel, unequal strides */
+    {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},      /* weight gradient of a few tiles, reduction split in parts */
+    {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},     /* the same at stride 2 */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -278,6 +280,8 @@ static void test_conv_deterministic(void **state) {
         {3, 4, 11, 9, 5, 3, 3, 2, 2, 1, 1, 1},
         {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 1},
         {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},
+        {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},
+        {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int which = 0; which < 3; which++) {

@@ -184,7 +184,7 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int rows) {
  * per image; B_CONV_BWDW: rows of B per image). */
 enum { GA_A, GA_B, GA_C, GA_SCR, GA_IB, GA_IE, GA_JB, GA_JE, GA_M, GA_N, GA_K, GA_ASM, GA_ASK, GA_BSK,
        GA_BSN, GA_LDC, GA_CPQ, GA_CIMG, GA_AIMG, GA_XIMG, GA_BETA0, GA_PQ,
-       GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_COUNT };
+       GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_KB, GA_COUNT };
 
 typedef struct {
     BKind bk;
@@ -597,10 +597,11 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     Loop ljc, lpc, lic, ljr, lir;
     LLVMValueRef jc = for_begin(cg, &ljc, G(JB), jend, NC);
     LLVMValueRef nc = imin(cg, ci64(cg, NC), sub(cg, jend, jc));
-    LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), G(K), KC);
+    /* the reduction runs over [KB, K): all of it, or one part of a split one */
+    LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
     /* accumulate unless beta0 and this is the first k block */
-    LLVMValueRef accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, ci64(cg, 0)), "");
+    LLVMValueRef accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
     LLVMValueRef acc = LLVMBuildZExt(cg->b, accb, cg->i64, "");
     pack_b(cg, g, bp, jc, nc, jend, pc, kc);
     LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
@@ -664,7 +665,7 @@ static LLVMValueRef gemm_args(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRe
     const ConvDims *d = &g->cv;
     int64_t k[GA_COUNT] = {0, 0, 0, 0, 0, 0, 0, 0, g->M, g->N, g->K, g->a_sm, g->a_sk, g->b_sk, g->b_sn, g->ldc,
                            g->cpq ? g->cpq : (g->N ? g->N : 1), g->cimg, g->aimg, g->ximg, g->beta0, d->p * d->q,
-                           d->c, d->h, d->w, d->r, d->s, d->sh, d->sw, d->ph, d->pw, d->q};
+                           d->c, d->h, d->w, d->r, d->s, d->sh, d->sw, d->ph, d->pw, d->q, 0};
     /* the constants as one global, copied into the alloca */
     LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
     LLVMValueRef kv[GA_COUNT];
@@ -783,6 +784,74 @@ static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVM
         cg_call(cg, drv, &args, 1);
         if_end(cg, &f);
         for_end(cg, &lt);
+    }
+    par_end(cg, &P);
+}
+
+/* GEMMs with a long reduction and a small C (the weight gradient of a first
+ * conv layer: one input channel, a few dozen filters) leave threads idle
+ * when split by columns, or pack all of B on every thread when split by
+ * rows: the reduction is cut
+ * into KSPLIT parts instead, one task each, C = sum of the parts in part
+ * order.  The cut does not depend on the thread count, so neither does the
+ * result.  part: KSPLIT * M * ldc floats. */
+enum { KSPLIT = 16 };
+
+static int gemm_ksplit(const Cg *cg, const Gemm *g) {
+    (void)cg;
+    /* by rows, every thread would pack all of B; the parts cost KSPLIT C's */
+    return g->bk == B_DYT && g->M * g->N <= 16384 && g->K >= (int64_t)KSPLIT * KC;
+}
+
+static void par_gemm_ksplit(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef part,
+                            LLVMValueRef scr0) {
+    int64_t per = gemm_scratch_floats(cg), csz = g->M * g->ldc;
+    LLVMValueRef drv = gemm_driver(cg, g->bk);
+    Gemm gp = *g;
+    gp.beta0 = 1;
+    LLVMValueRef v[3] = {gemm_args(cg, &gp, A, B, part), scr0, ci64(cg, csz)};
+    char key[32];
+    snprintf(key, sizeof key, "gemmk%d", (int)g->bk);
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, key, v, 3, ci64(cg, KSPLIT), &b, &e)) {
+        LLVMValueRef scr = thread_scratch(cg, v[1], per);
+        LLVMValueRef M = arg_get(cg, v[0], GA_M), N = arg_get(cg, v[0], GA_N), K = arg_get(cg, v[0], GA_K);
+        LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
+        LLVMValueRef args = LLVMBuildBitCast(cg->b, var(cg, at, NULL), LLVMPointerType(cg->i64, 0), "");
+        LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, v[0], cg->p8, ""),
+                        8, ci64(cg, GA_COUNT * 8));
+        LLVMValueRef P0 = LLVMBuildIntToPtr(cg->b, arg_get(cg, args, GA_C), cg->pf, "");
+        Loop lt;
+        LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
+        /* part t: [t*K/KSPLIT, (t+1)*K/KSPLIT) rounded to KC */
+        LLVMValueRef kb = mulc(cg, sdiv(cg, mul(cg, t, sdiv(cg, K, ci64(cg, KC))), ci64(cg, KSPLIT)), KC);
+        LLVMValueRef t1 = addc(cg, t, 1);
+        LLVMValueRef ke = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntEQ, t1, ci64(cg, KSPLIT)), K,
+                                          mulc(cg, sdiv(cg, mul(cg, t1, sdiv(cg, K, ci64(cg, KC))), ci64(cg, KSPLIT)), KC), "");
+        arg_set(cg, args, GA_C, gep(cg, P0, mul(cg, t, v[2])));
+        arg_set(cg, args, GA_SCR, scr);
+        arg_set(cg, args, GA_IB, ci64(cg, 0));
+        arg_set(cg, args, GA_IE, M);
+        arg_set(cg, args, GA_JB, ci64(cg, 0));
+        arg_set(cg, args, GA_JE, N);
+        arg_set(cg, args, GA_KB, kb);
+        arg_set(cg, args, GA_K, ke);
+        cg_call(cg, drv, &args, 1);
+        for_end(cg, &lt);
+    }
+    par_end(cg, &P);
+    /* C = the parts' sum, in part order */
+    LLVMValueRef w[3] = {part, C, ci64(cg, csz)};
+    if (par_begin_shared(cg, &P, "ksum", w, 3, ci64(cg, 1), &b, &e)) {
+        Loop lt, li;
+        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), w[2], 1);
+        LLVMValueRef acc = var(cg, cg->f32, ld(cg, w[0], i));
+        LLVMValueRef t = for_begin(cg, &lt, ci64(cg, 1), ci64(cg, KSPLIT), 1);
+        set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), ld(cg, w[0], add(cg, mul(cg, t, w[2]), i)), ""));
+        for_end(cg, &lt);
+        st(cg, get(cg, acc), w[1], i);
+        for_end(cg, &li);
     }
     par_end(cg, &P);
 }
@@ -1074,7 +1143,11 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
             int64_t hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
             int direct = d.ph == 0 && d.pw == 0 && d.s == 1;   /* x is x_pad, no overrun */
             int64_t csz = round16(crs * d.k), xsz = direct ? 0 : pad_floats(&d, nb);
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, csz + xsz);
+            int64_t gw0 = stride1 ? d.w + 2 * d.pw : d.q;
+            Gemm probe = {.M = crs, .N = d.k, .K = nb * d.p * gw0, .bk = B_DYT};
+            int ks = gemm_ksplit(cg, &probe);
+            int64_t psz = ks ? round16(KSPLIT * crs * d.k) : 0;
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, csz + xsz + psz);
             LLVMValueRef ct = scr0, xp = x;
             if (!direct) {
                 xp = gep(cg, scr0, ci64(cg, csz));
@@ -1087,7 +1160,11 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
                           .ph = d.sh, .pw = d.sw, .p = d.p, .q = gw};
             Gemm g = {.M = crs, .N = d.k, .K = nb * d.p * gw, .a_sm = hp * wp, .bk = B_DYT, .b_sn = pq, .cv = t,
                       .ldc = d.k, .aimg = d.k * pq, .ximg = d.c * hp * wp, .beta0 = 1};
-            par_gemm(cg, &g, xp, dy, ct, NULL, gep(cg, scr0, ci64(cg, csz + xsz)));
+            if (ks)
+                par_gemm_ksplit(cg, &g, xp, dy, ct, gep(cg, scr0, ci64(cg, csz + xsz)),
+                                gep(cg, scr0, ci64(cg, csz + xsz + psz)));
+            else
+                par_gemm(cg, &g, xp, dy, ct, NULL, gep(cg, scr0, ci64(cg, csz + xsz)));
             /* dW[k, crs] = C^T */
             LLVMValueRef v[4] = {ct, dw, ci64(cg, crs), ci64(cg, d.k)};
             Par P;
