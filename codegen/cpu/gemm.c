@@ -377,6 +377,60 @@ static LLVMValueRef lane_ids(Cg *cg) {
 
 static LLVMValueRef vand(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAnd(cg->b, a, b, ""); }
 
+/* B_PADROW, row by row: row kk of the block is one contiguous run of x_pad
+ * per image, read once from start to end (one stream the prefetcher
+ * follows, where panel by panel would be kc streams at once) and dealt out
+ * to the panels.  Per panel, the offset of its first column (or -1 when the
+ * panel crosses an image or jend: gathered) is computed once. */
+static void pack_b_padrow(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
+                          LLVMValueRef jend, LLVMValueRef c0, LLVMValueRef r0, LLVMValueRef s0, LLVMValueRef kc) {
+    LLVMValueRef B = G(B), L = G(PQ), plane = mul(cg, G(H), G(W));
+    int64_t maxp = NC / NR;
+    LLVMValueRef poff = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)maxp), NULL),
+                                         LLVMPointerType(cg->i64, 0), "");
+    Loop lj, lk;
+    LLVMValueRef np = sdiv(cg, addc(cg, nc, NR - 1), ci64(cg, NR));
+    LLVMValueRef pj = for_begin(cg, &lj, ci64(cg, 0), np, 1);
+    {
+        LLVMValueRef n0 = add(cg, jc, mulc(cg, pj, NR));
+        LLVMValueRef im0 = sdiv(cg, n0, L), pw0 = sub(cg, n0, mul(cg, im0, L));
+        LLVMValueRef ok = and1(cg, icmp(cg, LLVMIntSLE, addc(cg, n0, NR), jend), icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
+        LLVMValueRef o = LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, im0, G(XIMG)), pw0), ci64(cg, -1), "");
+        LLVMBuildStore(cg->b, o, LLVMBuildInBoundsGEP2(cg->b, cg->i64, poff, &pj, 1, ""));
+    }
+    for_end(cg, &lj);
+    LLVMValueRef vc = var(cg, cg->i64, c0), vr = var(cg, cg->i64, r0), vsx = var(cg, cg->i64, s0);
+    LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+    LLVMValueRef off = add(cg, mul(cg, get(cg, vc), plane), add(cg, mul(cg, get(cg, vr), G(W)), get(cg, vsx)));
+    LLVMValueRef row = gep(cg, B, off);
+    LLVMValueRef dk = mulc(cg, kk, NR);
+    pj = for_begin(cg, &lj, ci64(cg, 0), np, 1);
+    LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, poff, &pj, 1, ""), "");
+    LLVMValueRef dst = gep(cg, bp, mul(cg, mulc(cg, pj, NR), kc));
+    If f;
+    if_begin(cg, &f, icmp(cg, LLVMIntSGE, o, ci64(cg, 0)));
+    vnr_st(cg, vnr_ld(cg, row, o, 4), dst, dk, 32);
+    if_else(cg, &f);
+    {
+        /* lanes crossing images: offsets image*XIMG + pw, masked past jend */
+        LLVMValueRef n0 = add(cg, jc, mulc(cg, pj, NR));
+        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
+        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
+        LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, L), "");
+        LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
+        LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
+        loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
+        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, row, &loff, 1, "");
+        LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
+        LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), nmask, LLVMConstNull(vnr(cg))};
+        vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, dk, 32);
+    }
+    if_end(cg, &f);
+    for_end(cg, &lj);
+    bump3(cg, vc, vr, vsx, G(R), G(S));
+    for_end(cg, &lk);
+}
+
 /* bpack[jr*kc + kk*NR + jj] = B(pc+kk, jc+jr+jj), zero for columns >= jend. */
 static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
                    LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
@@ -395,42 +449,15 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         r0 = sdiv(cg, rem, G(Q));
         s0 = sub(cg, rem, mul(cg, r0, G(Q)));
     }
+    if (g->bk == B_PADROW) {
+        pack_b_padrow(cg, g, bp, jc, nc, jend, c0, r0, s0, kc);
+        return;
+    }
     LLVMValueRef jr = for_begin(cg, &lj, ci64(cg, 0), nc, NR);
     LLVMValueRef dst = gep(cg, bp, mul(cg, jr, kc));
     LLVMValueRef n0 = add(cg, jc, jr);
     LLVMValueRef full = icmp(cg, LLVMIntSLE, addc(cg, n0, NR), jend);
-    if (g->bk == B_PADROW) {
-        LLVMValueRef L = G(PQ), plane = mul(cg, G(H), G(W));
-        LLVMValueRef im0 = sdiv(cg, n0, L), pw0 = sub(cg, n0, mul(cg, im0, L));
-        LLVMValueRef inimg = and1(cg, full, icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
-        LLVMValueRef base0 = gep(cg, B, add(cg, mul(cg, im0, G(XIMG)), pw0));
-        /* lanes crossing images: offsets image*XIMG + pw, masked past jend */
-        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
-        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
-        LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, L), "");
-        LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
-        LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
-        loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
-        set(cg, vc, c0);
-        set(cg, vr, r0);
-        set(cg, vsx, s0);
-        LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-        LLVMValueRef c = get(cg, vc), r = get(cg, vr), sx = get(cg, vsx);
-        LLVMValueRef off = add(cg, mul(cg, c, plane), add(cg, mul(cg, r, G(W)), sx));
-        If f;
-        if_begin(cg, &f, inimg);
-        vnr_st(cg, vnr_ld(cg, base0, off, 4), dst, mulc(cg, kk, NR), 32);
-        if_else(cg, &f);
-        {
-            LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, gep(cg, B, off), &loff, 1, "");
-            LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
-            LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), nmask, LLVMConstNull(vnr(cg))};
-            vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, mulc(cg, kk, NR), 32);
-        }
-        if_end(cg, &f);
-        bump3(cg, vc, vr, vsx, G(R), G(S));
-        for_end(cg, &lk);
-    } else if (g->bk == B_DYT) {
+    if (g->bk == B_DYT) {
         /* lanes: output channels j; rows l = (image, p, q') over the padded width */
         LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
         LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
