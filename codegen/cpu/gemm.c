@@ -453,6 +453,36 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         pack_b_padrow(cg, g, bp, jc, nc, jend, c0, r0, s0, kc);
         return;
     }
+    if (g->bk == B_ROW) {
+        /* full panels row by row (one stream per row), then the last partial one */
+        LLVMValueRef nfull = sdiv(cg, nc, ci64(cg, NR));
+        LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+        LLVMValueRef row = gep(cg, B, add(cg, mul(cg, add(cg, pc, kk), G(BSK)), jc));
+        LLVMValueRef pj = for_begin(cg, &ln, ci64(cg, 0), nfull, 1);
+        vnr_st(cg, vnr_ld(cg, row, mulc(cg, pj, NR), 4), bp, add(cg, mul(cg, mulc(cg, pj, NR), kc), mulc(cg, kk, NR)), 32);
+        for_end(cg, &ln);
+        for_end(cg, &lk);
+        LLVMValueRef j0 = mulc(cg, nfull, NR);
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntSLT, j0, nc));
+        {
+            LLVMValueRef dst = gep(cg, bp, mul(cg, j0, kc));
+            LLVMValueRef n0 = add(cg, jc, j0);
+            kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+            LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
+            LLVMValueRef n = add(cg, n0, jj);
+            LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
+            If g2;
+            if_begin(cg, &g2, icmp(cg, LLVMIntSLT, n, jend));
+            set(cg, v, ld(cg, B, add(cg, mul(cg, add(cg, pc, kk), G(BSK)), mul(cg, n, G(BSN)))));
+            if_end(cg, &g2);
+            st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, NR), jj));
+            for_end(cg, &ln);
+            for_end(cg, &lk);
+        }
+        if_end(cg, &f);
+        return;
+    }
     LLVMValueRef jr = for_begin(cg, &lj, ci64(cg, 0), nc, NR);
     LLVMValueRef dst = gep(cg, bp, mul(cg, jr, kc));
     LLVMValueRef n0 = add(cg, jc, jr);
@@ -485,15 +515,10 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         set(cg, vr, LLVMBuildSelect(cg->b, wp, ci64(cg, 0), np, ""));
         set(cg, vc, LLVMBuildSelect(cg->b, wp, addc(cg, im, 1), im, ""));
         for_end(cg, &lk);
-    } else if (g->bk == B_ROW || g->bk == B_COL) {
+    } else if (g->bk == B_COL) {
         If f;
         if_begin(cg, &f, full);
-        if (g->bk == B_ROW) {
-            LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef src = add(cg, mul(cg, add(cg, pc, kk), G(BSK)), n0);
-            vnr_st(cg, vnr_ld(cg, B, src, 4), dst, mulc(cg, kk, NR), 32);
-            for_end(cg, &lk);
-        } else {
+        {
             LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
             LLVMValueRef col = gep(cg, B, add(cg, mul(cg, add(cg, n0, jj), G(BSN)), pc));
             LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
