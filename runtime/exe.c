@@ -38,6 +38,11 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
+        for (int j = 2; j < argc; j++)
+            if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
+                printf(exe_usage, argv[0], name, batch, resize, resize);
+                return 0;
+            }
         RtArgs a;
         if (rt_args_parse(&a, argc, argv, 2, cmd, cmds[i].flags, 0)) return 2;
         for (int k = 0; k < ndefs && k < RT_MAX_DEFINES; k++) a.defines[k] = (FeDefine){strdup(defs[k].name), defs[k].value};

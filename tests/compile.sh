@@ -32,5 +32,20 @@ check "predict" '[ "$(grep -c "class [0-9]" "$T/p.out")" -eq 2 ]'
 check "fixed batch is refused" '[ $? -eq 2 ]'
 "$T/lenet" eval --weights "$T/none.st" >/dev/null 2>"$T/e.err"
 check "missing checkpoint reported" 'grep -q "none.st" "$T/e.err"'
+"$T/lenet" train --help >"$T/h.out" 2>&1
+check "train --help prints the usage" '[ $? -eq 0 ] && grep -q "^usage:" "$T/h.out"'
+# LLVM failures, forced (NETC_CPU_FAULT): each reported with what failed, exit 1
+for f in target verify lookup; do
+    NETC_CPU_FAULT=$f $NETC train models/lenet_bn.net --target cpu --batch 8 --quiet --epochs 1 --max-steps 1 \
+        >/dev/null 2>"$T/f.err"
+    rc=$?
+    case $f in
+        target) want="cannot create a target machine|no LLVM target" ;;
+        verify) want="does not verify" ;;
+        lookup) want="looking up .* in the JIT" ;;
+    esac
+    check "LLVM fault $f: exit 1 and a message" '[ $rc -eq 1 ] && grep -Eq "$want" "$T/f.err"'
+    sed 's/^/    /' "$T/f.err" | head -3
+done
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

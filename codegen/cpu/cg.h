@@ -144,6 +144,9 @@ int cg_jit_add(CgJit *j, LLVMModuleRef mod, Diag *d);
 /* An object file in memory (ownership of obj passes to the JIT). */
 int cg_jit_add_object(CgJit *j, LLVMMemoryBufferRef obj, Diag *d);
 void *cg_jit_lookup(CgJit *j, const char *name, Diag *d);
+/* NETC_CPU_FAULT=target|verify|lookup: make that step fail (tests of the
+ * error paths). */
+int cg_fault(const char *what);
 void cg_jit_free(CgJit *j);
 
 /* Builds the whole module for program p, entry function named entry; kernel

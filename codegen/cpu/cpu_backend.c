@@ -394,6 +394,11 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
         snprintf(prefix, sizeof prefix, "p%d_", i);
         rc = cg_build_program_prof(&cg, ps[i], entry, prefix, st[i]->prof_base, d);
     }
+    if (rc == 0 && cg_fault("verify")) {
+        /* a block without a terminator */
+        LLVMValueRef f = LLVMAddFunction(mod, "netc_fault", LLVMFunctionType(LLVMVoidTypeInContext(ctx), NULL, 0, 0));
+        LLVMAppendBasicBlockInContext(ctx, f, "entry");
+    }
     cg_dispose(&cg);
     double t1 = now_s();
     if (rc == 0) rc = cg_verify(mod, d);
@@ -407,7 +412,7 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
     LLVMDisposeTargetMachine(tm);
     for (int i = 0; i < n && rc == 0; i++) {
         char entry[32];
-        snprintf(entry, sizeof entry, "netc_step%d", i);
+        snprintf(entry, sizeof entry, cg_fault("lookup") ? "netc_nosuch%d" : "netc_step%d", i);
         st[i]->step = (NetcStepFn)(uintptr_t)cg_jit_lookup(code->jit, entry, d);
         if (!st[i]->step) rc = -1;
     }

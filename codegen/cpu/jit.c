@@ -30,9 +30,14 @@ static void init_llvm(void) {
     done = 1;
 }
 
+int cg_fault(const char *what) {
+    const char *f = getenv("NETC_CPU_FAULT");
+    return f && !strcmp(f, what);
+}
+
 LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
     init_llvm();
-    char *triple = LLVMGetDefaultTargetTriple();
+    char *triple = cg_fault("target") ? LLVMCreateMessage("nosuch-unknown-none") : LLVMGetDefaultTargetTriple();
     char *cpu = LLVMGetHostCPUName();
     char *features = LLVMGetHostCPUFeatures();
     char *err = NULL;
@@ -48,7 +53,7 @@ LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
          * packing and pooling code gathers on purpose: keep the instruction. */
         char feat[8192];
         snprintf(feat, sizeof feat, "%s%s", features,
-                 strstr(features, "+avx2") && !getenv("NETC_NOFG") && strlen(features) + 14 < sizeof feat ? ",+fast-gather" : "");
+                 strstr(features, "+avx2") && strlen(features) + 14 < sizeof feat ? ",+fast-gather" : "");
         tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, reloc,
                                      LLVMCodeModelDefault);
         if (!tm) diag_error_noloc(d, "cpu backend: cannot create a target machine for %s (%s)", triple, cpu);
