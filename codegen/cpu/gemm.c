@@ -563,33 +563,54 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                                        icmp(cg, LLVMIntSLE, addc(cg, q0, NR), G(Q)));
             LLVMValueRef h0 = sub(cg, mul(cg, p0, G(SH)), G(PH)), w0 = sub(cg, q0, G(PW));
             LLVMValueRef base0 = gep(cg, B, mul(cg, im0, G(XIMG)));
-            set(cg, vc, c0);
-            set(cg, vr, r0);
-            set(cg, vsx, s0);
-            LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef c = get(cg, vc), r = get(cg, vr), s = get(cg, vsx);
-            LLVMValueRef ih0 = add(cg, h0, r), iw0 = add(cg, w0, s);
+            /* (r, s) outer, c inner: the lanes' mask and offsets depend on
+             * (r, s) only, so each c costs one load (rows k = c*RS + rs of
+             * [pc, pc + kc)) */
+            LLVMValueRef RS = mul(cg, G(R), G(S));
+            Loop lrs, lcc;
             If f;
             if_begin(cg, &f, contig);
-            {
-                /* lanes iw0 + lane in [0, W), row ih0 in [0, H) */
-                LLVMValueRef iwv = LLVMBuildAdd(cg->b, vs32(cg, iw0), lane_ids(cg), "");
-                LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntULT, iwv, vs32(cg, G(W)), "");
-                LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, vs32(cg, ih0), vs32(cg, G(H)), "");
-                LLVMValueRef off = add(cg, mul(cg, c, hw), add(cg, mul(cg, ih0, G(W)), iw0));
-                LLVMValueRef p = LLVMBuildGEP2(cg->b, cg->f32, base0, &off, 1, "");
-                vnr_st(cg, masked_load(cg, p, vand(cg, m, okh)), dst, mulc(cg, kk, NR), 32);
-            }
-            if_else(cg, &f);
-            {
-                LLVMValueRef coff = LLVMBuildAdd(cg->b, ioff, vs32(cg, mul(cg, c, hw)), "");
-                LLVMValueRef v = conv_gather(cg, g, B, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""),
-                                             LLVMBuildAdd(cg->b, wb, vs32(cg, s), ""), coff, nmask);
-                vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
+            for (int path = 0; path < 2; path++) {
+                if (path == 1) if_else(cg, &f);
+                LLVMValueRef rs = for_begin(cg, &lrs, ci64(cg, 0), RS, 1);
+                LLVMValueRef r = sdiv(cg, rs, G(S)), sx = sub(cg, rs, mul(cg, r, G(S)));
+                LLVMValueRef clo = sdiv(cg, add(cg, sub(cg, pc, rs), addc(cg, RS, -1)), RS);
+                LLVMValueRef t = sub(cg, addc(cg, add(cg, pc, kc), -1), rs);
+                LLVMValueRef cend = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGE, t, ci64(cg, 0)),
+                                                    addc(cg, sdiv(cg, t, RS), 1), ci64(cg, 0), "");
+                LLVMValueRef mask, off;
+                if (path == 0) {
+                    /* lanes iw0 + lane in [0, W), row ih0 in [0, H): one masked load */
+                    LLVMValueRef ih0 = add(cg, h0, r), iw0 = add(cg, w0, sx);
+                    LLVMValueRef iwv = LLVMBuildAdd(cg->b, vs32(cg, iw0), lane_ids(cg), "");
+                    LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntULT, iwv, vs32(cg, G(W)), "");
+                    LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, vs32(cg, ih0), vs32(cg, G(H)), "");
+                    mask = vand(cg, m, okh);
+                    off = add(cg, mul(cg, ih0, G(W)), iw0);
+                } else {
+                    LLVMValueRef ih = LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""), iw = LLVMBuildAdd(cg->b, wb, vs32(cg, sx), "");
+                    LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vs32(cg, G(H)), "");
+                    LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vs32(cg, G(W)), "");
+                    mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
+                    off = LLVMBuildAdd(cg->b, ioff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
+                    off = LLVMBuildSelect(cg->b, mask, off, vsplat_i32(cg, 0), "");
+                }
+                LLVMValueRef c = for_begin(cg, &lcc, clo, cend, 1);
+                LLVMValueRef k = sub(cg, add(cg, mul(cg, c, RS), rs), pc);
+                LLVMValueRef v;
+                if (path == 0) {
+                    v = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, gep(cg, base0, mul(cg, c, hw)), &off, 1, ""), mask);
+                } else {
+                    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, gep(cg, B, mul(cg, c, hw)), &off, 1, "");
+                    LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
+                    LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
+                    v = cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4);
+                }
+                vnr_st(cg, v, dst, mulc(cg, k, NR), 32);
+                for_end(cg, &lcc);
+                for_end(cg, &lrs);
             }
             if_end(cg, &f);
-            bump3(cg, vc, vr, vsx, G(R), G(S));   /* s++, carrying into r and c */
-            for_end(cg, &lk);
         } else {
             /* columns are (c, r, s); rows are (image, p, q) */
             LLVMValueRef rs = mul(cg, G(R), G(S));
