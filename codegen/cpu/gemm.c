@@ -1062,18 +1062,57 @@ static int conv_fwd_padrow(const ConvDims *d) {
     return d->sh == 1 && d->sw == 1 && !conv_direct(d) && (wp - d->q) * 8 <= d->q * 2;
 }
 
-static int64_t conv_fwd_extra(const ConvDims *d, int64_t nb) {
+/* The gather path with images of a pixel count that is not a multiple of
+ * NR: most C tiles would span two images and take the micro-kernel's slow
+ * exit (a scratch tile added element by element).  The GEMM writes a compact
+ * C[K, (n, pq)] instead, copied to y[n, K, pq] (+ bias) by a second pass. */
+static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
+    return !conv_fwd_padrow(d) && (d->p * d->q) % NR != 0;
+}
+
+static int64_t conv_fwd_extra_cg(const Cg *cg, const ConvDims *d, int64_t nb) {
+    if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
     return pad_floats(d, nb) + round16(nb * d->k * d->p * (d->w + 2 * d->pw));
 }
 
-/* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra() shared floats, then the
+/* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra_cg(cg, ) shared floats, then the
  * threads' GEMM scratch.  The gather path (B_CONV_FWD) or the padded-width
  * path: y_ext[n, k, p*Wp + q'] by one GEMM, then y = y_ext's first Q columns
  * of every row (+ bias). */
 static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     int64_t crs = d->c * d->r * d->s, pq = d->p * d->q, hw = d->h * d->w;
+    if (conv_fwd_compact(cg, d)) {
+        LLVMValueRef ct = scr;
+        Gemm g = {.M = d->k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(*d),
+                  .ldc = nb * pq, .cpq = nb * pq, .cimg = 0, .ximg = d->c * hw, .beta0 = 1};
+        par_gemm(cg, &g, w, x, ct, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra_cg(cg, d, nb))));
+        /* y[n, k, :] = ct[k, n*pq : (n+1)*pq] (+ b[k]) */
+        LLVMValueRef v[6] = {ct, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, pq), ci64(cg, nb)};
+        Par P;
+        LLVMValueRef b, e;
+        if (par_begin_shared(cg, &P, "conv_uncompact", v, 6, ci64(cg, nb * d->k), &b, &e)) {
+            LLVMValueRef K = v[3], PQ = v[4], NB = v[5];
+            Loop lr, lq;
+            LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
+            LLVMValueRef img = sdiv(cg, row, K), k = sub(cg, row, mul(cg, img, K));
+            LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
+            If f;
+            if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[2], ""));
+            set(cg, bv, ld(cg, v[2], k));
+            if_end(cg, &f);
+            LLVMValueRef bb = get(cg, bv);
+            LLVMValueRef src = gep(cg, v[0], add(cg, mul(cg, k, mul(cg, NB, PQ)), mul(cg, img, PQ)));
+            LLVMValueRef dst = gep(cg, v[1], mul(cg, row, PQ));
+            LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), PQ, 1);
+            st(cg, LLVMBuildFAdd(cg->b, ld(cg, src, q), bb, ""), dst, q);
+            for_end(cg, &lq);
+            for_end(cg, &lr);
+        }
+        par_end(cg, &P);
+        return;
+    }
     if (!conv_fwd_padrow(d)) {
         if (bias) {
             /* y[n, k, :] = b[k], by image */
@@ -1106,7 +1145,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = 1, .p = d->p, .q = wp};
     Gemm g = {.M = d->k, .N = nb * L, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_PADROW, .cv = t, .ldc = L, .cpq = L,
               .cimg = d->k * L, .ximg = d->c * hp * wp, .beta0 = 1};
-    par_gemm(cg, &g, w, xp, yext, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra(d, nb))));
+    par_gemm(cg, &g, w, xp, yext, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra_cg(cg, d, nb))));
     LLVMValueRef v[7] = {yext, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, d->p),
                          ci64(cg, d->q), ci64(cg, wp)};
     Par P;
@@ -1142,7 +1181,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
         LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), y = cg_vptr(cg, n->out[0]);
-        LLVMValueRef scr = scratch_for_threads(cg, nt, per, conv_fwd_extra(&d, nb));
+        LLVMValueRef scr = scratch_for_threads(cg, nt, per, conv_fwd_extra_cg(cg, &d, nb));
         conv_fwd(cg, &d, nb, w, x, y, has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* (dy, w) -> dx */
@@ -1154,7 +1193,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
             int64_t wsz = d.k * crs, rs = d.r * d.s;
             ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
                           .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(&t, nb));
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra_cg(cg, &t, nb));
             LLVMValueRef wt = scr0;
             {
                 LLVMValueRef v[5] = {w, wt, ci64(cg, d.k), ci64(cg, d.c), ci64(cg, rs)};
