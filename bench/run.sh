@@ -9,7 +9,8 @@
 #
 # What it does, in order, never running two timed things at once:
 #   1. builds bench/peak_fma.c with cc (-march=native: the widest FMA the
-#      CPU has) and measures the peak single-precision FMA rate on THREADS;
+#      CPU has) and measures the peak single-precision FMA rate on THREADS,
+#      and bench/mem_bw.c, the memory bandwidth THREADS threads get;
 #   2. per network M: `netc bench models/M.net --target T --threads THREADS
 #      --steps S --warmup W --json`, then bench/torch_step.py on the same
 #      network with the batch and resize that netc reported (so both sides
@@ -152,6 +153,14 @@ peak=$(field "$peak_line" peak_fma_gflop_per_sec)
 echo "  $peak_line" >&2
 mkdir -p "$(dirname "$out")" || die "cannot create the directory of $out"
 printf '%s\n' "$peak_line" >"$out" || die "cannot write $out"
+# and the memory bandwidth the same threads get (the other ceiling)
+if "$cc" -O2 -pthread bench/mem_bw.c -o "$tmp/mem_bw" 2>>"$log"; then
+    echo "measuring memory bandwidth on $threads thread(s)..." >&2
+    if bw_line=$("$tmp/mem_bw" --json "$threads"); then
+        echo "  $bw_line" >&2
+        printf '%s\n' "$bw_line" >>"$out"
+    fi
+fi
 
 # 2. netc, then PyTorch, per network
 fail=0 noisy=""
@@ -195,7 +204,7 @@ import json, os, sys
 
 path, models, target, threads = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 ran_torch, busy, noisy = sys.argv[5] == "1", int(sys.argv[6]), set(sys.argv[7].split(","))
-peak, isa, netc, torch = None, "", {}, {}
+peak, isa, netc, torch, membw = None, "", {}, {}, None
 for line in open(path):
     line = line.strip()
     if not line:
@@ -203,6 +212,8 @@ for line in open(path):
     j = json.loads(line)
     if "peak_fma_gflop_per_sec" in j:
         peak, isa = j["peak_fma_gflop_per_sec"], j.get("isa", "")
+    elif "mem_gb_per_sec" in j:
+        membw = j["mem_gb_per_sec"]
     else:
         # several rounds: each side's fastest run
         side, key = (torch, j["model"]) if j.get("framework") == "pytorch" else \
@@ -216,8 +227,8 @@ def num(x, fmt):
 
 
 tv = next((t.get("torch") for t in torch.values()), None)
-print("netc (target %s) against PyTorch %s on %s thread(s); peak FMA %s GFLOP/s (%s)\n"
-      % (target, tv or "(not run)", threads, num(peak, ".1f"), isa))
+print("netc (target %s) against PyTorch %s on %s thread(s); peak FMA %s GFLOP/s (%s); memory %s GB/s\n"
+      % (target, tv or "(not run)", threads, num(peak, ".1f"), isa, num(membw, ".1f")))
 if busy > 10:
     print("**warning**: the CPUs were %d%% busy with other processes before the run; "
           "these numbers are low and noisy\n" % busy)
