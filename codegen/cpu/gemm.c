@@ -431,6 +431,24 @@ static void pack_b_padrow(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef 
     for_end(cg, &lk);
 }
 
+/* B_ROW / B_COL: one panel at dst of columns n0.. element by element, zero
+ * for columns >= jend (the last, partial panel). */
+static void pack_b_edge(Cg *cg, const GemmV *g, LLVMValueRef dst, LLVMValueRef n0, LLVMValueRef jend,
+                        LLVMValueRef pc, LLVMValueRef kc) {
+    Loop lk, ln;
+    LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+    LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
+    LLVMValueRef n = add(cg, n0, jj);
+    LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
+    If f;
+    if_begin(cg, &f, icmp(cg, LLVMIntSLT, n, jend));
+    set(cg, v, ld(cg, G(B), add(cg, mul(cg, add(cg, pc, kk), G(BSK)), mul(cg, n, G(BSN)))));
+    if_end(cg, &f);
+    st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, NR), jj));
+    for_end(cg, &ln);
+    for_end(cg, &lk);
+}
+
 /* bpack[jr*kc + kk*NR + jj] = B(pc+kk, jc+jr+jj), zero for columns >= jend. */
 static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
                    LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
@@ -465,21 +483,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         LLVMValueRef j0 = mulc(cg, nfull, NR);
         If f;
         if_begin(cg, &f, icmp(cg, LLVMIntSLT, j0, nc));
-        {
-            LLVMValueRef dst = gep(cg, bp, mul(cg, j0, kc));
-            LLVMValueRef n0 = add(cg, jc, j0);
-            kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
-            LLVMValueRef n = add(cg, n0, jj);
-            LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
-            If g2;
-            if_begin(cg, &g2, icmp(cg, LLVMIntSLT, n, jend));
-            set(cg, v, ld(cg, B, add(cg, mul(cg, add(cg, pc, kk), G(BSK)), mul(cg, n, G(BSN)))));
-            if_end(cg, &g2);
-            st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, NR), jj));
-            for_end(cg, &ln);
-            for_end(cg, &lk);
-        }
+        pack_b_edge(cg, g, gep(cg, bp, mul(cg, j0, kc)), add(cg, jc, j0), jend, pc, kc);
         if_end(cg, &f);
         return;
     }
@@ -527,19 +531,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
             for_end(cg, &ln);
         }
         if_else(cg, &f);
-        {
-            LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
-            LLVMValueRef jj = for_begin(cg, &ln, ci64(cg, 0), ci64(cg, NR), 1);
-            LLVMValueRef n = add(cg, n0, jj);
-            LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
-            If g2;
-            if_begin(cg, &g2, icmp(cg, LLVMIntSLT, n, jend));
-            set(cg, v, ld(cg, B, add(cg, mul(cg, add(cg, pc, kk), G(BSK)), mul(cg, n, G(BSN)))));
-            if_end(cg, &g2);
-            st(cg, get(cg, v), dst, add(cg, mulc(cg, kk, NR), jj));
-            for_end(cg, &ln);
-            for_end(cg, &lk);
-        }
+        pack_b_edge(cg, g, dst, n0, jend, pc, kc);
         if_end(cg, &f);
     } else {
         LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
