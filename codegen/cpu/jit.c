@@ -4,12 +4,14 @@
 #include "cg.h"
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +29,16 @@ static void init_llvm(void) {
     if (done) return;
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
+    /* NETC_LLVM_ARGS: options for LLVM itself, e.g. "-time-passes" */
+    const char *e = getenv("NETC_LLVM_ARGS");
+    if (e && *e) {
+        static char buf[1024];
+        const char *argv[33] = {"netc"};
+        int argc = 1;
+        snprintf(buf, sizeof buf, "%s", e);
+        for (char *t = strtok(buf, " "); t && argc < 32; t = strtok(NULL, " ")) argv[argc++] = t;
+        LLVMParseCommandLineOptions(argc, argv, NULL);
+    }
     done = 1;
 }
 
