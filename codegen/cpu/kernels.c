@@ -57,6 +57,29 @@ static LLVMValueRef mix64(Cg *cg, LLVMValueRef z) {
     return LLVMBuildXor(b, z, LLVMBuildLShr(b, z, LLVMConstInt(t, 31, 0), ""), "");
 }
 
+/* e^x in plain arithmetic, so that the loop vectoriser can widen it (a call
+ * of llvm.exp stays one expf call per element): x = n ln2 + f, |f| <= ln2/2
+ * (ln2 in two parts), e^f by its degree-7 Taylor polynomial (relative error
+ * below 2e-7 on that interval), times 2^n built in the exponent bits.  x is
+ * clamped to [-87, 88] (e^x stays a normal float; beyond, expf gives 0 or
+ * inf, and sigmoid 0 or 1 either way to within 1e-38); NaN stays NaN. */
+static LLVMValueRef fast_exp(Cg *cg, LLVMValueRef x) {
+    LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf32(cg, 88.0f)), cf32(cg, 88.0f), x);
+    xc = sel(cg, fcmp(cg, LLVMRealOLT, xc, cf32(cg, -87.0f)), cf32(cg, -87.0f), xc);
+    xc = sel(cg, fcmp(cg, LLVMRealUNO, x, x), cf32(cg, 0.0f), xc);
+    LLVMValueRef n = call1(cg, "llvm.rint", cg->f32, f_mul(cg, xc, cf32(cg, 1.44269504088896341f)));
+    LLVMValueRef f = f_sub(cg, xc, f_mul(cg, n, cf32(cg, 0.693359375f)));
+    f = f_sub(cg, f, f_mul(cg, n, cf32(cg, -2.12194440e-4f)));
+    static const float c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    LLVMValueRef p = cf32(cg, c[0]);
+    for (int k = 1; k < 8; k++) p = f_add(cg, f_mul(cg, p, f), cf32(cg, c[k]));
+    LLVMValueRef ni = LLVMBuildFPToSI(cg->b, n, cg->i32, "");
+    LLVMValueRef bits = LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, ni, LLVMConstInt(cg->i32, 127, 0), ""),
+                                     LLVMConstInt(cg->i32, 23, 0), "");
+    LLVMValueRef r = f_mul(cg, p, LLVMBuildBitCast(cg->b, bits, cg->f32, ""));
+    return sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, r);
+}
+
 /* One element: x[] are the inputs at index i, out2 an optional second output
  * (dropout's mask). */
 static LLVMValueRef ew_apply(Cg *cg, const Ew *e, LLVMValueRef *x, LLVMValueRef i, LLVMValueRef *out2) {
@@ -65,7 +88,7 @@ static LLVMValueRef ew_apply(Cg *cg, const Ew *e, LLVMValueRef *x, LLVMValueRef 
     case IR_OP_RELU: return sel(cg, fcmp(cg, LLVMRealOLT, x[0], zero), zero, x[0]);
     case IR_OP_RELU_BWD: return sel(cg, fcmp(cg, LLVMRealOGT, x[1], zero), x[0], zero);
     case IR_OP_SIGMOID:
-        return f_div(cg, one, f_add(cg, one, call1(cg, "llvm.exp", cg->f32, LLVMBuildFNeg(cg->b, x[0], ""))));
+        return f_div(cg, one, f_add(cg, one, fast_exp(cg, LLVMBuildFNeg(cg->b, x[0], ""))));
     case IR_OP_SIGMOID_BWD: return f_mul(cg, f_mul(cg, x[0], x[1]), f_sub(cg, one, x[1]));
     case IR_OP_ADD: return f_add(cg, x[0], x[1]);
     case IR_OP_ACCUM: {
