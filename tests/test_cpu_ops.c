@@ -191,6 +191,8 @@ static const ConvCase conv_cases[] = {
     {2, 1, 31, 29, 10, 11, 5, 4, 3, 2, 1, 0},    /* one channel, unequal strides */
     {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},      /* weight gradient of a few tiles, reduction split in parts */
     {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},     /* the same at stride 2 */
+    {3, 6, 12, 12, 16, 5, 5, 1, 1, 0, 0, 1},     /* LeNet's conv1: bwd data by col2im (wide padding) */
+    {2, 3, 11, 10, 5, 7, 5, 1, 1, 1, 0, 0},      /* the same, unequal kernel sides */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }

@@ -1183,7 +1183,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         ConvDims d = conv_dims(cg, n, n->out[0], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), dx = cg_vptr(cg, n->out[0]);
-        if (d.sh == 1 && d.sw == 1) {
+        /* stride 1: a forward conv over dy padded by R-1-pad, unless that
+         * padding is wide (an unpadded 5x5: the padded grid is mostly zeros) */
+        if (d.sh == 1 && d.sw == 1 && d.r - 1 - d.ph < 3 && d.s - 1 - d.pw < 3) {
             /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
             int64_t wsz = d.k * crs, rs = d.r * d.s;
             ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
