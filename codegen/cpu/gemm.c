@@ -758,6 +758,28 @@ static void arg_set(Cg *cg, LLVMValueRef args, int i, LLVMValueRef v) {
     LLVMBuildStore(cg->b, v, LLVMBuildInBoundsGEP2(cg->b, cg->i64, args, &idx, 1, ""));
 }
 
+/* A copy of the driver's argument array src in this function (each task
+ * sets its own ranges). */
+static LLVMValueRef args_copy(Cg *cg, LLVMValueRef src) {
+    LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
+    LLVMValueRef args = LLVMBuildBitCast(cg->b, var(cg, at, NULL), LLVMPointerType(cg->i64, 0), "");
+    LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, src, cg->p8, ""), 8,
+                    ci64(cg, GA_COUNT * 8));
+    return args;
+}
+
+/* Calls driver drv on args for C rows [ib, ie), columns [jb, je), with this
+ * thread's scratch scr. */
+static void call_driver(Cg *cg, LLVMValueRef drv, LLVMValueRef args, LLVMValueRef scr, LLVMValueRef ib, LLVMValueRef ie,
+                        LLVMValueRef jb, LLVMValueRef je) {
+    arg_set(cg, args, GA_SCR, scr);
+    arg_set(cg, args, GA_IB, ib);
+    arg_set(cg, args, GA_IE, ie);
+    arg_set(cg, args, GA_JB, jb);
+    arg_set(cg, args, GA_JE, je);
+    cg_call(cg, drv, &args, 1);
+}
+
 static LLVMValueRef arg_get(Cg *cg, LLVMValueRef args, int i) {
     LLVMValueRef idx = ci64(cg, i);
     return LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, args, &idx, 1, ""), "");
@@ -769,12 +791,7 @@ static void emit_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLV
                       LLVMValueRef ie, LLVMValueRef jbeg, LLVMValueRef jend, LLVMValueRef scr) {
     LLVMValueRef drv = gemm_driver(cg, g->bk);
     LLVMValueRef args = gemm_args(cg, g, A, B, C);
-    arg_set(cg, args, GA_SCR, scr);
-    arg_set(cg, args, GA_IB, ib);
-    arg_set(cg, args, GA_IE, ie);
-    arg_set(cg, args, GA_JB, jbeg);
-    arg_set(cg, args, GA_JE, jend);
-    cg_call(cg, drv, &args, 1);
+    call_driver(cg, drv, args, scr, ib, ie, jbeg, jend);
 }
 
 /* This thread's scratch: base + worker * per_thread floats. */
@@ -814,10 +831,7 @@ static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVM
         LLVMValueRef scr = thread_scratch(cg, v[2], per);
         LLVMValueRef M = arg_get(cg, v[0], GA_M), N = arg_get(cg, v[0], GA_N), ldc = arg_get(cg, v[0], GA_LDC);
         LLVMValueRef panels = sdiv(cg, addc(cg, N, NR - 1), ci64(cg, NR)), mp = sdiv(cg, addc(cg, M, MR - 1), ci64(cg, MR));
-        LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
-        LLVMValueRef args = LLVMBuildBitCast(cg->b, var(cg, at, NULL), LLVMPointerType(cg->i64, 0), "");
-        LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, v[0], cg->p8, ""),
-                        8, ci64(cg, GA_COUNT * 8));
+        LLVMValueRef args = args_copy(cg, v[0]);
         LLVMValueRef Cp = LLVMBuildIntToPtr(cg->b, arg_get(cg, args, GA_C), cg->pf, "");
         Loop lt;
         LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
@@ -841,12 +855,7 @@ static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVM
             for_end(cg, &lj);
             for_end(cg, &lm);
         }
-        arg_set(cg, args, GA_SCR, scr);
-        arg_set(cg, args, GA_IB, ib);
-        arg_set(cg, args, GA_IE, ie);
-        arg_set(cg, args, GA_JB, jb);
-        arg_set(cg, args, GA_JE, je);
-        cg_call(cg, drv, &args, 1);
+        call_driver(cg, drv, args, scr, ib, ie, jb, je);
         if_end(cg, &f);
         for_end(cg, &lt);
     }
@@ -882,10 +891,7 @@ static void par_gemm_ksplit(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef 
     if (par_begin_shared(cg, &P, key, v, 3, ci64(cg, KSPLIT), &b, &e)) {
         LLVMValueRef scr = thread_scratch(cg, v[1], per);
         LLVMValueRef M = arg_get(cg, v[0], GA_M), N = arg_get(cg, v[0], GA_N), K = arg_get(cg, v[0], GA_K);
-        LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
-        LLVMValueRef args = LLVMBuildBitCast(cg->b, var(cg, at, NULL), LLVMPointerType(cg->i64, 0), "");
-        LLVMBuildMemCpy(cg->b, LLVMBuildBitCast(cg->b, args, cg->p8, ""), 8, LLVMBuildBitCast(cg->b, v[0], cg->p8, ""),
-                        8, ci64(cg, GA_COUNT * 8));
+        LLVMValueRef args = args_copy(cg, v[0]);
         LLVMValueRef P0 = LLVMBuildIntToPtr(cg->b, arg_get(cg, args, GA_C), cg->pf, "");
         Loop lt;
         LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
@@ -895,14 +901,9 @@ static void par_gemm_ksplit(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef 
         LLVMValueRef ke = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntEQ, t1, ci64(cg, KSPLIT)), K,
                                           mulc(cg, sdiv(cg, mul(cg, t1, sdiv(cg, K, ci64(cg, KC))), ci64(cg, KSPLIT)), KC), "");
         arg_set(cg, args, GA_C, gep(cg, P0, mul(cg, t, v[2])));
-        arg_set(cg, args, GA_SCR, scr);
-        arg_set(cg, args, GA_IB, ci64(cg, 0));
-        arg_set(cg, args, GA_IE, M);
-        arg_set(cg, args, GA_JB, ci64(cg, 0));
-        arg_set(cg, args, GA_JE, N);
         arg_set(cg, args, GA_KB, kb);
         arg_set(cg, args, GA_K, ke);
-        cg_call(cg, drv, &args, 1);
+        call_driver(cg, drv, args, scr, ci64(cg, 0), M, ci64(cg, 0), N);
         for_end(cg, &lt);
     }
     par_end(cg, &P);
