@@ -1,8 +1,8 @@
 /* cpu_gemm.c - GFLOP/s of the cpu backend's generated GEMM (one thread,
  * C[M,N] += A[M,K] B[K,N]), to compare with bench/peak_fma.
- * Build (from the repository root, after building build-cpu):
+ * Build (from the repository root, after building build/):
  *   cc -O2 -I. -I$(llvm-config-14 --includedir) bench/cpu_gemm.c \
- *      build-cpu/libnetc_cpu.a build-cpu/libnetc_core.a -lLLVM-14 -lz -lm -pthread -o cpu_gemm
+ *      build/libnetc_cpu.a build/libnetc_core.a -lLLVM-14 -lz -lm -pthread -o cpu_gemm
  * Usage: cpu_gemm [M N K] */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* cpu_step.c - training-step throughput of the cpu backend on the seed
  * networks at the seed's batch and resolution: compile time, ms/step,
- * images/s, GFLOP/s.  Build (repository root, after build-cpu):
+ * images/s, GFLOP/s.  Build (repository root, after building build/):
  *   cc -O2 -I. -Itests -DNETC_SOURCE_DIR=\"$PWD\" bench/cpu_step.c tests/testutil.c \
- *      build-cpu/libnetc_cpu.a build-cpu/libnetc_core.a -L$(llvm-config-14 --libdir) -lLLVM \
+ *      build/libnetc_cpu.a build/libnetc_core.a -L$(llvm-config-14 --libdir) -lLLVM \
  *      -lz -lm -pthread -o cpu_step
  * Usage: cpu_step MODEL BATCH RESIZE [STEPS [THREADS]] */
 #include <stdio.h>

@@ -69,6 +69,13 @@ static int room(Elab *E, IrLoc loc) {
     return 0;
 }
 
+/* The new layer's name (from its label, or kind + counter), NULL with the
+ * error reported when the name is taken or the graph is full. */
+static const char *new_layer(Elab *E, Frame *F, const char *kind, const char *label, IrLoc loc) {
+    const char *name = elab_layer_name(E, F->names, kind, label, loc, NULL);
+    return name && !room(E, loc) ? name : NULL;
+}
+
 /* The input tensor: the first positional argument (from |> or written). */
 static int take_input(Elab *E, const Ast *call, const Builtin *b, Arg *args, int nargs) {
     if (nargs == 0 || args[0].name || args[0].v.k != V_TENSOR)
@@ -154,8 +161,8 @@ static int build_conv(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg 
         slot_int(E, b, s, 1, 0, 1, &k) || slot_int(E, b, s, 2, 1, 1, &st) || slot_int(E, b, s, 3, 0, 0, &pad) ||
         slot_bool(E, b, s, 4, 1, &bias) || slot_int(E, b, s, 5, 0, 1, &ic))
         return -1;
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     int in[3] = { (int)args[0].v.i, ir_param_new(E->g, name, "weight", IR_PARAM_WEIGHT, call->loc), -1 };
     if (bias)
@@ -180,8 +187,8 @@ static int build_linear(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
     if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s) || slot_int(E, b, s, 0, 0, 1, &oc) ||
         slot_bool(E, b, s, 1, 1, &bias) || slot_int(E, b, s, 2, 0, 1, &ic))
         return -1;
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     int in[3] = { (int)args[0].v.i, ir_param_new(E->g, name, "weight", IR_PARAM_WEIGHT, call->loc), -1 };
     if (bias)
@@ -204,8 +211,8 @@ static int build_pool(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg 
     if (2 * pad > k)
         return diag_error(E->d, s[2].loc, "PyTorch allows at most half the kernel", "padding %d is too large for kernel %d",
                           pad, k);
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     int x = (int)args[0].v.i;
     int n = ir_node_new(E->g, b->op, &x, 1, 1, name, call->loc);
@@ -222,8 +229,8 @@ static int build_simple(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
     Slot s[6] = { 0 };
     if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s))
         return -1;
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     int x = (int)args[0].v.i;
     int n = ir_node_new(E->g, b->op, &x, 1, 1, name, call->loc);
@@ -238,8 +245,8 @@ static int build_bn(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *a
     Slot s[6] = { 0 };
     if (take_input(E, call, b, args, nargs) || bind(E, call, b, args, nargs, s))
         return -1;
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     IrGraph *g = E->g;
     int in[5] = { (int)args[0].v.i, ir_param_new(g, name, "weight", IR_PARAM_GAMMA, call->loc),
@@ -267,8 +274,8 @@ static int build_dropout(Elab *E, Frame *F, const Ast *call, const Builtin *b, A
         if (!(p >= 0 && p < 1))
             return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be in [0, 1), got %g", p);
     }
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     IrGraph *g = E->g;
     int x = (int)args[0].v.i;
@@ -294,8 +301,8 @@ static int build_concat(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
             return diag_error(E->d, args[i].loc, NULL, "`%s` takes tensors, got %s", b->name, elab_kind_str(args[i].v.k));
         in[i] = (int)args[i].v.i;
     }
-    const char *name = elab_layer_name(E, F->names, b->name, call->label, call->loc, NULL);
-    if (!name || room(E, call->loc))
+    const char *name = new_layer(E, F, b->name, call->label, call->loc);
+    if (!name)
         return -1;
     int n = ir_node_new(E->g, b->op, in, nargs, 1, name, call->loc);
     *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
@@ -304,8 +311,8 @@ static int build_concat(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
 
 /* a + b on two tensors: an ADD node named add<k>, located at the `+`. */
 int elab_build_add(Elab *E, Frame *F, const Ast *n, Val a, Val b, Val *out) {
-    const char *name = elab_layer_name(E, F->names, "add", NULL, n->loc, NULL);
-    if (!name || room(E, n->loc))
+    const char *name = new_layer(E, F, "add", NULL, n->loc);
+    if (!name)
         return -1;
     int in[2] = { (int)a.i, (int)b.i };
     int id = ir_node_new(E->g, IR_OP_ADD, in, 2, 1, name, n->loc);

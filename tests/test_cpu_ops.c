@@ -212,24 +212,30 @@ static IrAttr conv_attr(const ConvCase *cc) {
     return at;
 }
 
-static void conv_case(const ConvCase *cc, int which, int threads) {
-    Case c;
-    case_init(&c, cc->n);
+/* The conv of cc alone: forward (which 0), data gradient (1) or weight
+ * gradient (2), with a bias (gradient) when cc->bias. */
+static void conv_case_init(Case *c, const ConvCase *cc, int which) {
+    case_init(c, cc->n);
     int64_t P = conv_out(cc->h, cc->r, cc->sh, cc->ph), Q = conv_out(cc->w, cc->s, cc->sw, cc->pw);
     IrType tx = ty4(1, cc->n, cc->c, cc->h, cc->w), tw = ty4(0, cc->k, cc->c, cc->r, cc->s);
     IrType ty = ty4(1, cc->n, cc->k, P, Q), tb = ty4(0, cc->k, 0, 0, 0);
     IrAttr at = conv_attr(cc);
     if (which == 0) {
-        int in[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
-        case_op(&c, IR_OP_CONV2D, in, cc->bias ? 3 : 2, &ty, 1, at);
+        int in[3] = {leaf(&c->p.g, tx), leaf(&c->p.g, tw), leaf(&c->p.g, tb)};
+        case_op(c, IR_OP_CONV2D, in, cc->bias ? 3 : 2, &ty, 1, at);
     } else if (which == 1) {
-        int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
-        case_op(&c, IR_OP_CONV2D_BWD_DATA, in, 2, &tx, 1, at);
+        int in[2] = {leaf(&c->p.g, ty), leaf(&c->p.g, tw)};
+        case_op(c, IR_OP_CONV2D_BWD_DATA, in, 2, &tx, 1, at);
     } else {
-        int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tx)};
+        int in[2] = {leaf(&c->p.g, ty), leaf(&c->p.g, tx)};
         IrType outs[2] = {tw, tb};
-        case_op(&c, IR_OP_CONV2D_BWD_WEIGHT, in, 2, outs, cc->bias ? 2 : 1, at);
+        case_op(c, IR_OP_CONV2D_BWD_WEIGHT, in, 2, outs, cc->bias ? 2 : 1, at);
     }
+}
+
+static void conv_case(const ConvCase *cc, int which, int threads) {
+    Case c;
+    conv_case_init(&c, cc, which);
     run_case(&c, 1e-4, -1, 0, -1, threads);
     case_free(&c);
 }
@@ -294,24 +300,8 @@ static void test_conv_deterministic(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int which = 0; which < 3; which++) {
-            const ConvCase *cc = &cases[i];
             Case c;
-            case_init(&c, cc->n);
-            int64_t P = conv_out(cc->h, cc->r, cc->sh, cc->ph), Q = conv_out(cc->w, cc->s, cc->sw, cc->pw);
-            IrType tx = ty4(1, cc->n, cc->c, cc->h, cc->w), tw = ty4(0, cc->k, cc->c, cc->r, cc->s);
-            IrType ty = ty4(1, cc->n, cc->k, P, Q), tb = ty4(0, cc->k, 0, 0, 0);
-            IrAttr at = conv_attr(cc);
-            if (which == 0) {
-                int in[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
-                case_op(&c, IR_OP_CONV2D, in, 3, &ty, 1, at);
-            } else if (which == 1) {
-                int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
-                case_op(&c, IR_OP_CONV2D_BWD_DATA, in, 2, &tx, 1, at);
-            } else {
-                int in[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tx)};
-                IrType outs[2] = {tw, tb};
-                case_op(&c, IR_OP_CONV2D_BWD_WEIGHT, in, 2, outs, 2, at);
-            }
+            conv_case_init(&c, &cases[i], which);
             int64_t n0, n1;
             float *r0 = cpu_run_all(&c, 1, 99, &n0);
             for (int t = 1; t <= 3; t++) {

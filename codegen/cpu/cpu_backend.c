@@ -375,6 +375,7 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
         return -1;
     }
     CpuState *st[2] = {NULL, NULL};
+    IR_ASSERT(n >= 1 && n <= 2);
     for (int i = 0; i < n; i++) {
         st[i] = calloc(1, sizeof *st[i]);
         st[i]->code = code;

@@ -73,6 +73,13 @@ LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned n
     return LLVMGetIntrinsicDeclaration(cg->mod, id, ovl, novl);
 }
 
+LLVMValueRef cg_gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef mask, LLVMValueRef pass) {
+    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, base, &off, 1, "");
+    LLVMTypeRef ovl[2] = {LLVMTypeOf(pass), LLVMTypeOf(ptrs)};
+    LLVMValueRef a[4] = {ptrs, LLVMConstInt(cg->i32, 4, 0), mask, pass};
+    return cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a, 4);
+}
+
 LLVMValueRef ci64(Cg *cg, int64_t x) { return LLVMConstInt(cg->i64, (unsigned long long)x, 1); }
 LLVMValueRef cf32(Cg *cg, float x) { return LLVMConstReal(cg->f32, x); }
 LLVMValueRef cf64(Cg *cg, double x) { return LLVMConstReal(cg->f64, x); }

@@ -343,21 +343,21 @@ static void pack_a(Cg *cg, const GemmV *g, LLVMValueRef ap, LLVMValueRef ic, LLV
 static LLVMValueRef tr32(Cg *cg, LLVMValueRef x) { return LLVMBuildTrunc(cg->b, x, cg->i32, ""); }
 static LLVMValueRef vs32(Cg *cg, LLVMValueRef x64) { return vsplat_dyn_i32(cg, tr32(cg, x64)); }
 
-/* NR values of images at base (float*) at rows ih, columns iw (vectors),
- * offsets coff (image and channel), masked by bounds and nmask; zero
- * elsewhere. */
-static LLVMValueRef conv_gather(Cg *cg, const GemmV *g, LLVMValueRef base, LLVMValueRef ih, LLVMValueRef iw,
-                                LLVMValueRef coff, LLVMValueRef nmask) {
+/* NR floats at base[off], zero where mask is clear. */
+static LLVMValueRef gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef mask) {
+    return cg_gather(cg, base, off, mask, LLVMConstNull(vnr(cg)));
+}
+
+/* Lanes at image rows ih, columns iw (vectors), offsets coff (image and
+ * channel): *mask = inside the image and nmask, *off = the offsets (0 where
+ * masked). */
+static void conv_lanes(Cg *cg, const GemmV *g, LLVMValueRef ih, LLVMValueRef iw, LLVMValueRef coff, LLVMValueRef nmask,
+                       LLVMValueRef *mask, LLVMValueRef *off) {
     LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vs32(cg, G(H)), "");
     LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vs32(cg, G(W)), "");
-    LLVMValueRef mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
-    LLVMValueRef off = LLVMBuildAdd(cg->b, coff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
-    off = LLVMBuildSelect(cg->b, mask, off, vsplat_i32(cg, 0), "");
-    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, base, &off, 1, "");
-    LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
-    LLVMValueRef gather = cg_intrinsic(cg, "llvm.masked.gather", ovl, 2);
-    LLVMValueRef a[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
-    return cg_call(cg, gather, a, 4);
+    *mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
+    LLVMValueRef o = LLVMBuildAdd(cg->b, coff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
+    *off = LLVMBuildSelect(cg->b, *mask, o, vsplat_i32(cg, 0), "");
 }
 
 /* NR contiguous floats at p, lanes off mask zero (not read). */
@@ -420,10 +420,7 @@ static void pack_b_padrow(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef 
         LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
         LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
         loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
-        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, row, &loff, 1, "");
-        LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
-        LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), nmask, LLVMConstNull(vnr(cg))};
-        vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, dk, 32);
+        vnr_st(cg, gather(cg, row, loff, nmask), dst, dk, 32);
     }
     if_end(cg, &f);
     for_end(cg, &lj);
@@ -456,7 +453,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
     Loop lj, lk, ln;
     /* counters at pc: (c, r, s) for conv fwd rows, (n, p, q) for conv bwd-weight rows */
     LLVMValueRef vc = var(cg, cg->i64, NULL), vr = var(cg, cg->i64, NULL), vsx = var(cg, cg->i64, NULL);
-    LLVMValueRef c0 = NULL, r0 = NULL, s0 = NULL;
+    LLVMValueRef c0 = NULL, r0 = NULL, s0 = NULL, rows = NULL;
     if (g->bk == B_CONV_FWD || g->bk == B_PADROW) {
         c0 = sdiv(cg, pc, mul(cg, G(R), G(S)));
         r0 = srem(cg, sdiv(cg, pc, G(S)), G(R));
@@ -466,6 +463,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         LLVMValueRef rem = sub(cg, pc, mul(cg, c0, G(PQ)));
         r0 = sdiv(cg, rem, G(Q));
         s0 = sub(cg, rem, mul(cg, r0, G(Q)));
+        rows = sdiv(cg, G(PQ), G(Q));   /* output rows per image */
     }
     if (g->bk == B_PADROW) {
         pack_b_padrow(cg, g, bp, jc, nc, jend, c0, r0, s0, kc);
@@ -507,17 +505,8 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                                                              LLVMConstNull(LLVMVectorType(cg->i1, (unsigned)NR)), ""));
         LLVMValueRef qa = LLVMBuildSelect(cg->b, ok, q, ci64(cg, 0), "");
         LLVMValueRef base = gep(cg, B, add(cg, mul(cg, im, G(AIMG)), add(cg, mul(cg, p, G(SW)), qa)));
-        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, base, &joff, 1, "");
-        LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
-        LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
-        vnr_st(cg, cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4), dst, mulc(cg, kk, NR), 32);
-        /* q'++, carrying into p and the image */
-        LLVMValueRef nq = addc(cg, q, 1), wq = icmp(cg, LLVMIntEQ, nq, G(Q));
-        set(cg, vsx, LLVMBuildSelect(cg->b, wq, ci64(cg, 0), nq, ""));
-        LLVMValueRef np = LLVMBuildSelect(cg->b, wq, addc(cg, p, 1), p, "");
-        LLVMValueRef wp = icmp(cg, LLVMIntEQ, mul(cg, np, G(Q)), G(PQ));
-        set(cg, vr, LLVMBuildSelect(cg->b, wp, ci64(cg, 0), np, ""));
-        set(cg, vc, LLVMBuildSelect(cg->b, wp, addc(cg, im, 1), im, ""));
+        vnr_st(cg, gather(cg, base, joff, mask), dst, mulc(cg, kk, NR), 32);
+        bump3(cg, vc, vr, vsx, rows, G(Q));   /* q'++, carrying into p and the image */
         for_end(cg, &lk);
     } else if (g->bk == B_COL) {
         If f;
@@ -580,12 +569,8 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                     mask = vand(cg, m, okh);
                     off = add(cg, mul(cg, ih0, G(W)), iw0);
                 } else {
-                    LLVMValueRef ih = LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""), iw = LLVMBuildAdd(cg->b, wb, vs32(cg, sx), "");
-                    LLVMValueRef okh = LLVMBuildICmp(cg->b, LLVMIntULT, ih, vs32(cg, G(H)), "");
-                    LLVMValueRef okw = LLVMBuildICmp(cg->b, LLVMIntULT, iw, vs32(cg, G(W)), "");
-                    mask = LLVMBuildAnd(cg->b, LLVMBuildAnd(cg->b, okh, okw, ""), nmask, "");
-                    off = LLVMBuildAdd(cg->b, ioff, LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, ih, vs32(cg, G(W)), ""), iw, ""), "");
-                    off = LLVMBuildSelect(cg->b, mask, off, vsplat_i32(cg, 0), "");
+                    conv_lanes(cg, g, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""), LLVMBuildAdd(cg->b, wb, vs32(cg, sx), ""),
+                               ioff, nmask, &mask, &off);
                 }
                 LLVMValueRef c = for_begin(cg, &lcc, clo, cend, 1);
                 LLVMValueRef k = sub(cg, add(cg, mul(cg, c, RS), rs), pc);
@@ -593,10 +578,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 if (path == 0) {
                     v = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, gep(cg, base0, mul(cg, c, hw)), &off, 1, ""), mask);
                 } else {
-                    LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, gep(cg, B, mul(cg, c, hw)), &off, 1, "");
-                    LLVMTypeRef ovl[2] = {vnr(cg), LLVMTypeOf(ptrs)};
-                    LLVMValueRef a4[4] = {ptrs, ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
-                    v = cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), a4, 4);
+                    v = gather(cg, gep(cg, B, mul(cg, c, hw)), off, mask);
                 }
                 vnr_st(cg, v, dst, mulc(cg, k, NR), 32);
                 for_end(cg, &lcc);
@@ -618,17 +600,10 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
             LLVMValueRef im = get(cg, vc), p = get(cg, vr), q = get(cg, vsx);
             LLVMValueRef hb = vs32(cg, sub(cg, mul(cg, p, G(SH)), G(PH)));
             LLVMValueRef wb = vs32(cg, sub(cg, mul(cg, q, G(SW)), G(PW)));
-            LLVMValueRef base = gep(cg, B, mul(cg, im, G(XIMG)));
-            LLVMValueRef v = conv_gather(cg, g, base, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""),
-                                         coff, nmask);
-            vnr_st(cg, v, dst, mulc(cg, kk, NR), 32);
-            /* q++, carrying into p and the image */
-            LLVMValueRef nq = addc(cg, q, 1), wq = icmp(cg, LLVMIntEQ, nq, G(Q));
-            set(cg, vsx, LLVMBuildSelect(cg->b, wq, ci64(cg, 0), nq, ""));
-            LLVMValueRef np = LLVMBuildSelect(cg->b, wq, addc(cg, p, 1), p, "");
-            LLVMValueRef wp = icmp(cg, LLVMIntEQ, mul(cg, np, G(Q)), G(PQ));
-            set(cg, vr, LLVMBuildSelect(cg->b, wp, ci64(cg, 0), np, ""));
-            set(cg, vc, LLVMBuildSelect(cg->b, wp, addc(cg, im, 1), im, ""));
+            LLVMValueRef mask, off;
+            conv_lanes(cg, g, LLVMBuildAdd(cg->b, hb, rv, ""), LLVMBuildAdd(cg->b, wb, sv, ""), coff, nmask, &mask, &off);
+            vnr_st(cg, gather(cg, gep(cg, B, mul(cg, im, G(XIMG))), off, mask), dst, mulc(cg, kk, NR), 32);
+            bump3(cg, vc, vr, vsx, rows, G(Q));   /* q++, carrying into p and the image */
             for_end(cg, &lk);
         }
     }
@@ -871,8 +846,7 @@ static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVM
  * result.  part: KSPLIT * M * ldc floats. */
 enum { KSPLIT = 16 };
 
-static int gemm_ksplit(const Cg *cg, const Gemm *g) {
-    (void)cg;
+static int gemm_ksplit(const Gemm *g) {
     /* by rows, every thread would pack all of B; the parts cost KSPLIT C's */
     return g->bk == B_DYT && g->M * g->N <= 16384 && g->K >= (int64_t)KSPLIT * KC;
 }
@@ -1066,13 +1040,13 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
     return !conv_fwd_padrow(d) && (d->p * d->q) % NR != 0;
 }
 
-static int64_t conv_fwd_extra_cg(const Cg *cg, const ConvDims *d, int64_t nb) {
+static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
     return pad_floats(d, nb) + round16(nb * d->k * d->p * (d->w + 2 * d->pw));
 }
 
-/* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra_cg(cg, ) shared floats, then the
+/* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra() shared floats, then the
  * threads' GEMM scratch.  The gather path (B_CONV_FWD) or the padded-width
  * path: y_ext[n, k, p*Wp + q'] by one GEMM, then y = y_ext's first Q columns
  * of every row (+ bias). */
@@ -1083,7 +1057,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         LLVMValueRef ct = scr;
         Gemm g = {.M = d->k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(*d),
                   .ldc = nb * pq, .cpq = nb * pq, .cimg = 0, .ximg = d->c * hw, .beta0 = 1};
-        par_gemm(cg, &g, w, x, ct, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra_cg(cg, d, nb))));
+        par_gemm(cg, &g, w, x, ct, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra(cg, d, nb))));
         /* y[n, k, :] = ct[k, n*pq : (n+1)*pq] (+ b[k]) */
         LLVMValueRef v[6] = {ct, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, pq), ci64(cg, nb)};
         Par P;
@@ -1141,7 +1115,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = 1, .p = d->p, .q = wp};
     Gemm g = {.M = d->k, .N = nb * L, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_PADROW, .cv = t, .ldc = L, .cpq = L,
               .cimg = d->k * L, .ximg = d->c * hp * wp, .beta0 = 1};
-    par_gemm(cg, &g, w, xp, yext, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra_cg(cg, d, nb))));
+    par_gemm(cg, &g, w, xp, yext, NULL, gep(cg, scr, ci64(cg, conv_fwd_extra(cg, d, nb))));
     LLVMValueRef v[7] = {yext, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, d->p),
                          ci64(cg, d->q), ci64(cg, wp)};
     Par P;
@@ -1177,7 +1151,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
         LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), y = cg_vptr(cg, n->out[0]);
-        LLVMValueRef scr = scratch_for_threads(cg, nt, per, conv_fwd_extra_cg(cg, &d, nb));
+        LLVMValueRef scr = scratch_for_threads(cg, nt, per, conv_fwd_extra(cg, &d, nb));
         conv_fwd(cg, &d, nb, w, x, y, has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* (dy, w) -> dx */
@@ -1191,7 +1165,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
             int64_t wsz = d.k * crs, rs = d.r * d.s;
             ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
                           .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra_cg(cg, &t, nb));
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(cg, &t, nb));
             LLVMValueRef wt = scr0;
             {
                 LLVMValueRef v[5] = {w, wt, ci64(cg, d.k), ci64(cg, d.c), ci64(cg, rs)};
@@ -1254,17 +1228,6 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
              * copies; dy (few channels) is gathered, once per block. */
             int64_t hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
             int direct = d.ph == 0 && d.pw == 0 && d.s == 1;   /* x is x_pad, no overrun */
-            int64_t csz = round16(crs * d.k), xsz = direct ? 0 : pad_floats(&d, nb);
-            int64_t gw0 = stride1 ? d.w + 2 * d.pw : d.q;
-            Gemm probe = {.M = crs, .N = d.k, .K = nb * d.p * gw0, .bk = B_DYT};
-            int ks = gemm_ksplit(cg, &probe);
-            int64_t psz = ks ? round16(KSPLIT * crs * d.k) : 0;
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, csz + xsz + psz);
-            LLVMValueRef ct = scr0, xp = x;
-            if (!direct) {
-                xp = gep(cg, scr0, ci64(cg, csz));
-                emit_pad(cg, &d, nb, x, xp);
-            }
             /* strided (first layers, one input channel): the grid is the output's,
              * rows of A copied with the stride */
             int64_t gw = stride1 ? wp : d.q;
@@ -1272,6 +1235,15 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
                           .ph = d.sh, .pw = d.sw, .p = d.p, .q = gw};
             Gemm g = {.M = crs, .N = d.k, .K = nb * d.p * gw, .a_sm = hp * wp, .bk = B_DYT, .b_sn = pq, .cv = t,
                       .ldc = d.k, .aimg = d.k * pq, .ximg = d.c * hp * wp, .beta0 = 1};
+            int ks = gemm_ksplit(&g);
+            int64_t csz = round16(crs * d.k), xsz = direct ? 0 : pad_floats(&d, nb);
+            int64_t psz = ks ? round16(KSPLIT * crs * d.k) : 0;
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, csz + xsz + psz);
+            LLVMValueRef ct = scr0, xp = x;
+            if (!direct) {
+                xp = gep(cg, scr0, ci64(cg, csz));
+                emit_pad(cg, &d, nb, x, xp);
+            }
             if (ks)
                 par_gemm_ksplit(cg, &g, xp, dy, ct, gep(cg, scr0, ci64(cg, csz + xsz)),
                                 gep(cg, scr0, ci64(cg, csz + xsz + psz)));

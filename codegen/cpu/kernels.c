@@ -347,6 +347,13 @@ static void emit_batchnorm_bwd(Cg *cg, const IrNode *n) {
     par_end(cg, &P);
 }
 
+/* The constant <vw x i32> {start, start + step, ...}. */
+static LLVMValueRef ivec(Cg *cg, int64_t start, int64_t step) {
+    LLVMValueRef e[64];
+    for (int l = 0; l < cg->vw; l++) e[l] = LLVMConstInt(cg->i32, (unsigned long long)(start + l * step), 1);
+    return LLVMConstVector(e, (unsigned)cg->vw);
+}
+
 static LLVMValueRef vsplat_i32(Cg *cg, LLVMValueRef x) {
     LLVMTypeRef vi = LLVMVectorType(cg->i32, (unsigned)cg->vw);
     LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vi), x, LLVMConstInt(cg->i32, 0, 0), "");
@@ -477,22 +484,10 @@ static void pool_max_vec(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRe
                          LLVMValueRef p, LLVMValueRef q, LLVMValueRef idxbuf) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
     int64_t s = d->sw;
-    LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw)), vi = LLVMVectorType(cg->i32, (unsigned)vw);
-    LLVMValueRef mask[64], lane[64];
-    for (int i = 0; i < vw; i++) {
-        mask[i] = LLVMConstInt(cg->i32, (unsigned long long)(i * s), 0);
-        lane[i] = LLVMConstInt(cg->i32, (unsigned long long)(i * s), 0);
-    }
-    LLVMValueRef shuf = LLVMConstVector(mask, (unsigned)vw);
+    LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw));
+    LLVMValueRef lanes = ivec(cg, 0, s);   /* lane l's window starts l*s after lane 0's */
     LLVMValueRef idx0 = add(cg, mulc(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), d->w), addc(cg, mulc(cg, q, s), -d->pw));
-    /* lane l's window starts at idx0 + l*s */
-    LLVMValueRef ibase = NULL;
-    if (bwd) {
-        LLVMValueRef i32 = LLVMBuildTrunc(cg->b, idx0, cg->i32, "");
-        LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vi), i32, LLVMConstInt(cg->i32, 0, 0), "");
-        ibase = LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vi), LLVMConstNull(vi), "");
-        ibase = LLVMBuildAdd(cg->b, ibase, LLVMConstVector(lane, (unsigned)vw), "");
-    }
+    LLVMValueRef ibase = bwd ? LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, idx0, cg->i32, "")), lanes, "") : NULL;
     LLVMValueRef mx = NULL, best = NULL;
     for (int64_t i = 0; i < d->kh; i++)
         for (int64_t j = 0; j < d->kw; j++) {
@@ -504,15 +499,10 @@ static void pool_max_vec(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRe
                 LLVMValueRef pw = LLVMBuildBitCast(cg->b, gep(cg, xsrc, at), LLVMPointerType(wide, 0), "");
                 LLVMValueRef l = LLVMBuildLoad2(cg->b, wide, pw, "");
                 LLVMSetAlignment(l, 4);
-                x = LLVMBuildShuffleVector(cg->b, l, LLVMGetUndef(wide), shuf, "");
+                x = LLVMBuildShuffleVector(cg->b, l, LLVMGetUndef(wide), lanes, "");
             }
             LLVMValueRef xi = NULL;
-            if (bwd) {
-                LLVMValueRef c = LLVMConstInt(cg->i32, (unsigned long long)(i * d->w + j), 0);
-                LLVMValueRef cv[64];
-                for (int k = 0; k < vw; k++) cv[k] = c;
-                xi = LLVMBuildAdd(cg->b, ibase, LLVMConstVector(cv, (unsigned)vw), "");
-            }
+            if (bwd) xi = LLVMBuildAdd(cg->b, ibase, ivec(cg, i * d->w + j, 0), "");
             if (!mx) {
                 mx = x;
                 best = xi;
@@ -588,9 +578,6 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
                                                  LLVMPointerType(cg->i64, 0), "")
                               : NULL;
     LLVMValueRef ninf = splat(cg, cf32(cg, -INFINITY)), zero = LLVMConstNull(vi);
-    LLVMValueRef m1[64];
-    for (int l = 0; l < vw; l++) m1[l] = LLVMConstInt(cg->i32, (unsigned long long)-1, 1);
-    LLVMValueRef minus1 = LLVMConstVector(m1, (unsigned)vw);
     Loop ll, lc, lo;
     LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
     LLVMValueRef xsrc, yp, dx = NULL;
@@ -604,7 +591,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         cg_memset0(cg, dx, ci64(cg, hw));
     }
     LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), ci64(cg, nch), 1);
-    LLVMValueRef mx = ninf, best = minus1;
+    LLVMValueRef mx = ninf, best = ivec(cg, -1, 0);
     for (int64_t k = 0; k < ke; k++) {
         LLVMValueRef ti = add(cg, mulc(cg, c, ke * vw), ci64(cg, k * vw));
         LLVMValueRef tp = LLVMBuildBitCast(cg->b, LLVMBuildInBoundsGEP2(cg->b, cg->i32, tab0, &ti, 1, ""),
@@ -612,11 +599,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         LLVMValueRef off = LLVMBuildLoad2(cg->b, vi, tp, "");
         LLVMSetAlignment(off, 4);
         LLVMValueRef valid = LLVMBuildICmp(cg->b, LLVMIntSGE, off, zero, "");
-        LLVMValueRef offs = sel(cg, valid, off, zero);
-        LLVMValueRef ptrs = LLVMBuildInBoundsGEP2(cg->b, cg->f32, xsrc, &offs, 1, "");
-        LLVMTypeRef ovl[2] = {LLVMTypeOf(ninf), LLVMTypeOf(ptrs)};
-        LLVMValueRef ga[4] = {ptrs, LLVMConstInt(cg->i32, 4, 0), valid, ninf};
-        LLVMValueRef x = cg_call(cg, cg_intrinsic(cg, "llvm.masked.gather", ovl, 2), ga, 4);
+        LLVMValueRef x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
         LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, best, zero, "");
         LLVMValueRef take = LLVMBuildOr(cg->b, first,
                                         LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), ""), "");
@@ -627,11 +610,8 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     LLVMValueRef o0 = mulc(cg, c, vw);
     if (!bwd) {
         /* lanes past P*Q are not stored */
-        LLVMValueRef lid[64];
-        for (int l = 0; l < vw; l++) lid[l] = LLVMConstInt(cg->i32, (unsigned long long)l, 0);
-        LLVMValueRef ov = LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, o0, cg->i32, "")),
-                                       LLVMConstVector(lid, (unsigned)vw), "");
-        LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, ov, vsplat_i32(cg, LLVMConstInt(cg->i32, (unsigned long long)pq, 0)), "");
+        LLVMValueRef ov = LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, o0, cg->i32, "")), ivec(cg, 0, 1), "");
+        LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, ov, ivec(cg, pq, 0), "");
         LLVMTypeRef vf = LLVMTypeOf(mx), pvf = LLVMPointerType(vf, 0);
         LLVMTypeRef ovl[2] = {vf, pvf};
         LLVMValueRef sa[4] = {mx, LLVMBuildBitCast(cg->b, gep(cg, yp, o0), pvf, ""), LLVMConstInt(cg->i32, 4, 0), in};
