@@ -30,6 +30,7 @@ typedef struct Cg {
     LLVMValueRef rt_parallel_for, rt_pool_threads, rt_worker_index, rt_scratch;
     LLVMValueRef ukr;         /* the GEMM micro-kernel (gemm.c), made on first use */
     LLVMValueRef ukr_rows;    /* its variant for A packed as MR rows of kc */
+    LLVMValueRef ukr_direct;  /* its variant reading B's rows in place, at a table of offsets */
     int counter;              /* unique names */
     const Program *p;         /* program being compiled */
     const char *prefix;       /* function name prefix of this program */

@@ -35,7 +35,11 @@
  *   columns): x zero padded to Hp x Wp (x_pad, scratch) and the output
  *   computed on a grid of width Wp, so that every im2col row is one
  *   contiguous run per image; the GEMM writes y_ext[n, k, p*Wp + q'] and a
- *   pass keeps q' < Q (adding the bias).
+ *   pass keeps q' < Q (adding the bias).  B is not packed at all: the
+ *   micro-kernel (netc_ukr_direct) loads a panel's row k at x_pad + the
+ *   panel's first column + a per-block table of row offsets; only panels
+ *   that cross an image or the end are gathered.  1x1 stride-1 unpadded
+ *   convs take this path too (their im2col rows are the channel planes).
  *   transposed weight gradient (B_DYT; stride 1 when K * pad columns is
  *   small, or one input channel at any stride): dW^T[CRS, K] =
  *   im2col(x)[CRS, L] dy^T[L, K], A's rows copied from x_pad (contiguous at
@@ -63,7 +67,8 @@ enum { MR = 6, KC = 256, MC = MR * 20 };
  * PH, PW = strides, BSN = dy's channel stride, AIMG = dy's image stride. */
 /* B_PADROW: a stride-1 conv over the padded width: B(k = (c,r,s), l = (image,
  * p, q')) = x_pad[image][c][r*Wp + s + p*Wp + q'], a contiguous run per
- * image (H, W = padded sizes, PQ = P * Wp, XIMG = x_pad's image stride). */
+ * image (H, W = padded sizes, PQ = P * Wp, XIMG = x_pad's image stride); a
+ * 1x1 conv is the case H = 1, W = PQ = the image's pixels, R = S = 1. */
 typedef enum { B_ROW, B_COL, B_CONV_FWD, B_CONV_BWDW, B_DYT, B_PADROW } BKind;
 
 typedef struct {
@@ -111,25 +116,31 @@ static void vnr_st(Cg *cg, LLVMValueRef v, LLVMValueRef fptr, LLVMValueRef idx, 
     LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
 }
 
-/* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc, i64 acc):
+/* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc, i64 acc
+ *          [, i64 *boff]):
  * C[MR, NR] (acc ? += : =) Ap^T Bp over kc packed steps.  Ap is [kc][MR]
- * (rows = 0) or MR rows of kc floats (rows = 1: B_DYT's A, packed by
- * contiguous copies). */
-static LLVMValueRef micro_kernel_gen(Cg *cg, int rows) {
-    LLVMValueRef *cache = rows ? &cg->ukr_rows : &cg->ukr;
+ * (UK_PACKED, UK_DIRECT) or MR rows of kc floats (UK_ROWS: B_DYT's A, packed
+ * by contiguous copies).  Bp is [kc][NR], or with UK_DIRECT row k is the NR
+ * floats at Bp + boff[k] (B read in place, no packing). */
+enum { UK_PACKED, UK_ROWS, UK_DIRECT };
+
+static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
+    LLVMValueRef *cache = kind == UK_ROWS ? &cg->ukr_rows : kind == UK_DIRECT ? &cg->ukr_direct : &cg->ukr;
     if (*cache) return *cache;
+    int rows = kind == UK_ROWS;
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef pt[6] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64, cg->i64};
-    LLVMValueRef f = cg_fn_new(cg, rows ? "netc_ukr_rows" : "netc_ukr", LLVMFunctionType(cg->v, pt, 6, 0), 1);
+    LLVMTypeRef pt[7] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64, cg->i64, LLVMPointerType(cg->i64, 0)};
+    static const char *names[3] = {"netc_ukr", "netc_ukr_rows", "netc_ukr_direct"};
+    LLVMValueRef f = cg_fn_new(cg, names[kind], LLVMFunctionType(cg->v, pt, kind == UK_DIRECT ? 7 : 6, 0), 1);
     for (unsigned i = 0; i < 3; i++) {
-        unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
-        LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+        unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
+        LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, na, 0));
     }
     {
         /* one copy for the whole module, not one inlined into every driver */
-        unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
-        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+        unsigned ni = LLVMGetEnumAttributeKindForName("noinline", 8);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, ni, 0));
     }
     LLVMValueRef A = LLVMGetParam(f, 0), B = LLVMGetParam(f, 1), C = LLVMGetParam(f, 2);
     LLVMValueRef ldc = LLVMGetParam(f, 3), kc = LLVMGetParam(f, 4), accf = LLVMGetParam(f, 5);
@@ -144,8 +155,14 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int rows) {
     LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
     LLVMValueRef bv[4];
     for (int j = 0; j < nv; j++) {
-        bv[j] = vld(cg, B, addc(cg, mulc(cg, k, NR), j * cg->vw));
-        LLVMSetAlignment(bv[j], 32);
+        if (kind == UK_DIRECT) {
+            LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 6), &k, 1, ""), "");
+            bv[j] = vld(cg, B, addc(cg, o, j * cg->vw));
+            LLVMSetAlignment(bv[j], 4);
+        } else {
+            bv[j] = vld(cg, B, addc(cg, mulc(cg, k, NR), j * cg->vw));
+            LLVMSetAlignment(bv[j], 32);
+        }
     }
     for (int i = 0; i < MR; i++) {
         LLVMValueRef a = splat(cg, rows ? ld(cg, arow[i], k) : ld(cg, A, addc(cg, mulc(cg, k, MR), i)));
@@ -377,54 +394,44 @@ static LLVMValueRef lane_ids(Cg *cg) {
 
 static LLVMValueRef vand(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAnd(cg->b, a, b, ""); }
 
-/* B_PADROW, row by row: row kk of the block is one contiguous run of x_pad
- * per image, read once from start to end (one stream the prefetcher
- * follows, where panel by panel would be kc streams at once) and dealt out
- * to the panels.  Per panel, the offset of its first column (or -1 when the
- * panel crosses an image or jend: gathered) is computed once. */
-static void pack_b_padrow(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
-                          LLVMValueRef jend, LLVMValueRef c0, LLVMValueRef r0, LLVMValueRef s0, LLVMValueRef kc) {
-    LLVMValueRef B = G(B), L = G(PQ), plane = mul(cg, G(H), G(W));
-    int64_t maxp = NC / NR;
-    LLVMValueRef poff = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)maxp), NULL),
-                                         LLVMPointerType(cg->i64, 0), "");
-    Loop lj, lk;
-    LLVMValueRef np = sdiv(cg, addc(cg, nc, NR - 1), ci64(cg, NR));
-    LLVMValueRef pj = for_begin(cg, &lj, ci64(cg, 0), np, 1);
-    {
-        LLVMValueRef n0 = add(cg, jc, mulc(cg, pj, NR));
-        LLVMValueRef im0 = sdiv(cg, n0, L), pw0 = sub(cg, n0, mul(cg, im0, L));
-        LLVMValueRef ok = and1(cg, icmp(cg, LLVMIntSLE, addc(cg, n0, NR), jend), icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
-        LLVMValueRef o = LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, im0, G(XIMG)), pw0), ci64(cg, -1), "");
-        LLVMBuildStore(cg->b, o, LLVMBuildInBoundsGEP2(cg->b, cg->i64, poff, &pj, 1, ""));
-    }
-    for_end(cg, &lj);
+/* B_PADROW is not packed: the micro-kernel reads a panel's row k at
+ * x_pad + (panel's first column) + boff[k].  boff[kk] = offset of im2col row
+ * pc + kk = (c, r, s) in an image: c*H*W + r*W + s, for the block; ptab[kk] =
+ * kk*NR, the same for a panel packed at pbuf. */
+static LLVMValueRef gep64(Cg *cg, LLVMValueRef p, int64_t i) {
+    LLVMValueRef idx = ci64(cg, i);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &idx, 1, "");
+}
+
+static void padrow_offsets(Cg *cg, const GemmV *g, LLVMValueRef boff, LLVMValueRef ptab, LLVMValueRef c0,
+                           LLVMValueRef r0, LLVMValueRef s0, LLVMValueRef kc) {
+    LLVMValueRef plane = mul(cg, G(H), G(W));
     LLVMValueRef vc = var(cg, cg->i64, c0), vr = var(cg, cg->i64, r0), vsx = var(cg, cg->i64, s0);
+    Loop lk;
     LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
     LLVMValueRef off = add(cg, mul(cg, get(cg, vc), plane), add(cg, mul(cg, get(cg, vr), G(W)), get(cg, vsx)));
-    LLVMValueRef row = gep(cg, B, off);
-    LLVMValueRef dk = mulc(cg, kk, NR);
-    pj = for_begin(cg, &lj, ci64(cg, 0), np, 1);
-    LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, poff, &pj, 1, ""), "");
-    LLVMValueRef dst = gep(cg, bp, mul(cg, mulc(cg, pj, NR), kc));
-    If f;
-    if_begin(cg, &f, icmp(cg, LLVMIntSGE, o, ci64(cg, 0)));
-    vnr_st(cg, vnr_ld(cg, row, o, 4), dst, dk, 32);
-    if_else(cg, &f);
-    {
-        /* lanes crossing images: offsets image*XIMG + pw, masked past jend */
-        LLVMValueRef n0 = add(cg, jc, mulc(cg, pj, NR));
-        LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
-        LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
-        LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, L), "");
-        LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
-        LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
-        loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
-        vnr_st(cg, gather(cg, row, loff, nmask), dst, dk, 32);
-    }
-    if_end(cg, &f);
-    for_end(cg, &lj);
+    LLVMBuildStore(cg->b, off, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""));
+    LLVMBuildStore(cg->b, mulc(cg, kk, NR), LLVMBuildInBoundsGEP2(cg->b, cg->i64, ptab, &kk, 1, ""));
     bump3(cg, vc, vr, vsx, G(R), G(S));
+    for_end(cg, &lk);
+}
+
+/* B_PADROW: the panel of columns n0.. packed into pbuf [kc][NR] by gathers,
+ * for the panels that cross an image or jend (offsets image*XIMG + column in
+ * the image, masked past jend). */
+static void padrow_gather_panel(Cg *cg, const GemmV *g, LLVMValueRef pbuf, LLVMValueRef boff, LLVMValueRef n0,
+                                LLVMValueRef jend, LLVMValueRef kc) {
+    LLVMValueRef L = G(PQ);
+    LLVMValueRef nv = LLVMBuildAdd(cg->b, vs32(cg, n0), lane_ids(cg), "");
+    LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
+    LLVMValueRef imv = LLVMBuildSDiv(cg->b, nv, vs32(cg, L), "");
+    LLVMValueRef pwv = LLVMBuildSub(cg->b, nv, LLVMBuildMul(cg->b, imv, vs32(cg, L), ""), "");
+    LLVMValueRef loff = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, imv, vs32(cg, G(XIMG)), ""), pwv, "");
+    loff = LLVMBuildSelect(cg->b, nmask, loff, vsplat_i32(cg, 0), "");
+    Loop lk;
+    LLVMValueRef kk = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
+    LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""), "");
+    vnr_st(cg, gather(cg, gep(cg, G(B), o), loff, nmask), pbuf, mulc(cg, kk, NR), 32);
     for_end(cg, &lk);
 }
 
@@ -466,7 +473,8 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         rows = sdiv(cg, G(PQ), G(Q));   /* output rows per image */
     }
     if (g->bk == B_PADROW) {
-        pack_b_padrow(cg, g, bp, jc, nc, jend, c0, r0, s0, kc);
+        LLVMValueRef boff = LLVMBuildBitCast(cg->b, bp, LLVMPointerType(cg->i64, 0), "");
+        padrow_offsets(cg, g, boff, gep64(cg, boff, KC), c0, r0, s0, kc);
         return;
     }
     if (g->bk == B_ROW) {
@@ -617,7 +625,8 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f) return f;
-    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT);
+    int direct = bk == B_PADROW;
+    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : UK_PACKED);
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
@@ -650,25 +659,46 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), nc, NR);
     LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, nc, jr));
     LLVMValueRef jg = add(cg, jc, jr);
+    /* B_PADROW: this panel read in place at x_pad + its first column, or
+     * gathered into pbuf when it crosses an image or jend */
+    LLVMValueRef bbase = NULL, btab = NULL;
+    if (direct) {
+        LLVMValueRef boff = LLVMBuildBitCast(cg->b, bp, LLVMPointerType(cg->i64, 0), "");
+        LLVMValueRef ptab = gep64(cg, boff, KC), pbuf = gep(cg, bp, ci64(cg, 4 * KC));
+        LLVMValueRef L = G(PQ), im0 = sdiv(cg, jg, L), pw0 = sub(cg, jg, mul(cg, im0, L));
+        LLVMValueRef ok = and1(cg, icmp(cg, LLVMIntSLE, addc(cg, jg, NR), jend), icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
+        LLVMValueRef vb = var(cg, cg->pf, NULL), vt = var(cg, LLVMPointerType(cg->i64, 0), NULL);
+        If fo;
+        if_begin(cg, &fo, ok);
+        set(cg, vb, gep(cg, G(B), add(cg, mul(cg, im0, G(XIMG)), pw0)));
+        set(cg, vt, boff);
+        if_else(cg, &fo);
+        padrow_gather_panel(cg, g, pbuf, boff, jg, jend, kc);
+        set(cg, vb, pbuf);
+        set(cg, vt, ptab);
+        if_end(cg, &fo);
+        bbase = get(cg, vb);
+        btab = get(cg, vt);
+    }
     LLVMValueRef cn = sdiv(cg, jg, G(CPQ));
     LLVMValueRef cpix = sub(cg, jg, mul(cg, cn, G(CPQ)));
     LLVMValueRef cbase = add(cg, mul(cg, cn, G(CIMG)), cpix);
     LLVMValueRef tilefits = and1(cg, icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)), icmp(cg, LLVMIntSLE, addc(cg, cpix, NR), G(CPQ)));
     LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
     LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, mc, ir));
-    LLVMValueRef apan = gep(cg, ap, mul(cg, ir, kc)), bpan = gep(cg, bp, mul(cg, jr, kc));
+    LLVMValueRef apan = gep(cg, ap, mul(cg, ir, kc)), bpan = direct ? bbase : gep(cg, bp, mul(cg, jr, kc));
     LLVMValueRef crow = mul(cg, add(cg, ic, ir), G(LDC));
     LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), tilefits);
     If fi;
     if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[6] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc};
-        cg_call(cg, ukr, a, 6);
+        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc, btab};
+        cg_call(cg, ukr, a, direct ? 7 : 6);
     }
     if_else(cg, &fi);
     {
-        LLVMValueRef a[6] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0)};
-        cg_call(cg, ukr, a, 6);
+        LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), btab};
+        cg_call(cg, ukr, a, direct ? 7 : 6);
         Loop li, lj;
         set(cg, vn, cn);
         set(cg, vq, cpix);
@@ -791,8 +821,15 @@ static LLVMValueRef scratch_for_threads(Cg *cg, LLVMValueRef nthreads, int64_t p
  * start at bias[j] (else C = AB when g->beta0, C += AB otherwise).  scr0: the
  * pool's per-thread GEMM scratch.  The body is shared by every GEMM of the
  * same kind: shapes travel in the driver's argument array. */
-static void par_gemm(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef bias,
+static int conv_direct(const ConvDims *d);
+
+static void par_gemm(Cg *cg, const Gemm *g0, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef bias,
                      LLVMValueRef scr0) {
+    /* a 1x1 stride-1 unpadded conv's im2col rows are contiguous runs of its
+     * images (channel planes): B_PADROW reads them in place */
+    Gemm gd = *g0;
+    if (gd.bk == B_CONV_FWD && conv_direct(&gd.cv)) gd.bk = B_PADROW;
+    const Gemm *g = &gd;
     int64_t per = gemm_scratch_floats(cg);
     LLVMValueRef nt = cg_nthreads(cg);
     LLVMValueRef drv = gemm_driver(cg, g->bk);
