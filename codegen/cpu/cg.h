@@ -85,6 +85,8 @@ typedef struct {
 /* for (i = start; i < end; i += step) { ... } between for_begin and for_end. */
 LLVMValueRef for_begin(Cg *cg, Loop *l, LLVMValueRef start, LLVMValueRef end, int64_t step);
 void for_end(Cg *cg, Loop *l);
+/* for_end with the next value of i computed by the body (a variable step) */
+void for_end_at(Cg *cg, Loop *l, LLVMValueRef next);
 
 typedef struct { LLVMBasicBlockRef els, merge; int has_else; } If;
 void if_begin(Cg *cg, If *f, LLVMValueRef cond);

@@ -179,6 +179,14 @@ void for_end(Cg *cg, Loop *l) {
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
 }
 
+void for_end_at(Cg *cg, Loop *l, LLVMValueRef next) {
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->i, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMMoveBasicBlockAfter(l->exit, latch);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
 void if_begin(Cg *cg, If *f, LLVMValueRef cond) {
     LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "then");
     f->els = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "else");

@@ -89,7 +89,7 @@ typedef struct {
 
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 static int64_t gemm_scratch_floats(const Cg *cg) {
-    return (int64_t)MC * KC + (int64_t)KC * NC + MR * NR + 64;
+    return (int64_t)MC * KC + (int64_t)KC * NC + MR * NR + 2 * (MC + MR) + 64;
 }
 
 static LLVMTypeRef vnr(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)NR); }
@@ -116,12 +116,18 @@ static void vnr_st(Cg *cg, LLVMValueRef v, LLVMValueRef fptr, LLVMValueRef idx, 
     LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), align);
 }
 
+static LLVMValueRef gep64(Cg *cg, LLVMValueRef p, int64_t i) {
+    LLVMValueRef idx = ci64(cg, i);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &idx, 1, "");
+}
+
 /* void ukr(float *Ap, float *Bp, float *C, i64 ldc, i64 kc, i64 acc
- *          [, i64 *boff]):
+ *          [, i64 *off]):
  * C[MR, NR] (acc ? += : =) Ap^T Bp over kc packed steps.  Ap is [kc][MR]
- * (UK_PACKED, UK_DIRECT) or MR rows of kc floats (UK_ROWS: B_DYT's A, packed
- * by contiguous copies).  Bp is [kc][NR], or with UK_DIRECT row k is the NR
- * floats at Bp + boff[k] (B read in place, no packing). */
+ * (UK_PACKED, UK_DIRECT) or MR rows of kc floats, row i at Ap + off[i]
+ * (UK_ROWS: B_DYT's A, packed by contiguous copies or read in place).  Bp is
+ * [kc][NR], or with UK_DIRECT row k is the NR floats at Bp + off[k] (B read
+ * in place, no packing). */
 enum { UK_PACKED, UK_ROWS, UK_DIRECT };
 
 static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
@@ -132,7 +138,7 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pt[7] = {cg->pf, cg->pf, cg->pf, cg->i64, cg->i64, cg->i64, LLVMPointerType(cg->i64, 0)};
     static const char *names[3] = {"netc_ukr", "netc_ukr_rows", "netc_ukr_direct"};
-    LLVMValueRef f = cg_fn_new(cg, names[kind], LLVMFunctionType(cg->v, pt, kind == UK_DIRECT ? 7 : 6, 0), 1);
+    LLVMValueRef f = cg_fn_new(cg, names[kind], LLVMFunctionType(cg->v, pt, kind == UK_PACKED ? 6 : 7, 0), 1);
     for (unsigned i = 0; i < 3; i++) {
         unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
         LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, na, 0));
@@ -150,7 +156,8 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
         for (int j = 0; j < nv; j++) acc[i][j] = var(cg, cg->vf, LLVMConstNull(cg->vf));
     LLVMValueRef fma = cg_intrinsic(cg, "llvm.fma", &cg->vf, 1);
     LLVMValueRef arow[MR];
-    for (int i = 0; i < MR; i++) arow[i] = rows ? gep(cg, A, mulc(cg, kc, i)) : NULL;
+    for (int i = 0; i < MR; i++)
+        arow[i] = rows ? gep(cg, A, LLVMBuildLoad2(cg->b, cg->i64, gep64(cg, LLVMGetParam(f, 6), i), "")) : NULL;
     Loop lk;
     LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
     LLVMValueRef bv[4];
@@ -398,11 +405,6 @@ static LLVMValueRef vand(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
  * x_pad + (panel's first column) + boff[k].  boff[kk] = offset of im2col row
  * pc + kk = (c, r, s) in an image: c*H*W + r*W + s, for the block; ptab[kk] =
  * kk*NR, the same for a panel packed at pbuf. */
-static LLVMValueRef gep64(Cg *cg, LLVMValueRef p, int64_t i) {
-    LLVMValueRef idx = ci64(cg, i);
-    return LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &idx, 1, "");
-}
-
 static void padrow_offsets(Cg *cg, const GemmV *g, LLVMValueRef boff, LLVMValueRef ptab, LLVMValueRef c0,
                            LLVMValueRef r0, LLVMValueRef s0, LLVMValueRef kc) {
     LLVMValueRef plane = mul(cg, G(H), G(W));
@@ -649,13 +651,58 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     /* the reduction runs over [KB, K): all of it, or one part of a split one */
     LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
+    if (bk == B_DYT) {
+        /* blocks never cross an image (so A's rows can be read in place);
+         * an image's remainder between KC and 2 KC in two even halves */
+        LLVMValueRef L = G(PQ), rem = sub(cg, L, srem(cg, pc, L));
+        LLVMValueRef half = LLVMBuildAnd(cg->b, addc(cg, sdiv(cg, addc(cg, rem, 1), ci64(cg, 2)), 7), ci64(cg, -8), "");
+        LLVMValueRef blk = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLE, rem, ci64(cg, KC)), rem,
+                                           LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, rem, ci64(cg, 2 * KC)), half, ci64(cg, KC), ""), "");
+        kc = imin(cg, kc, blk);
+    }
     /* accumulate unless beta0 and this is the first k block */
     LLVMValueRef accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
     LLVMValueRef acc = LLVMBuildZExt(cg->b, accb, cg->i64, "");
     pack_b(cg, g, bp, jc, nc, jend, pc, kc);
     LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
     LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
-    pack_a(cg, g, ap, ic, mc, pc, kc);
+    /* B_DYT: A's rows at abase + rtab[row in the block] */
+    LLVMValueRef rtab = LLVMBuildBitCast(cg->b, gep(cg, tile, ci64(cg, MR * NR)), LLVMPointerType(cg->i64, 0), "");
+    LLVMValueRef abase = ap;
+    if (bk == B_DYT) {
+        /* stride 1: rows read in place at x_pad[image] + (c*plane + r*W + s)
+         * + the block's first column in the image; strided: packed */
+        LLVMValueRef vab = var(cg, cg->pf, NULL);
+        LLVMValueRef mpad = mulc(cg, sdiv(cg, addc(cg, mc, MR - 1), ci64(cg, MR)), MR);
+        Loop lt;
+        If fs;
+        if_begin(cg, &fs, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))));
+        {
+            LLVMValueRef L = G(PQ), im = sdiv(cg, pc, L);
+            set(cg, vab, gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), sub(cg, pc, mul(cg, im, L)))));
+            LLVMValueRef RS = mul(cg, G(R), G(S));
+            LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
+            /* rows past M (the last panel's padding, discarded) repeat row M-1 */
+            LLVMValueRef m = imin(cg, add(cg, ic, j), addc(cg, G(M), -1));
+            LLVMValueRef c = sdiv(cg, m, RS), rem = sub(cg, m, mul(cg, c, RS));
+            LLVMValueRef r = sdiv(cg, rem, G(S)), sx = sub(cg, rem, mul(cg, r, G(S)));
+            LLVMValueRef o = add(cg, mul(cg, c, G(ASM)), add(cg, mul(cg, r, G(W)), sx));
+            LLVMBuildStore(cg->b, o, LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
+            for_end(cg, &lt);
+        }
+        if_else(cg, &fs);
+        {
+            pack_a(cg, g, ap, ic, mc, pc, kc);
+            set(cg, vab, ap);
+            LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
+            LLVMBuildStore(cg->b, mul(cg, j, kc), LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
+            for_end(cg, &lt);
+        }
+        if_end(cg, &fs);
+        abase = get(cg, vab);
+    } else {
+        pack_a(cg, g, ap, ic, mc, pc, kc);
+    }
     LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), nc, NR);
     LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, nc, jr));
     LLVMValueRef jg = add(cg, jc, jr);
@@ -686,19 +733,21 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     LLVMValueRef tilefits = and1(cg, icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)), icmp(cg, LLVMIntSLE, addc(cg, cpix, NR), G(CPQ)));
     LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
     LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, mc, ir));
-    LLVMValueRef apan = gep(cg, ap, mul(cg, ir, kc)), bpan = direct ? bbase : gep(cg, bp, mul(cg, jr, kc));
+    LLVMValueRef apan = bk == B_DYT ? abase : gep(cg, ap, mul(cg, ir, kc));
+    LLVMValueRef bpan = direct ? bbase : gep(cg, bp, mul(cg, jr, kc));
+    LLVMValueRef utab = direct ? btab : LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &ir, 1, "");
     LLVMValueRef crow = mul(cg, add(cg, ic, ir), G(LDC));
     LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), tilefits);
     If fi;
     if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc, btab};
-        cg_call(cg, ukr, a, direct ? 7 : 6);
+        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc, utab};
+        cg_call(cg, ukr, a, direct || bk == B_DYT ? 7 : 6);
     }
     if_else(cg, &fi);
     {
-        LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), btab};
-        cg_call(cg, ukr, a, direct ? 7 : 6);
+        LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), utab};
+        cg_call(cg, ukr, a, direct || bk == B_DYT ? 7 : 6);
         Loop li, lj;
         set(cg, vn, cn);
         set(cg, vq, cpix);
@@ -717,7 +766,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     for_end(cg, &lir);
     for_end(cg, &ljr);
     for_end(cg, &lic);
-    for_end(cg, &lpc);
+    for_end_at(cg, &lpc, add(cg, pc, kc));
     for_end(cg, &ljc);
     LLVMBuildRetVoid(cg->b);
     cg->fn = save_fn;
@@ -1254,9 +1303,12 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), x = cg_vptr(cg, n->in[1]), dw = cg_vptr(cg, n->out[0]);
         int64_t wpad = d.w + 2 * d.pw;
         /* per im2col element, the gather path costs about 1 + K/16 cycles, the
-         * transposed one 0.2 + K/16 * wpad/Q (its padded columns are work) */
+         * transposed one K/16 * wpad/Q (its padded columns are work, its A is
+         * read in place): transposed when the padded columns add at most a
+         * sixth (ResNet-18's 12x12 convs: 0.8x the time; its 6x6 ones, a
+         * third more columns: 1.15-1.2x), or the channels are few */
         int stride1 = d.sh == 1 && d.sw == 1;
-        if (((stride1 && d.k * (wpad - d.q) * 10 < d.q * 128) || (!stride1 && d.c == 1))) {
+        if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
             /* stride 1, transposed: dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K] over
              * the padded width: with x_pad the input zero padded to Hp x Wp,
              * row (c,r,s) of im2col at l = (n, p, q'), q' < Wp, is x_pad[n, c]
