@@ -193,6 +193,7 @@ static const ConvCase conv_cases[] = {
     {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},     /* the same at stride 2 */
     {3, 6, 12, 12, 16, 5, 5, 1, 1, 0, 0, 1},     /* LeNet's conv1: bwd data by col2im (wide padding) */
     {2, 3, 11, 10, 5, 7, 5, 1, 1, 1, 0, 0},      /* the same, unequal kernel sides */
+    {1, 512, 8, 8, 264, 3, 3, 1, 1, 1, 1, 1},    /* padded width, A (264 x 4608) too big to pack whole */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }

@@ -54,7 +54,7 @@
 
 #include "../../runtime/pool.h"
 
-enum { MR = 6, KC = 256, MC = MR * 20 };
+enum { MR = 6, KC = 256, MC = MR * 20, APK = 1 << 20 };
 #define NR (2 * cg->vw)
 #define NC (NR * 64)
 
@@ -89,7 +89,8 @@ typedef struct {
 
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 static int64_t gemm_scratch_floats(const Cg *cg) {
-    return (int64_t)MC * KC + (int64_t)KC * NC + MR * NR + 2 * (MC + MR) + 64;
+    int64_t packed = (int64_t)MC * KC + (int64_t)KC * NC, direct = APK + 4 * KC + (int64_t)KC * NR;
+    return (packed > direct ? packed : direct) + MR * NR + 2 * (MC + MR) + 64;
 }
 
 static LLVMTypeRef vnr(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)NR); }
@@ -620,98 +621,30 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
     for_end(cg, &lj);
 }
 
-/* void netc_gemm<kind>(i64 *args): C[IB:IE, JB:JE] (+)= A B on the calling
- * thread, with gemm_scratch_floats() floats of scratch. */
-static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
-    char name[32];
-    snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
-    if (f) return f;
+/* The C tiles of one block: columns [jc, jc + nc) by rows [ic, ic + mc),
+ * k block [pc, pc + kc).  A's panel ir is at abase + ir * astr (B_DYT:
+ * abase with its rows in rtab); B's panel jr at bp + jr * kc, or for
+ * B_PADROW read in place (tables at bp, see padrow_offsets). */
+typedef struct {
+    LLVMValueRef ukr, tile, rtab, vn, vq, jend, bp;
+    LLVMValueRef jc, nc, ic, mc, kc, acc, accb, abase, astr;
+} Tiles;
+
+static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
+    BKind bk = g->bk;
     int direct = bk == B_PADROW;
-    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : UK_PACKED);
-    LLVMValueRef save_fn = cg->fn;
-    LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
-    f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, &pi64, 1, 0), 1);
-    GemmV gv = {.bk = bk}, *g = &gv;
-    for (int i = 0; i < GA_COUNT; i++) {
-        LLVMValueRef idx = ci64(cg, i);
-        gv.v[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 0), &idx, 1, ""), "");
-        if (i <= GA_SCR) gv.v[i] = LLVMBuildIntToPtr(cg->b, gv.v[i], cg->pf, "");
-    }
-    LLVMValueRef ap = G(SCR);
-    LLVMValueRef bp = gep(cg, ap, ci64(cg, (int64_t)MC * KC));
-    LLVMValueRef tile = gep(cg, bp, ci64(cg, (int64_t)KC * NC));
-    LLVMValueRef jend = G(JE);
-    LLVMValueRef beta0 = icmp(cg, LLVMIntNE, G(BETA0), ci64(cg, 0));
-    LLVMValueRef vn = var(cg, cg->i64, NULL), vq = var(cg, cg->i64, NULL);
-    Loop ljc, lpc, lic, ljr, lir;
-    LLVMValueRef jc = for_begin(cg, &ljc, G(JB), jend, NC);
-    LLVMValueRef nc = imin(cg, ci64(cg, NC), sub(cg, jend, jc));
-    /* the reduction runs over [KB, K): all of it, or one part of a split one */
-    LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
-    LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
-    if (bk == B_DYT) {
-        /* blocks never cross an image (so A's rows can be read in place);
-         * an image's remainder between KC and 2 KC in two even halves */
-        LLVMValueRef L = G(PQ), rem = sub(cg, L, srem(cg, pc, L));
-        LLVMValueRef half = LLVMBuildAnd(cg->b, addc(cg, sdiv(cg, addc(cg, rem, 1), ci64(cg, 2)), 7), ci64(cg, -8), "");
-        LLVMValueRef blk = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLE, rem, ci64(cg, KC)), rem,
-                                           LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, rem, ci64(cg, 2 * KC)), half, ci64(cg, KC), ""), "");
-        kc = imin(cg, kc, blk);
-    }
-    /* accumulate unless beta0 and this is the first k block */
-    LLVMValueRef accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
-    LLVMValueRef acc = LLVMBuildZExt(cg->b, accb, cg->i64, "");
-    pack_b(cg, g, bp, jc, nc, jend, pc, kc);
-    LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
-    LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
-    /* B_DYT: A's rows at abase + rtab[row in the block] */
-    LLVMValueRef rtab = LLVMBuildBitCast(cg->b, gep(cg, tile, ci64(cg, MR * NR)), LLVMPointerType(cg->i64, 0), "");
-    LLVMValueRef abase = ap;
-    if (bk == B_DYT) {
-        /* stride 1: rows read in place at x_pad[image] + (c*plane + r*W + s)
-         * + the block's first column in the image; strided: packed */
-        LLVMValueRef vab = var(cg, cg->pf, NULL);
-        LLVMValueRef mpad = mulc(cg, sdiv(cg, addc(cg, mc, MR - 1), ci64(cg, MR)), MR);
-        Loop lt;
-        If fs;
-        if_begin(cg, &fs, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))));
-        {
-            LLVMValueRef L = G(PQ), im = sdiv(cg, pc, L);
-            set(cg, vab, gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), sub(cg, pc, mul(cg, im, L)))));
-            LLVMValueRef RS = mul(cg, G(R), G(S));
-            LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
-            /* rows past M (the last panel's padding, discarded) repeat row M-1 */
-            LLVMValueRef m = imin(cg, add(cg, ic, j), addc(cg, G(M), -1));
-            LLVMValueRef c = sdiv(cg, m, RS), rem = sub(cg, m, mul(cg, c, RS));
-            LLVMValueRef r = sdiv(cg, rem, G(S)), sx = sub(cg, rem, mul(cg, r, G(S)));
-            LLVMValueRef o = add(cg, mul(cg, c, G(ASM)), add(cg, mul(cg, r, G(W)), sx));
-            LLVMBuildStore(cg->b, o, LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
-            for_end(cg, &lt);
-        }
-        if_else(cg, &fs);
-        {
-            pack_a(cg, g, ap, ic, mc, pc, kc);
-            set(cg, vab, ap);
-            LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
-            LLVMBuildStore(cg->b, mul(cg, j, kc), LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
-            for_end(cg, &lt);
-        }
-        if_end(cg, &fs);
-        abase = get(cg, vab);
-    } else {
-        pack_a(cg, g, ap, ic, mc, pc, kc);
-    }
-    LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), nc, NR);
-    LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, nc, jr));
-    LLVMValueRef jg = add(cg, jc, jr);
+    unsigned nargs = direct || bk == B_DYT ? 7 : 6;
+    LLVMValueRef jend = t->jend, kc = t->kc, tile = t->tile;
+    Loop ljr, lir;
+    LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), t->nc, NR);
+    LLVMValueRef nr = imin(cg, ci64(cg, NR), sub(cg, t->nc, jr));
+    LLVMValueRef jg = add(cg, t->jc, jr);
     /* B_PADROW: this panel read in place at x_pad + its first column, or
      * gathered into pbuf when it crosses an image or jend */
     LLVMValueRef bbase = NULL, btab = NULL;
     if (direct) {
-        LLVMValueRef boff = LLVMBuildBitCast(cg->b, bp, LLVMPointerType(cg->i64, 0), "");
-        LLVMValueRef ptab = gep64(cg, boff, KC), pbuf = gep(cg, bp, ci64(cg, 4 * KC));
+        LLVMValueRef boff = LLVMBuildBitCast(cg->b, t->bp, LLVMPointerType(cg->i64, 0), "");
+        LLVMValueRef ptab = gep64(cg, boff, KC), pbuf = gep(cg, t->bp, ci64(cg, 4 * KC));
         LLVMValueRef L = G(PQ), im0 = sdiv(cg, jg, L), pw0 = sub(cg, jg, mul(cg, im0, L));
         LLVMValueRef ok = and1(cg, icmp(cg, LLVMIntSLE, addc(cg, jg, NR), jend), icmp(cg, LLVMIntSLE, addc(cg, pw0, NR), L));
         LLVMValueRef vb = var(cg, cg->pf, NULL), vt = var(cg, LLVMPointerType(cg->i64, 0), NULL);
@@ -731,43 +664,178 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     LLVMValueRef cpix = sub(cg, jg, mul(cg, cn, G(CPQ)));
     LLVMValueRef cbase = add(cg, mul(cg, cn, G(CIMG)), cpix);
     LLVMValueRef tilefits = and1(cg, icmp(cg, LLVMIntEQ, nr, ci64(cg, NR)), icmp(cg, LLVMIntSLE, addc(cg, cpix, NR), G(CPQ)));
-    LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
-    LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, mc, ir));
-    LLVMValueRef apan = bk == B_DYT ? abase : gep(cg, ap, mul(cg, ir, kc));
-    LLVMValueRef bpan = direct ? bbase : gep(cg, bp, mul(cg, jr, kc));
-    LLVMValueRef utab = direct ? btab : LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &ir, 1, "");
-    LLVMValueRef crow = mul(cg, add(cg, ic, ir), G(LDC));
+    LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), t->mc, MR);
+    LLVMValueRef mr = imin(cg, ci64(cg, MR), sub(cg, t->mc, ir));
+    LLVMValueRef apan = gep(cg, t->abase, mul(cg, ir, t->astr));
+    LLVMValueRef bpan = direct ? bbase : gep(cg, t->bp, mul(cg, jr, kc));
+    LLVMValueRef utab = direct ? btab : bk == B_DYT ? LLVMBuildInBoundsGEP2(cg->b, cg->i64, t->rtab, &ir, 1, "") : NULL;
+    LLVMValueRef crow = mul(cg, add(cg, t->ic, ir), G(LDC));
     LLVMValueRef full = and1(cg, icmp(cg, LLVMIntEQ, mr, ci64(cg, MR)), tilefits);
     If fi;
     if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, acc, utab};
-        cg_call(cg, ukr, a, direct || bk == B_DYT ? 7 : 6);
+        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, t->acc, utab};
+        cg_call(cg, t->ukr, a, nargs);
     }
     if_else(cg, &fi);
     {
         LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), utab};
-        cg_call(cg, ukr, a, direct || bk == B_DYT ? 7 : 6);
+        cg_call(cg, t->ukr, a, nargs);
         Loop li, lj;
-        set(cg, vn, cn);
-        set(cg, vq, cpix);
+        set(cg, t->vn, cn);
+        set(cg, t->vq, cpix);
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nr, 1);
-        LLVMValueRef coff = add(cg, crow, add(cg, mul(cg, get(cg, vn), G(CIMG)), get(cg, vq)));
+        LLVMValueRef coff = add(cg, crow, add(cg, mul(cg, get(cg, t->vn), G(CIMG)), get(cg, t->vq)));
         LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), mr, 1);
         LLVMValueRef ci = add(cg, coff, mul(cg, i, G(LDC)));
-        LLVMValueRef t = ld(cg, tile, add(cg, mulc(cg, i, NR), j));
-        LLVMValueRef old = LLVMBuildSelect(cg->b, accb, ld(cg, G(C), ci), cf32(cg, 0), "");
-        st(cg, LLVMBuildFAdd(cg->b, old, t, ""), G(C), ci);
+        LLVMValueRef tv = ld(cg, tile, add(cg, mulc(cg, i, NR), j));
+        LLVMValueRef old = LLVMBuildSelect(cg->b, t->accb, ld(cg, G(C), ci), cf32(cg, 0), "");
+        st(cg, LLVMBuildFAdd(cg->b, old, tv, ""), G(C), ci);
         for_end(cg, &li);
-        bump2(cg, vn, vq, G(CPQ));
+        bump2(cg, t->vn, t->vq, G(CPQ));
         for_end(cg, &lj);
     }
     if_end(cg, &fi);
     for_end(cg, &lir);
     for_end(cg, &ljr);
-    for_end(cg, &lic);
-    for_end_at(cg, &lpc, add(cg, pc, kc));
-    for_end(cg, &ljc);
+}
+
+/* k block size at pc: KC, or for B_DYT, blocks that never cross an image (so
+ * A's rows can be read in place), an image's remainder between KC and 2 KC
+ * in two even halves. */
+static LLVMValueRef kblock(Cg *cg, const GemmV *g, LLVMValueRef pc) {
+    LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
+    if (g->bk != B_DYT) return kc;
+    LLVMValueRef L = G(PQ), rem = sub(cg, L, srem(cg, pc, L));
+    LLVMValueRef half = LLVMBuildAnd(cg->b, addc(cg, sdiv(cg, addc(cg, rem, 1), ci64(cg, 2)), 7), ci64(cg, -8), "");
+    LLVMValueRef blk = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLE, rem, ci64(cg, KC)), rem,
+                                       LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, rem, ci64(cg, 2 * KC)), half, ci64(cg, KC), ""), "");
+    return imin(cg, kc, blk);
+}
+
+/* void netc_gemm<kind>(i64 *args): C[IB:IE, JB:JE] (+)= A B on the calling
+ * thread, with gemm_scratch_floats() floats of scratch.
+ *
+ * Packed kinds block as Goto/BLIS do: jc (NC columns), pc (KC), pack B's
+ * block; ic (MC rows), pack A's block; then the tiles.  B_PADROW has no B to
+ * pack: A is packed whole once (when it fits APK floats, else block by
+ * block: ~4% slower on ResNet-18's and NiN's convs), then jc, ic (MC rows),
+ * pc, so that a C block of MC x NC is finished before the next. */
+static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
+    char name[32];
+    snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (f) return f;
+    int direct = bk == B_PADROW;
+    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : UK_PACKED);
+    LLVMValueRef save_fn = cg->fn;
+    LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
+    f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, &pi64, 1, 0), 1);
+    GemmV gv = {.bk = bk}, *g = &gv;
+    for (int i = 0; i < GA_COUNT; i++) {
+        LLVMValueRef idx = ci64(cg, i);
+        gv.v[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 0), &idx, 1, ""), "");
+        if (i <= GA_SCR) gv.v[i] = LLVMBuildIntToPtr(cg->b, gv.v[i], cg->pf, "");
+    }
+    LLVMValueRef beta0 = icmp(cg, LLVMIntNE, G(BETA0), ci64(cg, 0));
+    Tiles t = {.ukr = ukr, .jend = G(JE), .vn = var(cg, cg->i64, NULL), .vq = var(cg, cg->i64, NULL)};
+    Loop ljc, lpc, lic;
+    if (direct) {
+        LLVMValueRef ap = G(SCR);
+        t.bp = gep(cg, ap, ci64(cg, APK));
+        t.tile = gep(cg, t.bp, ci64(cg, 4 * KC + (int64_t)KC * NR));
+        LLVMValueRef rows = sub(cg, G(IE), G(IB));
+        LLVMValueRef afull = icmp(cg, LLVMIntSLE, mul(cg, mulc(cg, sdiv(cg, addc(cg, rows, MR - 1), ci64(cg, MR)), MR), G(K)),
+                                  ci64(cg, APK));
+        If fa;
+        if_begin(cg, &fa, afull);
+        pack_a(cg, g, ap, G(IB), rows, ci64(cg, 0), G(K));
+        if_end(cg, &fa);
+        t.jc = for_begin(cg, &ljc, G(JB), t.jend, NC);
+        t.nc = imin(cg, ci64(cg, NC), sub(cg, t.jend, t.jc));
+        t.ic = for_begin(cg, &lic, G(IB), G(IE), MC);
+        t.mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), t.ic));
+        LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
+        t.kc = kblock(cg, g, pc);
+        t.accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
+        t.acc = LLVMBuildZExt(cg->b, t.accb, cg->i64, "");
+        pack_b(cg, g, t.bp, t.jc, t.nc, t.jend, pc, t.kc);   /* the row offset tables */
+        LLVMValueRef va = var(cg, cg->pf, NULL), vs = var(cg, cg->i64, NULL);
+        if_begin(cg, &fa, afull);
+        /* panel (ic - IB + ir) / MR of the whole, at its k = pc */
+        set(cg, va, gep(cg, ap, add(cg, mul(cg, sub(cg, t.ic, G(IB)), G(K)), mulc(cg, pc, MR))));
+        set(cg, vs, G(K));
+        if_else(cg, &fa);
+        pack_a(cg, g, ap, t.ic, t.mc, pc, t.kc);
+        set(cg, va, ap);
+        set(cg, vs, t.kc);
+        if_end(cg, &fa);
+        t.abase = get(cg, va);
+        t.astr = get(cg, vs);
+        emit_tiles(cg, g, &t);
+        for_end(cg, &lpc);
+        for_end(cg, &lic);
+        for_end(cg, &ljc);
+    } else {
+        LLVMValueRef ap = G(SCR);
+        t.bp = gep(cg, ap, ci64(cg, (int64_t)MC * KC));
+        t.tile = gep(cg, t.bp, ci64(cg, (int64_t)KC * NC));
+        t.rtab = LLVMBuildBitCast(cg->b, gep(cg, t.tile, ci64(cg, MR * NR)), LLVMPointerType(cg->i64, 0), "");
+        t.jc = for_begin(cg, &ljc, G(JB), t.jend, NC);
+        t.nc = imin(cg, ci64(cg, NC), sub(cg, t.jend, t.jc));
+        /* the reduction runs over [KB, K): all of it, or one part of a split one */
+        LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
+        t.kc = kblock(cg, g, pc);
+        /* accumulate unless beta0 and this is the first k block */
+        t.accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
+        t.acc = LLVMBuildZExt(cg->b, t.accb, cg->i64, "");
+        pack_b(cg, g, t.bp, t.jc, t.nc, t.jend, pc, t.kc);
+        t.ic = for_begin(cg, &lic, G(IB), G(IE), MC);
+        t.mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), t.ic));
+        t.abase = ap;
+        t.astr = t.kc;
+        if (bk == B_DYT) {
+            /* A's rows at abase + rtab[row in the block].  Stride 1: read
+             * in place at x_pad[image] + (c*plane + r*W + s) + the block's
+             * first column in the image; strided: packed */
+            LLVMValueRef vab = var(cg, cg->pf, NULL), rtab = t.rtab;
+            LLVMValueRef mpad = mulc(cg, sdiv(cg, addc(cg, t.mc, MR - 1), ci64(cg, MR)), MR);
+            Loop lt;
+            If fs;
+            if_begin(cg, &fs, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))));
+            {
+                LLVMValueRef L = G(PQ), im = sdiv(cg, pc, L);
+                set(cg, vab, gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), sub(cg, pc, mul(cg, im, L)))));
+                LLVMValueRef RS = mul(cg, G(R), G(S));
+                LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
+                /* rows past M (the last panel's padding, discarded) repeat row M-1 */
+                LLVMValueRef m = imin(cg, add(cg, t.ic, j), addc(cg, G(M), -1));
+                LLVMValueRef c = sdiv(cg, m, RS), rem = sub(cg, m, mul(cg, c, RS));
+                LLVMValueRef r = sdiv(cg, rem, G(S)), sx = sub(cg, rem, mul(cg, r, G(S)));
+                LLVMValueRef o = add(cg, mul(cg, c, G(ASM)), add(cg, mul(cg, r, G(W)), sx));
+                LLVMBuildStore(cg->b, o, LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
+                for_end(cg, &lt);
+            }
+            if_else(cg, &fs);
+            {
+                pack_a(cg, g, ap, t.ic, t.mc, pc, t.kc);
+                set(cg, vab, ap);
+                LLVMValueRef j = for_begin(cg, &lt, ci64(cg, 0), mpad, 1);
+                LLVMBuildStore(cg->b, mul(cg, j, t.kc), LLVMBuildInBoundsGEP2(cg->b, cg->i64, rtab, &j, 1, ""));
+                for_end(cg, &lt);
+            }
+            if_end(cg, &fs);
+            t.abase = get(cg, vab);
+            t.astr = ci64(cg, 0);
+        } else {
+            pack_a(cg, g, ap, t.ic, t.mc, pc, t.kc);
+        }
+        emit_tiles(cg, g, &t);
+        for_end(cg, &lic);
+        for_end_at(cg, &lpc, add(cg, pc, t.kc));
+        for_end(cg, &ljc);
+    }
     LLVMBuildRetVoid(cg->b);
     cg->fn = save_fn;
     LLVMPositionBuilderAtEnd(cg->b, save_bb);
