@@ -308,11 +308,14 @@ static int compile_split(CpuCode *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVM
         if (emit_obj(mod, tm, opt, &obj0, err, sizeof err)) rc = diag_error_noloc(d, "cpu backend: %s", err);
     }
     double t1 = now_s();
-    if (threaded) pthread_join(th, NULL);
+    /* the other half: on its thread, or here when no thread could start */
+    if (threaded)
+        pthread_join(th, NULL);
+    else if (h.tm)
+        half_main(&h);
     if (getenv("NETC_CPU_TIMING"))
         fprintf(stderr, "cpu backend: split %lld + %lld: %.2f s and %.2f s\n", (long long)load[0], (long long)load[1],
                 t1 - t0, h.sec);
-    else if (h.tm) half_main(&h);
     if (rc == 0 && h.rc) rc = diag_error_noloc(d, "cpu backend: %s", h.err);
     if (rc == 0) rc = cg_jit_add_object(s->jit, obj0, d);
     else if (obj0) LLVMDisposeMemoryBuffer(obj0);
