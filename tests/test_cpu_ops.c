@@ -441,7 +441,11 @@ static void test_pool(void **state) {
         /* rows wide enough for the vectorised max pool: strides 2, 3, 4, and
          * rows whose last vector ends at the row's (and the tensor's) end */
         {2, 3, 17, 48, 3, 3, 2, 2, 1, 1}, {1, 2, 9, 53, 3, 3, 3, 3, 0, 0}, {1, 3, 8, 70, 2, 4, 2, 4, 0, 1},
-        {2, 2, 6, 34, 2, 2, 2, 2, 0, 0}, {1, 2, 5, 33, 3, 3, 2, 2, 0, 0}};
+        {2, 2, 6, 34, 2, 2, 2, 2, 0, 0}, {1, 2, 5, 33, 3, 3, 2, 2, 0, 0},
+        /* small planes, stride 1, output the input's size (GoogLeNet's
+         * branch pools): masked loads at a fixed distance, not gathers */
+        {2, 5, 6, 6, 3, 3, 1, 1, 1, 1}, {1, 3, 12, 12, 3, 3, 1, 1, 1, 1}, {3, 4, 3, 3, 3, 3, 1, 1, 1, 1},
+        {1, 2, 7, 9, 5, 5, 1, 1, 2, 2}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         IrAttr at;
         memset(&at, 0, sizeof at);

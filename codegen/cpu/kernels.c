@@ -537,7 +537,11 @@ static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t ou
 /* Max pool on small planes (rows too short for pool_max_vec): the output
  * plane seen as one run of P*Q outputs, vw at a time; each window element is
  * a masked gather at offsets from a constant table ([chunk][element][lane]:
- * the index in the input plane, -1 outside the image or past P*Q).  The
+ * the index in the input plane, -1 outside the image or past P*Q), or, when
+ * the lanes read the input at a fixed distance from the output (stride 1,
+ * output the input's size), a masked load (GoogLeNet's branch pools: the
+ * whole training step 14% faster than with gathers, which this AMD CPU runs
+ * slowly).  The
  * comparisons are window_argmax's: best starts at -1, a valid element is
  * taken when best < 0, when it is greater, or when it is NaN. */
 static int pool_flat(const PoolDims *d, int vw) {
@@ -556,6 +560,15 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     }
     int64_t nt = nch * ke * vw;
     LLVMValueRef *tab = malloc(sizeof *tab * (size_t)nt);
+    /* contig[k]: window element k reads, in every chunk, the input at a
+     * fixed distance delta[k] from the output (stride-1 pools whose output
+     * is the input's size): a masked load instead of a gather */
+    int *contig = malloc(sizeof *contig * (size_t)ke);
+    int64_t *delta = malloc(sizeof *delta * (size_t)ke);
+    for (int64_t k = 0; k < ke; k++) {
+        contig[k] = d->q == d->w;
+        delta[k] = (k / d->kw - d->ph) * d->w + (k % d->kw - d->pw);
+    }
     for (int64_t c = 0; c < nch; c++)
         for (int64_t i = 0; i < d->kh; i++)
             for (int64_t j = 0; j < d->kw; j++)
@@ -563,6 +576,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
                     int64_t o = c * vw + l, p = o / d->q, q = o % d->q;
                     int64_t ih = p * d->sh - d->ph + i, iw = q * d->sw - d->pw + j;
                     int64_t at = o < pq && ih >= 0 && ih < d->h && iw >= 0 && iw < d->w ? ih * d->w + iw : -1;
+                    if (at >= 0 && at != o + delta[i * d->kw + j]) contig[i * d->kw + j] = 0;
                     tab[((c * ke) + i * d->kw + j) * vw + l] = LLVMConstInt(cg->i32, (unsigned long long)at, 1);
                 }
     char gname[160];
@@ -599,7 +613,17 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         LLVMValueRef off = LLVMBuildLoad2(cg->b, vi, tp, "");
         LLVMSetAlignment(off, 4);
         LLVMValueRef valid = LLVMBuildICmp(cg->b, LLVMIntSGE, off, zero, "");
-        LLVMValueRef x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
+        LLVMValueRef x;
+        if (contig[k]) {
+            /* lanes off the image are masked: not read (even before the plane) */
+            LLVMTypeRef vf = LLVMTypeOf(ninf), pvf = LLVMPointerType(vf, 0);
+            LLVMTypeRef ovl[2] = {vf, pvf};
+            LLVMValueRef at = LLVMBuildGEP2(cg->b, cg->f32, xsrc, (LLVMValueRef[]){addc(cg, mulc(cg, c, vw), delta[k])}, 1, "");
+            LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, at, pvf, ""), LLVMConstInt(cg->i32, 4, 0), valid, ninf};
+            x = cg_call(cg, cg_intrinsic(cg, "llvm.masked.load", ovl, 2), a, 4);
+        } else {
+            x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
+        }
         LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, best, zero, "");
         LLVMValueRef take = LLVMBuildOr(cg->b, first,
                                         LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), ""), "");
@@ -634,6 +658,8 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     }
     for_end(cg, &ll);
     par_end(cg, &P);
+    free(contig);
+    free(delta);
 }
 
 static void emit_pool(Cg *cg, const IrNode *n) {
