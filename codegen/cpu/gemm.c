@@ -559,19 +559,42 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
              * (r, s) only, so each c costs one load (rows k = c*RS + rs of
              * [pc, pc + kc)) */
             LLVMValueRef RS = mul(cg, G(R), G(S));
+            /* stride 1 with the output the input's size: lane l of image
+             * im0 reads x at im0*XIMG + (n0 + l - im0*PQ) + (r-PH)*W + (s-PW),
+             * contiguous in l, and so do the lanes of the next image: when
+             * the panel spans at most two images, two masked loads replace
+             * the gather (which this AMD CPU runs slowly) */
+            LLVMValueRef split = sub(cg, mul(cg, addc(cg, im0, 1), G(PQ)), n0);
+            LLVMValueRef same2 = and1(cg, and1(cg, icmp(cg, LLVMIntEQ, G(SH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(SW), ci64(cg, 1))),
+                                      and1(cg, and1(cg, icmp(cg, LLVMIntEQ, G(Q), G(W)), icmp(cg, LLVMIntEQ, G(PQ), hw)),
+                                           icmp(cg, LLVMIntSGE, add(cg, split, G(PQ)), ci64(cg, NR))));
+            LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, lane_ids(cg), vs32(cg, split), "");
             Loop lrs, lcc;
-            If f;
+            If f, f2;
             if_begin(cg, &f, contig);
-            for (int path = 0; path < 2; path++) {
-                if (path == 1) if_else(cg, &f);
+            for (int pi = 0; pi < 3; pi++) {
+                int path = pi == 1 ? 2 : pi == 2 ? 1 : 0;
+                if (pi == 1) {
+                    if_else(cg, &f);
+                    if_begin(cg, &f2, same2);
+                }
+                if (pi == 2) if_else(cg, &f2);
                 LLVMValueRef rs = for_begin(cg, &lrs, ci64(cg, 0), RS, 1);
                 LLVMValueRef r = sdiv(cg, rs, G(S)), sx = sub(cg, rs, mul(cg, r, G(S)));
                 LLVMValueRef clo = sdiv(cg, add(cg, sub(cg, pc, rs), addc(cg, RS, -1)), RS);
                 LLVMValueRef t = sub(cg, addc(cg, add(cg, pc, kc), -1), rs);
                 LLVMValueRef cend = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGE, t, ci64(cg, 0)),
                                                     addc(cg, sdiv(cg, t, RS), 1), ci64(cg, 0), "");
-                LLVMValueRef mask, off;
-                if (path == 0) {
+                LLVMValueRef mask, off, s1 = NULL, s2 = NULL, m1 = NULL, m2 = NULL;
+                if (path == 2) {
+                    LLVMValueRef delta = add(cg, mul(cg, sub(cg, r, G(PH)), G(W)), sub(cg, sx, G(PW)));
+                    conv_lanes(cg, g, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""), LLVMBuildAdd(cg->b, wb, vs32(cg, sx), ""),
+                               ioff, nmask, &mask, &off);
+                    s1 = add(cg, add(cg, mul(cg, im0, G(XIMG)), pix0), delta);
+                    s2 = add(cg, s1, sub(cg, G(XIMG), G(PQ)));
+                    m1 = vand(cg, mask, first);
+                    m2 = vand(cg, mask, LLVMBuildNot(cg->b, first, ""));
+                } else if (path == 0) {
                     /* lanes iw0 + lane in [0, W), row ih0 in [0, H): one masked load */
                     LLVMValueRef ih0 = add(cg, h0, r), iw0 = add(cg, w0, sx);
                     LLVMValueRef iwv = LLVMBuildAdd(cg->b, vs32(cg, iw0), lane_ids(cg), "");
@@ -588,6 +611,11 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 LLVMValueRef v;
                 if (path == 0) {
                     v = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, gep(cg, base0, mul(cg, c, hw)), &off, 1, ""), mask);
+                } else if (path == 2) {
+                    LLVMValueRef pl = gep(cg, B, mul(cg, c, hw));
+                    LLVMValueRef v1 = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, pl, &s1, 1, ""), m1);
+                    LLVMValueRef v2 = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, pl, &s2, 1, ""), m2);
+                    v = LLVMBuildSelect(cg->b, m1, v1, v2, "");
                 } else {
                     v = gather(cg, gep(cg, B, mul(cg, c, hw)), off, mask);
                 }
@@ -595,6 +623,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 for_end(cg, &lcc);
                 for_end(cg, &lrs);
             }
+            if_end(cg, &f2);
             if_end(cg, &f);
         } else {
             /* columns are (c, r, s); rows are (image, p, q) */
