@@ -43,7 +43,8 @@ LLVMValueRef cg_fn_new(Cg *cg, const char *name, LLVMTypeRef ty, int internal);
 LLVMValueRef cg_call(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, unsigned n);
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned novl);
 /* Floats at base[off[l]] (off: a vector of i32) for lanes where mask is
- * set, pass[l] elsewhere (nothing read there); pass's type is the result's. */
+ * set, pass[l] elsewhere (those lanes read base[0], which must be
+ * readable); pass's type is the result's. */
 LLVMValueRef cg_gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef mask, LLVMValueRef pass);
 
 LLVMValueRef ci64(Cg *cg, int64_t x);

@@ -60,9 +60,10 @@ LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
         LLVMDisposeMessage(err);
     } else {
         /* AVX2 gathers: LLVM assumes them slow on CPUs it does not tune for
-         * gathers (AMD's) and expands every masked gather into a branch per
-         * lane, several times slower than the instruction itself.  The
-         * packing and pooling code gathers on purpose: keep the instruction. */
+         * gathers (AMD's) and expands every masked gather the vectoriser
+         * forms into a branch per lane, slower than the instruction itself:
+         * keep the instruction.  (The packing and pooling code's own gathers
+         * are lane by lane, branch-free: cg_gather.) */
         char feat[8192];
         snprintf(feat, sizeof feat, "%s%s", features,
                  strstr(features, "+avx2") && strlen(features) + 14 < sizeof feat ? ",+fast-gather" : "");
