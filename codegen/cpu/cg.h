@@ -46,6 +46,10 @@ LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned n
  * set, pass[l] elsewhere (those lanes read base[0], which must be
  * readable); pass's type is the result's. */
 LLVMValueRef cg_gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef mask, LLVMValueRef pass);
+/* The vector of floats at p (any alignment) for lanes where mask is set,
+ * pass[l] elsewhere (not read, so p may point outside the tensor there);
+ * pass's type is the result's. */
+LLVMValueRef cg_masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef pass);
 
 LLVMValueRef ci64(Cg *cg, int64_t x);
 LLVMValueRef cf32(Cg *cg, float x);

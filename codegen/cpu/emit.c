@@ -3,8 +3,6 @@
  * kernel generators (kernels.c, gemm.c) close to the C they stand for. */
 #include "cg.h"
 
-#include <stdlib.h>
-
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +88,13 @@ LLVMValueRef cg_gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef
         v = LLVMBuildInsertElement(cg->b, v, x, li, "");
     }
     return LLVMBuildSelect(cg->b, mask, v, pass, "");
+}
+
+LLVMValueRef cg_masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef pass) {
+    LLVMTypeRef vt = LLVMTypeOf(pass), pv = LLVMPointerType(vt, 0);
+    LLVMTypeRef ovl[2] = {vt, pv};
+    LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, p, pv, ""), LLVMConstInt(cg->i32, 4, 0), mask, pass};
+    return cg_call(cg, cg_intrinsic(cg, "llvm.masked.load", ovl, 2), a, 4);
 }
 
 LLVMValueRef ci64(Cg *cg, int64_t x) { return LLVMConstInt(cg->i64, (unsigned long long)x, 1); }

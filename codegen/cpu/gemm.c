@@ -40,12 +40,17 @@
  *   panel's first column + a per-block table of row offsets; only panels
  *   that cross an image or the end are gathered.  1x1 stride-1 unpadded
  *   convs take this path too (their im2col rows are the channel planes).
- *   transposed weight gradient (B_DYT; stride 1 when K * pad columns is
- *   small, or one input channel at any stride): dW^T[CRS, K] =
- *   im2col(x)[CRS, L] dy^T[L, K], A's rows copied from x_pad (contiguous at
- *   stride 1 over the padded-width grid, where dy counts as zero at q' >= Q)
- *   into rows of kc (micro-kernel variant netc_ukr_rows), dy gathered into B
- *   once per block; then dW = (dW^T)^T. */
+ *   transposed weight gradient (B_DYT; stride 1 when the padded columns
+ *   add at most a sixth or K * pad columns is small, or one input channel
+ *   at any stride): dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K], A's rows
+ *   read in place from x_pad at stride 1 (contiguous over the padded-width
+ *   grid, where dy counts as zero at q' >= Q; k blocks never cross an
+ *   image, row offsets in a table), copied with the stride otherwise
+ *   (micro-kernel variant netc_ukr_rows), dy gathered into B once per
+ *   block; then dW = (dW^T)^T.
+ * Small images whose output is the input's size (stride 1) load each
+ * image's lanes of a panel with one masked load at a fixed distance instead
+ * of gathering them. */
 #include "cg.h"
 
 #include <stdio.h>
@@ -162,10 +167,13 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
     Loop lk;
     LLVMValueRef k = for_begin(cg, &lk, ci64(cg, 0), kc, 1);
     LLVMValueRef bv[4];
+    /* UK_DIRECT: row k of B starts at B + off[k] */
+    LLVMValueRef brow = kind == UK_DIRECT
+        ? LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 6), &k, 1, ""), "")
+        : NULL;
     for (int j = 0; j < nv; j++) {
         if (kind == UK_DIRECT) {
-            LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 6), &k, 1, ""), "");
-            bv[j] = vld(cg, B, addc(cg, o, j * cg->vw));
+            bv[j] = vld(cg, B, addc(cg, brow, j * cg->vw));
             LLVMSetAlignment(bv[j], 4);
         } else {
             bv[j] = vld(cg, B, addc(cg, mulc(cg, k, NR), j * cg->vw));
@@ -387,11 +395,7 @@ static void conv_lanes(Cg *cg, const GemmV *g, LLVMValueRef ih, LLVMValueRef iw,
 
 /* NR contiguous floats at p, lanes off mask zero (not read). */
 static LLVMValueRef masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask) {
-    LLVMTypeRef pv = LLVMPointerType(vnr(cg), 0);
-    LLVMTypeRef ovl[2] = {vnr(cg), pv};
-    LLVMValueRef f = cg_intrinsic(cg, "llvm.masked.load", ovl, 2);
-    LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, p, pv, ""), ci32(cg, 4), mask, LLVMConstNull(vnr(cg))};
-    return cg_call(cg, f, a, 4);
+    return cg_masked_load(cg, p, mask, LLVMConstNull(vnr(cg)));
 }
 
 static LLVMValueRef lane_ids(Cg *cg) {
@@ -572,13 +576,13 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
             Loop lrs, lcc;
             If f, f2;
             if_begin(cg, &f, contig);
-            for (int pi = 0; pi < 3; pi++) {
-                int path = pi == 1 ? 2 : pi == 2 ? 1 : 0;
-                if (pi == 1) {
+            /* path 0: one image row; 1: same size, two masked loads; 2: gathers */
+            for (int path = 0; path < 3; path++) {
+                if (path == 1) {
                     if_else(cg, &f);
                     if_begin(cg, &f2, same2);
                 }
-                if (pi == 2) if_else(cg, &f2);
+                if (path == 2) if_else(cg, &f2);
                 LLVMValueRef rs = for_begin(cg, &lrs, ci64(cg, 0), RS, 1);
                 LLVMValueRef r = sdiv(cg, rs, G(S)), sx = sub(cg, rs, mul(cg, r, G(S)));
                 LLVMValueRef clo = sdiv(cg, add(cg, sub(cg, pc, rs), addc(cg, RS, -1)), RS);
@@ -586,7 +590,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 LLVMValueRef cend = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGE, t, ci64(cg, 0)),
                                                     addc(cg, sdiv(cg, t, RS), 1), ci64(cg, 0), "");
                 LLVMValueRef mask, off, s1 = NULL, s2 = NULL, m1 = NULL, m2 = NULL;
-                if (path == 2) {
+                if (path == 1) {
                     LLVMValueRef delta = add(cg, mul(cg, sub(cg, r, G(PH)), G(W)), sub(cg, sx, G(PW)));
                     conv_lanes(cg, g, LLVMBuildAdd(cg->b, hb, vs32(cg, r), ""), LLVMBuildAdd(cg->b, wb, vs32(cg, sx), ""),
                                ioff, nmask, &mask, &off);
@@ -611,7 +615,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
                 LLVMValueRef v;
                 if (path == 0) {
                     v = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, gep(cg, base0, mul(cg, c, hw)), &off, 1, ""), mask);
-                } else if (path == 2) {
+                } else if (path == 1) {
                     LLVMValueRef pl = gep(cg, B, mul(cg, c, hw));
                     LLVMValueRef v1 = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, pl, &s1, 1, ""), m1);
                     LLVMValueRef v2 = masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, pl, &s2, 1, ""), m2);

@@ -536,7 +536,7 @@ static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t ou
 
 /* Max pool on small planes (rows too short for pool_max_vec): the output
  * plane seen as one run of P*Q outputs, vw at a time; each window element is
- * a masked gather at offsets from a constant table ([chunk][element][lane]:
+ * gathered at offsets from a constant table ([chunk][element][lane]:
  * the index in the input plane, -1 outside the image or past P*Q), or, when
  * the lanes read the input at a fixed distance from the output (stride 1,
  * output the input's size), a masked load (GoogLeNet's branch pools: the
@@ -615,12 +615,10 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         LLVMValueRef valid = LLVMBuildICmp(cg->b, LLVMIntSGE, off, zero, "");
         LLVMValueRef x;
         if (contig[k]) {
-            /* lanes off the image are masked: not read (even before the plane) */
-            LLVMTypeRef vf = LLVMTypeOf(ninf), pvf = LLVMPointerType(vf, 0);
-            LLVMTypeRef ovl[2] = {vf, pvf};
-            LLVMValueRef at = LLVMBuildGEP2(cg->b, cg->f32, xsrc, (LLVMValueRef[]){addc(cg, mulc(cg, c, vw), delta[k])}, 1, "");
-            LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, at, pvf, ""), LLVMConstInt(cg->i32, 4, 0), valid, ninf};
-            x = cg_call(cg, cg_intrinsic(cg, "llvm.masked.load", ovl, 2), a, 4);
+            /* lanes off the image are masked: not read (even before the
+             * plane, so not an inbounds address) */
+            LLVMValueRef at = addc(cg, mulc(cg, c, vw), delta[k]);
+            x = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), valid, ninf);
         } else {
             x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
         }
