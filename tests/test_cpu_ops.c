@@ -194,6 +194,8 @@ static const ConvCase conv_cases[] = {
     {3, 6, 12, 12, 16, 5, 5, 1, 1, 0, 0, 1},     /* LeNet's conv1: bwd data by col2im (wide padding) */
     {2, 3, 11, 10, 5, 7, 5, 1, 1, 1, 0, 0},      /* the same, unequal kernel sides */
     {1, 512, 8, 8, 264, 3, 3, 1, 1, 1, 1, 1},    /* padded width, A (264 x 4608) too big to pack whole */
+    {3, 5, 7, 9, 6, 3, 3, 1, 1, 3, 3, 1},        /* padding 3 > R-1: the grid wider than W + pw */
+    {2, 4, 10, 10, 24, 3, 3, 1, 1, 1, 1, 1},     /* ResNet-like 3x3 same size, rows sharing a padding column */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }

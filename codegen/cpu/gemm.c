@@ -32,7 +32,8 @@
  * used by only K (output channels) FMAs: with few channels packing
  * dominates.  Two layouts avoid the gathers:
  *   padded width (B_PADROW; stride-1 fwd and bwd data with Q >= 8 pad
- *   columns): x zero padded to Hp x Wp (x_pad, scratch) and the output
+ *   columns): x zero padded to Hp x Wp (x_pad, scratch; Wp = W + pw, a
+ *   row's right padding being the next row's left) and the output
  *   computed on a grid of width Wp, so that every im2col row is one
  *   contiguous run per image; the GEMM writes y_ext[n, k, p*Wp + q'] and a
  *   pass keeps q' < Q (adding the bias).  B is not packed at all: the
@@ -1171,10 +1172,22 @@ static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     return get(cg, s);
 }
 
-/* x_pad[plane] = x[plane] zero padded to hp x wp (ph rows, pw columns before),
- * plus zeros after the last plane for the rows that run past it. */
+/* The row width of x_pad.  At stride 1 a row's right padding is the next
+ * row's left padding: an output column q < Q reads x_pad columns up to
+ * W + 2 pw - 1, which for a width of W + pw runs at most pw - 1 into the
+ * next row (or the next plane's first row), all zeros; the grid of the
+ * padded-width GEMMs (Wp columns per output row, Q of them kept) is then pw
+ * columns wider than the output instead of 2 pw.  At least Q wide. */
+static int64_t pad_width(const ConvDims *d) {
+    if (d->sh != 1 || d->sw != 1) return d->w + 2 * d->pw;
+    return d->w + d->pw > d->q ? d->w + d->pw : d->q;
+}
+
+/* x_pad[plane] = x[plane] zero padded to hp x pad_width() (ph rows, pw
+ * columns before each row, zeros after up to the width), plus zeros after
+ * the last plane for the rows that run past it. */
 static void emit_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVMValueRef xp) {
-    int64_t hp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw;
+    int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
     LLVMValueRef v[8] = {x, xp, ci64(cg, d->h), ci64(cg, d->w), ci64(cg, hp), ci64(cg, wp), ci64(cg, d->ph),
                          ci64(cg, d->pw)};
     Par P;
@@ -1204,7 +1217,7 @@ static void emit_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVM
 }
 
 static int64_t pad_floats(const ConvDims *d, int64_t nb) {
-    return round16(nb * d->c * (d->h + 2 * d->ph) * (d->w + 2 * d->pw) + d->s + 16);
+    return round16(nb * d->c * (d->h + 2 * d->ph) * pad_width(d) + d->s + 16);
 }
 
 /* A stride-1 forward conv over the padded width (B_PADROW): worth it when
@@ -1213,7 +1226,9 @@ static int64_t pad_floats(const ConvDims *d, int64_t nb) {
  * multiply-adds, and still ~13% faster than gathering), or when the output
  * channels are so few that a gathered element feeds only a handful of
  * multiply-adds (LeNet's data gradient of conv1, 6 channels over a grid 33%
- * wider: 10.1 ms -> 5.7 ms). */
+ * wider: 10.1 ms -> 5.7 ms).  Judged by the width padded on both sides,
+ * although the grid shares a padding column between rows (pad_width): by
+ * the narrower grid 6x6 maps would qualify, and are 3-7% slower for it. */
 static int conv_fwd_padrow(const ConvDims *d) {
     int64_t wp = d->w + 2 * d->pw, extra = wp - d->q;
     return d->sh == 1 && d->sw == 1 && !conv_direct(d) && (extra * 8 <= d->q * 2 || extra * d->k <= 8 * d->q);
@@ -1230,7 +1245,7 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
 static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
-    return pad_floats(d, nb) + round16(nb * d->k * d->p * (d->w + 2 * d->pw));
+    return pad_floats(d, nb) + round16(nb * d->k * d->p * pad_width(d));
 }
 
 /* y = conv(x, w) (+ bias[k]); scr: conv_fwd_extra() shared floats, then the
@@ -1295,7 +1310,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         par_gemm(cg, &g, w, x, y, NULL, scr);
         return;
     }
-    int64_t hp = d->h + 2 * d->ph, wp = d->w + 2 * d->pw, L = d->p * wp;
+    int64_t hp = d->h + 2 * d->ph, wp = pad_width(d), L = d->p * wp;
     int64_t xsz = pad_floats(d, nb);
     LLVMValueRef xp = scr, yext = gep(cg, scr, ci64(cg, xsz));
     emit_pad(cg, d, nb, x, xp);
@@ -1346,8 +1361,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), dx = cg_vptr(cg, n->out[0]);
         /* stride 1: a forward conv over dy padded by R-1-pad, unless that
-         * padding is wide (an unpadded 5x5: the padded grid is mostly zeros) */
-        if (d.sh == 1 && d.sw == 1 && d.r - 1 - d.ph < 3 && d.s - 1 - d.pw < 3) {
+         * padding is wide (an unpadded 5x5: the padded grid is mostly zeros)
+         * or negative (pad > R-1: dy's border rows feed no dx) */
+        if (d.sh == 1 && d.sw == 1 && d.r - 1 - d.ph < 3 && d.s - 1 - d.pw < 3 && d.ph <= d.r - 1 && d.pw <= d.s - 1) {
             /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
             int64_t wsz = d.k * crs, rs = d.r * d.s;
             ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
@@ -1407,7 +1423,8 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
          * transposed one K/16 * wpad/Q (its padded columns are work, its A is
          * read in place): transposed when the padded columns add at most a
          * sixth (ResNet-18's 12x12 convs: 0.8x the time; its 6x6 ones, a
-         * third more columns: 1.15-1.2x), or the channels are few */
+         * third more columns: 1.15-1.2x), or the channels are few; judged
+         * by the width padded on both sides, as conv_fwd_padrow */
         int stride1 = d.sh == 1 && d.sw == 1;
         if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
             /* stride 1, transposed: dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K] over
@@ -1416,7 +1433,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
              * at r*Wp + s + p*Wp + q' - one contiguous run per image - and dy
              * is extended by zeros at q' >= Q.  The big operand packs by
              * copies; dy (few channels) is gathered, once per block. */
-            int64_t hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
+            int64_t hp = d.h + 2 * d.ph, wp = pad_width(&d);
             int direct = d.ph == 0 && d.pw == 0 && d.s == 1;   /* x is x_pad, no overrun */
             /* strided (first layers, one input channel): the grid is the output's,
              * rows of A copied with the stride */
