@@ -196,6 +196,8 @@ static const ConvCase conv_cases[] = {
     {1, 512, 8, 8, 264, 3, 3, 1, 1, 1, 1, 1},    /* padded width, A (264 x 4608) too big to pack whole */
     {3, 5, 7, 9, 6, 3, 3, 1, 1, 3, 3, 1},        /* padding 3 > R-1: the grid wider than W + pw */
     {2, 4, 10, 10, 24, 3, 3, 1, 1, 1, 1, 1},     /* ResNet-like 3x3 same size, rows sharing a padding column */
+    {2, 5, 13, 12, 48, 3, 3, 1, 1, 1, 1, 1},     /* transposed padded width: 169-pixel grids, panels across images */
+    {3, 6, 9, 11, 46, 3, 3, 1, 1, 1, 1, 1},      /* the same, 46 channels: 8 x 8 transposes and a scalar rest */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }

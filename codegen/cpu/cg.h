@@ -31,6 +31,7 @@ typedef struct Cg {
     LLVMValueRef ukr;         /* the GEMM micro-kernel (gemm.c), made on first use */
     LLVMValueRef ukr_rows;    /* its variant for A packed as MR rows of kc */
     LLVMValueRef ukr_direct;  /* its variant reading B's rows in place, at a table of offsets */
+    LLVMValueRef ukr_ktab;    /* its variant broadcasting A's MR floats of step k at a table of offsets */
     int counter;              /* unique names */
     const Program *p;         /* program being compiled */
     const char *prefix;       /* function name prefix of this program */
