@@ -199,6 +199,7 @@ static const ConvCase conv_cases[] = {
     {2, 5, 13, 12, 48, 3, 3, 1, 1, 1, 1, 1},     /* transposed padded width: 169-pixel grids, panels across images */
     {3, 6, 9, 11, 46, 3, 3, 1, 1, 1, 1, 1},      /* the same, 46 channels: 8 x 8 transposes and a scalar rest */
     {3, 10, 7, 8, 40, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 transposed: 56 pixels, panels across images */
+    {10, 6, 6, 6, 20, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 weight gradient, small images: k blocks across images */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }

@@ -761,9 +761,19 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
     for_end(cg, &ljr);
 }
 
+/* B_DYT with images of fewer grid pixels than this (1x1 convs on 6x6 and
+ * 3x3 maps) packs A's rows across images in full KC blocks: blocks that
+ * stop at every image would hold 36 or 9 steps, and the micro-kernel's
+ * calls cost more than their multiply-adds. */
+enum { DYT_SMALL = 128 };
+
+static LLVMValueRef dyt_small(Cg *cg, const GemmV *g) {
+    return icmp(cg, LLVMIntSLT, G(PQ), ci64(cg, DYT_SMALL));
+}
+
 /* k block size at pc: KC, or for B_DYT, blocks that never cross an image (so
  * A's rows can be read in place), an image's remainder between KC and 2 KC
- * in two even halves. */
+ * in two even halves (small images: KC). */
 static LLVMValueRef kblock(Cg *cg, const GemmV *g, LLVMValueRef pc) {
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, G(K), pc));
     if (g->bk != B_DYT) return kc;
@@ -771,7 +781,7 @@ static LLVMValueRef kblock(Cg *cg, const GemmV *g, LLVMValueRef pc) {
     LLVMValueRef half = LLVMBuildAnd(cg->b, addc(cg, sdiv(cg, addc(cg, rem, 1), ci64(cg, 2)), 7), ci64(cg, -8), "");
     LLVMValueRef blk = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLE, rem, ci64(cg, KC)), rem,
                                        LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, rem, ci64(cg, 2 * KC)), half, ci64(cg, KC), ""), "");
-    return imin(cg, kc, blk);
+    return LLVMBuildSelect(cg->b, dyt_small(cg, g), kc, imin(cg, kc, blk), "");
 }
 
 static LLVMValueRef shuf8(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *m) {
@@ -1088,7 +1098,8 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
             LLVMValueRef mpad = mulc(cg, sdiv(cg, addc(cg, t.mc, MR - 1), ci64(cg, MR)), MR);
             Loop lt;
             If fs;
-            if_begin(cg, &fs, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))));
+            if_begin(cg, &fs, and1(cg, and1(cg, icmp(cg, LLVMIntEQ, G(PH), ci64(cg, 1)), icmp(cg, LLVMIntEQ, G(PW), ci64(cg, 1))),
+                                   LLVMBuildNot(cg->b, dyt_small(cg, g), "")));
             {
                 LLVMValueRef L = G(PQ), im = sdiv(cg, pc, L);
                 set(cg, vab, gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), sub(cg, pc, mul(cg, im, L)))));
