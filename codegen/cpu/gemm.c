@@ -46,7 +46,8 @@
  *   at any stride): dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K], A's rows
  *   read in place from x_pad at stride 1 (contiguous over the padded-width
  *   grid, where dy counts as zero at q' >= Q; k blocks never cross an
- *   image, row offsets in a table), copied with the stride otherwise
+ *   image, row offsets in a table; images under DYT_SMALL grid pixels are
+ *   packed in full k blocks instead), copied with the stride otherwise
  *   (micro-kernel variant netc_ukr_rows), dy gathered into B once per
  *   block; then dW = (dW^T)^T.
  *   transposed padded width (B_PADT, the padded-width forward conv when
