@@ -115,10 +115,13 @@ typedef struct {
 
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 static int64_t gemm_scratch_floats(const Cg *cg) {
+    /* B packed per block; B_PADROW: A whole, tables, a gathered panel;
+     * B_PADT: W^T whole, the C block, an A panel, tables */
     int64_t packed = (int64_t)MC * KC + (int64_t)KC * NC, direct = APK + 4 * KC + (int64_t)KC * NR;
-    int64_t padt = APK + (int64_t)MC * NC + (int64_t)KC * MR + 4 * KC;
-    if (direct < padt) direct = padt;
-    return (packed > direct ? packed : direct) + MR * NR + 2 * (MC + MR) + 64;
+    int64_t padt = APK + (int64_t)MC * NC + (int64_t)KC * MR + 4 * KC, most = packed;
+    if (most < direct) most = direct;
+    if (most < padt) most = padt;
+    return most + MR * NR + 2 * (MC + MR) + 64;
 }
 
 static LLVMTypeRef vnr(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)NR); }
@@ -822,22 +825,12 @@ static void transpose8(Cg *cg, LLVMValueRef *v) {
     }
 }
 
-/* The B_PADT driver (see BKind): pixels [IB, IE) of the grid, all K
+/* The B_PADT driver's body (see BKind): pixels [IB, IE) of the grid, all K
  * channels.  Scratch: W^T packed whole [K/NR panels][CRS][NR], the C block
  * [MC][ldc'] (ldc' = K rounded up to NR), one A panel [KC][MR] for panels
  * that cross an image, the row offset table. */
-static LLVMValueRef padt_driver(Cg *cg, const char *name) {
-    LLVMValueRef ukt = micro_kernel_gen(cg, UK_KTAB), ukp = micro_kernel_gen(cg, UK_PACKED);
-    LLVMValueRef save_fn = cg->fn;
-    LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
+static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
-    LLVMValueRef f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, &pi64, 1, 0), 1);
-    GemmV gv = {.bk = B_PADT}, *g = &gv;
-    for (int i = 0; i < GA_COUNT; i++) {
-        LLVMValueRef idx = ci64(cg, i);
-        gv.v[i] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, LLVMGetParam(f, 0), &idx, 1, ""), "");
-        if (i <= GA_SCR) gv.v[i] = LLVMBuildIntToPtr(cg->b, gv.v[i], cg->pf, "");
-    }
     LLVMValueRef M = G(M), N = G(N), K = G(K), L = G(PQ), Wt = G(B);
     LLVMValueRef ldc = mulc(cg, sdiv(cg, addc(cg, N, NR - 1), ci64(cg, NR)), NR);
     LLVMValueRef bw = G(SCR), cblk = gep(cg, bw, ci64(cg, APK));
@@ -1002,10 +995,6 @@ static LLVMValueRef padt_driver(Cg *cg, const char *name) {
         for_end(cg, &lr);
     }
     for_end(cg, &lic);
-    LLVMBuildRetVoid(cg->b);
-    cg->fn = save_fn;
-    LLVMPositionBuilderAtEnd(cg->b, save_bb);
-    return f;
 }
 
 /* void netc_gemm<kind>(i64 *args): C[IB:IE, JB:JE] (+)= A B on the calling
@@ -1015,15 +1004,16 @@ static LLVMValueRef padt_driver(Cg *cg, const char *name) {
  * block; ic (MC rows), pack A's block; then the tiles.  B_PADROW has no B to
  * pack: A is packed whole once (when it fits APK floats, else block by
  * block: ~4% slower on ResNet-18's and NiN's convs), then jc, ic (MC rows),
- * pc, so that a C block of MC x NC is finished before the next. */
+ * pc, so that a C block of MC x NC is finished before the next.  B_PADT:
+ * padt_body. */
 static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     char name[32];
     snprintf(name, sizeof name, "netc_gemm%d", (int)bk);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     if (f) return f;
-    if (bk == B_PADT) return padt_driver(cg, name);
     int direct = bk == B_PADROW;
-    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : UK_PACKED);
+    LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : bk == B_PADT ? UK_KTAB : UK_PACKED);
+    LLVMValueRef ukp = bk == B_PADT ? micro_kernel_gen(cg, UK_PACKED) : NULL;   /* its panels across images */
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
@@ -1037,7 +1027,9 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     LLVMValueRef beta0 = icmp(cg, LLVMIntNE, G(BETA0), ci64(cg, 0));
     Tiles t = {.ukr = ukr, .jend = G(JE), .vn = var(cg, cg->i64, NULL), .vq = var(cg, cg->i64, NULL)};
     Loop ljc, lpc, lic;
-    if (direct) {
+    if (bk == B_PADT) {
+        padt_body(cg, g, ukr, ukp);
+    } else if (direct) {
         LLVMValueRef ap = G(SCR);
         t.bp = gep(cg, ap, ci64(cg, APK));
         t.tile = gep(cg, t.bp, ci64(cg, 4 * KC + (int64_t)KC * NR));
@@ -1501,10 +1493,6 @@ static int conv_fwd_padrow(const ConvDims *d) {
     return d->sh == 1 && d->sw == 1 && !conv_direct(d) && (extra * 8 <= d->q * 2 || extra * d->k <= 8 * d->q);
 }
 
-/* The gather path with images of a pixel count that is not a multiple of
- * NR: most C tiles would span two images and take the micro-kernel's slow
- * exit (a scratch tile added element by element).  The GEMM writes a compact
- * C[K, (n, pq)] instead, copied to y[n, K, pq] (+ bias) by a second pass. */
 /* The padded-width conv transposed (B_PADT) when W^T fits the scratch
  * packed whole, the channels one C block, and rounding the channels up to
  * NR wastes at most a sixth more than rounding them to MR does (LeNet's
@@ -1525,6 +1513,10 @@ static int conv_1x1_padt(const Cg *cg, const ConvDims *d) {
     return conv_direct(d) && d->h * d->w >= 36 && padt_fits(d, NR, NC);
 }
 
+/* The gather path with images of a pixel count that is not a multiple of
+ * NR: most C tiles would span two images and take the micro-kernel's slow
+ * exit (a scratch tile added element by element).  The GEMM writes a compact
+ * C[K, (n, pq)] instead, copied to y[n, K, pq] (+ bias) by a second pass. */
 static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
     return !conv_fwd_padrow(d) && (d->p * d->q) % NR != 0;
 }
@@ -1608,7 +1600,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     }
     int64_t hp = d->h + 2 * d->ph, wp = pad_width(d), L = d->p * wp;
     int64_t xsz = pad_floats(d, nb);
-    LLVMValueRef xp = scr, yext = gep(cg, scr, ci64(cg, xsz));
+    LLVMValueRef xp = scr;
     emit_pad(cg, d, nb, x, xp);
     if (conv_fwd_padt(cg, d)) {
         ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = d->q,
@@ -1618,6 +1610,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         par_gemm(cg, &g, xp, w, y, bias, gep(cg, scr, ci64(cg, conv_fwd_extra(cg, d, nb))));
         return;
     }
+    LLVMValueRef yext = gep(cg, scr, ci64(cg, xsz));
     ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = 1, .p = d->p, .q = wp};
     Gemm g = {.M = d->k, .N = nb * L, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_PADROW, .cv = t, .ldc = L, .cpq = L,
               .cimg = d->k * L, .ximg = d->c * hp * wp, .beta0 = 1};
