@@ -825,6 +825,30 @@ static void transpose8(Cg *cg, LLVMValueRef *v) {
     }
 }
 
+/* Software prefetch of the next block's pixels, spread over the current
+ * block's micro-kernel calls: rows (input channels) of `lines` cache lines,
+ * `stride` floats apart from base; call t prefetches rows [t*per, t*per +
+ * per).  A block reads each of its C channels' rows for only MC pixels, more
+ * runs at once than the hardware prefetcher follows: on 1x1 convs over
+ * large images (NiN's 96 channels at 54x54) the forward and data-gradient
+ * products run 35% faster with it; on 3x3 and 5x5 it changes nothing
+ * measurable.  (The transposed weight gradient reads six rows at a time,
+ * which the hardware follows: prefetching there was no faster.) */
+typedef struct {
+    LLVMValueRef base, stride, rows, lines, per;
+} Prefetch;
+
+static void prefetch_slice(Cg *cg, const Prefetch *s, LLVMValueRef t) {
+    LLVMValueRef r0 = mul(cg, t, s->per), r1 = imin(cg, add(cg, r0, s->per), s->rows);
+    Loop la, lb;
+    LLVMValueRef r = for_begin(cg, &la, r0, r1, 1);
+    LLVMValueRef rb = LLVMBuildGEP2(cg->b, cg->f32, s->base, (LLVMValueRef[]){mul(cg, r, s->stride)}, 1, "");
+    LLVMValueRef li = for_begin(cg, &lb, ci64(cg, 0), s->lines, 1);
+    cg_prefetch(cg, LLVMBuildGEP2(cg->b, cg->f32, rb, (LLVMValueRef[]){mulc(cg, li, 16)}, 1, ""), 3);
+    for_end(cg, &lb);
+    for_end(cg, &la);
+}
+
 /* The B_PADT driver's body (see BKind): pixels [IB, IE) of the grid, all K
  * channels.  Scratch: W^T packed whole [K/NR panels][CRS][NR], the C block
  * [MC][ldc'] (ldc' = K rounded up to NR), one A panel [KC][MR] for panels
@@ -863,6 +887,24 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
     Loop lic, lpc, lir, ljr;
     LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
     LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
+    /* the next block's pixels (in the image of its first; not past IE) */
+    Prefetch pf;
+    LLVMValueRef pft = var(cg, cg->i64, ci64(cg, 0));
+    {
+        LLVMValueRef jn = addc(cg, ic, MC), imn = sdiv(cg, jn, L);
+        /* not inbounds: past the last image these are never dereferenced */
+        pf.base = LLVMBuildGEP2(cg->b, cg->f32, G(A), (LLVMValueRef[]){add(cg, mul(cg, imn, G(XIMG)), sub(cg, jn, mul(cg, imn, L)))},
+                                1, "");
+        pf.stride = mul(cg, G(H), G(W));
+        LLVMValueRef C = sdiv(cg, K, mul(cg, G(R), G(S)));
+        pf.rows = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, jn, G(IE)), C, ci64(cg, 0), "");
+        /* a row: MC pixels, the kernel's rows below them, a line either side */
+        LLVMValueRef span = addc(cg, add(cg, mul(cg, addc(cg, G(R), -1), G(W)), G(S)), MC - 1);
+        pf.lines = addc(cg, sdiv(cg, span, ci64(cg, 16)), 2);
+        LLVMValueRef ncalls = mul(cg, mul(cg, sdiv(cg, ldc, ci64(cg, NR)), sdiv(cg, addc(cg, mc, MR - 1), ci64(cg, MR))),
+                                  sdiv(cg, addc(cg, K, KC - 1), ci64(cg, KC)));
+        pf.per = sdiv(cg, add(cg, C, addc(cg, ncalls, -1)), ncalls);
+    }
     LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), K, KC);
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, K, pc));
     LLVMValueRef acc = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntNE, pc, ci64(cg, 0)), cg->i64, "");
@@ -905,6 +947,8 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
     set(cg, va, abuf);
     if_end(cg, &fp);
     LLVMValueRef apan = get(cg, va);
+    prefetch_slice(cg, &pf, get(cg, pft));
+    set(cg, pft, addc(cg, get(cg, pft), 1));
     LLVMValueRef ct = gep(cg, cblk, add(cg, mul(cg, ir, ldc), jr));
     if_begin(cg, &fp, inplace);
     {
