@@ -98,13 +98,12 @@ LLVMValueRef cg_masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask, LLVMValue
 }
 
 /* A software prefetch of the cache line at p (locality 0..3, as llvm.prefetch). */
-static void prefetch_rw(Cg *cg, LLVMValueRef p, int locality, int rw) {
+void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality) {
     LLVMTypeRef i8p = LLVMPointerType(LLVMInt8TypeInContext(LLVMGetModuleContext(cg->mod)), 0);
     LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, p, i8p, ""), LLVMConstInt(cg->i32, (unsigned long long)rw, 0),
                          LLVMConstInt(cg->i32, (unsigned long long)locality, 0), LLVMConstInt(cg->i32, 1, 0)};
     cg_call(cg, cg_intrinsic(cg, "llvm.prefetch", &i8p, 1), a, 4);
 }
-void cg_prefetch(Cg *cg, LLVMValueRef p, int locality) { prefetch_rw(cg, p, locality, 0); }
 
 LLVMValueRef ci64(Cg *cg, int64_t x) { return LLVMConstInt(cg->i64, (unsigned long long)x, 1); }
 LLVMValueRef cf32(Cg *cg, float x) { return LLVMConstReal(cg->f32, x); }

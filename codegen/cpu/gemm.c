@@ -825,10 +825,10 @@ static void transpose8(Cg *cg, LLVMValueRef *v) {
     }
 }
 
-/* Software prefetch of the next block's pixels, spread over the current
- * block's micro-kernel calls: rows (input channels) of `lines` cache lines,
- * `stride` floats apart from base; call t prefetches rows [t*per, t*per +
- * per).  A block reads each of its C channels' rows for only MC pixels, more
+/* Software prefetch, spread over a block's micro-kernel calls: rows (input
+ * or output channels) of `lines` cache lines, `stride` floats apart from
+ * base; call t prefetches rows [t*per, t*per + per), for writing when rw.
+ * The transposed conv prefetches the next block's input rows.  A block reads each of its C channels' rows for only MC pixels, more
  * runs at once than the hardware prefetcher follows: on 1x1 convs over
  * large images (NiN's 96 channels at 54x54) the forward and data-gradient
  * products run 35% faster with it; on 3x3 and 5x5 it changes nothing
@@ -836,6 +836,7 @@ static void transpose8(Cg *cg, LLVMValueRef *v) {
  * which the hardware follows: prefetching there was no faster.) */
 typedef struct {
     LLVMValueRef base, stride, rows, lines, per;
+    int rw;
 } Prefetch;
 
 static void prefetch_slice(Cg *cg, const Prefetch *s, LLVMValueRef t) {
@@ -844,7 +845,7 @@ static void prefetch_slice(Cg *cg, const Prefetch *s, LLVMValueRef t) {
     LLVMValueRef r = for_begin(cg, &la, r0, r1, 1);
     LLVMValueRef rb = LLVMBuildGEP2(cg->b, cg->f32, s->base, (LLVMValueRef[]){mul(cg, r, s->stride)}, 1, "");
     LLVMValueRef li = for_begin(cg, &lb, ci64(cg, 0), s->lines, 1);
-    cg_prefetch(cg, LLVMBuildGEP2(cg->b, cg->f32, rb, (LLVMValueRef[]){mulc(cg, li, 16)}, 1, ""), 3);
+    cg_prefetch(cg, LLVMBuildGEP2(cg->b, cg->f32, rb, (LLVMValueRef[]){mulc(cg, li, 16)}, 1, ""), s->rw, 3);
     for_end(cg, &lb);
     for_end(cg, &la);
 }
@@ -887,8 +888,9 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
     Loop lic, lpc, lir, ljr;
     LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
     LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
-    /* the next block's pixels (in the image of its first; not past IE) */
-    Prefetch pf;
+    /* the next block's pixels (in the image of its first; not past IE) and
+     * the lines of y this block writes */
+    Prefetch pf = {0}, pfw = {0};
     LLVMValueRef pft = var(cg, cg->i64, ci64(cg, 0));
     {
         LLVMValueRef jn = addc(cg, ic, MC), imn = sdiv(cg, jn, L);
@@ -904,6 +906,17 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
         LLVMValueRef ncalls = mul(cg, mul(cg, sdiv(cg, ldc, ci64(cg, NR)), sdiv(cg, addc(cg, mc, MR - 1), ci64(cg, MR))),
                                   sdiv(cg, addc(cg, K, KC - 1), ci64(cg, KC)));
         pf.per = sdiv(cg, add(cg, C, addc(cg, ncalls, -1)), ncalls);
+        /* and this block's lines of y, for writing (its stores then miss
+         * less: ResNet-18's step 1-4% faster, paired) */
+        LLVMValueRef im = sdiv(cg, ic, L), pix = sub(cg, ic, mul(cg, im, L));
+        LLVMValueRef pr = sdiv(cg, pix, G(Q)), qq = sub(cg, pix, mul(cg, pr, G(Q)));
+        pfw.base = LLVMBuildGEP2(cg->b, cg->f32, G(C), (LLVMValueRef[]){add(cg, mul(cg, im, G(CIMG)), add(cg, mul(cg, pr, G(SW)), qq))},
+                                 1, "");
+        pfw.stride = G(CPQ);
+        pfw.rows = N;
+        pfw.lines = ci64(cg, MC / 16 + 2);
+        pfw.per = sdiv(cg, add(cg, N, addc(cg, ncalls, -1)), ncalls);
+        pfw.rw = 1;
     }
     LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), K, KC);
     LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, K, pc));
@@ -948,6 +961,7 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
     if_end(cg, &fp);
     LLVMValueRef apan = get(cg, va);
     prefetch_slice(cg, &pf, get(cg, pft));
+    prefetch_slice(cg, &pfw, get(cg, pft));
     set(cg, pft, addc(cg, get(cg, pft), 1));
     LLVMValueRef ct = gep(cg, cblk, add(cg, mul(cg, ir, ldc), jr));
     if_begin(cg, &fp, inplace);
