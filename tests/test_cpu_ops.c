@@ -122,6 +122,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
         }
         if (hook) hook(f, n);
         memcpy(b[v], a[v], (size_t)p->buf[v].bytes);
+        memset((char *)b[v] + p->buf[v].bytes, 0xa5, 64);   /* no kernel may write past its buffer */
     }
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
@@ -151,6 +152,15 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
                     ir_info(n->op)->name, v, (long long)cnt, err, (long long)at, x[at], y[at], mx, tol);
             bad = 1;
         }
+    }
+    for (int v = 0; v < nv; v++) {
+        const unsigned char *tail = (const unsigned char *)b[v] + p->buf[v].bytes;
+        for (int i = 0; i < 64; i++)
+            if (tail[i] != 0xa5) {
+                fprintf(stderr, "%s: value %d written past its end (byte %d)\n", ir_info(n->op)->name, v, i);
+                bad = 1;
+                break;
+            }
     }
     backend_cpu.free(sb);
     backend_ref.free(sa);
