@@ -50,8 +50,10 @@ LLVMValueRef cg_gather(Cg *cg, LLVMValueRef base, LLVMValueRef off, LLVMValueRef
 /* The vector of floats at p (any alignment) for lanes where mask is set,
  * pass[l] elsewhere (not read, so p may point outside the tensor there);
  * pass's type is the result's. */
-void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality);
 LLVMValueRef cg_masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef pass);
+/* A software prefetch of the cache line at p (never faults), for writing
+ * when rw; locality 0..3 as llvm.prefetch's. */
+void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality);
 
 LLVMValueRef ci64(Cg *cg, int64_t x);
 LLVMValueRef cf32(Cg *cg, float x);

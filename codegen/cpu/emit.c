@@ -97,7 +97,6 @@ LLVMValueRef cg_masked_load(Cg *cg, LLVMValueRef p, LLVMValueRef mask, LLVMValue
     return cg_call(cg, cg_intrinsic(cg, "llvm.masked.load", ovl, 2), a, 4);
 }
 
-/* A software prefetch of the cache line at p (locality 0..3, as llvm.prefetch). */
 void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality) {
     LLVMTypeRef i8p = LLVMPointerType(LLVMInt8TypeInContext(LLVMGetModuleContext(cg->mod)), 0);
     LLVMValueRef a[4] = {LLVMBuildBitCast(cg->b, p, i8p, ""), LLVMConstInt(cg->i32, (unsigned long long)rw, 0),

@@ -634,8 +634,8 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         /* lanes past P*Q spill into the next plane's first outputs, which
          * this thread writes next; the last plane of its range stores them
          * masked.  (A masked store to lines not in the cache is slow on
-         * this AMD CPU: at GoogLeNet's batch, with every chunk masked,
-         * these pools ran at half the speed they reach on a cached batch.) */
+         * this AMD CPU: with every plane's last chunk masked, 512x6x6
+         * planes at batch 128 took 9-11 ms, 2.9 ms now.) */
         LLVMTypeRef vf = LLVMTypeOf(mx), pvf = LLVMPointerType(vf, 0);
         LLVMValueRef dst = LLVMBuildBitCast(cg->b, gep(cg, yp, o0), pvf, "");
         If fs;
