@@ -210,6 +210,13 @@ static const ConvCase conv_cases[] = {
     {3, 6, 9, 11, 46, 3, 3, 1, 1, 1, 1, 1},      /* the same, 46 channels: 8 x 8 transposes and a scalar rest */
     {3, 10, 7, 8, 40, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 transposed: 56 pixels, panels across images */
     {10, 6, 6, 6, 20, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 weight gradient, small images: k blocks across images */
+    /* Winograd F(2x2, 3x3) (3x3 stride 1, 8+ channels each side, outputs 4x4 or more) */
+    {3, 9, 13, 11, 10, 3, 3, 1, 1, 1, 1, 1},     /* odd output sides: tiles half outside y */
+    {2, 8, 10, 9, 12, 3, 3, 1, 1, 0, 0, 1},      /* unpadded (bwd data: padding 2), odd width */
+    {2, 12, 7, 8, 9, 3, 3, 1, 1, 2, 2, 0},       /* padding 2 (bwd data: unpadded) */
+    {5, 300, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1},     /* 300 channels: two reduction blocks; 125 tiles, a partial chunk */
+    {1, 8, 34, 34, 8, 3, 3, 1, 1, 1, 1, 1},      /* tile rows of 17: whole vectors of eight tiles and a rest */
+    {2, 16, 6, 6, 250, 3, 3, 1, 1, 1, 1, 0},     /* 250 filters: three row blocks of U, the last partial */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -312,6 +319,7 @@ static void test_conv_deterministic(void **state) {
         {3, 4, 11, 9, 5, 3, 3, 2, 2, 1, 1, 1},
         {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 1},
         {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},
+        {4, 12, 14, 13, 20, 3, 3, 1, 1, 1, 1, 1},   /* Winograd, chunks of tiles across images */
         {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},
         {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},
     };

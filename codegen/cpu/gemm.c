@@ -1579,7 +1579,549 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
     return !conv_fwd_padrow(d) && (d->p * d->q) % NR != 0;
 }
 
+/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------
+ * A stride-1 3x3 conv as Y = A^T [(G g G^T) (.) (B^T d B)] A per 2x2 output
+ * tile (d: the tile's 4x4 input patch; Lavin & Gray): 16 products per tile
+ * and channel pair instead of 36.  The 16 elementwise products summed over
+ * the input channels are 16 GEMMs per chunk of Tc tiles,
+ *     M[xi][k][t] = sum_c U[xi][k][c] V[xi][c][t],
+ * U = G g G^T packed once per call in MR-row panels, V = B^T d B written by
+ * the input transform (eight tiles of a tile row per vector, their patches
+ * read from x_pad rows and split into even and odd columns), and the output
+ * transform adds the bias and scatters each tile's 2x2 outputs into y.
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G   = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * A tile's first output row and column do not depend on its patch's last
+ * row and column, so tiles past an odd output size read whatever follows
+ * in x_pad (finite: the next row, plane, or trailing zeros) and their
+ * outputs are dropped.  Taken by the forward conv and so by the stride-1
+ * data gradient (a forward conv of dy with the flipped filters), and by
+ * the weight gradient (wino_bwdw).  Each chunk of tiles is one task, so
+ * results do not depend on the thread count; they differ from the direct
+ * products by rounding only (the transforms' coefficients are 1 and 1/2). */
+enum { WG_SLACK = 64 };
+
+/* Against the direct paths (2 threads): forward 64 -> 64 channels at 24x24
+ * 1.6x faster, ResNet-18's 12x12 and 6x6 convs 1.6-2x, NiN's 256 -> 384 at
+ * 12x12 1.8x; weight gradients 1.5x (64 -> 64), GoogLeNet's 1.6x in all.
+ * Outputs of 3x3 (ResNet-18's last stage: a 4x4 tile grid for 9 outputs)
+ * were 1.2-1.4x slower: not taken. */
+static int conv_wino(const Cg *cg, const ConvDims *d) {
+    (void)cg;
+    return d->r == 3 && d->s == 3 && d->sh == 1 && d->sw == 1 && d->ph <= 2 && d->pw <= 2 && d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
+}
+
+/* tiles per chunk: 64 (32 and 128 measured no faster), fewer when the
+ * chunk's V and M would outgrow the GEMM's per-thread scratch */
+static int64_t wino_tc(const Cg *cg, const ConvDims *d) {
+    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 2 * NR;
+    while (tc * 2 <= 64 && 16 * ((d->c + kp) * tc * 2 + 32) + 2 * d->c + 8 * tc + 64 <= gemm_scratch_floats(cg)) tc *= 2;
+    return tc;
+}
+
+static int64_t wino_extra(const ConvDims *d, int64_t nb) {
+    int64_t kp = (d->k + MR - 1) / MR * MR;
+    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(16 * kp * d->c);
+}
+
+static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMValueRef l = LLVMBuildLoad2(cg->b, v8, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), ""), "");
+    LLVMSetAlignment(l, 4);
+    return l;
+}
+
+static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
+}
+
+static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+
+/* 1-D transforms: B^T d and A^T m */
+static void wino_bt(Cg *cg, LLVMValueRef *o, LLVMValueRef d0, LLVMValueRef d1, LLVMValueRef d2, LLVMValueRef d3) {
+    o[0] = fsub(cg, d0, d2);
+    o[1] = fadd(cg, d1, d2);
+    o[2] = fsub(cg, d2, d1);
+    o[3] = fsub(cg, d1, d3);
+}
+
+static void wino_at(Cg *cg, LLVMValueRef *o, LLVMValueRef m0, LLVMValueRef m1, LLVMValueRef m2, LLVMValueRef m3) {
+    o[0] = fadd(cg, fadd(cg, m0, m1), m2);
+    o[1] = fsub(cg, fsub(cg, m1, m2), m3);
+}
+
+/* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
+static void wino_weights(Cg *cg, const ConvDims *d, LLVMValueRef w, LLVMValueRef up) {
+    int64_t kp = (d->k + MR - 1) / MR * MR;
+    LLVMValueRef v[4] = {w, up, ci64(cg, d->c), ci64(cg, d->k)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "wino_w", v, 4, ci64(cg, kp / MR), &b, &e)) {
+        LLVMValueRef C = v[2], K = v[3];
+        LLVMValueRef KP = mulc(cg, sdiv(cg, addc(cg, K, MR - 1), ci64(cg, MR)), MR);
+        Loop lp, lc, li;
+        LLVMValueRef pn = for_begin(cg, &lp, b, e, 1);
+        LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), C, 1);
+        LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, MR), 1);
+        LLVMValueRef k = add(cg, mulc(cg, pn, MR), i);
+        LLVMValueRef ok = icmp(cg, LLVMIntSLT, k, K);
+        LLVMValueRef src = gep(cg, v[0], mulc(cg, LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, k, C), c), ci64(cg, 0), ""), 9));
+        LLVMValueRef g[9], t[4][3], u[16], half = cf32(cg, 0.5f), zero = cf32(cg, 0);
+        for (int j = 0; j < 9; j++) g[j] = LLVMBuildSelect(cg->b, ok, ld(cg, src, ci64(cg, j)), zero, "");
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = LLVMBuildFMul(cg->b, fadd(cg, fadd(cg, g[j], g[3 + j]), g[6 + j]), half, "");
+            t[2][j] = LLVMBuildFMul(cg->b, fadd(cg, fsub(cg, g[j], g[3 + j]), g[6 + j]), half, "");
+            t[3][j] = g[6 + j];
+        }
+        for (int r = 0; r < 4; r++) {
+            u[r * 4 + 0] = t[r][0];
+            u[r * 4 + 1] = LLVMBuildFMul(cg->b, fadd(cg, fadd(cg, t[r][0], t[r][1]), t[r][2]), half, "");
+            u[r * 4 + 2] = LLVMBuildFMul(cg->b, fadd(cg, fsub(cg, t[r][0], t[r][1]), t[r][2]), half, "");
+            u[r * 4 + 3] = t[r][2];
+        }
+        LLVMValueRef dst = gep(cg, v[1], add(cg, mul(cg, mulc(cg, pn, MR), C), add(cg, mulc(cg, c, MR), i)));
+        LLVMValueRef xs = mul(cg, KP, C);
+        for (int x = 0; x < 16; x++) st(cg, u[x], dst, mulc(cg, xs, x));
+        for_end(cg, &li);
+        for_end(cg, &lc);
+        for_end(cg, &lp);
+    }
+    par_end(cg, &P);
+}
+
+/* (n, ty, tx) of tile t */
+static void wino_tile(Cg *cg, LLVMValueRef t, LLVMValueRef ty, LLVMValueRef tx, LLVMValueRef *n, LLVMValueRef *y,
+                      LLVMValueRef *x) {
+    LLVMValueRef row = sdiv(cg, t, tx);
+    *x = sub(cg, t, mul(cg, row, tx));
+    *n = sdiv(cg, row, ty);
+    *y = sub(cg, row, mul(cg, *n, ty));
+}
+
+static LLVMValueRef ld64(Cg *cg, LLVMValueRef p, LLVMValueRef i) {
+    return LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &i, 1, ""), "");
+}
+
+static void st64(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i) {
+    LLVMBuildStore(cg->b, v, LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &i, 1, ""));
+}
+
+/* y = conv(x, w) (+ bias) by Winograd; scr: wino_extra() shared floats (x_pad,
+ * U), then the threads' GEMM scratch (V, M, tables).  One body for every
+ * conv of the module: shapes come as arguments. */
+enum { WV_XP, WV_UP, WV_Y, WV_BIAS, WV_TS, WV_C, WV_K, WV_TY, WV_TX, WV_T, WV_TC, WV_HP, WV_WP, WV_P, WV_Q, WV_COUNT };
+
+static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
+                     LLVMValueRef bias, LLVMValueRef scr) {
+    int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
+    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, T = nb * TY * TX, tc = wino_tc(cg, d);
+    int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
+    LLVMValueRef xp = scr, up = gep(cg, scr, ci64(cg, xsz));
+    emit_pad(cg, d, nb, x, xp);
+    cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, xsz - xend));
+    wino_weights(cg, d, w, up);
+    LLVMValueRef ukd = micro_kernel_gen(cg, UK_DIRECT);
+    LLVMValueRef v[WV_COUNT] = {xp, up, y, bias ? bias : LLVMConstNull(cg->pf), gep(cg, scr, ci64(cg, wino_extra(d, nb))),
+                                ci64(cg, d->c), ci64(cg, d->k), ci64(cg, TY), ci64(cg, TX), ci64(cg, T), ci64(cg, tc),
+                                ci64(cg, hp), ci64(cg, wp), ci64(cg, d->p), ci64(cg, d->q)};
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, "wino", v, WV_COUNT, ci64(cg, (T + tc - 1) / tc), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    LLVMValueRef C = v[WV_C], K = v[WV_K], vTY = v[WV_TY], vTX = v[WV_TX], TC = v[WV_TC], WP = v[WV_WP];
+    LLVMValueRef Q = v[WV_Q], PQ = mul(cg, v[WV_P], Q), HPWP = mul(cg, v[WV_HP], WP);
+    LLVMValueRef KP = mulc(cg, sdiv(cg, addc(cg, K, MR - 1), ci64(cg, MR)), MR);
+    /* one xi's V and M, with room for a group's spill */
+    LLVMValueRef VS = addc(cg, mul(cg, C, TC), 16), MS = addc(cg, mul(cg, KP, TC), 16);
+    LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
+    LLVMValueRef ts = thread_scratch(cg, v[WV_TS], gemm_scratch_floats(cg));
+    LLVMValueRef V = ts, Mb = gep(cg, V, mulc(cg, VS, 16));
+    LLVMValueRef off = LLVMBuildBitCast(cg->b, gep(cg, Mb, mulc(cg, MS, 16)), pi64, "");
+    LLVMValueRef yoff = LLVMBuildInBoundsGEP2(cg->b, cg->i64, off, &C, 1, "");
+    LLVMValueRef yfl = LLVMBuildInBoundsGEP2(cg->b, cg->i64, yoff, &TC, 1, "");
+    LLVMValueRef hasb = LLVMBuildIsNotNull(cg->b, v[WV_BIAS], "");
+    Loop l1, l2, l3, l4;
+    {
+        LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
+        st64(cg, mul(cg, c, TC), off, c);
+        for_end(cg, &l1);
+    }
+    LLVMValueRef ch = for_begin(cg, &l4, b, e, 1);
+    LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WV_T]), nv = sub(cg, t1, t0);
+    LLVMValueRef n0, ty0, tx0;
+    wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
+    /* output offsets and flags (bit 0: the tile's second column is in y,
+     * bit 1: its second row) */
+    {
+        LLVMValueRef s = for_begin(cg, &l1, ci64(cg, 0), nv, 1);
+        LLVMValueRef n, ty, tx;
+        wino_tile(cg, add(cg, t0, s), vTY, vTX, &n, &ty, &tx);
+        LLVMValueRef o = add(cg, mul(cg, n, mul(cg, K, PQ)), add(cg, mul(cg, mulc(cg, ty, 2), Q), mulc(cg, tx, 2)));
+        LLVMValueRef fc = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, 2), 1), Q), cg->i64, "");
+        LLVMValueRef fr = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, 2), 1), v[WV_P]), cg->i64, "");
+        st64(cg, o, yoff, s);
+        st64(cg, LLVMBuildOr(cg->b, fc, mulc(cg, fr, 2), ""), yfl, s);
+        for_end(cg, &l1);
+    }
+    /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
+     * vector (a segment's last vector spills into slots written later) */
+    {
+        static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+        LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
+        LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
+        LLVMValueRef t = for_begin(cg, &l2, t0, t1, 1);
+        LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
+        LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
+        LLVMValueRef base = gep(cg, v[WV_XP], add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
+                                                  add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
+        LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
+        LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
+        LLVMValueRef h[4][4], vv[4][4];
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
+            LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
+            LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
+            wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
+        }
+        for (int j = 0; j < 4; j++) {
+            LLVMValueRef o[4];
+            wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
+            for (int i = 0; i < 4; i++) vv[i][j] = o[i];
+        }
+        for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
+        for_end(cg, &l3);
+        LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
+        LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
+        LLVMValueRef wy = icmp(cg, LLVMIntEQ, ny, vTY);
+        set(cg, vx, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nx, ""));
+        set(cg, vy, LLVMBuildSelect(cg->b, wy, ci64(cg, 0), ny, ""));
+        set(cg, vn, LLVMBuildSelect(cg->b, wy, addc(cg, n, 1), n, ""));
+        for_end_at(cg, &l2, add(cg, t, seg));
+        for_end(cg, &l1);
+    }
+    /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
+     * NR tiles in L1 while U's panels stream through */
+    {
+        LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, 16), 1);
+        Loop lic, lpc, lir;
+        LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), KP, MC);
+        LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), C, KC);
+        LLVMValueRef kc = imin(cg, ci64(cg, KC), sub(cg, C, pc));
+        LLVMValueRef acc = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntNE, pc, ci64(cg, 0)), cg->i64, "");
+        LLVMValueRef jr = for_begin(cg, &l2, ci64(cg, 0), TC, NR);
+        LLVMValueRef bp = gep(cg, V, add(cg, mul(cg, xi, VS), jr));
+        LLVMValueRef ir = for_begin(cg, &lir, ic, imin(cg, addc(cg, ic, MC), KP), MR);
+        LLVMValueRef a[7] = {gep(cg, v[WV_UP], add(cg, mul(cg, mul(cg, xi, KP), C), add(cg, mul(cg, ir, C), mulc(cg, pc, MR)))),
+                             bp, gep(cg, Mb, add(cg, mul(cg, xi, MS), add(cg, mul(cg, ir, TC), jr))), TC, kc, acc,
+                             LLVMBuildInBoundsGEP2(cg->b, cg->i64, off, &pc, 1, "")};
+        cg_call(cg, ukd, a, 7);
+        for_end(cg, &lir);
+        for_end(cg, &l2);
+        for_end(cg, &lpc);
+        for_end(cg, &lic);
+        for_end(cg, &l1);
+    }
+    /* output transform: y's tiles = A^T M A (+ bias) */
+    {
+        static const int lo[8] = {0, 8, 1, 9, 2, 10, 3, 11}, hi[8] = {4, 12, 5, 13, 6, 14, 7, 15};
+        LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+        LLVMValueRef buf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->f32, 32), NULL), cg->pf, "");
+        LLVMValueRef k = for_begin(cg, &l1, ci64(cg, 0), K, 1);
+        LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
+        If fb;
+        if_begin(cg, &fb, hasb);
+        set(cg, bv, ld(cg, v[WV_BIAS], k));
+        if_end(cg, &fb);
+        LLVMValueRef bk = splat8(cg, get(cg, bv));
+        LLVMValueRef yk = gep(cg, v[WV_Y], mul(cg, k, PQ));
+        LLVMValueRef s = for_begin(cg, &l2, ci64(cg, 0), nv, 8);
+        LLVMValueRef mrow = gep(cg, Mb, add(cg, mul(cg, k, TC), s));
+        LLVMValueRef m[16], r[4][2], o[2][2];
+        for (int xi = 0; xi < 16; xi++) m[xi] = v8ld(cg, mrow, mulc(cg, MS, xi));
+        for (int i = 0; i < 4; i++) wino_at(cg, r[i], m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+        for (int j = 0; j < 2; j++) {
+            LLVMValueRef t[2];
+            wino_at(cg, t, r[0][j], r[1][j], r[2][j], r[3][j]);
+            o[0][j] = fadd(cg, t[0], bk);
+            o[1][j] = fadd(cg, t[1], bk);
+        }
+        /* eight whole tiles side by side in a tile row: 16 outputs a row */
+        LLVMValueRef s7 = addc(cg, s, 7), in7 = icmp(cg, LLVMIntSLT, s7, nv);
+        LLVMValueRef s7c = LLVMBuildSelect(cg->b, in7, s7, s, "");
+        LLVMValueRef o0 = ld64(cg, yoff, s), fl7 = ld64(cg, yfl, s7c);
+        LLVMValueRef full = and1(cg, and1(cg, in7, icmp(cg, LLVMIntEQ, sub(cg, ld64(cg, yoff, s7c), o0), ci64(cg, 14))),
+                                 icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl7, ci64(cg, 1), ""), ci64(cg, 0)));
+        If f;
+        if_begin(cg, &f, full);
+        {
+            LLVMValueRef p0 = gep(cg, yk, o0);
+            v8st(cg, shuf8(cg, o[0][0], o[0][1], lo), p0, ci64(cg, 0));
+            v8st(cg, shuf8(cg, o[0][0], o[0][1], hi), p0, ci64(cg, 8));
+            If f2;
+            if_begin(cg, &f2, icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl7, ci64(cg, 2), ""), ci64(cg, 0)));
+            v8st(cg, shuf8(cg, o[1][0], o[1][1], lo), p0, Q);
+            v8st(cg, shuf8(cg, o[1][0], o[1][1], hi), p0, addc(cg, Q, 8));
+            if_end(cg, &f2);
+        }
+        if_else(cg, &f);
+        {
+            for (int i = 0; i < 4; i++)
+                LLVMSetAlignment(LLVMBuildStore(cg->b, o[i / 2][i % 2],
+                                                LLVMBuildBitCast(cg->b, gep(cg, buf, ci64(cg, 8 * i)), LLVMPointerType(v8, 0), "")),
+                                 4);
+            LLVMValueRef l = for_begin(cg, &l3, ci64(cg, 0), imin(cg, ci64(cg, 8), sub(cg, nv, s)), 1);
+            LLVMValueRef sl = add(cg, s, l), fl = ld64(cg, yfl, sl);
+            LLVMValueRef p0 = gep(cg, yk, ld64(cg, yoff, sl));
+            st(cg, ld(cg, buf, l), p0, ci64(cg, 0));
+            If g1, g2, g3;
+            LLVMValueRef c1 = icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl, ci64(cg, 1), ""), ci64(cg, 0));
+            LLVMValueRef r1 = icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl, ci64(cg, 2), ""), ci64(cg, 0));
+            if_begin(cg, &g1, c1);
+            st(cg, ld(cg, buf, addc(cg, l, 8)), p0, ci64(cg, 1));
+            if_end(cg, &g1);
+            if_begin(cg, &g2, r1);
+            st(cg, ld(cg, buf, addc(cg, l, 16)), p0, Q);
+            if_begin(cg, &g3, c1);
+            st(cg, ld(cg, buf, addc(cg, l, 24)), p0, addc(cg, Q, 1));
+            if_end(cg, &g3);
+            if_end(cg, &g2);
+            for_end(cg, &l3);
+        }
+        if_end(cg, &f);
+        for_end(cg, &l2);
+        for_end(cg, &l1);
+    }
+    for_end(cg, &l4);
+    par_end(cg, &P);
+}
+
+/* The weight gradient by the same transform: dW[k, c] = G^T M[k, c] G with
+ *     M[xi][k][c] = sum over tiles t of Z[xi][k][t] V[xi][c][t],
+ * Z = A dy_t A^T (dy's 2x2 tile, zero past y's edges) and V = B^T d B as in
+ * the forward conv.  The tiles are cut into at most WB_PARTS parts (a cut
+ * that does not depend on the thread count), each summing its chunks into
+ * its own M; the parts are added in order, so results are bit-identical
+ * for any number of threads.  V is stored in NR-channel panels [t][NR]
+ * (read by the micro-kernel as packed B), Z as rows over t (read in place,
+ * netc_ukr_rows). */
+enum { WB_PARTS = 4 };
+
+/* eight lanes of x (any scalar type) */
+static LLVMValueRef splat8v(Cg *cg, LLVMValueRef x) {
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), 8);
+    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, 8)), "");
+}
+
+static int64_t wbw_tc(const Cg *cg, const ConvDims *d) {
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16;
+    while (tc * 2 <= 64 && 16 * (kn * tc * 2 + cr * tc * 2 + 16) + 64 <= gemm_scratch_floats(cg)) tc *= 2;
+    return tc;
+}
+
+static int64_t wbw_parts(const Cg *cg, const ConvDims *d, int64_t nb) {
+    int64_t T = nb * ((d->p + 1) / 2) * ((d->q + 1) / 2), tc = wbw_tc(cg, d), nch = (T + tc - 1) / tc;
+    return nch < WB_PARTS ? nch : WB_PARTS;
+}
+
+static int64_t wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
+    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(wbw_parts(cg, d, nb) * 16 * cr * kn);
+}
+
+enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP, WB_WP, WB_P, WB_Q, WB_NCH, WB_NPART,
+       WB_COUNT };
+
+static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMValueRef x, LLVMValueRef dw,
+                      LLVMValueRef scr) {
+    int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
+    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, T = nb * TY * TX, tc = wbw_tc(cg, d);
+    int64_t nch = (T + tc - 1) / tc, parts = wbw_parts(cg, d, nb);
+    int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
+    LLVMValueRef xp = scr, mp = gep(cg, scr, ci64(cg, xsz));
+    emit_pad(cg, d, nb, x, xp);
+    cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, xsz - xend));
+    LLVMValueRef ukr = micro_kernel_gen(cg, UK_ROWS);
+    LLVMValueRef v[WB_COUNT] = {xp, dy, mp, gep(cg, scr, ci64(cg, wbw_extra(cg, d, nb))), ci64(cg, d->c), ci64(cg, d->k),
+                                ci64(cg, TY), ci64(cg, TX), ci64(cg, T), ci64(cg, tc), ci64(cg, hp), ci64(cg, wp),
+                                ci64(cg, d->p), ci64(cg, d->q), ci64(cg, nch), ci64(cg, parts)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "wino_bw", v, WB_COUNT, ci64(cg, parts), &b, &e)) {
+        LLVMValueRef C = v[WB_C], K = v[WB_K], vTY = v[WB_TY], vTX = v[WB_TX], TC = v[WB_TC], WP = v[WB_WP];
+        LLVMValueRef Q = v[WB_Q], PQ = mul(cg, v[WB_P], Q), HPWP = mul(cg, v[WB_HP], WP);
+        LLVMValueRef CR = mulc(cg, sdiv(cg, addc(cg, C, MR - 1), ci64(cg, MR)), MR);
+        LLVMValueRef KN = mulc(cg, sdiv(cg, addc(cg, K, NR - 1), ci64(cg, NR)), NR);
+        LLVMValueRef VS = addc(cg, mul(cg, CR, TC), 16);              /* one xi's V: rows over t */
+        LLVMValueRef ZS = mul(cg, KN, TC), MS = mul(cg, CR, KN);      /* Z: NR-filter panels [t][NR] */
+        LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
+        LLVMValueRef ts = thread_scratch(cg, v[WB_TS], gemm_scratch_floats(cg));
+        LLVMValueRef Z = ts, V = gep(cg, Z, mulc(cg, ZS, 16));
+        LLVMValueRef rt = LLVMBuildBitCast(cg->b, gep(cg, V, mulc(cg, VS, 16)), pi64, "");
+        for (int i = 0; i < MR; i++) st64(cg, mulc(cg, TC, i), rt, ci64(cg, i));
+        /* V's rows past C are read (MR at a time) and never written */
+        {
+            Loop lz;
+            LLVMValueRef xi = for_begin(cg, &lz, ci64(cg, 0), ci64(cg, 16), 1);
+            LLVMValueRef r0 = add(cg, mul(cg, xi, VS), mul(cg, C, TC));
+            cg_memset0(cg, gep(cg, V, r0), mul(cg, sub(cg, CR, C), TC));
+            for_end(cg, &lz);
+        }
+        static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+        LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+        LLVMValueRef lanes;
+        {
+            LLVMValueRef el[8];
+            for (int i = 0; i < 8; i++) el[i] = ci32(cg, i);
+            lanes = LLVMConstVector(el, 8);
+        }
+        Loop lpt, lch, l1, l2, l3;
+        LLVMValueRef part = for_begin(cg, &lpt, b, e, 1);
+        LLVMValueRef M = gep(cg, v[WB_MP], mul(cg, part, mulc(cg, MS, 16)));
+        cg_memset0(cg, M, mulc(cg, MS, 16));
+        LLVMValueRef NCH = v[WB_NCH], NPART = v[WB_NPART];
+        LLVMValueRef cb = sdiv(cg, mul(cg, part, NCH), NPART), ce = sdiv(cg, mul(cg, addc(cg, part, 1), NCH), NPART);
+        LLVMValueRef ch = for_begin(cg, &lch, cb, ce, 1);
+        LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WB_T]), nv = sub(cg, t1, t0);
+        LLVMValueRef n0, ty0, tx0;
+        wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
+        /* V: the input transform, rows over t as the forward conv's */
+        {
+            LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
+            LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
+            LLVMValueRef t = for_begin(cg, &l2, t0, t1, 1);
+            LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
+            LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
+            LLVMValueRef base = gep(cg, v[WB_XP], add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
+                                                      add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
+            LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
+            LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
+            LLVMValueRef h[4][4], vv[4][4];
+            for (int i = 0; i < 4; i++) {
+                LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
+                LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
+                LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
+                wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
+            }
+            for (int j = 0; j < 4; j++) {
+                LLVMValueRef o[4];
+                wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
+                for (int i = 0; i < 4; i++) vv[i][j] = o[i];
+            }
+            for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
+            for_end(cg, &l3);
+            LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
+            LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
+            LLVMValueRef wy = icmp(cg, LLVMIntEQ, ny, vTY);
+            set(cg, vx, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nx, ""));
+            set(cg, vy, LLVMBuildSelect(cg->b, wy, ci64(cg, 0), ny, ""));
+            set(cg, vn, LLVMBuildSelect(cg->b, wy, addc(cg, n, 1), n, ""));
+            for_end_at(cg, &l2, add(cg, t, seg));
+            for_end(cg, &l1);
+        }
+        /* Z: per tile, eight filters a vector (dy's planes gathered lane by
+         * lane; zero past y's edges and past K), stored to NR-filter panels */
+        {
+            LLVMValueRef s = for_begin(cg, &l1, ci64(cg, 0), nv, 1);
+            LLVMValueRef n, ty, tx;
+            wino_tile(cg, add(cg, t0, s), vTY, vTX, &n, &ty, &tx);
+            LLVMValueRef cok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, 2), 1), Q);
+            LLVMValueRef rok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, 2), 1), v[WB_P]);
+            LLVMValueRef base = gep(cg, v[WB_DY], add(cg, mul(cg, mul(cg, n, K), PQ), add(cg, mul(cg, mulc(cg, ty, 2), Q), mulc(cg, tx, 2))));
+            LLVMValueRef offs = LLVMBuildMul(cg->b, lanes, splat8v(cg, tr32(cg, PQ)), "");
+            LLVMValueRef kg = for_begin(cg, &l2, ci64(cg, 0), KN, 8);
+            LLVMValueRef kin = LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMBuildAdd(cg->b, lanes, splat8v(cg, tr32(cg, kg)), ""),
+                                             splat8v(cg, tr32(cg, K)), "");
+            LLVMValueRef gb = gep(cg, base, mul(cg, kg, PQ));
+            LLVMValueRef gg[2][2];
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    LLVMValueRef m = kin;
+                    if (i) m = LLVMBuildAnd(cg->b, m, splat8v(cg, rok), "");
+                    if (j) m = LLVMBuildAnd(cg->b, m, splat8v(cg, cok), "");
+                    gg[i][j] = cg_gather(cg, gep(cg, gb, i ? addc(cg, Q, j) : ci64(cg, j)), offs, m, LLVMConstNull(v8));
+                }
+            /* A g A^T, A = [1 0; 1 1; 1 -1; 0 -1] */
+            LLVMValueRef hz[2][4], zz[4][4];
+            for (int i = 0; i < 2; i++) {
+                hz[i][0] = gg[i][0];
+                hz[i][1] = fadd(cg, gg[i][0], gg[i][1]);
+                hz[i][2] = fsub(cg, gg[i][0], gg[i][1]);
+                hz[i][3] = LLVMBuildFNeg(cg->b, gg[i][1], "");
+            }
+            for (int j = 0; j < 4; j++) {
+                zz[0][j] = hz[0][j];
+                zz[1][j] = fadd(cg, hz[0][j], hz[1][j]);
+                zz[2][j] = fsub(cg, hz[0][j], hz[1][j]);
+                zz[3][j] = LLVMBuildFNeg(cg->b, hz[1][j], "");
+            }
+            LLVMValueRef kpn = sdiv(cg, kg, ci64(cg, NR));
+            LLVMValueRef dst = gep(cg, Z, add(cg, mul(cg, kpn, mulc(cg, TC, NR)), add(cg, mulc(cg, s, NR), sub(cg, kg, mulc(cg, kpn, NR)))));
+            for (int xi = 0; xi < 16; xi++) v8st(cg, zz[xi / 4][xi % 4], dst, mulc(cg, ZS, xi));
+            for_end(cg, &l2);
+            for_end(cg, &l1);
+        }
+        /* M[xi] += V[xi] Z[xi]^T over the chunk's tiles (M: [c][k]) */
+        {
+            LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, 16), 1);
+            LLVMValueRef jr = for_begin(cg, &l2, ci64(cg, 0), KN, NR);
+            LLVMValueRef bp = gep(cg, Z, add(cg, mul(cg, xi, ZS), mul(cg, jr, TC)));
+            LLVMValueRef ir = for_begin(cg, &l3, ci64(cg, 0), CR, MR);
+            LLVMValueRef a[7] = {gep(cg, V, add(cg, mul(cg, xi, VS), mul(cg, ir, TC))), bp,
+                                 gep(cg, M, add(cg, mul(cg, xi, MS), add(cg, mul(cg, ir, KN), jr))), KN, nv, ci64(cg, 1), rt};
+            cg_call(cg, ukr, a, 7);
+            for_end(cg, &l3);
+            for_end(cg, &l2);
+            for_end(cg, &l1);
+        }
+        for_end(cg, &lch);
+        for_end(cg, &lpt);
+    }
+    par_end(cg, &P);
+    /* dW[k, c] = G^T (sum of the parts' M) G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1] */
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
+    LLVMValueRef u[6] = {mp, dw, ci64(cg, d->c), ci64(cg, kn), ci64(cg, parts), ci64(cg, cr * kn)};
+    if (par_begin_shared(cg, &P, "wino_bw_out", u, 6, ci64(cg, d->k), &b, &e)) {
+        LLVMValueRef C = u[2], KN = u[3], MS = u[5];
+        Loop lk, lc, lp;
+        LLVMValueRef k = for_begin(cg, &lk, b, e, 1);
+        LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), C, 1);
+        LLVMValueRef src = gep(cg, u[0], add(cg, mul(cg, c, KN), k));
+        LLVMValueRef m[16];
+        for (int xi = 0; xi < 16; xi++) m[xi] = var(cg, cg->f32, cf32(cg, 0));
+        LLVMValueRef pt = for_begin(cg, &lp, ci64(cg, 0), u[4], 1);
+        LLVMValueRef ps = gep(cg, src, mul(cg, pt, mulc(cg, MS, 16)));
+        for (int xi = 0; xi < 16; xi++) set(cg, m[xi], fadd(cg, get(cg, m[xi]), ld(cg, ps, mulc(cg, MS, xi))));
+        for_end(cg, &lp);
+        LLVMValueRef half = cf32(cg, 0.5f), r[4][3], o[3][3];
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef m0 = get(cg, m[4 * i]), m1 = get(cg, m[4 * i + 1]), m2 = get(cg, m[4 * i + 2]), m3 = get(cg, m[4 * i + 3]);
+            r[i][0] = fadd(cg, m0, LLVMBuildFMul(cg->b, fadd(cg, m1, m2), half, ""));
+            r[i][1] = LLVMBuildFMul(cg->b, fsub(cg, m1, m2), half, "");
+            r[i][2] = fadd(cg, LLVMBuildFMul(cg->b, fadd(cg, m1, m2), half, ""), m3);
+        }
+        for (int j = 0; j < 3; j++) {
+            o[0][j] = fadd(cg, r[0][j], LLVMBuildFMul(cg->b, fadd(cg, r[1][j], r[2][j]), half, ""));
+            o[1][j] = LLVMBuildFMul(cg->b, fsub(cg, r[1][j], r[2][j]), half, "");
+            o[2][j] = fadd(cg, LLVMBuildFMul(cg->b, fadd(cg, r[1][j], r[2][j]), half, ""), r[3][j]);
+        }
+        LLVMValueRef dst = gep(cg, u[1], mulc(cg, add(cg, mul(cg, k, C), c), 9));
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) st(cg, o[i][j], dst, ci64(cg, 3 * i + j));
+        for_end(cg, &lc);
+        for_end(cg, &lk);
+    }
+    par_end(cg, &P);
+}
+
 static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
+    if (conv_wino(cg, d)) return wino_extra(d, nb);
     if (conv_1x1_padt(cg, d)) return 0;
     if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
@@ -1594,6 +2136,10 @@ static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
 static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     int64_t crs = d->c * d->r * d->s, pq = d->p * d->q, hw = d->h * d->w;
+    if (conv_wino(cg, d)) {
+        wino_fwd(cg, d, nb, w, x, y, bias, scr);
+        return;
+    }
     if (conv_1x1_padt(cg, d)) {
         ConvDims t = {.c = d->c, .h = 1, .w = hw, .k = d->k, .r = 1, .s = 1, .sh = 1, .sw = hw, .p = 1, .q = hw};
         Gemm g = {.M = nb * hw, .N = d->k, .K = d->c, .bk = B_PADT, .b_sn = d->c, .cv = t, .ldc = d->k, .cpq = hw,
@@ -1781,7 +2327,10 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
          * third more columns: 1.15-1.2x), or the channels are few; judged
          * by the width padded on both sides, as conv_fwd_padrow */
         int stride1 = d.sh == 1 && d.sw == 1;
-        if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
+        if (conv_wino(cg, &d)) {
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, wbw_extra(cg, &d, nb));
+            wino_bwdw(cg, &d, nb, dy, x, dw, scr0);
+        } else if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
             /* stride 1, transposed: dW^T[CRS, K] = im2col(x)[CRS, L] dy^T[L, K] over
              * the padded width: with x_pad the input zero padded to Hp x Wp,
              * row (c,r,s) of im2col at l = (n, p, q'), q' < Wp, is x_pad[n, c]
