@@ -1715,6 +1715,48 @@ static void st64(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i) {
  * conv of the module: shapes come as arguments. */
 enum { WV_XP, WV_UP, WV_Y, WV_BIAS, WV_TS, WV_C, WV_K, WV_TY, WV_TX, WV_T, WV_TC, WV_HP, WV_WP, WV_P, WV_Q, WV_COUNT };
 
+/* V[xi][c][t - t0] = (B^T d B)[xi] for tiles [t0, t1) (tile t0 at image n0,
+ * row ty0, column tx0) by tile-row segments, eight tiles a vector (a
+ * segment's last vector spills into slots written later): x_pad has planes
+ * of HPWP floats, rows of WP. */
+static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
+                    LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
+                    LLVMValueRef t1, LLVMValueRef n0, LLVMValueRef ty0, LLVMValueRef tx0) {
+    Loop l1, l2, l3;
+    static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+    LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
+    LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
+    LLVMValueRef t = for_begin(cg, &l2, t0, t1, 1);
+    LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
+    LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
+    LLVMValueRef base = gep(cg, xp, add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
+                                        add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
+    LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
+    LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
+    LLVMValueRef h[4][4], vv[4][4];
+    for (int i = 0; i < 4; i++) {
+        LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
+        LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
+        LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
+        wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
+    }
+    for (int j = 0; j < 4; j++) {
+        LLVMValueRef o[4];
+        wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
+        for (int i = 0; i < 4; i++) vv[i][j] = o[i];
+    }
+    for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
+    for_end(cg, &l3);
+    LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
+    LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
+    LLVMValueRef wy = icmp(cg, LLVMIntEQ, ny, vTY);
+    set(cg, vx, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nx, ""));
+    set(cg, vy, LLVMBuildSelect(cg->b, wy, ci64(cg, 0), ny, ""));
+    set(cg, vn, LLVMBuildSelect(cg->b, wy, addc(cg, n, 1), n, ""));
+    for_end_at(cg, &l2, add(cg, t, seg));
+    for_end(cg, &l1);
+}
+
 static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
@@ -1771,40 +1813,7 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     }
     /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
      * vector (a segment's last vector spills into slots written later) */
-    {
-        static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
-        LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
-        LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
-        LLVMValueRef t = for_begin(cg, &l2, t0, t1, 1);
-        LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
-        LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
-        LLVMValueRef base = gep(cg, v[WV_XP], add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
-                                                  add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
-        LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
-        LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
-        LLVMValueRef h[4][4], vv[4][4];
-        for (int i = 0; i < 4; i++) {
-            LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
-            LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
-            LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
-            wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
-        }
-        for (int j = 0; j < 4; j++) {
-            LLVMValueRef o[4];
-            wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
-            for (int i = 0; i < 4; i++) vv[i][j] = o[i];
-        }
-        for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
-        for_end(cg, &l3);
-        LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
-        LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
-        LLVMValueRef wy = icmp(cg, LLVMIntEQ, ny, vTY);
-        set(cg, vx, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nx, ""));
-        set(cg, vy, LLVMBuildSelect(cg->b, wy, ci64(cg, 0), ny, ""));
-        set(cg, vn, LLVMBuildSelect(cg->b, wy, addc(cg, n, 1), n, ""));
-        for_end_at(cg, &l2, add(cg, t, seg));
-        for_end(cg, &l1);
-    }
+    wino_in(cg, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1, n0, ty0, tx0);
     /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
      * NR tiles in L1 while U's panels stream through */
     {
@@ -1973,7 +1982,6 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
             cg_memset0(cg, gep(cg, V, r0), mul(cg, sub(cg, CR, C), TC));
             for_end(cg, &lz);
         }
-        static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
         LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
         LLVMValueRef lanes;
         {
@@ -1992,39 +2000,7 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         LLVMValueRef n0, ty0, tx0;
         wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
         /* V: the input transform, rows over t as the forward conv's */
-        {
-            LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
-            LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
-            LLVMValueRef t = for_begin(cg, &l2, t0, t1, 1);
-            LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
-            LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
-            LLVMValueRef base = gep(cg, v[WB_XP], add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
-                                                      add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
-            LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
-            LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
-            LLVMValueRef h[4][4], vv[4][4];
-            for (int i = 0; i < 4; i++) {
-                LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
-                LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
-                LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
-                wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
-            }
-            for (int j = 0; j < 4; j++) {
-                LLVMValueRef o[4];
-                wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
-                for (int i = 0; i < 4; i++) vv[i][j] = o[i];
-            }
-            for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
-            for_end(cg, &l3);
-            LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
-            LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
-            LLVMValueRef wy = icmp(cg, LLVMIntEQ, ny, vTY);
-            set(cg, vx, LLVMBuildSelect(cg->b, wrap, ci64(cg, 0), nx, ""));
-            set(cg, vy, LLVMBuildSelect(cg->b, wy, ci64(cg, 0), ny, ""));
-            set(cg, vn, LLVMBuildSelect(cg->b, wy, addc(cg, n, 1), n, ""));
-            for_end_at(cg, &l2, add(cg, t, seg));
-            for_end(cg, &l1);
-        }
+        wino_in(cg, v[WB_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1, n0, ty0, tx0);
         /* Z: per tile, eight filters a vector (dy's planes gathered lane by
          * lane; zero past y's edges and past K), stored to NR-filter panels */
         {
