@@ -1715,14 +1715,15 @@ static void st64(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i) {
  * conv of the module: shapes come as arguments. */
 enum { WV_XP, WV_UP, WV_Y, WV_BIAS, WV_TS, WV_C, WV_K, WV_TY, WV_TX, WV_T, WV_TC, WV_HP, WV_WP, WV_P, WV_Q, WV_COUNT };
 
-/* V[xi][c][t - t0] = (B^T d B)[xi] for tiles [t0, t1) (tile t0 at image n0,
- * row ty0, column tx0) by tile-row segments, eight tiles a vector (a
- * segment's last vector spills into slots written later): x_pad has planes
- * of HPWP floats, rows of WP. */
-static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
-                    LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
-                    LLVMValueRef t1, LLVMValueRef n0, LLVMValueRef ty0, LLVMValueRef tx0) {
+/* V[xi][c][t - t0] = (B^T d B)[xi] for tiles [t0, t1) by tile-row segments,
+ * eight tiles a vector (a segment's last vector spills into slots written
+ * later): x_pad has planes of HPWP floats, rows of WP. */
+static void wino_in_body(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
+                         LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
+                         LLVMValueRef t1) {
     Loop l1, l2, l3;
+    LLVMValueRef n0, ty0, tx0;
+    wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
     static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, 14}, od[8] = {1, 3, 5, 7, 9, 11, 13, 15};
     LLVMValueRef c = for_begin(cg, &l1, ci64(cg, 0), C, 1);
     LLVMValueRef vn = var(cg, cg->i64, n0), vy = var(cg, cg->i64, ty0), vx = var(cg, cg->i64, tx0);
@@ -1756,6 +1757,31 @@ static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LL
     for_end_at(cg, &l2, add(cg, t, seg));
     for_end(cg, &l1);
 }
+
+static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
+                    LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
+                    LLVMValueRef t1) {
+    /* one function for the module (the forward conv's and the weight
+     * gradient's bodies call it): less to compile */
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "netc_wino_in");
+    LLVMValueRef args[11] = {xp, V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1};
+    if (!f) {
+        LLVMValueRef save_fn = cg->fn;
+        LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
+        LLVMTypeRef pt[11] = {cg->pf, cg->pf, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
+        f = cg_fn_new(cg, "netc_wino_in", LLVMFunctionType(cg->v, pt, 11, 0), 1);
+        unsigned ni = LLVMGetEnumAttributeKindForName("noinline", 8);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, ni, 0));
+        LLVMValueRef a[11];
+        for (unsigned i = 0; i < 11; i++) a[i] = LLVMGetParam(f, i);
+        wino_in_body(cg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+        LLVMBuildRetVoid(cg->b);
+        cg->fn = save_fn;
+        LLVMPositionBuilderAtEnd(cg->b, save_bb);
+    }
+    cg_call(cg, f, args, 11);
+}
+
 
 static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
@@ -1796,8 +1822,6 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     }
     LLVMValueRef ch = for_begin(cg, &l4, b, e, 1);
     LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WV_T]), nv = sub(cg, t1, t0);
-    LLVMValueRef n0, ty0, tx0;
-    wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
     /* output offsets and flags (bit 0: the tile's second column is in y,
      * bit 1: its second row) */
     {
@@ -1813,7 +1837,7 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     }
     /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
      * vector (a segment's last vector spills into slots written later) */
-    wino_in(cg, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1, n0, ty0, tx0);
+    wino_in(cg, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
     /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
      * NR tiles in L1 while U's panels stream through */
     {
@@ -1997,10 +2021,8 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         LLVMValueRef cb = sdiv(cg, mul(cg, part, NCH), NPART), ce = sdiv(cg, mul(cg, addc(cg, part, 1), NCH), NPART);
         LLVMValueRef ch = for_begin(cg, &lch, cb, ce, 1);
         LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WB_T]), nv = sub(cg, t1, t0);
-        LLVMValueRef n0, ty0, tx0;
-        wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
         /* V: the input transform, rows over t as the forward conv's */
-        wino_in(cg, v[WB_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1, n0, ty0, tx0);
+        wino_in(cg, v[WB_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
         /* Z: per tile, eight filters a vector (dy's planes gathered lane by
          * lane; zero past y's edges and past K), stored to NR-filter panels */
         {
