@@ -217,6 +217,12 @@ static const ConvCase conv_cases[] = {
     {5, 300, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1},     /* 300 channels: two reduction blocks; 125 tiles, a partial chunk */
     {1, 8, 34, 34, 8, 3, 3, 1, 1, 1, 1, 1},      /* tile rows of 17: whole vectors of eight tiles and a rest */
     {2, 16, 6, 6, 250, 3, 3, 1, 1, 1, 1, 0},     /* 250 filters: three row blocks of U, the last partial */
+    /* Winograd F(2x2, 5x5) (5x5 stride 1, even output sides, 64+ channels each side) */
+    {2, 64, 12, 12, 70, 5, 5, 1, 1, 2, 2, 1},    /* padding 2: all three products */
+    {2, 64, 10, 14, 64, 5, 5, 1, 1, 2, 2, 0},    /* unequal sides, tile rows of 7 */
+    {2, 64, 14, 14, 65, 5, 5, 1, 1, 1, 1, 1},    /* padding 1 (data gradient by col2im) */
+    {1, 300, 8, 8, 130, 5, 5, 1, 1, 2, 2, 1},    /* 300 channels: two reduction blocks, 130 filters */
+    {2, 96, 26, 26, 256, 5, 5, 1, 1, 2, 2, 1},   /* AlexNet's conv2 */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -320,6 +326,7 @@ static void test_conv_deterministic(void **state) {
         {3, 4, 17, 18, 20, 3, 3, 1, 1, 1, 1, 1},
         {3, 1, 23, 21, 19, 7, 7, 2, 2, 3, 3, 1},
         {4, 12, 14, 13, 20, 3, 3, 1, 1, 1, 1, 1},   /* Winograd, chunks of tiles across images */
+        {2, 64, 12, 10, 72, 5, 5, 1, 1, 2, 2, 1},   /* Winograd F(2x2, 5x5) */
         {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},
         {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},
     };

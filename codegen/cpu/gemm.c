@@ -99,6 +99,7 @@ typedef enum { B_ROW, B_COL, B_CONV_FWD, B_CONV_BWDW, B_DYT, B_PADROW, B_PADT } 
 
 typedef struct {
     int64_t c, h, w, k, r, s, sh, sw, ph, pw, p, q;
+    int grad;               /* a gradient's product (the data gradient's forward conv, the weight gradient) */
 } ConvDims;
 
 typedef struct {
@@ -1579,7 +1580,7 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
     return !conv_fwd_padrow(d) && (d->p * d->q) % NR != 0;
 }
 
-/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------
+/* ---- Winograd F(2x2, 3x3) and F(2x2, 5x5) ------------------------------------
  * A stride-1 3x3 conv as Y = A^T [(G g G^T) (.) (B^T d B)] A per 2x2 output
  * tile (d: the tile's 4x4 input patch; Lavin & Gray): 16 products per tile
  * and channel pair instead of 36.  The 16 elementwise products summed over
@@ -1602,27 +1603,84 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
  * products by rounding only (the transforms' coefficients are 1 and 1/2). */
 enum { WG_SLACK = 64 };
 
-/* Against the direct paths (2 threads): forward 64 -> 64 channels at 24x24
+/* The transforms: F(2, 3) above, and F(2, 5) (Toom-Cook points 0, 1, -1, 2,
+ * -2 and infinity; 6x6 input tiles, 36 products per tile for 100; its first
+ * output row and column do not depend on the patch's last either, but it is
+ * taken for even output sides only), n = r + 1 inputs per tile side.  The
+ * code is written once for both (wlin: a row of constant coefficients,
+ * zeros skipped); each r has its own bodies. */
+typedef struct { int r, n; float bt[6][6], g[6][5], at[2][6]; } WinoT;
+static const WinoT wino3 = {3, 4, {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
+                            {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}}, {{1, 1, 1, 0}, {0, 1, -1, -1}}};
+static const WinoT wino5 = {5, 6,
+                            {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                             {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}},
+                            {{1 / 4.f, 0, 0, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f},
+                             {-1 / 6.f, 1 / 6.f, -1 / 6.f, 1 / 6.f, -1 / 6.f},
+                             {1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 3.f, 2 / 3.f},
+                             {1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f, 2 / 3.f}, {0, 0, 0, 0, 1}},
+                            {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}}};
+
+static const WinoT *wino_t(const ConvDims *d) { return d->r == 5 ? &wino5 : &wino3; }
+
+static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+
+/* sum over j < n of c[j * stride] x[j], x scalars or vectors of eight */
+static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, int n) {
+    LLVMValueRef acc = NULL;
+    for (int j = 0; j < n; j++) {
+        float k = c[j * stride];
+        if (k == 0) continue;
+        LLVMValueRef t = x[j];
+        if (k != 1 && k != -1) {
+            LLVMValueRef kc = cf32(cg, k);
+            if (LLVMGetTypeKind(LLVMTypeOf(t)) == LLVMVectorTypeKind) {
+                LLVMValueRef e[8];
+                for (int i = 0; i < 8; i++) e[i] = kc;
+                kc = LLVMConstVector(e, 8);
+            }
+            t = LLVMBuildFMul(cg->b, t, kc, "");
+            k = 1;
+        }
+        acc = !acc ? (k == 1 ? t : LLVMBuildFNeg(cg->b, t, "")) : k == 1 ? fadd(cg, acc, t) : fsub(cg, acc, t);
+    }
+    return acc ? acc : LLVMConstNull(LLVMTypeOf(x[0]));
+}
+
+/* 5x5, gradients only: NiN's step 1.3x faster (96 <-> 256 channels at
+ * 26x26).  F(2, 5) rounds some 20x more than the direct product (3e-6 of
+ * the output's scale against 1e-7, in fp32; any choice of points is
+ * alike), and in a forward pass that moves max-pool choices between
+ * near-equal values away from the reference's (AlexNet's step check
+ * failed); gradients are linear in dy and keep the forward pass's choices.
+ * With fewer than 64 channels on a side (GoogLeNet's 5x5, 16-48) the gain
+ * (1-2% of its step) is smaller than the compile time the F(2, 5) bodies
+ * add (0.2 s): not taken.
+ * 3x3 against the direct paths (2 threads): forward 64 -> 64 channels at 24x24
  * 1.6x faster, ResNet-18's 12x12 and 6x6 convs 1.6-2x, NiN's 256 -> 384 at
  * 12x12 1.8x; weight gradients 1.5x (64 -> 64), GoogLeNet's 1.6x in all.
  * Outputs of 3x3 (ResNet-18's last stage: a 4x4 tile grid for 9 outputs)
  * were 1.2-1.4x slower: not taken. */
 static int conv_wino(const Cg *cg, const ConvDims *d) {
     (void)cg;
-    return d->r == 3 && d->s == 3 && d->sh == 1 && d->sw == 1 && d->ph <= 2 && d->pw <= 2 && d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
+    int r3 = d->r == 3 && d->s == 3;
+    int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 64 && d->k >= 64 && d->grad;
+    return (r3 || r5) && d->sh == 1 && d->sw == 1 && d->ph < d->r && d->pw < d->s &&
+           d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
 }
 
 /* tiles per chunk: 64 (32 and 128 measured no faster), fewer when the
  * chunk's V and M would outgrow the GEMM's per-thread scratch */
 static int64_t wino_tc(const Cg *cg, const ConvDims *d) {
-    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 2 * NR;
-    while (tc * 2 <= 64 && 16 * ((d->c + kp) * tc * 2 + 32) + 2 * d->c + 8 * tc + 64 <= gemm_scratch_floats(cg)) tc *= 2;
+    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 2 * NR, nx = (d->r + 1) * (d->r + 1);
+    while (tc * 2 <= 64 && nx * ((d->c + kp) * tc * 2 + 32) + 2 * d->c + 8 * tc + 64 <= gemm_scratch_floats(cg)) tc *= 2;
     return tc;
 }
 
 static int64_t wino_extra(const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
-    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(16 * kp * d->c);
+    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16((d->r + 1) * (d->r + 1) * kp * d->c);
 }
 
 static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
@@ -1637,29 +1695,18 @@ static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
     LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
 }
 
-static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
-static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
-
-/* 1-D transforms: B^T d and A^T m */
-static void wino_bt(Cg *cg, LLVMValueRef *o, LLVMValueRef d0, LLVMValueRef d1, LLVMValueRef d2, LLVMValueRef d3) {
-    o[0] = fsub(cg, d0, d2);
-    o[1] = fadd(cg, d1, d2);
-    o[2] = fsub(cg, d2, d1);
-    o[3] = fsub(cg, d1, d3);
-}
-
-static void wino_at(Cg *cg, LLVMValueRef *o, LLVMValueRef m0, LLVMValueRef m1, LLVMValueRef m2, LLVMValueRef m3) {
-    o[0] = fadd(cg, fadd(cg, m0, m1), m2);
-    o[1] = fsub(cg, fsub(cg, m1, m2), m3);
-}
 
 /* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
 static void wino_weights(Cg *cg, const ConvDims *d, LLVMValueRef w, LLVMValueRef up) {
+    const WinoT *T = wino_t(d);
+    int r = T->r, n = T->n;
     int64_t kp = (d->k + MR - 1) / MR * MR;
     LLVMValueRef v[4] = {w, up, ci64(cg, d->c), ci64(cg, d->k)};
     Par P;
     LLVMValueRef b, e;
-    if (par_begin_shared(cg, &P, "wino_w", v, 4, ci64(cg, kp / MR), &b, &e)) {
+    char key[16];
+    snprintf(key, sizeof key, "wino_w%d", r);
+    if (par_begin_shared(cg, &P, key, v, 4, ci64(cg, kp / MR), &b, &e)) {
         LLVMValueRef C = v[2], K = v[3];
         LLVMValueRef KP = mulc(cg, sdiv(cg, addc(cg, K, MR - 1), ci64(cg, MR)), MR);
         Loop lp, lc, li;
@@ -1668,24 +1715,20 @@ static void wino_weights(Cg *cg, const ConvDims *d, LLVMValueRef w, LLVMValueRef
         LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), ci64(cg, MR), 1);
         LLVMValueRef k = add(cg, mulc(cg, pn, MR), i);
         LLVMValueRef ok = icmp(cg, LLVMIntSLT, k, K);
-        LLVMValueRef src = gep(cg, v[0], mulc(cg, LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, k, C), c), ci64(cg, 0), ""), 9));
-        LLVMValueRef g[9], t[4][3], u[16], half = cf32(cg, 0.5f), zero = cf32(cg, 0);
-        for (int j = 0; j < 9; j++) g[j] = LLVMBuildSelect(cg->b, ok, ld(cg, src, ci64(cg, j)), zero, "");
-        for (int j = 0; j < 3; j++) {
-            t[0][j] = g[j];
-            t[1][j] = LLVMBuildFMul(cg->b, fadd(cg, fadd(cg, g[j], g[3 + j]), g[6 + j]), half, "");
-            t[2][j] = LLVMBuildFMul(cg->b, fadd(cg, fsub(cg, g[j], g[3 + j]), g[6 + j]), half, "");
-            t[3][j] = g[6 + j];
-        }
-        for (int r = 0; r < 4; r++) {
-            u[r * 4 + 0] = t[r][0];
-            u[r * 4 + 1] = LLVMBuildFMul(cg->b, fadd(cg, fadd(cg, t[r][0], t[r][1]), t[r][2]), half, "");
-            u[r * 4 + 2] = LLVMBuildFMul(cg->b, fadd(cg, fsub(cg, t[r][0], t[r][1]), t[r][2]), half, "");
-            u[r * 4 + 3] = t[r][2];
-        }
+        LLVMValueRef src = gep(cg, v[0], mulc(cg, LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, k, C), c), ci64(cg, 0), ""), r * r));
+        LLVMValueRef g[25], t[6][5], col[6], u[36], zero = cf32(cg, 0);
+        for (int j = 0; j < r * r; j++) g[j] = LLVMBuildSelect(cg->b, ok, ld(cg, src, ci64(cg, j)), zero, "");
+        /* t = G g (n x r), u = t G^T */
+        for (int a = 0; a < n; a++)
+            for (int j = 0; j < r; j++) {
+                for (int q = 0; q < r; q++) col[q] = g[q * r + j];
+                t[a][j] = wlin(cg, T->g[a], 1, col, r);
+            }
+        for (int a = 0; a < n; a++)
+            for (int bb = 0; bb < n; bb++) u[a * n + bb] = wlin(cg, T->g[bb], 1, t[a], r);
         LLVMValueRef dst = gep(cg, v[1], add(cg, mul(cg, mulc(cg, pn, MR), C), add(cg, mulc(cg, c, MR), i)));
         LLVMValueRef xs = mul(cg, KP, C);
-        for (int x = 0; x < 16; x++) st(cg, u[x], dst, mulc(cg, xs, x));
+        for (int x = 0; x < n * n; x++) st(cg, u[x], dst, mulc(cg, xs, x));
         for_end(cg, &li);
         for_end(cg, &lc);
         for_end(cg, &lp);
@@ -1718,9 +1761,10 @@ enum { WV_XP, WV_UP, WV_Y, WV_BIAS, WV_TS, WV_C, WV_K, WV_TY, WV_TX, WV_T, WV_TC
 /* V[xi][c][t - t0] = (B^T d B)[xi] for tiles [t0, t1) by tile-row segments,
  * eight tiles a vector (a segment's last vector spills into slots written
  * later): x_pad has planes of HPWP floats, rows of WP. */
-static void wino_in_body(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
-                         LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
-                         LLVMValueRef t1) {
+static void wino_in_body(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C,
+                         LLVMValueRef TC, LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX,
+                         LLVMValueRef t0, LLVMValueRef t1) {
+    int nn = T->n;
     Loop l1, l2, l3;
     LLVMValueRef n0, ty0, tx0;
     wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
@@ -1734,19 +1778,23 @@ static void wino_in_body(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef V
                                         add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
     LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
     LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
-    LLVMValueRef h[4][4], vv[4][4];
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i)));
-        LLVMValueRef a0 = v8ld(cg, rp, ci64(cg, 0)), a1 = v8ld(cg, rp, ci64(cg, 8));
-        LLVMValueRef b0 = v8ld(cg, rp, ci64(cg, 2)), b1 = v8ld(cg, rp, ci64(cg, 10));
-        wino_bt(cg, h[i], shuf8(cg, a0, a1, ev), shuf8(cg, a0, a1, od), shuf8(cg, b0, b1, ev), shuf8(cg, b0, b1, od));
+    /* rows: h[i][u] = (d_i B)[u], d_i's columns split into even and odd
+     * lanes; then V[a][u] = (B^T h)[a][u] */
+    LLVMValueRef h[6][6], col[6];
+    for (int i = 0; i < nn; i++) {
+        LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i))), dr[6];
+        for (int q = 0; q < nn; q += 2) {
+            LLVMValueRef lo = v8ld(cg, rp, ci64(cg, q)), hi = v8ld(cg, rp, ci64(cg, q + 8));
+            dr[q] = shuf8(cg, lo, hi, ev);
+            dr[q + 1] = shuf8(cg, lo, hi, od);
+        }
+        for (int u = 0; u < nn; u++) h[i][u] = wlin(cg, T->bt[u], 1, dr, nn);
     }
-    for (int j = 0; j < 4; j++) {
-        LLVMValueRef o[4];
-        wino_bt(cg, o, h[0][j], h[1][j], h[2][j], h[3][j]);
-        for (int i = 0; i < 4; i++) vv[i][j] = o[i];
-    }
-    for (int xi = 0; xi < 16; xi++) v8st(cg, vv[xi / 4][xi % 4], dst, add(cg, g, mulc(cg, VS, xi)));
+    for (int a = 0; a < nn; a++)
+        for (int u = 0; u < nn; u++) {
+            for (int i = 0; i < nn; i++) col[i] = h[i][u];
+            v8st(cg, wlin(cg, T->bt[a], 1, col, nn), dst, add(cg, g, mulc(cg, VS, a * nn + u)));
+        }
     for_end(cg, &l3);
     LLVMValueRef nx = add(cg, tx, seg), wrap = icmp(cg, LLVMIntEQ, nx, vTX);
     LLVMValueRef ny = LLVMBuildSelect(cg->b, wrap, addc(cg, ty, 1), ty, "");
@@ -1758,23 +1806,25 @@ static void wino_in_body(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef V
     for_end(cg, &l1);
 }
 
-static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
+static void wino_in(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C, LLVMValueRef TC,
                     LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX, LLVMValueRef t0,
                     LLVMValueRef t1) {
     /* one function for the module (the forward conv's and the weight
      * gradient's bodies call it): less to compile */
-    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "netc_wino_in");
+    char name[24];
+    snprintf(name, sizeof name, "netc_wino_in%d", T->r);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     LLVMValueRef args[11] = {xp, V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1};
     if (!f) {
         LLVMValueRef save_fn = cg->fn;
         LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
         LLVMTypeRef pt[11] = {cg->pf, cg->pf, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
-        f = cg_fn_new(cg, "netc_wino_in", LLVMFunctionType(cg->v, pt, 11, 0), 1);
+        f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, pt, 11, 0), 1);
         unsigned ni = LLVMGetEnumAttributeKindForName("noinline", 8);
         LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, ni, 0));
         LLVMValueRef a[11];
         for (unsigned i = 0; i < 11; i++) a[i] = LLVMGetParam(f, i);
-        wino_in_body(cg, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+        wino_in_body(cg, T, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
         LLVMBuildRetVoid(cg->b);
         cg->fn = save_fn;
         LLVMPositionBuilderAtEnd(cg->b, save_bb);
@@ -1785,8 +1835,10 @@ static void wino_in(Cg *cg, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LL
 
 static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
+    const WinoT *T = wino_t(d);
+    int nn = T->n, nx = nn * nn;
     int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
-    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, T = nb * TY * TX, tc = wino_tc(cg, d);
+    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wino_tc(cg, d);
     int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
     LLVMValueRef xp = scr, up = gep(cg, scr, ci64(cg, xsz));
     emit_pad(cg, d, nb, x, xp);
@@ -1794,11 +1846,13 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     wino_weights(cg, d, w, up);
     LLVMValueRef ukd = micro_kernel_gen(cg, UK_DIRECT);
     LLVMValueRef v[WV_COUNT] = {xp, up, y, bias ? bias : LLVMConstNull(cg->pf), gep(cg, scr, ci64(cg, wino_extra(d, nb))),
-                                ci64(cg, d->c), ci64(cg, d->k), ci64(cg, TY), ci64(cg, TX), ci64(cg, T), ci64(cg, tc),
+                                ci64(cg, d->c), ci64(cg, d->k), ci64(cg, TY), ci64(cg, TX), ci64(cg, NT), ci64(cg, tc),
                                 ci64(cg, hp), ci64(cg, wp), ci64(cg, d->p), ci64(cg, d->q)};
     Par P;
     LLVMValueRef b, e;
-    if (!par_begin_shared(cg, &P, "wino", v, WV_COUNT, ci64(cg, (T + tc - 1) / tc), &b, &e)) {
+    char key[16];
+    snprintf(key, sizeof key, "wino%d", T->r);
+    if (!par_begin_shared(cg, &P, key, v, WV_COUNT, ci64(cg, (NT + tc - 1) / tc), &b, &e)) {
         par_end(cg, &P);
         return;
     }
@@ -1809,8 +1863,8 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     LLVMValueRef VS = addc(cg, mul(cg, C, TC), 16), MS = addc(cg, mul(cg, KP, TC), 16);
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
     LLVMValueRef ts = thread_scratch(cg, v[WV_TS], gemm_scratch_floats(cg));
-    LLVMValueRef V = ts, Mb = gep(cg, V, mulc(cg, VS, 16));
-    LLVMValueRef off = LLVMBuildBitCast(cg->b, gep(cg, Mb, mulc(cg, MS, 16)), pi64, "");
+    LLVMValueRef V = ts, Mb = gep(cg, V, mulc(cg, VS, nx));
+    LLVMValueRef off = LLVMBuildBitCast(cg->b, gep(cg, Mb, mulc(cg, MS, nx)), pi64, "");
     LLVMValueRef yoff = LLVMBuildInBoundsGEP2(cg->b, cg->i64, off, &C, 1, "");
     LLVMValueRef yfl = LLVMBuildInBoundsGEP2(cg->b, cg->i64, yoff, &TC, 1, "");
     LLVMValueRef hasb = LLVMBuildIsNotNull(cg->b, v[WV_BIAS], "");
@@ -1837,11 +1891,11 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     }
     /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
      * vector (a segment's last vector spills into slots written later) */
-    wino_in(cg, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
+    wino_in(cg, T, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
     /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
      * NR tiles in L1 while U's panels stream through */
     {
-        LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, 16), 1);
+        LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, nx), 1);
         Loop lic, lpc, lir;
         LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), KP, MC);
         LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), C, KC);
@@ -1875,14 +1929,14 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         LLVMValueRef yk = gep(cg, v[WV_Y], mul(cg, k, PQ));
         LLVMValueRef s = for_begin(cg, &l2, ci64(cg, 0), nv, 8);
         LLVMValueRef mrow = gep(cg, Mb, add(cg, mul(cg, k, TC), s));
-        LLVMValueRef m[16], r[4][2], o[2][2];
-        for (int xi = 0; xi < 16; xi++) m[xi] = v8ld(cg, mrow, mulc(cg, MS, xi));
-        for (int i = 0; i < 4; i++) wino_at(cg, r[i], m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+        LLVMValueRef m[36], r[6][2], o[2][2], col[6];
+        for (int xi = 0; xi < nx; xi++) m[xi] = v8ld(cg, mrow, mulc(cg, MS, xi));
+        for (int i = 0; i < nn; i++)
+            for (int j = 0; j < 2; j++) r[i][j] = wlin(cg, T->at[j], 1, &m[i * nn], nn);
         for (int j = 0; j < 2; j++) {
-            LLVMValueRef t[2];
-            wino_at(cg, t, r[0][j], r[1][j], r[2][j], r[3][j]);
-            o[0][j] = fadd(cg, t[0], bk);
-            o[1][j] = fadd(cg, t[1], bk);
+            for (int i = 0; i < nn; i++) col[i] = r[i][j];
+            o[0][j] = fadd(cg, wlin(cg, T->at[0], 1, col, nn), bk);
+            o[1][j] = fadd(cg, wlin(cg, T->at[1], 1, col, nn), bk);
         }
         /* eight whole tiles side by side in a tile row: 16 outputs a row */
         LLVMValueRef s7 = addc(cg, s, 7), in7 = icmp(cg, LLVMIntSLT, s7, nv);
@@ -1953,8 +2007,8 @@ static LLVMValueRef splat8v(Cg *cg, LLVMValueRef x) {
 }
 
 static int64_t wbw_tc(const Cg *cg, const ConvDims *d) {
-    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16;
-    while (tc * 2 <= 64 && 16 * (kn * tc * 2 + cr * tc * 2 + 16) + 64 <= gemm_scratch_floats(cg)) tc *= 2;
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = (d->r + 1) * (d->r + 1);
+    while (tc * 2 <= 64 && nx * (kn * tc * 2 + cr * tc * 2 + 16) + 64 <= gemm_scratch_floats(cg)) tc *= 2;
     return tc;
 }
 
@@ -1965,7 +2019,7 @@ static int64_t wbw_parts(const Cg *cg, const ConvDims *d, int64_t nb) {
 
 static int64_t wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
-    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(wbw_parts(cg, d, nb) * 16 * cr * kn);
+    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(wbw_parts(cg, d, nb) * (d->r + 1) * (d->r + 1) * cr * kn);
 }
 
 enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP, WB_WP, WB_P, WB_Q, WB_NCH, WB_NPART,
@@ -1974,19 +2028,23 @@ enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP,
 static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMValueRef x, LLVMValueRef dw,
                       LLVMValueRef scr) {
     int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
-    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, T = nb * TY * TX, tc = wbw_tc(cg, d);
-    int64_t nch = (T + tc - 1) / tc, parts = wbw_parts(cg, d, nb);
+    const WinoT *T = wino_t(d);
+    int nn = T->n, nx = nn * nn, r = T->r;
+    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wbw_tc(cg, d);
+    int64_t nch = (NT + tc - 1) / tc, parts = wbw_parts(cg, d, nb);
     int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
     LLVMValueRef xp = scr, mp = gep(cg, scr, ci64(cg, xsz));
     emit_pad(cg, d, nb, x, xp);
     cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, xsz - xend));
     LLVMValueRef ukr = micro_kernel_gen(cg, UK_ROWS);
     LLVMValueRef v[WB_COUNT] = {xp, dy, mp, gep(cg, scr, ci64(cg, wbw_extra(cg, d, nb))), ci64(cg, d->c), ci64(cg, d->k),
-                                ci64(cg, TY), ci64(cg, TX), ci64(cg, T), ci64(cg, tc), ci64(cg, hp), ci64(cg, wp),
+                                ci64(cg, TY), ci64(cg, TX), ci64(cg, NT), ci64(cg, tc), ci64(cg, hp), ci64(cg, wp),
                                 ci64(cg, d->p), ci64(cg, d->q), ci64(cg, nch), ci64(cg, parts)};
     Par P;
     LLVMValueRef b, e;
-    if (par_begin_shared(cg, &P, "wino_bw", v, WB_COUNT, ci64(cg, parts), &b, &e)) {
+    char key[20];
+    snprintf(key, sizeof key, "wino_bw%d", r);
+    if (par_begin_shared(cg, &P, key, v, WB_COUNT, ci64(cg, parts), &b, &e)) {
         LLVMValueRef C = v[WB_C], K = v[WB_K], vTY = v[WB_TY], vTX = v[WB_TX], TC = v[WB_TC], WP = v[WB_WP];
         LLVMValueRef Q = v[WB_Q], PQ = mul(cg, v[WB_P], Q), HPWP = mul(cg, v[WB_HP], WP);
         LLVMValueRef CR = mulc(cg, sdiv(cg, addc(cg, C, MR - 1), ci64(cg, MR)), MR);
@@ -1995,13 +2053,13 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         LLVMValueRef ZS = mul(cg, KN, TC), MS = mul(cg, CR, KN);      /* Z: NR-filter panels [t][NR] */
         LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
         LLVMValueRef ts = thread_scratch(cg, v[WB_TS], gemm_scratch_floats(cg));
-        LLVMValueRef Z = ts, V = gep(cg, Z, mulc(cg, ZS, 16));
-        LLVMValueRef rt = LLVMBuildBitCast(cg->b, gep(cg, V, mulc(cg, VS, 16)), pi64, "");
+        LLVMValueRef Z = ts, V = gep(cg, Z, mulc(cg, ZS, nx));
+        LLVMValueRef rt = LLVMBuildBitCast(cg->b, gep(cg, V, mulc(cg, VS, nx)), pi64, "");
         for (int i = 0; i < MR; i++) st64(cg, mulc(cg, TC, i), rt, ci64(cg, i));
         /* V's rows past C are read (MR at a time) and never written */
         {
             Loop lz;
-            LLVMValueRef xi = for_begin(cg, &lz, ci64(cg, 0), ci64(cg, 16), 1);
+            LLVMValueRef xi = for_begin(cg, &lz, ci64(cg, 0), ci64(cg, nx), 1);
             LLVMValueRef r0 = add(cg, mul(cg, xi, VS), mul(cg, C, TC));
             cg_memset0(cg, gep(cg, V, r0), mul(cg, sub(cg, CR, C), TC));
             for_end(cg, &lz);
@@ -2015,14 +2073,14 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         }
         Loop lpt, lch, l1, l2, l3;
         LLVMValueRef part = for_begin(cg, &lpt, b, e, 1);
-        LLVMValueRef M = gep(cg, v[WB_MP], mul(cg, part, mulc(cg, MS, 16)));
-        cg_memset0(cg, M, mulc(cg, MS, 16));
+        LLVMValueRef M = gep(cg, v[WB_MP], mul(cg, part, mulc(cg, MS, nx)));
+        cg_memset0(cg, M, mulc(cg, MS, nx));
         LLVMValueRef NCH = v[WB_NCH], NPART = v[WB_NPART];
         LLVMValueRef cb = sdiv(cg, mul(cg, part, NCH), NPART), ce = sdiv(cg, mul(cg, addc(cg, part, 1), NCH), NPART);
         LLVMValueRef ch = for_begin(cg, &lch, cb, ce, 1);
         LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WB_T]), nv = sub(cg, t1, t0);
         /* V: the input transform, rows over t as the forward conv's */
-        wino_in(cg, v[WB_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
+        wino_in(cg, T, v[WB_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
         /* Z: per tile, eight filters a vector (dy's planes gathered lane by
          * lane; zero past y's edges and past K), stored to NR-filter panels */
         {
@@ -2045,29 +2103,25 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
                     if (j) m = LLVMBuildAnd(cg->b, m, splat8v(cg, cok), "");
                     gg[i][j] = cg_gather(cg, gep(cg, gb, i ? addc(cg, Q, j) : ci64(cg, j)), offs, m, LLVMConstNull(v8));
                 }
-            /* A g A^T, A = [1 0; 1 1; 1 -1; 0 -1] */
-            LLVMValueRef hz[2][4], zz[4][4];
-            for (int i = 0; i < 2; i++) {
-                hz[i][0] = gg[i][0];
-                hz[i][1] = fadd(cg, gg[i][0], gg[i][1]);
-                hz[i][2] = fsub(cg, gg[i][0], gg[i][1]);
-                hz[i][3] = LLVMBuildFNeg(cg->b, gg[i][1], "");
-            }
-            for (int j = 0; j < 4; j++) {
-                zz[0][j] = hz[0][j];
-                zz[1][j] = fadd(cg, hz[0][j], hz[1][j]);
-                zz[2][j] = fsub(cg, hz[0][j], hz[1][j]);
-                zz[3][j] = LLVMBuildFNeg(cg->b, hz[1][j], "");
-            }
+            /* A g A^T (A = (A^T)^T: n x 2) */
+            LLVMValueRef hz[2][6], zz[6][6], col[2];
+            for (int i = 0; i < 2; i++)
+                for (int u = 0; u < nn; u++) hz[i][u] = wlin(cg, &T->at[0][u], 6, gg[i], 2);
+            for (int a = 0; a < nn; a++)
+                for (int u = 0; u < nn; u++) {
+                    col[0] = hz[0][u];
+                    col[1] = hz[1][u];
+                    zz[a][u] = wlin(cg, &T->at[0][a], 6, col, 2);
+                }
             LLVMValueRef kpn = sdiv(cg, kg, ci64(cg, NR));
             LLVMValueRef dst = gep(cg, Z, add(cg, mul(cg, kpn, mulc(cg, TC, NR)), add(cg, mulc(cg, s, NR), sub(cg, kg, mulc(cg, kpn, NR)))));
-            for (int xi = 0; xi < 16; xi++) v8st(cg, zz[xi / 4][xi % 4], dst, mulc(cg, ZS, xi));
+            for (int xi = 0; xi < nx; xi++) v8st(cg, zz[xi / nn][xi % nn], dst, mulc(cg, ZS, xi));
             for_end(cg, &l2);
             for_end(cg, &l1);
         }
         /* M[xi] += V[xi] Z[xi]^T over the chunk's tiles (M: [c][k]) */
         {
-            LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, 16), 1);
+            LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, nx), 1);
             LLVMValueRef jr = for_begin(cg, &l2, ci64(cg, 0), KN, NR);
             LLVMValueRef bp = gep(cg, Z, add(cg, mul(cg, xi, ZS), mul(cg, jr, TC)));
             LLVMValueRef ir = for_begin(cg, &l3, ci64(cg, 0), CR, MR);
@@ -2082,36 +2136,32 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         for_end(cg, &lpt);
     }
     par_end(cg, &P);
-    /* dW[k, c] = G^T (sum of the parts' M) G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1] */
+    /* dW[k, c] = G^T (sum of the parts' M) G */
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
     LLVMValueRef u[6] = {mp, dw, ci64(cg, d->c), ci64(cg, kn), ci64(cg, parts), ci64(cg, cr * kn)};
-    if (par_begin_shared(cg, &P, "wino_bw_out", u, 6, ci64(cg, d->k), &b, &e)) {
+    snprintf(key, sizeof key, "wino_bw_out%d", r);
+    if (par_begin_shared(cg, &P, key, u, 6, ci64(cg, d->k), &b, &e)) {
         LLVMValueRef C = u[2], KN = u[3], MS = u[5];
         Loop lk, lc, lp;
         LLVMValueRef k = for_begin(cg, &lk, b, e, 1);
         LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), C, 1);
         LLVMValueRef src = gep(cg, u[0], add(cg, mul(cg, c, KN), k));
-        LLVMValueRef m[16];
-        for (int xi = 0; xi < 16; xi++) m[xi] = var(cg, cg->f32, cf32(cg, 0));
+        LLVMValueRef m[36];
+        for (int xi = 0; xi < nx; xi++) m[xi] = var(cg, cg->f32, cf32(cg, 0));
         LLVMValueRef pt = for_begin(cg, &lp, ci64(cg, 0), u[4], 1);
-        LLVMValueRef ps = gep(cg, src, mul(cg, pt, mulc(cg, MS, 16)));
-        for (int xi = 0; xi < 16; xi++) set(cg, m[xi], fadd(cg, get(cg, m[xi]), ld(cg, ps, mulc(cg, MS, xi))));
+        LLVMValueRef ps = gep(cg, src, mul(cg, pt, mulc(cg, MS, nx)));
+        for (int xi = 0; xi < nx; xi++) set(cg, m[xi], fadd(cg, get(cg, m[xi]), ld(cg, ps, mulc(cg, MS, xi))));
         for_end(cg, &lp);
-        LLVMValueRef half = cf32(cg, 0.5f), r[4][3], o[3][3];
-        for (int i = 0; i < 4; i++) {
-            LLVMValueRef m0 = get(cg, m[4 * i]), m1 = get(cg, m[4 * i + 1]), m2 = get(cg, m[4 * i + 2]), m3 = get(cg, m[4 * i + 3]);
-            r[i][0] = fadd(cg, m0, LLVMBuildFMul(cg->b, fadd(cg, m1, m2), half, ""));
-            r[i][1] = LLVMBuildFMul(cg->b, fsub(cg, m1, m2), half, "");
-            r[i][2] = fadd(cg, LLVMBuildFMul(cg->b, fadd(cg, m1, m2), half, ""), m3);
-        }
-        for (int j = 0; j < 3; j++) {
-            o[0][j] = fadd(cg, r[0][j], LLVMBuildFMul(cg->b, fadd(cg, r[1][j], r[2][j]), half, ""));
-            o[1][j] = LLVMBuildFMul(cg->b, fsub(cg, r[1][j], r[2][j]), half, "");
-            o[2][j] = fadd(cg, LLVMBuildFMul(cg->b, fadd(cg, r[1][j], r[2][j]), half, ""), r[3][j]);
-        }
-        LLVMValueRef dst = gep(cg, u[1], mulc(cg, add(cg, mul(cg, k, C), c), 9));
-        for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 3; j++) st(cg, o[i][j], dst, ci64(cg, 3 * i + j));
+        LLVMValueRef mv[36], rr[6][5], col[6];
+        for (int xi = 0; xi < nx; xi++) mv[xi] = get(cg, m[xi]);
+        for (int t = 0; t < nn; t++)
+            for (int bb = 0; bb < r; bb++) rr[t][bb] = wlin(cg, &T->g[0][bb], 5, &mv[t * nn], nn);
+        LLVMValueRef dst = gep(cg, u[1], mulc(cg, add(cg, mul(cg, k, C), c), r * r));
+        for (int a = 0; a < r; a++)
+            for (int bb = 0; bb < r; bb++) {
+                for (int t = 0; t < nn; t++) col[t] = rr[t][bb];
+                st(cg, wlin(cg, &T->g[0][a], 5, col, nn), dst, ci64(cg, r * a + bb));
+            }
         for_end(cg, &lc);
         for_end(cg, &lk);
     }
@@ -2266,7 +2316,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
             /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
             int64_t wsz = d.k * crs, rs = d.r * d.s;
             ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
-                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w};
+                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w, .grad = 1};
             LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(cg, &t, nb));
             LLVMValueRef wt = scr0;
             {
@@ -2315,6 +2365,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
     } else {
         /* CONV2D_BWD_WEIGHT (dy, x) -> dw[, db]: one GEMM, the batch's pixels the reduction */
         ConvDims d = conv_dims(cg, n, n->in[1], n->in[0]);
+        d.grad = 1;
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), x = cg_vptr(cg, n->in[1]), dw = cg_vptr(cg, n->out[0]);
         int64_t wpad = d.w + 2 * d.pw;
