@@ -34,6 +34,14 @@ check "fixed batch is refused" '[ $? -eq 2 ]'
 check "missing checkpoint reported" 'grep -q "none.st" "$T/e.err"'
 "$T/lenet" train --help >"$T/h.out" 2>&1
 check "train --help prints the usage" '[ $? -eq 0 ] && grep -q "^usage:" "$T/h.out"'
+# NETC_CPU_PROFILE labels the kernels computed by Winograd transforms (3x3
+# convs with 8+ channels: all three products; wide 5x5 ones: the two
+# gradients; a first conv of one channel and 1x1 convs: none)
+printf '%s\n' 'net {' '  x = x |> conv(16, 3, pad = 1) |> conv(16, 3, pad = 1) |> conv(64, 1) |> conv(64, 5, pad = 2)' \
+    '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/w.net"
+NETC_CPU_PROFILE=1 $NETC bench "$T/w.net" --batch 2 --resize 12 --steps 1 >"$T/w.out" 2>&1
+check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 3 ] &&
+    [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w.out")" -eq 2 ] && grep "conv2d\[0,64,12,12\]" "$T/w.out" | grep -vq winograd'
 # LLVM failures, forced (NETC_CPU_FAULT): each reported with what failed, exit 1
 for f in target verify lookup; do
     NETC_CPU_FAULT=$f $NETC train models/lenet_bn.net --target cpu --batch 8 --quiet --epochs 1 --max-steps 1 \

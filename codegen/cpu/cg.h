@@ -131,6 +131,10 @@ int64_t cg_numel(const Cg *cg, int v);
  * -1 for an op it cannot compile (reported through d). */
 int cg_emit_node(Cg *cg, int node, Diag *d);
 void cg_emit_conv(Cg *cg, const IrNode *n);
+/* "winograd F(2x2, 3x3)" or "winograd F(2x2, 5x5)" when conv node n of p
+ * (forward or either gradient) is computed that way, else NULL (GEMMs):
+ * for NETC_CPU_PROFILE's labels. */
+const char *cg_conv_method(const Program *p, const IrNode *n);
 void cg_emit_linear(Cg *cg, const IrNode *n);
 
 /* The GEMM kernel, for tests and benchmarks: C[M,N] += A[M,K] B[K,N], all

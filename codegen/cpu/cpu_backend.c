@@ -355,6 +355,8 @@ static void prof_setup(CpuState *s, const Program *p) {
                                 (long long)t->d[0], (long long)(t->rank > 1 ? t->d[1] : 0),
                                 (long long)(t->rank > 2 ? t->d[2] : 0), (long long)(t->rank > 3 ? t->d[3] : 0),
                                 n->name ? n->name : "");
+            const char *m = cg_conv_method(p, n);
+            if (m && len < 200) len += snprintf(buf + len, sizeof buf - (size_t)len, " (%s)", m);
         }
         s->prof_label[k] = strdup(buf);
     }

@@ -1415,14 +1415,16 @@ void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K) 
 
 /* ---- conv ------------------------------------------------------------------ */
 
-static ConvDims conv_dims(Cg *cg, const IrNode *n, int x, int y) {
-    const IrType *tx = ir_type(&cg->p->g, x), *ty = ir_type(&cg->p->g, y);
+static ConvDims conv_dims_p(const Program *p, const IrNode *n, int x, int y) {
+    const IrType *tx = ir_type(&p->g, x), *ty = ir_type(&p->g, y);
     ConvDims d = {.c = tx->d[1], .h = tx->d[2], .w = tx->d[3], .k = ty->d[1],
                   .r = n->attr.conv.kh, .s = n->attr.conv.kw, .sh = n->attr.conv.sh,
                   .sw = n->attr.conv.sw, .ph = n->attr.conv.ph, .pw = n->attr.conv.pw,
                   .p = ty->d[2], .q = ty->d[3]};
     return d;
 }
+
+static ConvDims conv_dims(Cg *cg, const IrNode *n, int x, int y) { return conv_dims_p(cg->p, n, x, y); }
 
 static int conv_direct(const ConvDims *d) {
     return d->r == 1 && d->s == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
@@ -2494,4 +2496,25 @@ void cg_emit_linear(Cg *cg, const IrNode *n) {
             par_end(cg, &P);
         }
     }
+}
+
+const char *cg_conv_method(const Program *p, const IrNode *n) {
+    ConvDims d;
+    if (n->op == IR_OP_CONV2D) {
+        d = conv_dims_p(p, n, n->in[0], n->out[0]);
+    } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
+        ConvDims f = conv_dims_p(p, n, n->out[0], n->in[0]);
+        /* cg_emit_conv's stride-1 data gradient: a forward conv of dy */
+        if (!(f.sh == 1 && f.sw == 1 && f.r - 1 - f.ph < 3 && f.s - 1 - f.pw < 3 && f.ph <= f.r - 1 && f.pw <= f.s - 1))
+            return NULL;
+        d = (ConvDims){.c = f.k, .h = f.p, .w = f.q, .k = f.c, .r = f.r, .s = f.s, .sh = 1, .sw = 1,
+                       .ph = f.r - 1 - f.ph, .pw = f.s - 1 - f.pw, .p = f.h, .q = f.w, .grad = 1};
+    } else if (n->op == IR_OP_CONV2D_BWD_WEIGHT) {
+        d = conv_dims_p(p, n, n->in[1], n->in[0]);
+        d.grad = 1;
+    } else {
+        return NULL;
+    }
+    if (!conv_wino(NULL, &d)) return NULL;
+    return d.r == 5 ? "winograd F(2x2, 5x5)" : "winograd F(2x2, 3x3)";
 }
