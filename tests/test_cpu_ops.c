@@ -218,10 +218,10 @@ static const ConvCase conv_cases[] = {
     {1, 8, 34, 34, 8, 3, 3, 1, 1, 1, 1, 1},      /* tile rows of 17: whole vectors of eight tiles and a rest */
     {2, 16, 6, 6, 250, 3, 3, 1, 1, 1, 1, 0},     /* 250 filters: three row blocks of U, the last partial */
     /* Winograd F(2x2, 5x5) (5x5 stride 1, even output sides, 64+ channels each side) */
-    {2, 64, 12, 12, 70, 5, 5, 1, 1, 2, 2, 1},    /* padding 2: all three products */
+    {2, 64, 12, 12, 70, 5, 5, 1, 1, 2, 2, 1},    /* padding 2: both gradients (the forward stays direct) */
     {2, 64, 10, 14, 64, 5, 5, 1, 1, 2, 2, 0},    /* unequal sides, tile rows of 7 */
     {2, 64, 14, 14, 65, 5, 5, 1, 1, 1, 1, 1},    /* padding 1 (data gradient by col2im) */
-    {1, 300, 8, 8, 130, 5, 5, 1, 1, 2, 2, 1},    /* 300 channels: two reduction blocks, 130 filters */
+    {1, 300, 8, 8, 130, 5, 5, 1, 1, 2, 2, 1},    /* 300 channels: the data gradient's U in three row blocks */
     {2, 96, 26, 26, 256, 5, 5, 1, 1, 2, 2, 1},   /* AlexNet's conv2 */
 };
 

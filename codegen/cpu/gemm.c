@@ -795,10 +795,11 @@ static LLVMValueRef shuf8(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *m) 
     return LLVMBuildShuffleVector(cg->b, a, b, LLVMConstVector(e, 8), "");
 }
 
+/* eight lanes of x (any scalar type) */
 static LLVMValueRef splat8(Cg *cg, LLVMValueRef x) {
-    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
-    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(v8), x, ci32(cg, 0), "");
-    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(v8), LLVMConstNull(LLVMVectorType(cg->i32, 8)), "");
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), 8);
+    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, 8)), "");
 }
 
 /* v[i] = row i of an 8 x 8 tile of floats; afterwards v[i] = column i
@@ -1664,8 +1665,7 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
  * 12x12 1.8x; weight gradients 1.5x (64 -> 64), GoogLeNet's 1.6x in all.
  * Outputs of 3x3 (ResNet-18's last stage: a 4x4 tile grid for 9 outputs)
  * were 1.2-1.4x slower: not taken. */
-static int conv_wino(const Cg *cg, const ConvDims *d) {
-    (void)cg;
+static int conv_wino(const ConvDims *d) {
     int r3 = d->r == 3 && d->s == 3;
     int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 64 && d->k >= 64 && d->grad;
     return (r3 || r5) && d->sh == 1 && d->sw == 1 && d->ph < d->r && d->pw < d->s &&
@@ -1680,9 +1680,20 @@ static int64_t wino_tc(const Cg *cg, const ConvDims *d) {
     return tc;
 }
 
+/* x_pad for the Winograd kernels: emit_pad's, with WG_SLACK + a row of
+ * zeros after it for the reads of tiles past the output and of a tile
+ * row's last vector */
+static int64_t wino_xsz(const ConvDims *d, int64_t nb) { return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK); }
+
+static void wino_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVMValueRef xp) {
+    int64_t xend = nb * d->c * (d->h + 2 * d->ph) * pad_width(d);
+    emit_pad(cg, d, nb, x, xp);
+    cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, wino_xsz(d, nb) - xend));
+}
+
 static int64_t wino_extra(const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
-    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16((d->r + 1) * (d->r + 1) * kp * d->c);
+    return wino_xsz(d, nb) + round16((d->r + 1) * (d->r + 1) * kp * d->c);
 }
 
 static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
@@ -1696,7 +1707,6 @@ static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
     LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
     LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
 }
-
 
 /* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
 static void wino_weights(Cg *cg, const ConvDims *d, LLVMValueRef w, LLVMValueRef up) {
@@ -1834,17 +1844,14 @@ static void wino_in(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLV
     cg_call(cg, f, args, 11);
 }
 
-
 static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     const WinoT *T = wino_t(d);
     int nn = T->n, nx = nn * nn;
     int64_t hp = d->h + 2 * d->ph, wp = pad_width(d);
     int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wino_tc(cg, d);
-    int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
-    LLVMValueRef xp = scr, up = gep(cg, scr, ci64(cg, xsz));
-    emit_pad(cg, d, nb, x, xp);
-    cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, xsz - xend));
+    LLVMValueRef xp = scr, up = gep(cg, scr, ci64(cg, wino_xsz(d, nb)));
+    wino_pad(cg, d, nb, x, xp);
     wino_weights(cg, d, w, up);
     LLVMValueRef ukd = micro_kernel_gen(cg, UK_DIRECT);
     LLVMValueRef v[WV_COUNT] = {xp, up, y, bias ? bias : LLVMConstNull(cg->pf), gep(cg, scr, ci64(cg, wino_extra(d, nb))),
@@ -1990,23 +1997,15 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     par_end(cg, &P);
 }
 
-/* The weight gradient by the same transform: dW[k, c] = G^T M[k, c] G with
- *     M[xi][k][c] = sum over tiles t of Z[xi][k][t] V[xi][c][t],
+/* The weight gradient by the same transform: dW[k, c] = G^T M[c][k] G with
+ *     M[xi][c][k] = sum over tiles t of V[xi][c][t] Z[xi][k][t],
  * Z = A dy_t A^T (dy's 2x2 tile, zero past y's edges) and V = B^T d B as in
  * the forward conv.  The tiles are cut into at most WB_PARTS parts (a cut
  * that does not depend on the thread count), each summing its chunks into
  * its own M; the parts are added in order, so results are bit-identical
- * for any number of threads.  V is stored in NR-channel panels [t][NR]
- * (read by the micro-kernel as packed B), Z as rows over t (read in place,
- * netc_ukr_rows). */
+ * for any number of threads.  V's rows over t are read in place (A of
+ * netc_ukr_rows), Z is stored in NR-filter panels [t][NR] (its packed B). */
 enum { WB_PARTS = 4 };
-
-/* eight lanes of x (any scalar type) */
-static LLVMValueRef splat8v(Cg *cg, LLVMValueRef x) {
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), 8);
-    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
-    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, 8)), "");
-}
 
 static int64_t wbw_tc(const Cg *cg, const ConvDims *d) {
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = (d->r + 1) * (d->r + 1);
@@ -2021,7 +2020,7 @@ static int64_t wbw_parts(const Cg *cg, const ConvDims *d, int64_t nb) {
 
 static int64_t wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
-    return round16(pad_floats(d, nb) + pad_width(d) + WG_SLACK) + round16(wbw_parts(cg, d, nb) * (d->r + 1) * (d->r + 1) * cr * kn);
+    return wino_xsz(d, nb) + round16(wbw_parts(cg, d, nb) * (d->r + 1) * (d->r + 1) * cr * kn);
 }
 
 enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP, WB_WP, WB_P, WB_Q, WB_NCH, WB_NPART,
@@ -2034,10 +2033,8 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
     int nn = T->n, nx = nn * nn, r = T->r;
     int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wbw_tc(cg, d);
     int64_t nch = (NT + tc - 1) / tc, parts = wbw_parts(cg, d, nb);
-    int64_t xsz = round16(pad_floats(d, nb) + wp + WG_SLACK), xend = nb * d->c * hp * wp;
-    LLVMValueRef xp = scr, mp = gep(cg, scr, ci64(cg, xsz));
-    emit_pad(cg, d, nb, x, xp);
-    cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, xsz - xend));
+    LLVMValueRef xp = scr, mp = gep(cg, scr, ci64(cg, wino_xsz(d, nb)));
+    wino_pad(cg, d, nb, x, xp);
     LLVMValueRef ukr = micro_kernel_gen(cg, UK_ROWS);
     LLVMValueRef v[WB_COUNT] = {xp, dy, mp, gep(cg, scr, ci64(cg, wbw_extra(cg, d, nb))), ci64(cg, d->c), ci64(cg, d->k),
                                 ci64(cg, TY), ci64(cg, TX), ci64(cg, NT), ci64(cg, tc), ci64(cg, hp), ci64(cg, wp),
@@ -2092,17 +2089,17 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
             LLVMValueRef cok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, 2), 1), Q);
             LLVMValueRef rok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, 2), 1), v[WB_P]);
             LLVMValueRef base = gep(cg, v[WB_DY], add(cg, mul(cg, mul(cg, n, K), PQ), add(cg, mul(cg, mulc(cg, ty, 2), Q), mulc(cg, tx, 2))));
-            LLVMValueRef offs = LLVMBuildMul(cg->b, lanes, splat8v(cg, tr32(cg, PQ)), "");
+            LLVMValueRef offs = LLVMBuildMul(cg->b, lanes, splat8(cg, tr32(cg, PQ)), "");
             LLVMValueRef kg = for_begin(cg, &l2, ci64(cg, 0), KN, 8);
-            LLVMValueRef kin = LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMBuildAdd(cg->b, lanes, splat8v(cg, tr32(cg, kg)), ""),
-                                             splat8v(cg, tr32(cg, K)), "");
+            LLVMValueRef kin = LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMBuildAdd(cg->b, lanes, splat8(cg, tr32(cg, kg)), ""),
+                                             splat8(cg, tr32(cg, K)), "");
             LLVMValueRef gb = gep(cg, base, mul(cg, kg, PQ));
             LLVMValueRef gg[2][2];
             for (int i = 0; i < 2; i++)
                 for (int j = 0; j < 2; j++) {
                     LLVMValueRef m = kin;
-                    if (i) m = LLVMBuildAnd(cg->b, m, splat8v(cg, rok), "");
-                    if (j) m = LLVMBuildAnd(cg->b, m, splat8v(cg, cok), "");
+                    if (i) m = LLVMBuildAnd(cg->b, m, splat8(cg, rok), "");
+                    if (j) m = LLVMBuildAnd(cg->b, m, splat8(cg, cok), "");
                     gg[i][j] = cg_gather(cg, gep(cg, gb, i ? addc(cg, Q, j) : ci64(cg, j)), offs, m, LLVMConstNull(v8));
                 }
             /* A g A^T (A = (A^T)^T: n x 2) */
@@ -2171,7 +2168,7 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
 }
 
 static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
-    if (conv_wino(cg, d)) return wino_extra(d, nb);
+    if (conv_wino(d)) return wino_extra(d, nb);
     if (conv_1x1_padt(cg, d)) return 0;
     if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
@@ -2186,7 +2183,7 @@ static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
 static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     int64_t crs = d->c * d->r * d->s, pq = d->p * d->q, hw = d->h * d->w;
-    if (conv_wino(cg, d)) {
+    if (conv_wino(d)) {
         wino_fwd(cg, d, nb, w, x, y, bias, scr);
         return;
     }
@@ -2296,6 +2293,19 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     par_end(cg, &P);
 }
 
+/* The data gradient of conv d at stride 1 as a forward conv over dy padded
+ * by R-1-pad (into *t), unless that padding is wide (an unpadded 5x5: the
+ * padded grid is mostly zeros) or negative (pad > R-1: dy's border rows
+ * feed no dx); 0 when it is not one. */
+static int bwd_data_fwd(const ConvDims *d, ConvDims *t) {
+    if (!(d->sh == 1 && d->sw == 1 && d->r - 1 - d->ph < 3 && d->s - 1 - d->pw < 3 && d->ph <= d->r - 1 &&
+          d->pw <= d->s - 1))
+        return 0;
+    *t = (ConvDims){.c = d->k, .h = d->p, .w = d->q, .k = d->c, .r = d->r, .s = d->s, .sh = 1, .sw = 1,
+                    .ph = d->r - 1 - d->ph, .pw = d->s - 1 - d->pw, .p = d->h, .q = d->w, .grad = 1};
+    return 1;
+}
+
 void cg_emit_conv(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
     int64_t per = gemm_scratch_floats(cg);
@@ -2311,15 +2321,11 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
         ConvDims d = conv_dims(cg, n, n->out[0], n->in[0]);
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), dx = cg_vptr(cg, n->out[0]);
-        /* stride 1: a forward conv over dy padded by R-1-pad, unless that
-         * padding is wide (an unpadded 5x5: the padded grid is mostly zeros)
-         * or negative (pad > R-1: dy's border rows feed no dx) */
-        if (d.sh == 1 && d.sw == 1 && d.r - 1 - d.ph < 3 && d.s - 1 - d.pw < 3 && d.ph <= d.r - 1 && d.pw <= d.s - 1) {
+        ConvDims fd;   /* the forward conv of dy */
+        if (bwd_data_fwd(&d, &fd)) {
             /* dx = conv(dy, W'), W'[c, k, r, s] = W[k, c, R-1-r, S-1-s], padding R-1-ph */
             int64_t wsz = d.k * crs, rs = d.r * d.s;
-            ConvDims t = {.c = d.k, .h = d.p, .w = d.q, .k = d.c, .r = d.r, .s = d.s, .sh = 1, .sw = 1,
-                          .ph = d.r - 1 - d.ph, .pw = d.s - 1 - d.pw, .p = d.h, .q = d.w, .grad = 1};
-            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(cg, &t, nb));
+            LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, round16(wsz) + conv_fwd_extra(cg, &fd, nb));
             LLVMValueRef wt = scr0;
             {
                 LLVMValueRef v[5] = {w, wt, ci64(cg, d.k), ci64(cg, d.c), ci64(cg, rs)};
@@ -2340,7 +2346,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
                 }
                 par_end(cg, &P);
             }
-            conv_fwd(cg, &t, nb, wt, dy, dx, NULL, gep(cg, scr0, ci64(cg, round16(wsz))));
+            conv_fwd(cg, &fd, nb, wt, dy, dx, NULL, gep(cg, scr0, ci64(cg, round16(wsz))));
         } else {
             /* dcol[n][CRS, PQ] = W^T dy_n for the whole batch in one GEMM (dy seen
              * as 1x1 images), then dx_n = col2im(dcol[n]) by image */
@@ -2378,7 +2384,7 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
          * third more columns: 1.15-1.2x), or the channels are few; judged
          * by the width padded on both sides, as conv_fwd_padrow */
         int stride1 = d.sh == 1 && d.sw == 1;
-        if (conv_wino(cg, &d)) {
+        if (conv_wino(&d)) {
             LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, wbw_extra(cg, &d, nb));
             wino_bwdw(cg, &d, nb, dy, x, dw, scr0);
         } else if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
@@ -2504,17 +2510,13 @@ const char *cg_conv_method(const Program *p, const IrNode *n) {
         d = conv_dims_p(p, n, n->in[0], n->out[0]);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         ConvDims f = conv_dims_p(p, n, n->out[0], n->in[0]);
-        /* cg_emit_conv's stride-1 data gradient: a forward conv of dy */
-        if (!(f.sh == 1 && f.sw == 1 && f.r - 1 - f.ph < 3 && f.s - 1 - f.pw < 3 && f.ph <= f.r - 1 && f.pw <= f.s - 1))
-            return NULL;
-        d = (ConvDims){.c = f.k, .h = f.p, .w = f.q, .k = f.c, .r = f.r, .s = f.s, .sh = 1, .sw = 1,
-                       .ph = f.r - 1 - f.ph, .pw = f.s - 1 - f.pw, .p = f.h, .q = f.w, .grad = 1};
+        if (!bwd_data_fwd(&f, &d)) return NULL;
     } else if (n->op == IR_OP_CONV2D_BWD_WEIGHT) {
         d = conv_dims_p(p, n, n->in[1], n->in[0]);
         d.grad = 1;
     } else {
         return NULL;
     }
-    if (!conv_wino(NULL, &d)) return NULL;
+    if (!conv_wino(&d)) return NULL;
     return d.r == 5 ? "winograd F(2x2, 5x5)" : "winograd F(2x2, 3x3)";
 }
