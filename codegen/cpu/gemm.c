@@ -52,11 +52,13 @@
  *   block; then dW = (dW^T)^T.
  *   transposed padded width (B_PADT, the padded-width forward conv when
  *   the channels round up to NR well): the grid's pixels are the rows and
- *   the channels the columns, pixels read in place by broadcasts (the
- *   micro-kernel's vector loads of B_PADROW cross a cache line for three
- *   rows in seven, and cost it a fifth of its speed), W^T packed once; each
- *   block of pixels is transposed in 8 x 8 tiles into y, the bias added,
- *   so no compaction pass.  VGG-11's step 19% faster, ResNet-18's 7%.
+ *   the channels the columns, a block's pixels packed into MR-pixel panels
+ *   by one eight-float copy per panel and step, or read in place by
+ *   broadcasts when the channels fit one B panel (B_PADROW's vector loads
+ *   of B in place cross a cache line for three rows in seven, and cost it
+ *   a fifth of its speed), W^T packed once; each block of pixels is
+ *   transposed in 8 x 8 tiles into y, the bias added, so no compaction
+ *   pass.  VGG-11's step 19% faster, ResNet-18's 7%.
  *   1x1 stride-1 convs with images of 36 pixels or more take it straight
  *   on x (GoogLeNet 3%).
  * Small images whose output is the input's size (stride 1) load each
@@ -86,9 +88,10 @@ enum { MR = 6, KC = 256, MC = MR * 20, APK = 1 << 20 };
  * image (H, W = padded sizes, PQ = P * Wp, XIMG = x_pad's image stride); a
  * 1x1 conv is the case H = 1, W = PQ = the image's pixels, R = S = 1. */
 /* B_PADT: B_PADROW's conv transposed, y^T[(image, p, q'), K] = im2col(x_pad)^T
- * W^T: the pixels of the padded-width grid are the rows, read in place (MR
- * consecutive pixels of step k at x_pad + the panel's first pixel + a table
- * of row offsets, micro-kernel netc_ukr_ktab), W^T is packed whole once, and
+ * W^T: the pixels of the padded-width grid are the rows (MR consecutive
+ * pixels of step k at x_pad + the panel's first pixel + a table of row
+ * offsets, packed per block into [kc][MR] panels, or with one B panel read
+ * in place by netc_ukr_ktab), W^T is packed whole once, and
  * each finished block of MC pixels x all K channels is written to y[n, k,
  * p, q] (q = q' < Q, + bias) from scratch: no compaction pass.  Arguments as
  * B_PADROW's, and SW = the output's width Q, CPQ = P * Q, CIMG = y's image
@@ -117,9 +120,9 @@ typedef struct {
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 static int64_t gemm_scratch_floats(const Cg *cg) {
     /* B packed per block; B_PADROW: A whole, tables, a gathered panel;
-     * B_PADT: W^T whole, the C block, an A panel, tables */
+     * B_PADT: W^T whole, the C block, tables, the A block (+ a store's spill) */
     int64_t packed = (int64_t)MC * KC + (int64_t)KC * NC, direct = APK + 4 * KC + (int64_t)KC * NR;
-    int64_t padt = APK + (int64_t)MC * NC + (int64_t)KC * MR + 4 * KC, most = packed;
+    int64_t padt = APK + (int64_t)MC * NC + 4 * KC + (int64_t)MC * KC + 16, most = packed;
     if (most < direct) most = direct;
     if (most < padt) most = padt;
     return most + MR * NR + 2 * (MC + MR) + 64;
@@ -789,6 +792,18 @@ static LLVMValueRef kblock(Cg *cg, const GemmV *g, LLVMValueRef pc) {
     return LLVMBuildSelect(cg->b, dyt_small(cg, g), kc, imin(cg, kc, blk), "");
 }
 
+static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMValueRef l = LLVMBuildLoad2(cg->b, v8, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), ""), "");
+    LLVMSetAlignment(l, 4);
+    return l;
+}
+
+static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
+}
+
 static LLVMValueRef shuf8(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *m) {
     LLVMValueRef e[8];
     for (int i = 0; i < 8; i++) e[i] = ci32(cg, m[i]);
@@ -852,17 +867,32 @@ static void prefetch_slice(Cg *cg, const Prefetch *s, LLVMValueRef t) {
     for_end(cg, &la);
 }
 
+/* B_PADT: the MR-pixel panel at grid pixel j0 (image *im, its pixel *pix0)
+ * can be read in place unless it crosses into the next image (past the last
+ * image's grid the reads stay in x_pad's trailing zeros, rows unused). */
+static LLVMValueRef padt_inplace(Cg *cg, const GemmV *g, LLVMValueRef j0, LLVMValueRef *im, LLVMValueRef *pix0) {
+    LLVMValueRef L = G(PQ);
+    *im = sdiv(cg, j0, L);
+    *pix0 = sub(cg, j0, mul(cg, *im, L));
+    return LLVMBuildOr(cg->b, icmp(cg, LLVMIntSLE, addc(cg, *pix0, MR), L),
+                       and1(cg, icmp(cg, LLVMIntNE, G(PH), ci64(cg, 0)), icmp(cg, LLVMIntSGE, mul(cg, addc(cg, *im, 1), L), G(M))),
+                       "");
+}
+
 /* The B_PADT driver's body (see BKind): pixels [IB, IE) of the grid, all K
  * channels.  Scratch: W^T packed whole [K/NR panels][CRS][NR], the C block
- * [MC][ldc'] (ldc' = K rounded up to NR), one A panel [KC][MR] for panels
- * that cross an image, the row offset table. */
+ * [MC][ldc'] (ldc' = K rounded up to NR), the row offset tables, the
+ * block's pixels packed [MC/MR][kc][MR].  Packed when there are two B
+ * panels or more: read in place, every micro-kernel call touches kc lines
+ * for MR floats of each, once per B panel (never packing: GoogLeNet's step
+ * 2.7% slower, NiN's 4.2%, paired; always packing: VGG's 5.4%, its first
+ * conv having one panel of 16 channels). */
 static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
     LLVMValueRef M = G(M), N = G(N), K = G(K), L = G(PQ), Wt = G(B);
     LLVMValueRef ldc = mulc(cg, sdiv(cg, addc(cg, N, NR - 1), ci64(cg, NR)), NR);
     LLVMValueRef bw = G(SCR), cblk = gep(cg, bw, ci64(cg, APK));
-    LLVMValueRef abuf = gep(cg, cblk, ci64(cg, (int64_t)MC * NC));
-    LLVMValueRef boff = LLVMBuildBitCast(cg->b, gep(cg, abuf, ci64(cg, (int64_t)KC * MR)), pi64, "");
+    LLVMValueRef boff = LLVMBuildBitCast(cg->b, gep(cg, cblk, ci64(cg, (int64_t)MC * NC)), pi64, "");
     Loop l1, l2, l3;
     /* bw[jr*K + k*NR + jj] = W[jr + jj, k], zero past N */
     {
@@ -887,7 +917,7 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
         for_end(cg, &l2);
         for_end(cg, &l1);
     }
-    Loop lic, lpc, lir, ljr;
+    Loop lic, lpc;
     LLVMValueRef ic = for_begin(cg, &lic, G(IB), G(IE), MC);
     LLVMValueRef mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), ic));
     /* the next block's pixels (in the image of its first; not past IE) and
@@ -929,54 +959,79 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
         LLVMValueRef s0 = srem(cg, pc, G(S));
         padrow_offsets(cg, g, boff, gep64(cg, boff, KC), c0, r0, s0, kc);
     }
-    /* jr outer: a B panel stays in L1 while the block's pixels stream from
-     * L2 (with ir outer, K = 384 channels of B and C outgrow L2: NiN 5%
-     * slower) */
+    Loop ljr, lir;
+    /* the block's pixels packed into MR-pixel panels [kc][MR] once, read by
+     * every B panel's micro-kernel calls; with one B panel, only the
+     * panels that cross an image (the others read in place) */
+    LLVMValueRef ablk = gep(cg, cblk, ci64(cg, (int64_t)MC * NC + 4 * KC));
+    LLVMValueRef packa = icmp(cg, LLVMIntSGE, ldc, ci64(cg, 2 * NR));
+    {
+        LLVMValueRef ir = for_begin(cg, &l1, ci64(cg, 0), mc, MR);
+        LLVMValueRef im, pix0, inplace = padt_inplace(cg, g, add(cg, ic, ir), &im, &pix0);
+        LLVMValueRef dst = gep(cg, ablk, mul(cg, ir, kc));
+        If fp, fq;
+        if_begin(cg, &fp, inplace);
+        if_begin(cg, &fq, packa);
+        {
+            /* eight floats ending at the panel's last pixel (starting at its
+             * first when that is the grid's first or second: the 1x1 convs'
+             * images hold 36 pixels or more, x_pad has zeros after its
+             * last), the panel's six stored with two that the next step or
+             * panel overwrites (the last spills into the scratch's slack) */
+            LLVMValueRef back = icmp(cg, LLVMIntSGE, pix0, ci64(cg, 8 - MR));
+            LLVMValueRef sh = LLVMBuildSelect(cg->b, back, ci64(cg, 8 - MR), ci64(cg, 0), "");
+            LLVMValueRef src = gep(cg, G(A), sub(cg, add(cg, mul(cg, im, G(XIMG)), pix0), sh));
+            int m[8];
+            for (int i = 0; i < 8; i++) m[i] = i + 8 - MR < 8 ? i + 8 - MR : i;
+            LLVMValueRef kk = for_begin(cg, &l2, ci64(cg, 0), kc, 1);
+            LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""), "");
+            LLVMValueRef v = v8ld(cg, src, o);
+            v = LLVMBuildSelect(cg->b, back, shuf8(cg, v, v, m), v, "");
+            v8st(cg, v, dst, mulc(cg, kk, MR));
+            for_end(cg, &l2);
+        }
+        if_end(cg, &fq);
+        if_else(cg, &fp);
+        {
+            /* dst[kk*MR + i] = pixel j0 + i at row kk, zero past M */
+            LLVMValueRef i = for_begin(cg, &l2, ci64(cg, 0), ci64(cg, MR), 1);
+            LLVMValueRef j = add(cg, add(cg, ic, ir), i), jim = sdiv(cg, j, L);
+            LLVMValueRef ok = icmp(cg, LLVMIntSLT, j, M);
+            LLVMValueRef base = gep(cg, G(A), LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, jim, G(XIMG)), sub(cg, j, mul(cg, jim, L))),
+                                                             ci64(cg, 0), ""));
+            LLVMValueRef kk = for_begin(cg, &l3, ci64(cg, 0), kc, 1);
+            LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""), "");
+            st(cg, LLVMBuildSelect(cg->b, ok, ld(cg, base, o), cf32(cg, 0), ""), dst, add(cg, mulc(cg, kk, MR), i));
+            for_end(cg, &l3);
+            for_end(cg, &l2);
+        }
+        if_end(cg, &fp);
+        for_end(cg, &l1);
+    }
+    /* jr outer: a B panel stays in L1 while the block's panels stream from
+     * L2 */
     LLVMValueRef jr = for_begin(cg, &ljr, ci64(cg, 0), ldc, NR);
     LLVMValueRef bpan = gep(cg, bw, add(cg, mul(cg, jr, K), mulc(cg, pc, NR)));
     LLVMValueRef ir = for_begin(cg, &lir, ci64(cg, 0), mc, MR);
-    LLVMValueRef j0 = add(cg, ic, ir), im = sdiv(cg, j0, L), pix0 = sub(cg, j0, mul(cg, im, L));
-    /* in place unless the panel crosses into the next image (past the last
-     * image's grid the reads stay in x_pad's trailing zeros, rows unused) */
-    LLVMValueRef inplace = LLVMBuildOr(cg->b, icmp(cg, LLVMIntSLE, addc(cg, pix0, MR), L),
-                                       and1(cg, icmp(cg, LLVMIntNE, G(PH), ci64(cg, 0)),
-                                            icmp(cg, LLVMIntSGE, mul(cg, addc(cg, im, 1), L), M)), "");
-    LLVMValueRef va = var(cg, cg->pf, NULL);
-    If fp;
-    if_begin(cg, &fp, inplace);
-    set(cg, va, gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), pix0)));
-    if_else(cg, &fp);
-    {
-        /* abuf[kk*MR + i] = pixel j0 + i at row kk, zero past M */
-        LLVMValueRef i = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, MR), 1);
-        LLVMValueRef j = add(cg, j0, i), jim = sdiv(cg, j, L);
-        LLVMValueRef ok = icmp(cg, LLVMIntSLT, j, M);
-        LLVMValueRef base = gep(cg, G(A), LLVMBuildSelect(cg->b, ok, add(cg, mul(cg, jim, G(XIMG)), sub(cg, j, mul(cg, jim, L))),
-                                                         ci64(cg, 0), ""));
-        LLVMValueRef kk = for_begin(cg, &l2, ci64(cg, 0), kc, 1);
-        LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""), "");
-        st(cg, LLVMBuildSelect(cg->b, ok, ld(cg, base, o), cf32(cg, 0), ""), abuf, add(cg, mulc(cg, kk, MR), i));
-        for_end(cg, &l2);
-        for_end(cg, &l1);
-    }
-    set(cg, va, abuf);
-    if_end(cg, &fp);
-    LLVMValueRef apan = get(cg, va);
     prefetch_slice(cg, &pf, get(cg, pft));
     prefetch_slice(cg, &pfw, get(cg, pft));
     set(cg, pft, addc(cg, get(cg, pft), 1));
     LLVMValueRef ct = gep(cg, cblk, add(cg, mul(cg, ir, ldc), jr));
-    if_begin(cg, &fp, inplace);
     {
-        LLVMValueRef a[7] = {apan, bpan, ct, ldc, kc, acc, boff};
-        cg_call(cg, ukt, a, 7);
+        LLVMValueRef im, pix0, inplace = padt_inplace(cg, g, add(cg, ic, ir), &im, &pix0);
+        If fp;
+        if_begin(cg, &fp, and1(cg, inplace, LLVMBuildNot(cg->b, packa, "")));
+        {
+            LLVMValueRef a[7] = {gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), pix0)), bpan, ct, ldc, kc, acc, boff};
+            cg_call(cg, ukt, a, 7);
+        }
+        if_else(cg, &fp);
+        {
+            LLVMValueRef a[6] = {gep(cg, ablk, mul(cg, ir, kc)), bpan, ct, ldc, kc, acc};
+            cg_call(cg, ukp, a, 6);
+        }
+        if_end(cg, &fp);
     }
-    if_else(cg, &fp);
-    {
-        LLVMValueRef a[6] = {apan, bpan, ct, ldc, kc, acc};
-        cg_call(cg, ukp, a, 6);
-    }
-    if_end(cg, &fp);
     for_end(cg, &lir);
     for_end(cg, &ljr);
     for_end(cg, &lpc);
@@ -1073,7 +1128,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
     if (f) return f;
     int direct = bk == B_PADROW;
     LLVMValueRef ukr = micro_kernel_gen(cg, bk == B_DYT ? UK_ROWS : direct ? UK_DIRECT : bk == B_PADT ? UK_KTAB : UK_PACKED);
-    LLVMValueRef ukp = bk == B_PADT ? micro_kernel_gen(cg, UK_PACKED) : NULL;   /* its panels across images */
+    LLVMValueRef ukp = bk == B_PADT ? micro_kernel_gen(cg, UK_PACKED) : NULL;
     LLVMValueRef save_fn = cg->fn;
     LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef pi64 = LLVMPointerType(cg->i64, 0);
@@ -1694,18 +1749,6 @@ static void wino_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVM
 static int64_t wino_extra(const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
     return wino_xsz(d, nb) + round16((d->r + 1) * (d->r + 1) * kp * d->c);
-}
-
-static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
-    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
-    LLVMValueRef l = LLVMBuildLoad2(cg->b, v8, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), ""), "");
-    LLVMSetAlignment(l, 4);
-    return l;
-}
-
-static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
-    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
-    LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
 }
 
 /* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
