@@ -223,6 +223,10 @@ static const ConvCase conv_cases[] = {
     {2, 64, 14, 14, 65, 5, 5, 1, 1, 1, 1, 1},    /* padding 1 (data gradient by col2im) */
     {1, 300, 8, 8, 130, 5, 5, 1, 1, 2, 2, 1},    /* 300 channels: the data gradient's U in three row blocks */
     {2, 96, 26, 26, 256, 5, 5, 1, 1, 2, 2, 1},   /* AlexNet's conv2 */
+    /* small maps (16 pixels or fewer in and out, 16+ channels): a GEMM per (output, input) pixel pair */
+    {3, 32, 3, 3, 48, 5, 5, 1, 1, 2, 2, 1},      /* 5x5 on 3x3 (GoogLeNet's last stage): every pair */
+    {2, 17, 4, 3, 19, 3, 3, 1, 1, 1, 1, 0},      /* 4x3 maps, odd channels */
+    {5, 16, 4, 4, 16, 3, 3, 1, 1, 0, 0, 1},      /* unpadded: 2x2 out (bwd data: padding 2, 4x4 out) */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -329,6 +333,7 @@ static void test_conv_deterministic(void **state) {
         {2, 64, 12, 10, 72, 5, 5, 1, 1, 2, 2, 1},   /* Winograd F(2x2, 5x5) */
         {6, 1, 30, 30, 8, 5, 5, 1, 1, 2, 2, 1},
         {4, 1, 64, 64, 12, 5, 5, 2, 2, 2, 2, 0},
+        {3, 32, 3, 3, 40, 3, 3, 1, 1, 1, 1, 1},     /* small maps */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int which = 0; which < 3; which++) {

@@ -2210,8 +2210,166 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
     par_end(cg, &P);
 }
 
+/* ---- convolutions on small maps --------------------------------------------
+ * At most 16 pixels in and out (stride 1, 16+ channels each side; Winograd
+ * takes 4x4 outputs first): y[., ., o] = sum over the input pixels i of
+ * W[., ., tap(o, i)] x[., ., i], one GEMM [K x C] [C x N] over the batch per
+ * pair (o, i) whose tap lies inside the kernel (49 pairs for a 3x3 conv on
+ * 3x3 maps, where im2col multiplies 81 taps, a third of them padding), on
+ * copies x^T[i][c][n] and W^T[tap][k][c] made once, into C[o][k][n], then
+ * y = C transposed (+ bias).  The pairs of an output are summed in input
+ * order, each GEMM in its own fixed order: the same bits for any thread
+ * count.  ResNet-18's last stage (512 channels, 3x3 maps): all three
+ * products 1.5-1.9x faster, its step 5%; GoogLeNet's last stage's 3x3 and
+ * 5x5 convs 1.1-1.5x. */
+static int conv_small(const ConvDims *d) {
+    return d->sh == 1 && d->sw == 1 && d->h * d->w <= 16 && d->p * d->q <= 16 && d->r * d->s > 1 && d->c >= 16 &&
+           d->k >= 16;
+}
+
+/* the pairs (o, i, tap) in output order, or their count when e is NULL */
+static int64_t small_pairs(const ConvDims *d, int *e) {
+    int64_t n = 0;
+    for (int64_t p = 0; p < d->p; p++)
+        for (int64_t q = 0; q < d->q; q++)
+            for (int64_t ih = 0; ih < d->h; ih++)
+                for (int64_t iw = 0; iw < d->w; iw++) {
+                    int64_t r = ih - p + d->ph, sx = iw - q + d->pw;
+                    if (r < 0 || r >= d->r || sx < 0 || sx >= d->s) continue;
+                    if (e) {
+                        e[3 * n] = (int)(p * d->q + q);
+                        e[3 * n + 1] = (int)(ih * d->w + iw);
+                        e[3 * n + 2] = (int)(r * d->s + sx);
+                    }
+                    n++;
+                }
+    return n;
+}
+
+/* the pair table as a constant global: i32 (o, i, tap) triples */
+static LLVMValueRef small_pair_table(Cg *cg, const ConvDims *d) {
+    int64_t np = small_pairs(d, NULL);
+    int *tab = malloc(sizeof *tab * (size_t)(3 * np));
+    LLVMValueRef *kv = malloc(sizeof *kv * (size_t)(3 * np));
+    small_pairs(d, tab);
+    for (int64_t i = 0; i < 3 * np; i++) kv[i] = LLVMConstInt(cg->i32, (unsigned long long)tab[i], 0);
+    char name[48];
+    snprintf(name, sizeof name, "netc_pairs%d", cg->counter++);
+    LLVMValueRef glob = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i32, (unsigned)(3 * np)), name);
+    LLVMSetInitializer(glob, LLVMConstArray(cg->i32, kv, (unsigned)(3 * np)));
+    LLVMSetGlobalConstant(glob, 1);
+    LLVMSetLinkage(glob, LLVMPrivateLinkage);
+    free(tab);
+    free(kv);
+    return LLVMBuildBitCast(cg->b, glob, LLVMPointerType(cg->i32, 0), "");
+}
+
+/* f[0..2] = (o, i, tap) of pair pe */
+static void small_pair_at(Cg *cg, LLVMValueRef tp, LLVMValueRef pe, LLVMValueRef *f) {
+    for (int j = 0; j < 3; j++) {
+        LLVMValueRef at = addc(cg, mulc(cg, pe, 3), j);
+        f[j] = LLVMBuildSExt(cg->b, LLVMBuildLoad2(cg->b, cg->i32, LLVMBuildInBoundsGEP2(cg->b, cg->i32, tp, &at, 1, ""), ""),
+                             cg->i64, "");
+    }
+}
+
+static int64_t small_extra(const ConvDims *d, int64_t nb) {
+    return round16(d->h * d->w * d->c * nb) + round16(d->r * d->s * d->k * d->c) + round16(d->p * d->q * d->k * nb);
+}
+
+/* dst[a][b][c] = src[a*sa + b*sb + c*sc] (+ bias[b]) for a < A, b < B, c <
+ * Cn: one body for every permutation of the small-map convs, split over b. */
+static void permute3(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t A, int64_t B, int64_t Cn, int64_t sa,
+                     int64_t sb, int64_t sc, LLVMValueRef bias) {
+    LLVMValueRef v[9] = {src, dst, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, A), ci64(cg, B), ci64(cg, Cn),
+                         ci64(cg, sa), ci64(cg, sb), ci64(cg, sc)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "permute3", v, 9, ci64(cg, B), &b, &e)) {
+        Loop la, lb, lc;
+        LLVMValueRef bi = for_begin(cg, &lb, b, e, 1);
+        LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
+        If fb;
+        if_begin(cg, &fb, LLVMBuildIsNotNull(cg->b, v[2], ""));
+        set(cg, bv, ld(cg, v[2], bi));
+        if_end(cg, &fb);
+        LLVMValueRef bb = get(cg, bv);
+        LLVMValueRef ai = for_begin(cg, &la, ci64(cg, 0), v[3], 1);
+        LLVMValueRef s0 = gep(cg, v[0], add(cg, mul(cg, ai, v[6]), mul(cg, bi, v[7])));
+        LLVMValueRef d0 = gep(cg, v[1], mul(cg, add(cg, mul(cg, ai, v[4]), bi), v[5]));
+        LLVMValueRef ci = for_begin(cg, &lc, ci64(cg, 0), v[5], 1);
+        st(cg, LLVMBuildFAdd(cg->b, ld(cg, s0, mul(cg, ci, v[8])), bb, ""), d0, ci);
+        for_end(cg, &lc);
+        for_end(cg, &la);
+        for_end(cg, &lb);
+    }
+    par_end(cg, &P);
+}
+
+/* rows of len floats at p set to zero, split over the rows */
+static void zero_rows(Cg *cg, LLVMValueRef p, int64_t rows, int64_t len) {
+    LLVMValueRef v[2] = {p, ci64(cg, len)};
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, "zero_rows", v, 2, ci64(cg, rows), &b, &e))
+        cg_memset0(cg, gep(cg, v[0], mul(cg, b, v[1])), mul(cg, sub(cg, e, b), v[1]));
+    par_end(cg, &P);
+}
+
+static void small_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
+                      LLVMValueRef bias, LLVMValueRef scr) {
+    int64_t hw = d->h * d->w, rs = d->r * d->s, pq = d->p * d->q, C = d->c, K = d->k;
+    LLVMValueRef xt = scr, wt = gep(cg, xt, ci64(cg, round16(hw * C * nb)));
+    LLVMValueRef ct = gep(cg, wt, ci64(cg, round16(rs * K * C)));
+    LLVMValueRef gscr = gep(cg, scr, ci64(cg, small_extra(d, nb)));
+    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
+    permute3(cg, w, wt, rs, K, C, 1, C * rs, rs, NULL);       /* wt[t][k][c] = w[k][c][t] */
+    zero_rows(cg, ct, pq * K, nb);
+    /* the pairs' GEMMs, from a table of (o, i, tap) */
+    LLVMValueRef tp = small_pair_table(cg, d);
+    Loop l1;
+    LLVMValueRef pe = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, small_pairs(d, NULL)), 1);
+    LLVMValueRef f[3];
+    small_pair_at(cg, tp, pe, f);
+    Gemm g = {.M = K, .N = nb, .K = C, .a_sm = C, .a_sk = 1, .bk = B_ROW, .b_sk = nb, .b_sn = 1, .ldc = nb, .beta0 = 0};
+    par_gemm(cg, &g, gep(cg, wt, mulc(cg, f[2], K * C)), gep(cg, xt, mulc(cg, f[1], C * nb)),
+             gep(cg, ct, mulc(cg, f[0], K * nb)), NULL, gscr);
+    for_end(cg, &l1);
+    permute3(cg, ct, y, nb, K, pq, 1, nb, K * nb, bias);      /* y[n][k][o] = ct[o][k][n] (+ b[k]) */
+}
+
+/* The weight gradient on small maps: dW[., ., tap] = sum over the pairs
+ * (o, i, tap) of dy[., ., o] x[., ., i]^T over the batch, one GEMM [K x N]
+ * [N x C] per pair on copies dy^T[o][k][n] and x^T[i][c][n], into
+ * dW^T[tap][k][c]. */
+static int64_t small_bwdw_extra(const ConvDims *d, int64_t nb) {
+    return round16(d->h * d->w * d->c * nb) + round16(d->p * d->q * d->k * nb) + round16(d->r * d->s * d->k * d->c);
+}
+
+static void small_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMValueRef x, LLVMValueRef dw,
+                       LLVMValueRef scr) {
+    int64_t hw = d->h * d->w, rs = d->r * d->s, pq = d->p * d->q, C = d->c, K = d->k;
+    LLVMValueRef xt = scr, dyt = gep(cg, xt, ci64(cg, round16(hw * C * nb)));
+    LLVMValueRef wt = gep(cg, dyt, ci64(cg, round16(pq * K * nb)));
+    LLVMValueRef gscr = gep(cg, scr, ci64(cg, small_bwdw_extra(d, nb)));
+    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
+    permute3(cg, dy, dyt, pq, K, nb, 1, pq, K * pq, NULL);    /* dyt[o][k][n] = dy[n][k][o] */
+    zero_rows(cg, wt, rs * K, C);
+    LLVMValueRef tp = small_pair_table(cg, d);
+    Loop l1;
+    LLVMValueRef pe = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, small_pairs(d, NULL)), 1);
+    LLVMValueRef f[3];
+    small_pair_at(cg, tp, pe, f);
+    Gemm g = {.M = K, .N = C, .K = nb, .a_sm = nb, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = nb, .ldc = C, .beta0 = 0};
+    par_gemm(cg, &g, gep(cg, dyt, mulc(cg, f[0], K * nb)), gep(cg, xt, mulc(cg, f[1], C * nb)),
+             gep(cg, wt, mulc(cg, f[2], K * C)), NULL, gscr);
+    for_end(cg, &l1);
+    permute3(cg, wt, dw, K, C, rs, C, 1, K * C, NULL);        /* dw[k][c][t] = wt[t][k][c] */
+}
+
 static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     if (conv_wino(d)) return wino_extra(d, nb);
+    if (conv_small(d)) return small_extra(d, nb);
     if (conv_1x1_padt(cg, d)) return 0;
     if (conv_fwd_compact(cg, d)) return round16(nb * d->k * d->p * d->q);
     if (!conv_fwd_padrow(d)) return 0;
@@ -2228,6 +2386,10 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     int64_t crs = d->c * d->r * d->s, pq = d->p * d->q, hw = d->h * d->w;
     if (conv_wino(d)) {
         wino_fwd(cg, d, nb, w, x, y, bias, scr);
+        return;
+    }
+    if (conv_small(d)) {
+        small_fwd(cg, d, nb, w, x, y, bias, scr);
         return;
     }
     if (conv_1x1_padt(cg, d)) {
@@ -2427,7 +2589,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
          * third more columns: 1.15-1.2x), or the channels are few; judged
          * by the width padded on both sides, as conv_fwd_padrow */
         int stride1 = d.sh == 1 && d.sw == 1;
-        if (conv_wino(&d)) {
+        if (conv_small(&d)) {
+            small_bwdw(cg, &d, nb, dy, x, dw, scratch_for_threads(cg, nt, per, small_bwdw_extra(&d, nb)));
+        } else if (conv_wino(&d)) {
             LLVMValueRef scr0 = scratch_for_threads(cg, nt, per, wbw_extra(cg, &d, nb));
             wino_bwdw(cg, &d, nb, dy, x, dw, scr0);
         } else if (((stride1 && ((wpad - d.q) * 6 <= d.q || d.k * (wpad - d.q) * 10 < d.q * 128)) || (!stride1 && d.c == 1))) {
