@@ -2246,8 +2246,11 @@ static int64_t small_pairs(const ConvDims *d, int *e) {
     return n;
 }
 
-/* the pair table as a constant global: i32 (o, i, tap) triples */
-static LLVMValueRef small_pair_table(Cg *cg, const ConvDims *d) {
+/* GEMM g once per pair (o, i, tap) of d, in table order, with A, B and C
+ * at their bases plus the pair's field fa, fb, fc (0: o, 1: i, 2: tap)
+ * times the strides sa, sb, sc. */
+static void small_gemms(Cg *cg, const ConvDims *d, const Gemm *g, LLVMValueRef A, int fa, int64_t sa, LLVMValueRef B,
+                        int fb, int64_t sb, LLVMValueRef C, int fc, int64_t sc, LLVMValueRef scr) {
     int64_t np = small_pairs(d, NULL);
     int *tab = malloc(sizeof *tab * (size_t)(3 * np));
     LLVMValueRef *kv = malloc(sizeof *kv * (size_t)(3 * np));
@@ -2261,16 +2264,18 @@ static LLVMValueRef small_pair_table(Cg *cg, const ConvDims *d) {
     LLVMSetLinkage(glob, LLVMPrivateLinkage);
     free(tab);
     free(kv);
-    return LLVMBuildBitCast(cg->b, glob, LLVMPointerType(cg->i32, 0), "");
-}
-
-/* f[0..2] = (o, i, tap) of pair pe */
-static void small_pair_at(Cg *cg, LLVMValueRef tp, LLVMValueRef pe, LLVMValueRef *f) {
+    LLVMValueRef tp = LLVMBuildBitCast(cg->b, glob, LLVMPointerType(cg->i32, 0), "");
+    Loop l;
+    LLVMValueRef pe = for_begin(cg, &l, ci64(cg, 0), ci64(cg, np), 1);
+    LLVMValueRef f[3];
     for (int j = 0; j < 3; j++) {
         LLVMValueRef at = addc(cg, mulc(cg, pe, 3), j);
         f[j] = LLVMBuildSExt(cg->b, LLVMBuildLoad2(cg->b, cg->i32, LLVMBuildInBoundsGEP2(cg->b, cg->i32, tp, &at, 1, ""), ""),
                              cg->i64, "");
     }
+    par_gemm(cg, g, gep(cg, A, mulc(cg, f[fa], sa)), gep(cg, B, mulc(cg, f[fb], sb)), gep(cg, C, mulc(cg, f[fc], sc)), NULL,
+             scr);
+    for_end(cg, &l);
 }
 
 static int64_t small_extra(const ConvDims *d, int64_t nb) {
@@ -2325,16 +2330,8 @@ static void small_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLV
     permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
     permute3(cg, w, wt, rs, K, C, 1, C * rs, rs, NULL);       /* wt[t][k][c] = w[k][c][t] */
     zero_rows(cg, ct, pq * K, nb);
-    /* the pairs' GEMMs, from a table of (o, i, tap) */
-    LLVMValueRef tp = small_pair_table(cg, d);
-    Loop l1;
-    LLVMValueRef pe = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, small_pairs(d, NULL)), 1);
-    LLVMValueRef f[3];
-    small_pair_at(cg, tp, pe, f);
     Gemm g = {.M = K, .N = nb, .K = C, .a_sm = C, .a_sk = 1, .bk = B_ROW, .b_sk = nb, .b_sn = 1, .ldc = nb, .beta0 = 0};
-    par_gemm(cg, &g, gep(cg, wt, mulc(cg, f[2], K * C)), gep(cg, xt, mulc(cg, f[1], C * nb)),
-             gep(cg, ct, mulc(cg, f[0], K * nb)), NULL, gscr);
-    for_end(cg, &l1);
+    small_gemms(cg, d, &g, wt, 2, K * C, xt, 1, C * nb, ct, 0, K * nb, gscr);
     permute3(cg, ct, y, nb, K, pq, 1, nb, K * nb, bias);      /* y[n][k][o] = ct[o][k][n] (+ b[k]) */
 }
 
@@ -2355,15 +2352,8 @@ static void small_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, L
     permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
     permute3(cg, dy, dyt, pq, K, nb, 1, pq, K * pq, NULL);    /* dyt[o][k][n] = dy[n][k][o] */
     zero_rows(cg, wt, rs * K, C);
-    LLVMValueRef tp = small_pair_table(cg, d);
-    Loop l1;
-    LLVMValueRef pe = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, small_pairs(d, NULL)), 1);
-    LLVMValueRef f[3];
-    small_pair_at(cg, tp, pe, f);
     Gemm g = {.M = K, .N = C, .K = nb, .a_sm = nb, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = nb, .ldc = C, .beta0 = 0};
-    par_gemm(cg, &g, gep(cg, dyt, mulc(cg, f[0], K * nb)), gep(cg, xt, mulc(cg, f[1], C * nb)),
-             gep(cg, wt, mulc(cg, f[2], K * C)), NULL, gscr);
-    for_end(cg, &l1);
+    small_gemms(cg, d, &g, dyt, 0, K * nb, xt, 1, C * nb, wt, 2, K * C, gscr);
     permute3(cg, wt, dw, K, C, rs, C, 1, K * C, NULL);        /* dw[k][c][t] = wt[t][k][c] */
 }
 
