@@ -1533,6 +1533,16 @@ static void emit_col2im(Cg *cg, const ConvDims *d, LLVMValueRef dcol, LLVMValueR
 }
 
 /* sum of n (i64) contiguous floats, vectorised (two accumulators, scalar tail). */
+/* p[i], or 0 when p is null (an optional bias) */
+static LLVMValueRef ld_or0(Cg *cg, LLVMValueRef p, LLVMValueRef i) {
+    LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
+    If f;
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, p, ""));
+    set(cg, v, ld(cg, p, i));
+    if_end(cg, &f);
+    return get(cg, v);
+}
+
 static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     LLVMValueRef a0 = var(cg, cg->vf, LLVMConstNull(cg->vf)), a1 = var(cg, cg->vf, LLVMConstNull(cg->vf));
     LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -(int64_t)(2 * cg->vw)), "");
@@ -2293,12 +2303,7 @@ static void permute3(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t A, int6
     if (par_begin_shared(cg, &P, "permute3", v, 9, ci64(cg, B), &b, &e)) {
         Loop la, lb, lc;
         LLVMValueRef bi = for_begin(cg, &lb, b, e, 1);
-        LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
-        If fb;
-        if_begin(cg, &fb, LLVMBuildIsNotNull(cg->b, v[2], ""));
-        set(cg, bv, ld(cg, v[2], bi));
-        if_end(cg, &fb);
-        LLVMValueRef bb = get(cg, bv);
+        LLVMValueRef bb = ld_or0(cg, v[2], bi);
         LLVMValueRef ai = for_begin(cg, &la, ci64(cg, 0), v[3], 1);
         LLVMValueRef s0 = gep(cg, v[0], add(cg, mul(cg, ai, v[6]), mul(cg, bi, v[7])));
         LLVMValueRef d0 = gep(cg, v[1], mul(cg, add(cg, mul(cg, ai, v[4]), bi), v[5]));
@@ -2403,12 +2408,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
             Loop lr, lq;
             LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
             LLVMValueRef img = sdiv(cg, row, K), k = sub(cg, row, mul(cg, img, K));
-            LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
-            If f;
-            if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[2], ""));
-            set(cg, bv, ld(cg, v[2], k));
-            if_end(cg, &f);
-            LLVMValueRef bb = get(cg, bv);
+            LLVMValueRef bb = ld_or0(cg, v[2], k);
             LLVMValueRef src = gep(cg, v[0], add(cg, mul(cg, k, mul(cg, NB, PQ)), mul(cg, img, PQ)));
             LLVMValueRef dst = gep(cg, v[1], mul(cg, row, PQ));
             LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), PQ, 1);
@@ -2469,12 +2469,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         LLVMValueRef K = v[3], Pn = v[4], Q = v[5], WP = v[6];
         Loop lr, lp, lq;
         LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
-        LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
-        If f;
-        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[2], ""));
-        set(cg, bv, ld(cg, v[2], srem(cg, row, K)));
-        if_end(cg, &f);
-        LLVMValueRef bb = get(cg, bv);
+        LLVMValueRef bb = ld_or0(cg, v[2], srem(cg, row, K));
         LLVMValueRef src = gep(cg, v[0], mul(cg, row, mul(cg, Pn, WP)));
         LLVMValueRef dst = gep(cg, v[1], mul(cg, row, mul(cg, Pn, Q)));
         LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), Pn, 1);
