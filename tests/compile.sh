@@ -42,6 +42,12 @@ printf '%s\n' 'net {' '  x = x |> conv(16, 3, pad = 1) |> conv(16, 3, pad = 1) |
 NETC_CPU_PROFILE=1 $NETC bench "$T/w.net" --batch 2 --resize 12 --steps 1 >"$T/w.out" 2>&1
 check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 3 ] &&
     [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w.out")" -eq 2 ] && grep "conv2d\[0,64,12,12\]" "$T/w.out" | grep -vq winograd'
+# and those on 3x3 maps computed per pixel pair: the 3x3 conv's three products, not the 1x1
+printf '%s\n' 'net {' '  x = x |> conv(16, 1) |> conv(24, 3, pad = 1)' \
+    '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/s.net"
+NETC_CPU_PROFILE=1 $NETC bench "$T/s.net" --batch 2 --resize 3 --steps 1 >"$T/s.out" 2>&1
+check "profile names the pixel-pair kernels" '[ "$(grep -c "pixel-pair GEMMs" "$T/s.out")" -eq 3 ] &&
+    grep "conv2d\[0,16,3,3\]" "$T/s.out" | grep -vq pixel-pair'
 # LLVM failures, forced (NETC_CPU_FAULT): each reported with what failed, exit 1
 for f in target verify lookup; do
     NETC_CPU_FAULT=$f $NETC train models/lenet_bn.net --target cpu --batch 8 --quiet --epochs 1 --max-steps 1 \

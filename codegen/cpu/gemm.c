@@ -1018,18 +1018,21 @@ static void padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp
     set(cg, pft, addc(cg, get(cg, pft), 1));
     LLVMValueRef ct = gep(cg, cblk, add(cg, mul(cg, ir, ldc), jr));
     {
+        /* packed, or (one B panel) in place unless it crosses an image */
+        LLVMValueRef a6[6] = {gep(cg, ablk, mul(cg, ir, kc)), bpan, ct, ldc, kc, acc};
+        If fp, fi;
+        if_begin(cg, &fp, packa);
+        cg_call(cg, ukp, a6, 6);
+        if_else(cg, &fp);
         LLVMValueRef im, pix0, inplace = padt_inplace(cg, g, add(cg, ic, ir), &im, &pix0);
-        If fp;
-        if_begin(cg, &fp, and1(cg, inplace, LLVMBuildNot(cg->b, packa, "")));
+        if_begin(cg, &fi, inplace);
         {
             LLVMValueRef a[7] = {gep(cg, G(A), add(cg, mul(cg, im, G(XIMG)), pix0)), bpan, ct, ldc, kc, acc, boff};
             cg_call(cg, ukt, a, 7);
         }
-        if_else(cg, &fp);
-        {
-            LLVMValueRef a[6] = {gep(cg, ablk, mul(cg, ir, kc)), bpan, ct, ldc, kc, acc};
-            cg_call(cg, ukp, a, 6);
-        }
+        if_else(cg, &fi);
+        cg_call(cg, ukp, a6, 6);
+        if_end(cg, &fi);
         if_end(cg, &fp);
     }
     for_end(cg, &lir);
@@ -1532,7 +1535,6 @@ static void emit_col2im(Cg *cg, const ConvDims *d, LLVMValueRef dcol, LLVMValueR
     for_end(cg, &lc);
 }
 
-/* sum of n (i64) contiguous floats, vectorised (two accumulators, scalar tail). */
 /* p[i], or 0 when p is null (an optional bias) */
 static LLVMValueRef ld_or0(Cg *cg, LLVMValueRef p, LLVMValueRef i) {
     LLVMValueRef v = var(cg, cg->f32, cf32(cg, 0));
@@ -1543,6 +1545,7 @@ static LLVMValueRef ld_or0(Cg *cg, LLVMValueRef p, LLVMValueRef i) {
     return get(cg, v);
 }
 
+/* sum of n (i64) contiguous floats, vectorised (two accumulators, scalar tail). */
 static LLVMValueRef vec_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     LLVMValueRef a0 = var(cg, cg->vf, LLVMConstNull(cg->vf)), a1 = var(cg, cg->vf, LLVMConstNull(cg->vf));
     LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -(int64_t)(2 * cg->vw)), "");
@@ -2234,7 +2237,7 @@ static void wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
  * 5x5 convs 1.1-1.5x. */
 static int conv_small(const ConvDims *d) {
     return d->sh == 1 && d->sw == 1 && d->h * d->w <= 16 && d->p * d->q <= 16 && d->r * d->s > 1 && d->c >= 16 &&
-           d->k >= 16;
+           d->k >= 16 && !conv_wino(d);
 }
 
 /* the pairs (o, i, tap) in output order, or their count when e is NULL */
@@ -2709,6 +2712,7 @@ const char *cg_conv_method(const Program *p, const IrNode *n) {
     } else {
         return NULL;
     }
+    if (conv_small(&d)) return "pixel-pair GEMMs";
     if (!conv_wino(&d)) return NULL;
     return d.r == 5 ? "winograd F(2x2, 5x5)" : "winograd F(2x2, 3x3)";
 }
