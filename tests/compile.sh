@@ -48,6 +48,12 @@ printf '%s\n' 'net {' '  x = x |> conv(16, 1) |> conv(24, 3, pad = 1)' \
 NETC_CPU_PROFILE=1 $NETC bench "$T/s.net" --batch 2 --resize 3 --steps 1 >"$T/s.out" 2>&1
 check "profile names the pixel-pair kernels" '[ "$(grep -c "pixel-pair GEMMs" "$T/s.out")" -eq 3 ] &&
     grep "conv2d\[0,16,3,3\]" "$T/s.out" | grep -vq pixel-pair'
+# and a strided first conv computed directly: forward and weight gradient (it has no data gradient)
+printf '%s\n' 'net {' '  x = x |> conv(8, 5, stride = 2, pad = 2) |> conv(8, 3, stride = 2)' \
+    '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/d.net"
+NETC_CPU_PROFILE=1 $NETC bench "$T/d.net" --batch 2 --resize 64 --steps 1 >"$T/d.out" 2>&1
+check "profile names the direct kernels" '[ "$(grep -c "direct, by taps" "$T/d.out")" -eq 2 ] &&
+    grep "conv2d\[0,8,32,32\]" "$T/d.out" | grep -q "direct, by taps" && ! grep "conv2d.*\[0,8,15,15\]" "$T/d.out" | grep -q taps'
 # LLVM failures, forced (NETC_CPU_FAULT): each reported with what failed, exit 1
 for f in target verify lookup; do
     NETC_CPU_FAULT=$f $NETC train models/lenet_bn.net --target cpu --batch 8 --quiet --epochs 1 --max-steps 1 \
