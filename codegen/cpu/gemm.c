@@ -2422,9 +2422,36 @@ static LLVMValueRef taps_at(Cg *cg, const ConvDims *d, LLVMValueRef c, int64_t s
     return add(cg, mulc(cg, pl, hp * ws), add(cg, mulc(cg, row, ws), addc(cg, q0, s / d->sw)));
 }
 
+/* Channels per block: the largest divisor of K from kmax down to kmax - 2,
+ * else kmax and a remainder block. */
+static int taps_kb(int64_t k, int kmax) {
+    for (int kb = kmax; kb >= kmax - 2 && kb >= 1; kb--)
+        if (k % kb == 0) return kb;
+    return kmax;
+}
+
+/* The loops' trip counts, passed to the bodies as values rather than
+ * constants: LLVM would unroll the short ones (compile time) */
+enum { TL_C, TL_R, TL_P, TL_STRIPS, TL_KFULL, TL_COUNT };
+
+static void taps_limits(Cg *cg, const ConvDims *d, int64_t strips, int64_t kfull, LLVMValueRef *lim) {
+    lim[TL_C] = ci64(cg, d->c);
+    lim[TL_R] = ci64(cg, d->r);
+    lim[TL_P] = ci64(cg, d->p);
+    lim[TL_STRIPS] = ci64(cg, strips);
+    lim[TL_KFULL] = ci64(cg, kfull);
+}
+
+/* The bodies are compiled for size: unswitching their loops on the trip
+ * counts multiplied them for no speed */
+static void taps_optsize(Cg *cg, const Par *P) {
+    unsigned kind = LLVMGetEnumAttributeKindForName("optsize", 7);
+    LLVMAddAttributeAtIndex(P->body, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
 /* y[n, k0 .. k0+kb, p, q0 .. q0+2V] */
 static void taps_fwd_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValueRef w, LLVMValueRef y, LLVMValueRef bias,
-                           LLVMValueRef n, LLVMValueRef p, LLVMValueRef k0, LLVMValueRef q0, int kb) {
+                           LLVMValueRef n, LLVMValueRef p, LLVMValueRef k0, LLVMValueRef q0, const LLVMValueRef *lim, int kb) {
     int V = cg->vw;
     int64_t rs = d->r * d->s;
     LLVMValueRef fma = cg_intrinsic(cg, "llvm.fma", &cg->vf, 1);
@@ -2432,8 +2459,8 @@ static void taps_fwd_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValue
     for (int i = 0; i < kb; i++)
         for (int h = 0; h < 2; h++) acc[i][h] = var(cg, cg->vf, LLVMConstNull(cg->vf));
     Loop lc, lr;
-    LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), ci64(cg, d->c), 1);
-    LLVMValueRef r = for_begin(cg, &lr, ci64(cg, 0), ci64(cg, d->r), 1);
+    LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), lim[TL_C], 1);
+    LLVMValueRef r = for_begin(cg, &lr, ci64(cg, 0), lim[TL_R], 1);
     LLVMValueRef row = add(cg, mulc(cg, p, d->sh), r);
     LLVMValueRef wrow = gep(cg, w, add(cg, mulc(cg, add(cg, mulc(cg, k0, d->c), c), rs), mulc(cg, r, d->s)));
     LLVMValueRef a[TAPS_KB][2];
@@ -2462,27 +2489,29 @@ static void taps_fwd_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValue
 /* y = conv(x, w) (+ bias), one task per image; scr: the threads' scratch */
 static void taps_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
-    int V = cg->vw;
-    LLVMValueRef v[5] = {w, x, y, bias ? bias : LLVMConstNull(cg->pf), scr};
-    Par P;
-    LLVMValueRef b, e;
-    par_begin(cg, &P, v, 5, ci64(cg, nb), &b, &e);
-    LLVMValueRef xs = thread_scratch(cg, v[4], gemm_scratch_floats(cg));
-    LLVMValueRef bp = bias ? v[3] : NULL;
+    int V = cg->vw, kb = taps_kb(d->k, TAPS_KB);
     /* strips of 2V outputs; the last one ends at Q (overlapping its
      * predecessor, whose outputs it recomputes to the same bits) */
-    int64_t ns = (d->q + 2 * V - 1) / (2 * V), kfull = d->k / TAPS_KB * TAPS_KB;
+    int64_t ns = (d->q + 2 * V - 1) / (2 * V), kfull = d->k / kb * kb;
+    LLVMValueRef v[5 + TL_COUNT] = {w, x, y, bias ? bias : LLVMConstNull(cg->pf), scr};
+    taps_limits(cg, d, ns, kfull, v + 5);
+    Par P;
+    LLVMValueRef b, e;
+    par_begin(cg, &P, v, 5 + TL_COUNT, ci64(cg, nb), &b, &e);
+    taps_optsize(cg, &P);
+    LLVMValueRef xs = thread_scratch(cg, v[4], gemm_scratch_floats(cg)), *lim = v + 5;
+    LLVMValueRef bp = bias ? v[3] : NULL;
     Loop li, lp, lk, ls;
     LLVMValueRef n = for_begin(cg, &li, b, e, 1);
     taps_split(cg, d, v[1], n, xs);
-    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), ci64(cg, d->p), 1);
+    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), lim[TL_P], 1);
     for (int part = 0; part < 2; part++) {
-        int kb = part == 0 ? TAPS_KB : (int)(d->k - kfull);
-        if (kb == 0 || (part == 0 && kfull == 0)) continue;
-        LLVMValueRef k0 = part == 0 ? for_begin(cg, &lk, ci64(cg, 0), ci64(cg, kfull), TAPS_KB) : ci64(cg, kfull);
-        LLVMValueRef t = for_begin(cg, &ls, ci64(cg, 0), ci64(cg, ns), 1);
+        int kk = part == 0 ? kb : (int)(d->k - kfull);
+        if (kk == 0 || (part == 0 && kfull == 0)) continue;
+        LLVMValueRef k0 = part == 0 ? for_begin(cg, &lk, ci64(cg, 0), lim[TL_KFULL], kb) : ci64(cg, kfull);
+        LLVMValueRef t = for_begin(cg, &ls, ci64(cg, 0), lim[TL_STRIPS], 1);
         LLVMValueRef q0 = imin(cg, mulc(cg, t, 2 * V), ci64(cg, d->q - 2 * V));
-        taps_fwd_block(cg, d, xs, v[0], v[2], bp, n, p, k0, q0, kb);
+        taps_fwd_block(cg, d, xs, v[0], v[2], bp, n, p, k0, q0, lim, kk);
         for_end(cg, &ls);
         if (part == 0) for_end(cg, &lk);
     }
@@ -2503,7 +2532,8 @@ static int64_t taps_bwdw_extra(const Cg *cg, const ConvDims *d) {
 /* part[((k0+i)*C + c)*RS + r*S + s][V] += the V lanes of sum over row p and
  * the strips of image n of dy[n, k0+i, p, q] x_pad[n, c, p*sh + r, q*sw + s] */
 static void taps_bwdw_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValueRef dy, LLVMValueRef part, LLVMValueRef n,
-                            LLVMValueRef k0, LLVMValueRef c, LLVMValueRef r, LLVMValueRef pb, int kb, int64_t s0, int64_t s1) {
+                            LLVMValueRef k0, LLVMValueRef c, LLVMValueRef r, LLVMValueRef pb, const LLVMValueRef *lim, int kb,
+                            int64_t s0, int64_t s1) {
     int V = cg->vw;
     int64_t pq = d->p * d->q, rs = d->r * d->s, full = d->q / V;
     LLVMValueRef fma = cg_intrinsic(cg, "llvm.fma", &cg->vf, 1);
@@ -2511,14 +2541,14 @@ static void taps_bwdw_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValu
     for (int i = 0; i < kb; i++)
         for (int64_t s = s0; s < s1; s++) acc[i][s - s0] = var(cg, cg->vf, LLVMConstNull(cg->vf));
     Loop lp, lq;
-    LLVMValueRef p = for_begin(cg, &lp, pb, imin(cg, addc(cg, pb, TAPS_PB), ci64(cg, d->p)), 1);
+    LLVMValueRef p = for_begin(cg, &lp, pb, imin(cg, addc(cg, pb, TAPS_PB), lim[TL_P]), 1);
     LLVMValueRef row = add(cg, mulc(cg, p, d->sh), r);
     LLVMValueRef dyrow = gep(cg, dy, add(cg, mulc(cg, add(cg, mulc(cg, n, d->k), k0), pq), mulc(cg, p, d->q)));
     /* full strips of V, then (Q % V) the last V outputs with the lanes
      * already counted zeroed */
     for (int tail = 0; tail < 2; tail++) {
         if (tail && d->q % V == 0) break;
-        LLVMValueRef q0 = tail ? ci64(cg, d->q - V) : mulc(cg, for_begin(cg, &lq, ci64(cg, 0), ci64(cg, full), 1), V);
+        LLVMValueRef q0 = tail ? ci64(cg, d->q - V) : mulc(cg, for_begin(cg, &lq, ci64(cg, 0), lim[TL_STRIPS], 1), V);
         LLVMValueRef keep = NULL;
         if (tail) {
             LLVMValueRef m[16];
@@ -2553,13 +2583,15 @@ static void taps_bwdw_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValu
  * (the chunks' partial sums), then the threads' scratch */
 static void taps_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMValueRef x, LLVMValueRef dw,
                       LLVMValueRef scr) {
-    int V = cg->vw, kb = TAPS_KB2;
+    int V = cg->vw, kb = taps_kb(d->k, TAPS_KB2);
     int64_t crs = d->c * d->r * d->s, nch = nb < TAPS_CHUNKS ? nb : TAPS_CHUNKS, kfull = d->k / kb * kb;
     {
-        LLVMValueRef v[3] = {dy, x, scr};
+        LLVMValueRef v[3 + TL_COUNT] = {dy, x, scr}, *lim = v + 3;
+        taps_limits(cg, d, d->q / V, kfull, lim);
         Par P;
         LLVMValueRef b, e;
-        par_begin(cg, &P, v, 3, ci64(cg, nch), &b, &e);
+        par_begin(cg, &P, v, 3 + TL_COUNT, ci64(cg, nch), &b, &e);
+        taps_optsize(cg, &P);
         LLVMValueRef xs = thread_scratch(cg, gep(cg, v[2], ci64(cg, taps_bwdw_extra(cg, d))), gemm_scratch_floats(cg));
         Loop lt, li, lb, lk, lc, lr;
         LLVMValueRef t = for_begin(cg, &lt, b, e, 1);
@@ -2568,15 +2600,15 @@ static void taps_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         LLVMValueRef n0 = sdiv(cg, mulc(cg, t, nb), ci64(cg, nch)), n1 = sdiv(cg, mulc(cg, addc(cg, t, 1), nb), ci64(cg, nch));
         LLVMValueRef n = for_begin(cg, &li, n0, n1, 1);
         taps_split(cg, d, v[1], n, xs);
-        LLVMValueRef pb = for_begin(cg, &lb, ci64(cg, 0), ci64(cg, d->p), TAPS_PB);
+        LLVMValueRef pb = for_begin(cg, &lb, ci64(cg, 0), lim[TL_P], TAPS_PB);
         for (int pt = 0; pt < 2; pt++) {
             int kk = pt == 0 ? kb : (int)(d->k - kfull);
             if (kk == 0 || (pt == 0 && kfull == 0)) continue;
-            LLVMValueRef k0 = pt == 0 ? for_begin(cg, &lk, ci64(cg, 0), ci64(cg, kfull), kb) : ci64(cg, kfull);
-            LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), ci64(cg, d->c), 1);
-            LLVMValueRef r = for_begin(cg, &lr, ci64(cg, 0), ci64(cg, d->r), 1);
+            LLVMValueRef k0 = pt == 0 ? for_begin(cg, &lk, ci64(cg, 0), lim[TL_KFULL], kb) : ci64(cg, kfull);
+            LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), lim[TL_C], 1);
+            LLVMValueRef r = for_begin(cg, &lr, ci64(cg, 0), lim[TL_R], 1);
             for (int64_t s0 = 0; s0 < d->s; s0 += TAPS_SG)
-                taps_bwdw_block(cg, d, xs, v[0], part, n, k0, c, r, pb, kk, s0, s0 + TAPS_SG < d->s ? s0 + TAPS_SG : d->s);
+                taps_bwdw_block(cg, d, xs, v[0], part, n, k0, c, r, pb, lim, kk, s0, s0 + TAPS_SG < d->s ? s0 + TAPS_SG : d->s);
             for_end(cg, &lr);
             for_end(cg, &lc);
             if (pt == 0) for_end(cg, &lk);
