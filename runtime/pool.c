@@ -1,22 +1,34 @@
-/* pool.c - the thread pool (see pool.h).  Workers sleep on a condition
- * variable; a job is published with a generation counter and each worker
- * takes its own static chunk. */
+/* pool.c - the thread pool (see pool.h).  A job is published with a
+ * generation counter and each worker takes its own static chunk.  Between
+ * jobs the workers spin on the counter for a while (SPIN polls, about a
+ * millisecond), then sleep on a condition variable; the caller likewise
+ * spins on the count of unfinished chunks before it sleeps.  (With more
+ * threads than cores nobody spins: a spinning thread would hold the core
+ * of one still working.)  A training
+ * step runs a few hundred jobs back to back, and waking a sleeping thread
+ * costs tens of microseconds, more in a virtual machine. */
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+enum { SPIN = 1 << 16 };
 
 struct ThreadPool {
     int threads;
     pthread_t *tid;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t gen;        /* incremented per job */
-    int pending;         /* workers still running the current job */
-    int quit;
+    atomic_uint_fast64_t gen; /* incremented per job */
+    atomic_int pending;       /* workers still running the current job */
+    int sleepers;             /* workers waiting on wake (under mu) */
+    int waiting;              /* the caller waits on done (under mu) */
+    int spin;                 /* polls before sleeping: 0 with more threads than cores */
+    atomic_int quit;
     int64_t n;
     void (*fn)(void *, int64_t, int64_t);
     void *ctx;
@@ -25,8 +37,13 @@ struct ThreadPool {
 typedef struct { ThreadPool *p; int index; } WorkerArg;
 
 static _Thread_local int worker_index;
-
 int rt_worker_index(void) { return worker_index; }
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void run_chunk(ThreadPool *p, int t) {
     int64_t b = p->n * t / p->threads, e = p->n * (t + 1) / p->threads;
@@ -39,28 +56,34 @@ static void *worker(void *arg) {
     ThreadPool *p = a.p;
     worker_index = a.index;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->spin && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; i++) cpu_relax();
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) pthread_cond_wait(&p->wake, &p->mu);
+            p->sleepers--;
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
         run_chunk(p, a.index);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            if (p->waiting) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
 ThreadPool *rt_pool_new(int threads) {
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int)n : 1;
-    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads <= 0) threads = cores > 0 ? (int)cores : 1;
     ThreadPool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->threads = threads;
+    p->spin = cores <= 0 || threads <= cores ? SPIN : 0;
     p->tid = calloc((size_t)threads, sizeof *p->tid);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -81,7 +104,7 @@ ThreadPool *rt_pool_new(int threads) {
 void rt_pool_free(ThreadPool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->threads; i++) pthread_join(p->tid[i], NULL);
@@ -105,14 +128,19 @@ void rt_parallel_for(ThreadPool *p, int64_t n, void (*fn)(void *ctx, int64_t beg
     p->n = n;
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->threads - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunk(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->spin && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) cpu_relax();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->waiting = 1;
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        p->waiting = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 static void *scratch;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codegen/backend.h"
 #include "codegen/cpu/cpu.h"
@@ -577,11 +578,41 @@ static void test_concat_slice(void **state) {
     unary(IR_OP_SLICE, ty4(1, 3, 15, 6, 7), ty4(1, 3, 3, 6, 7), at, 0);
 }
 
+/* The pool: every index of every job run exactly once, back to back (the
+ * workers spinning between jobs) and after pauses longer than the spin
+ * (the workers asleep), for 2, 3 and 4 threads. */
+typedef struct { int *hits; int64_t job; } PoolJob;
+
+static void pool_job(void *ctx, int64_t b, int64_t e) {
+    PoolJob *j = ctx;
+    for (int64_t i = b; i < e; i++) j->hits[i] += (int)j->job;
+}
+
+static void test_pool_jobs(void **state) {
+    (void)state;
+    for (int t = 2; t <= 4; t++) {
+        ThreadPool *pool = rt_pool_new(t);
+        int hits[64];
+        for (int64_t job = 1; job <= 3000; job++) {
+            int64_t n = 1 + job % 61;
+            memset(hits, 0, sizeof hits);
+            PoolJob j = {hits, job};
+            rt_parallel_for(pool, n, pool_job, &j);
+            for (int64_t i = 0; i < 64; i++) assert_int_equal(hits[i], i < n ? (int)job : 0);
+            if (job % 1000 == 0) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        rt_pool_free(pool);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_dropout), cmocka_unit_test(test_pool),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_loss), cmocka_unit_test(test_concat_slice),
-        cmocka_unit_test(test_linear), cmocka_unit_test(test_conv), cmocka_unit_test(test_conv_deterministic),
+        cmocka_unit_test(test_linear), cmocka_unit_test(test_conv), cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_pool_jobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
