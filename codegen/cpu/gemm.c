@@ -1957,10 +1957,26 @@ static void wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
      * vector (a segment's last vector spills into slots written later) */
     wino_in(cg, T, v[WV_XP], V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1);
+    /* the next chunk's input rows (this thread's), prefetched a slice of
+     * channels per xi while the GEMMs run: a chunk reads a few rows of
+     * every channel plane, more runs than the hardware follows (GoogLeNet's
+     * step 2.4-2.9% faster, paired; ResNet-18's unchanged) */
+    Prefetch pf = {0};
+    {
+        LLVMValueRef tn = add(cg, t0, TC), n, ty, tx;
+        wino_tile(cg, tn, vTY, vTX, &n, &ty, &tx);
+        pf.base = LLVMBuildGEP2(cg->b, cg->f32, v[WV_XP], (LLVMValueRef[]){add(cg, mul(cg, mul(cg, n, C), HPWP), mul(cg, mulc(cg, ty, 2), WP))},
+                                1, "");
+        pf.stride = HPWP;
+        pf.rows = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, addc(cg, ch, 1), e), C, ci64(cg, 0), "");
+        pf.lines = addc(cg, sdiv(cg, mul(cg, addc(cg, mulc(cg, sdiv(cg, TC, vTX), 2), 4 + nn), WP), ci64(cg, 16)), 1);
+        pf.per = sdiv(cg, addc(cg, C, nx - 1), ci64(cg, nx));
+    }
     /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
      * NR tiles in L1 while U's panels stream through */
     {
         LLVMValueRef xi = for_begin(cg, &l1, ci64(cg, 0), ci64(cg, nx), 1);
+        prefetch_slice(cg, &pf, xi);
         Loop lic, lpc, lir;
         LLVMValueRef ic = for_begin(cg, &lic, ci64(cg, 0), KP, MC);
         LLVMValueRef pc = for_begin(cg, &lpc, ci64(cg, 0), C, KC);
