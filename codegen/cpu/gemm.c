@@ -2511,9 +2511,19 @@ static void taps_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     int64_t ns = (d->q + 2 * V - 1) / (2 * V), kfull = d->k / kb * kb;
     LLVMValueRef v[5 + TL_COUNT] = {w, x, y, bias ? bias : LLVMConstNull(cg->pf), scr};
     taps_limits(cg, d, ns, kfull, v + 5);
+    /* one body for the train and eval programs' copies of the conv: the
+     * key names every constant it holds */
+    char key[160];
+    snprintf(key, sizeof key, "taps_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%d", (long long)d->c,
+             (long long)d->h, (long long)d->w, (long long)d->k, (long long)d->r, (long long)d->s, (long long)d->sh,
+             (long long)d->sw, (long long)d->ph, (long long)d->pw, (long long)d->p, (long long)d->q, (long long)nb,
+             bias != NULL);
     Par P;
     LLVMValueRef b, e;
-    par_begin(cg, &P, v, 5 + TL_COUNT, ci64(cg, nb), &b, &e);
+    if (!par_begin_shared(cg, &P, key, v, 5 + TL_COUNT, ci64(cg, nb), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
     taps_optsize(cg, &P);
     LLVMValueRef xs = thread_scratch(cg, v[4], gemm_scratch_floats(cg)), *lim = v + 5;
     LLVMValueRef bp = bias ? v[3] : NULL;
