@@ -548,27 +548,18 @@ static int pool_flat(const PoolDims *d, int vw) {
     return d->p * d->q <= 512 && d->q < 3 * vw && d->kh * d->kw <= 64;
 }
 
-static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const char *key, LLVMValueRef *v,
+static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const char *key, LLVMValueRef *v0,
                               int64_t planes) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
     int64_t pq = d->p * d->q, hw = d->h * d->w, ke = d->kh * d->kw, nch = (pq + vw - 1) / vw;
-    Par P;
-    LLVMValueRef b, e;
-    if (!par_begin_shared(cg, &P, key, v, 3, ci64(cg, planes), &b, &e)) {
-        par_end(cg, &P);
-        return;
-    }
     int64_t nt = nch * ke * vw;
     LLVMValueRef *tab = malloc(sizeof *tab * (size_t)nt);
-    /* contig[k]: window element k reads, in every chunk, the input at a
+    /* contig: every window element k reads, in every chunk, the input at a
      * fixed distance delta[k] from the output (stride-1 pools whose output
-     * is the input's size): a masked load instead of a gather */
-    int *contig = malloc(sizeof *contig * (size_t)ke);
-    int64_t *delta = malloc(sizeof *delta * (size_t)ke);
-    for (int64_t k = 0; k < ke; k++) {
-        contig[k] = d->q == d->w;
-        delta[k] = (k / d->kw - d->ph) * d->w + (k % d->kw - d->pw);
-    }
+     * is the input's size): masked loads instead of gathers */
+    int contig = d->q == d->w;
+    LLVMValueRef *delta = malloc(sizeof *delta * (size_t)ke);
+    for (int64_t k = 0; k < ke; k++) delta[k] = ci64(cg, (k / d->kw - d->ph) * d->w + (k % d->kw - d->pw));
     for (int64_t c = 0; c < nch; c++)
         for (int64_t i = 0; i < d->kh; i++)
             for (int64_t j = 0; j < d->kw; j++)
@@ -576,35 +567,68 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
                     int64_t o = c * vw + l, p = o / d->q, q = o % d->q;
                     int64_t ih = p * d->sh - d->ph + i, iw = q * d->sw - d->pw + j;
                     int64_t at = o < pq && ih >= 0 && ih < d->h && iw >= 0 && iw < d->w ? ih * d->w + iw : -1;
-                    if (at >= 0 && at != o + delta[i * d->kw + j]) contig[i * d->kw + j] = 0;
+                    if (at >= 0 && at != o + (i - d->ph) * d->w + (j - d->pw)) contig = 0;
                     tab[((c * ke) + i * d->kw + j) * vw + l] = LLVMConstInt(cg->i32, (unsigned long long)at, 1);
                 }
+    /* the tables are this shape's data; the body is shared by every pool of
+     * the module with the same op, window size and kind of load (its
+     * sizes come as values): GoogLeNet's dozen shapes compile four bodies */
     char gname[160];
     snprintf(gname, sizeof gname, "netc_tab_%s", key);
-    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i32, (unsigned)nt), gname);
-    LLVMSetInitializer(g, LLVMConstArray(cg->i32, tab, (unsigned)nt));
-    LLVMSetGlobalConstant(g, 1);
-    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMValueRef g = LLVMGetNamedGlobal(cg->mod, gname);
+    if (!g) {
+        g = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i32, (unsigned)nt), gname);
+        LLVMSetInitializer(g, LLVMConstArray(cg->i32, tab, (unsigned)nt));
+        LLVMSetGlobalConstant(g, 1);
+        LLVMSetLinkage(g, LLVMPrivateLinkage);
+    }
+    snprintf(gname, sizeof gname, "netc_delta_%s", key);
+    LLVMValueRef gd = LLVMGetNamedGlobal(cg->mod, gname);
+    if (!gd) {
+        gd = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i64, (unsigned)ke), gname);
+        LLVMSetInitializer(gd, LLVMConstArray(cg->i64, delta, (unsigned)ke));
+        LLVMSetGlobalConstant(gd, 1);
+        LLVMSetLinkage(gd, LLVMPrivateLinkage);
+    }
     free(tab);
+    free(delta);
+    LLVMValueRef v[8] = {v0[0], v0[1], v0[2], LLVMBuildBitCast(cg->b, g, LLVMPointerType(cg->i32, 0), ""),
+                         LLVMBuildBitCast(cg->b, gd, LLVMPointerType(cg->i64, 0), ""), ci64(cg, pq), ci64(cg, hw),
+                         ci64(cg, nch)};
+    char skey[64];
+    snprintf(skey, sizeof skey, "flatpool%d_%lld_%d", (int)n->op, (long long)ke, contig);
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, skey, v, 8, ci64(cg, planes), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    LLVMValueRef tab0 = v[3], dtab = v[4], PQ = v[5], HW = v[6], NCH = v[7];
     LLVMTypeRef vi = LLVMVectorType(cg->i32, (unsigned)vw), v64 = LLVMVectorType(cg->i64, (unsigned)vw);
-    LLVMValueRef tab0 = LLVMBuildBitCast(cg->b, g, LLVMPointerType(cg->i32, 0), "");
-    LLVMValueRef idxbuf = bwd ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)(nch * vw)), NULL),
+    /* argmaxes of a plane: at most 512 outputs (pool_flat), rounded up to vw */
+    LLVMValueRef idxbuf = bwd ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)(512 + vw)), NULL),
                                                  LLVMPointerType(cg->i64, 0), "")
                               : NULL;
+    LLVMValueRef dk[64];
+    if (contig)
+        for (int64_t k = 0; k < ke; k++) {
+            LLVMValueRef ki = ci64(cg, k);
+            dk[k] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, dtab, &ki, 1, ""), "");
+        }
     LLVMValueRef ninf = splat(cg, cf32(cg, -INFINITY)), zero = LLVMConstNull(vi);
     Loop ll, lc, lo;
     LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
     LLVMValueRef xsrc, yp, dx = NULL;
     if (!bwd) {
-        xsrc = gep(cg, v[0], mulc(cg, pl, hw));
-        yp = gep(cg, v[2], mulc(cg, pl, pq));
+        xsrc = gep(cg, v[0], mul(cg, pl, HW));
+        yp = gep(cg, v[2], mul(cg, pl, PQ));
     } else {
-        yp = gep(cg, v[0], mulc(cg, pl, pq));      /* dy */
-        xsrc = gep(cg, v[1], mulc(cg, pl, hw));    /* x */
-        dx = gep(cg, v[2], mulc(cg, pl, hw));
-        cg_memset0(cg, dx, ci64(cg, hw));
+        yp = gep(cg, v[0], mul(cg, pl, PQ));      /* dy */
+        xsrc = gep(cg, v[1], mul(cg, pl, HW));    /* x */
+        dx = gep(cg, v[2], mul(cg, pl, HW));
+        cg_memset0(cg, dx, HW);
     }
-    LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), ci64(cg, nch), 1);
+    LLVMValueRef c = for_begin(cg, &lc, ci64(cg, 0), NCH, 1);
     LLVMValueRef mx = ninf, best = ivec(cg, -1, 0);
     for (int64_t k = 0; k < ke; k++) {
         LLVMValueRef ti = add(cg, mulc(cg, c, ke * vw), ci64(cg, k * vw));
@@ -614,10 +638,10 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         LLVMSetAlignment(off, 4);
         LLVMValueRef valid = LLVMBuildICmp(cg->b, LLVMIntSGE, off, zero, "");
         LLVMValueRef x;
-        if (contig[k]) {
+        if (contig) {
             /* lanes off the image are masked: not read (even before the
              * plane, so not an inbounds address) */
-            LLVMValueRef at = addc(cg, mulc(cg, c, vw), delta[k]);
+            LLVMValueRef at = add(cg, mulc(cg, c, vw), dk[k]);
             x = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), valid, ninf);
         } else {
             x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
@@ -644,7 +668,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         if_else(cg, &fs);
         {
             LLVMValueRef ov = LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, o0, cg->i32, "")), ivec(cg, 0, 1), "");
-            LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, ov, ivec(cg, pq, 0), "");
+            LLVMValueRef in = LLVMBuildICmp(cg->b, LLVMIntSLT, ov, vsplat_i32(cg, LLVMBuildTrunc(cg->b, PQ, cg->i32, "")), "");
             LLVMTypeRef ovl[2] = {vf, pvf};
             LLVMValueRef sa[4] = {mx, dst, LLVMConstInt(cg->i32, 4, 0), in};
             cg_call(cg, cg_intrinsic(cg, "llvm.masked.store", ovl, 2), sa, 4);
@@ -658,7 +682,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     for_end(cg, &lc);
     if (bwd) {
         /* dx[argmax] += dy, in output order */
-        LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), ci64(cg, pq), 1);
+        LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), PQ, 1);
         LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &o, 1, ""), "");
         If f;
         if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
@@ -668,8 +692,6 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     }
     for_end(cg, &ll);
     par_end(cg, &P);
-    free(contig);
-    free(delta);
 }
 
 static void emit_pool(Cg *cg, const IrNode *n) {
