@@ -2389,10 +2389,11 @@ static void small_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, L
  * image: the image's padded input split into its sw column phases,
  * xs[c][phase][row][j] = x_pad[c][row][phase + sw*j], so that tap (r, s) of
  * 2V consecutive outputs of a row is two contiguous vectors of a phase
- * plane; the forward product keeps 6 channels x 2V outputs in registers and
- * does per tap two loads, six weight broadcasts and twelve FMAs; the weight
- * gradient keeps 3 channels x 4 taps of a kernel row in registers, per V
- * outputs three dy loads and four x loads for twelve FMAs, over blocks of
+ * plane; the forward product keeps 6 channels x 2V outputs in registers
+ * (5 or 4 when that divides K: no remainder body) and does per tap two
+ * loads, six weight broadcasts and twelve FMAs; the weight gradient keeps
+ * 3 (or 2) channels x 4 taps of a kernel row in registers, per V outputs
+ * three dy loads and four x loads for twelve FMAs, over blocks of
  * TAPS_PB rows, its V lanes summed at the end.  The weight gradient splits
  * the batch into TAPS_CHUNKS fixed chunks summed in order: the same bits
  * for any thread count.  The bias is added after the taps' sum, as the
