@@ -41,6 +41,12 @@ typedef struct Cg {
 void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw);
 void cg_dispose(Cg *cg);
 LLVMValueRef cg_fn_new(Cg *cg, const char *name, LLVMTypeRef ty, int internal);
+/* Adds the function attribute attr ("noinline", "optsize", ...) to f. */
+void cg_fn_attr(Cg *cg, LLVMValueRef f, const char *attr);
+/* The module's constant array `name` of n elements e of type ty (made on
+ * first use: later calls with the same name share it), as a pointer to its
+ * first element. */
+LLVMValueRef cg_const_table(Cg *cg, const char *name, LLVMTypeRef ty, LLVMValueRef *e, int64_t n);
 LLVMValueRef cg_call(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, unsigned n);
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, unsigned novl);
 /* Floats at base[off[l]] (off: a vector of i32) for lanes where mask is

@@ -53,11 +53,26 @@ void cg_dispose(Cg *cg) {
     cg->b = NULL;
 }
 
+void cg_fn_attr(Cg *cg, LLVMValueRef f, const char *attr) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(attr, strlen(attr));
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+LLVMValueRef cg_const_table(Cg *cg, const char *name, LLVMTypeRef ty, LLVMValueRef *e, int64_t n) {
+    LLVMValueRef g = LLVMGetNamedGlobal(cg->mod, name);
+    if (!g) {
+        g = LLVMAddGlobal(cg->mod, LLVMArrayType(ty, (unsigned)n), name);
+        LLVMSetInitializer(g, LLVMConstArray(ty, e, (unsigned)n));
+        LLVMSetGlobalConstant(g, 1);
+        LLVMSetLinkage(g, LLVMPrivateLinkage);
+    }
+    return LLVMBuildBitCast(cg->b, g, LLVMPointerType(ty, 0), "");
+}
+
 LLVMValueRef cg_fn_new(Cg *cg, const char *name, LLVMTypeRef ty, int internal) {
     LLVMValueRef f = LLVMAddFunction(cg->mod, name, ty);
     if (internal) LLVMSetLinkage(f, LLVMInternalLinkage);
-    unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+    cg_fn_attr(cg, f, "nounwind");
     LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry");
     LLVMPositionBuilderAtEnd(cg->b, bb);
     cg->fn = f;

@@ -184,11 +184,7 @@ static LLVMValueRef micro_kernel_gen(Cg *cg, int kind) {
         unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
         LLVMAddAttributeAtIndex(f, i + 1, LLVMCreateEnumAttribute(cg->ctx, na, 0));
     }
-    {
-        /* one copy for the whole module, not one inlined into every driver */
-        unsigned ni = LLVMGetEnumAttributeKindForName("noinline", 8);
-        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, ni, 0));
-    }
+    cg_fn_attr(cg, f, "noinline");   /* one copy for the whole module, not one inlined into every driver */
     LLVMValueRef A = LLVMGetParam(f, 0), B = LLVMGetParam(f, 1), C = LLVMGetParam(f, 2);
     LLVMValueRef ldc = LLVMGetParam(f, 3), kc = LLVMGetParam(f, 4), accf = LLVMGetParam(f, 5);
     int nv = NR / cg->vw;
@@ -1888,8 +1884,7 @@ static void wino_in(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLV
         LLVMBasicBlockRef save_bb = LLVMGetInsertBlock(cg->b);
         LLVMTypeRef pt[11] = {cg->pf, cg->pf, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64, cg->i64};
         f = cg_fn_new(cg, name, LLVMFunctionType(cg->v, pt, 11, 0), 1);
-        unsigned ni = LLVMGetEnumAttributeKindForName("noinline", 8);
-        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, ni, 0));
+        cg_fn_attr(cg, f, "noinline");
         LLVMValueRef a[11];
         for (unsigned i = 0; i < 11; i++) a[i] = LLVMGetParam(f, i);
         wino_in_body(cg, T, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
@@ -2287,13 +2282,9 @@ static void small_gemms(Cg *cg, const ConvDims *d, const Gemm *g, LLVMValueRef A
     for (int64_t i = 0; i < 3 * np; i++) kv[i] = LLVMConstInt(cg->i32, (unsigned long long)tab[i], 0);
     char name[48];
     snprintf(name, sizeof name, "netc_pairs%d", cg->counter++);
-    LLVMValueRef glob = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->i32, (unsigned)(3 * np)), name);
-    LLVMSetInitializer(glob, LLVMConstArray(cg->i32, kv, (unsigned)(3 * np)));
-    LLVMSetGlobalConstant(glob, 1);
-    LLVMSetLinkage(glob, LLVMPrivateLinkage);
+    LLVMValueRef tp = cg_const_table(cg, name, cg->i32, kv, 3 * np);
     free(tab);
     free(kv);
-    LLVMValueRef tp = LLVMBuildBitCast(cg->b, glob, LLVMPointerType(cg->i32, 0), "");
     Loop l;
     LLVMValueRef pe = for_begin(cg, &l, ci64(cg, 0), ci64(cg, np), 1);
     LLVMValueRef f[3];
@@ -2459,13 +2450,6 @@ static void taps_limits(Cg *cg, const ConvDims *d, int64_t strips, int64_t kfull
     lim[TL_KFULL] = ci64(cg, kfull);
 }
 
-/* The bodies are compiled for size: unswitching their loops on the trip
- * counts multiplied them for no speed */
-static void taps_optsize(Cg *cg, const Par *P) {
-    unsigned kind = LLVMGetEnumAttributeKindForName("optsize", 7);
-    LLVMAddAttributeAtIndex(P->body, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
-}
-
 /* y[n, k0 .. k0+kb, p, q0 .. q0+2V] */
 static void taps_fwd_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValueRef w, LLVMValueRef y, LLVMValueRef bias,
                            LLVMValueRef n, LLVMValueRef p, LLVMValueRef k0, LLVMValueRef q0, const LLVMValueRef *lim, int kb) {
@@ -2525,7 +2509,9 @@ static void taps_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         par_end(cg, &P);
         return;
     }
-    taps_optsize(cg, &P);
+    /* for size: LLVM unswitched its loops on the trip counts, doubling the
+     * body for no speed (the weight gradient's likewise) */
+    cg_fn_attr(cg, P.body, "optsize");
     LLVMValueRef xs = thread_scratch(cg, v[4], gemm_scratch_floats(cg)), *lim = v + 5;
     LLVMValueRef bp = bias ? v[3] : NULL;
     Loop li, lp, lk, ls;
@@ -2618,7 +2604,7 @@ static void taps_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LL
         Par P;
         LLVMValueRef b, e;
         par_begin(cg, &P, v, 3 + TL_COUNT, ci64(cg, nch), &b, &e);
-        taps_optsize(cg, &P);
+        cg_fn_attr(cg, P.body, "optsize");
         LLVMValueRef xs = thread_scratch(cg, gep(cg, v[2], ci64(cg, taps_bwdw_extra(cg, d))), gemm_scratch_floats(cg));
         Loop lt, li, lb, lk, lc, lr;
         LLVMValueRef t = for_begin(cg, &lt, b, e, 1);

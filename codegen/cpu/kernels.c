@@ -548,21 +548,6 @@ static int pool_flat(const PoolDims *d, int vw) {
     return d->p * d->q <= 512 && d->q < 3 * vw && d->kh * d->kw <= 64;
 }
 
-/* The constant array prefix+key of n elements of type ty (made once per
- * module: shapes that repeat share it), as a pointer to its first. */
-static LLVMValueRef const_table(Cg *cg, const char *prefix, const char *key, LLVMTypeRef ty, LLVMValueRef *e, int64_t n) {
-    char name[160];
-    snprintf(name, sizeof name, "%s%s", prefix, key);
-    LLVMValueRef g = LLVMGetNamedGlobal(cg->mod, name);
-    if (!g) {
-        g = LLVMAddGlobal(cg->mod, LLVMArrayType(ty, (unsigned)n), name);
-        LLVMSetInitializer(g, LLVMConstArray(ty, e, (unsigned)n));
-        LLVMSetGlobalConstant(g, 1);
-        LLVMSetLinkage(g, LLVMPrivateLinkage);
-    }
-    return LLVMBuildBitCast(cg->b, g, LLVMPointerType(ty, 0), "");
-}
-
 static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const char *key, LLVMValueRef *v0,
                               int64_t planes) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
@@ -588,8 +573,11 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     /* the tables are this shape's data; the body is shared by every pool of
      * the module with the same op, window size and kind of load (its
      * sizes come as values): GoogLeNet's dozen shapes compile four bodies */
-    LLVMValueRef g = const_table(cg, "netc_tab_", key, cg->i32, tab, nt);
-    LLVMValueRef gd = const_table(cg, "netc_delta_", key, cg->i64, delta, ke);
+    char gname[160];
+    snprintf(gname, sizeof gname, "netc_tab_%s", key);
+    LLVMValueRef g = cg_const_table(cg, gname, cg->i32, tab, nt);
+    snprintf(gname, sizeof gname, "netc_delta_%s", key);
+    LLVMValueRef gd = cg_const_table(cg, gname, cg->i64, delta, ke);
     free(tab);
     free(delta);
     LLVMValueRef v[8] = {v0[0], v0[1], v0[2], g, gd, ci64(cg, pq), ci64(cg, hw), ci64(cg, nch)};
