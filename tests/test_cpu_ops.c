@@ -211,6 +211,7 @@ static const ConvCase conv_cases[] = {
     {3, 6, 9, 11, 46, 3, 3, 1, 1, 1, 1, 1},      /* the same, 46 channels: 8 x 8 transposes and a scalar rest */
     {3, 10, 7, 8, 40, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 transposed: 56 pixels, panels across images */
     {10, 6, 6, 6, 20, 1, 1, 1, 1, 0, 0, 1},      /* 1x1 weight gradient, small images: k blocks across images */
+    {2, 5, 20, 17, 37, 1, 1, 1, 1, 0, 0, 1},     /* 1x1 weight gradient, 340 pixels: k blocks of 176 + 164, dy transposed 8 x 8 and 4 gathered */
     /* Winograd F(2x2, 3x3) (3x3 stride 1, 8+ channels each side, outputs 4x4 or more) */
     {3, 9, 13, 11, 10, 3, 3, 1, 1, 1, 1, 1},     /* odd output sides: tiles half outside y */
     {2, 8, 10, 9, 12, 3, 3, 1, 1, 0, 0, 1},      /* unpadded (bwd data: padding 2), odd width */

@@ -49,7 +49,8 @@
  *   image, row offsets in a table; images under DYT_SMALL grid pixels are
  *   packed in full k blocks instead), copied with the stride otherwise
  *   (micro-kernel variant netc_ukr_rows), dy gathered into B once per
- *   block; then dW = (dW^T)^T.
+ *   block (copied by 8 x 8 transposes where the grid is the output: 1x1
+ *   convs); then dW = (dW^T)^T.
  *   transposed padded width (B_PADT, the padded-width forward conv when
  *   the channels round up to NR well): the grid's pixels are the rows and
  *   the channels the columns, a block's pixels packed into MR-pixel panels
@@ -492,6 +493,45 @@ static void pack_b_edge(Cg *cg, const GemmV *g, LLVMValueRef dst, LLVMValueRef n
     for_end(cg, &lk);
 }
 
+static LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx);
+static void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx);
+static void transpose8(Cg *cg, LLVMValueRef *v);
+
+/* B_DYT's panel at channel n0 when the grid is the output (1x1 convs: no
+ * padded columns): within an image a k block's rows l are contiguous in
+ * every channel of dy, so the panel is a transposed copy, eight rows l by
+ * eight channels at a time (was a gather per row: 1x1 weight gradients
+ * spent a sixth of their time there); each image's last rows, fewer than
+ * eight, are gathered. */
+static void dyt_pack_contig(Cg *cg, const GemmV *g, LLVMValueRef dst, LLVMValueRef n0, LLVMValueRef jend,
+                            LLVMValueRef joff, LLVMValueRef nmask, LLVMValueRef pc, LLVMValueRef kc) {
+    LLVMValueRef B = G(B), L = G(PQ), end = add(cg, pc, kc);
+    Loop li, lt, le;
+    LLVMValueRef im = for_begin(cg, &li, sdiv(cg, pc, L), addc(cg, sdiv(cg, addc(cg, end, -1), L), 1), 1);
+    LLVMValueRef ib = mul(cg, im, L);
+    LLVMValueRef lo = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, pc, ib), pc, ib, "");
+    LLVMValueRef hi = imin(cg, end, add(cg, ib, L));
+    LLVMValueRef src = gep(cg, B, add(cg, mul(cg, im, G(AIMG)), sub(cg, lo, ib)));   /* dy at l = lo, channel 0 */
+    LLVMValueRef k0 = sub(cg, lo, pc), n8 = LLVMBuildAShr(cg->b, sub(cg, hi, lo), ci64(cg, 3), "");
+    LLVMValueRef t = for_begin(cg, &lt, ci64(cg, 0), n8, 1);
+    for (int h = 0; h < NR / 8; h++) {
+        LLVMValueRef v[8];
+        for (int i = 0; i < 8; i++) {
+            LLVMValueRef ch = addc(cg, n0, h * 8 + i), ok = icmp(cg, LLVMIntSLT, ch, jend);
+            LLVMValueRef row = gep(cg, src, mul(cg, LLVMBuildSelect(cg->b, ok, ch, n0, ""), G(BSN)));
+            v[i] = LLVMBuildSelect(cg->b, ok, v8ld(cg, row, mulc(cg, t, 8)), LLVMConstNull(LLVMVectorType(cg->f32, 8)), "");
+        }
+        transpose8(cg, v);
+        LLVMValueRef kt = add(cg, k0, mulc(cg, t, 8));
+        for (int i = 0; i < 8; i++) v8st(cg, v[i], dst, addc(cg, mulc(cg, addc(cg, kt, i), NR), h * 8));
+    }
+    for_end(cg, &lt);
+    LLVMValueRef e = for_begin(cg, &le, add(cg, lo, mulc(cg, n8, 8)), hi, 1);
+    vnr_st(cg, gather(cg, gep(cg, src, sub(cg, e, lo)), joff, nmask), dst, mulc(cg, sub(cg, e, pc), NR), 32);
+    for_end(cg, &le);
+    for_end(cg, &li);
+}
+
 /* bpack[jr*kc + kk*NR + jj] = B(pc+kk, jc+jr+jj), zero for columns >= jend. */
 static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLVMValueRef nc,
                    LLVMValueRef jend, LLVMValueRef pc, LLVMValueRef kc) {
@@ -542,6 +582,13 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
         LLVMValueRef joff = LLVMBuildMul(cg->b, nv, vs32(cg, G(BSN)), "");
         joff = LLVMBuildSelect(cg->b, nmask, joff, vsplat_i32(cg, 0), "");
+        If fc;
+        int fastc = NR % 8 == 0;
+        if (fastc) {
+            if_begin(cg, &fc, icmp(cg, LLVMIntEQ, G(Q), G(SW)));
+            dyt_pack_contig(cg, g, dst, n0, jend, joff, nmask, pc, kc);
+            if_else(cg, &fc);
+        }
         set(cg, vc, c0);
         set(cg, vr, r0);
         set(cg, vsx, s0);
@@ -555,6 +602,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         vnr_st(cg, gather(cg, base, joff, mask), dst, mulc(cg, kk, NR), 32);
         bump3(cg, vc, vr, vsx, rows, G(Q));   /* q'++, carrying into p and the image */
         for_end(cg, &lk);
+        if (fastc) if_end(cg, &fc);
     } else if (g->bk == B_COL) {
         If f;
         if_begin(cg, &f, full);
