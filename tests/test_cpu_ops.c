@@ -485,6 +485,9 @@ static void test_pool(void **state) {
          * rows whose last vector ends at the row's (and the tensor's) end */
         {2, 3, 17, 48, 3, 3, 2, 2, 1, 1}, {1, 2, 9, 53, 3, 3, 3, 3, 0, 0}, {1, 3, 8, 70, 2, 4, 2, 4, 0, 1},
         {2, 2, 6, 34, 2, 2, 2, 2, 0, 0}, {1, 2, 5, 33, 3, 3, 2, 2, 0, 0},
+        /* border rows vectorised with their window rows known (two above and
+         * two below), and past four border rows all slow */
+        {1, 2, 9, 40, 5, 5, 1, 1, 2, 2}, {1, 2, 12, 40, 7, 7, 1, 1, 3, 3}, {2, 3, 10, 26, 3, 3, 2, 2, 1, 1},
         /* small planes, stride 1, output the input's size (GoogLeNet's
          * branch pools): masked loads at a fixed distance, not gathers */
         {2, 5, 6, 6, 3, 3, 1, 1, 1, 1}, {1, 3, 12, 12, 3, 3, 1, 1, 1, 1}, {3, 4, 3, 3, 3, 3, 1, 1, 1, 1},

@@ -476,29 +476,44 @@ static int64_t pool_vec_end(const PoolDims *d, int64_t qlo, int64_t qhi, int vw)
     return qlo + nvec * vw;
 }
 
-/* Max pool windows q..q+vw-1 of output row p, all inside the image: the
- * same comparisons, in the same order, as pool_window_fast, lane-wise.
- * Forward stores the maxima at yp; backward stores the argmaxes (indices in
- * the plane) at idxbuf[q..]. */
+/* Max pool windows q..q+vw-1 of output row p, inside the image along the
+ * row: the same comparisons, in the same order, as pool_window_fast,
+ * lane-wise, over the window rows i in the bitset rows (all of them inside
+ * the image; the first valid element starts the maximum, as in
+ * window_argmax).  masked: the wide load of a strided row reads only the
+ * lanes it keeps (the last block of a row, whose full load would pass the
+ * row's end).  Forward stores the maxima at yp; backward stores the
+ * argmaxes (indices in the plane) at idxbuf[q..]. */
 static void pool_max_vec(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xsrc, LLVMValueRef yp,
-                         LLVMValueRef p, LLVMValueRef q, LLVMValueRef idxbuf) {
+                         LLVMValueRef p, LLVMValueRef q, LLVMValueRef idxbuf, uint64_t rows, int masked) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
     int64_t s = d->sw;
     LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw));
     LLVMValueRef lanes = ivec(cg, 0, s);   /* lane l's window starts l*s after lane 0's */
     LLVMValueRef idx0 = add(cg, mulc(cg, addc(cg, mulc(cg, p, d->sh), -d->ph), d->w), addc(cg, mulc(cg, q, s), -d->pw));
     LLVMValueRef ibase = bwd ? LLVMBuildAdd(cg->b, vsplat_i32(cg, LLVMBuildTrunc(cg->b, idx0, cg->i32, "")), lanes, "") : NULL;
-    LLVMValueRef mx = NULL, best = NULL;
-    for (int64_t i = 0; i < d->kh; i++)
+    LLVMValueRef mx = NULL, best = NULL, keep = NULL;
+    if (s > 1 && masked) {
+        LLVMValueRef m[64];
+        for (int64_t l = 0; l < s * vw; l++) m[l] = LLVMConstInt(cg->i1, l <= s * (vw - 1), 0);
+        keep = LLVMConstVector(m, (unsigned)(s * vw));
+    }
+    for (int64_t i = 0; i < d->kh; i++) {
+        if (!(rows >> i & 1)) continue;
         for (int64_t j = 0; j < d->kw; j++) {
             LLVMValueRef at = addc(cg, idx0, i * d->w + j);
             LLVMValueRef x;
             if (s == 1) {
                 x = vld(cg, xsrc, at);
             } else {
-                LLVMValueRef pw = LLVMBuildBitCast(cg->b, gep(cg, xsrc, at), LLVMPointerType(wide, 0), "");
-                LLVMValueRef l = LLVMBuildLoad2(cg->b, wide, pw, "");
-                LLVMSetAlignment(l, 4);
+                LLVMValueRef l;
+                if (keep) {
+                    l = cg_masked_load(cg, gep(cg, xsrc, at), keep, LLVMGetUndef(wide));
+                } else {
+                    LLVMValueRef pw = LLVMBuildBitCast(cg->b, gep(cg, xsrc, at), LLVMPointerType(wide, 0), "");
+                    l = LLVMBuildLoad2(cg->b, wide, pw, "");
+                    LLVMSetAlignment(l, 4);
+                }
                 x = LLVMBuildShuffleVector(cg->b, l, LLVMGetUndef(wide), lanes, "");
             }
             LLVMValueRef xi = NULL;
@@ -512,6 +527,7 @@ static void pool_max_vec(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRe
             mx = sel(cg, take, x, mx);
             if (bwd) best = sel(cg, take, xi, best);
         }
+    }
     if (!bwd) {
         vst(cg, mx, yp, add(cg, mulc(cg, p, d->q), q));
         return;
@@ -680,6 +696,53 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     par_end(cg, &P);
 }
 
+/* Output row p of one plane: border windows with bounds checks, the
+ * windows inside the image along the row vw at a time (max pools; rows:
+ * the window rows inside the image, 0 for none known, border: p is a
+ * border row) with the row's last block overlapping its predecessor, the
+ * rest one by one; max pool bwd then adds dy at the row's argmaxes. */
+static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef xsrc,
+                     LLVMValueRef p, int64_t qlo, int64_t qhi, uint64_t rows, int border, LLVMValueRef best,
+                     LLVMValueRef mx, LLVMValueRef idxbuf) {
+    int vw = cg->vw, maxp = n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD;
+    Loop lq;
+    LLVMValueRef q;
+    int vec = maxp && rows && qhi - qlo >= vw;
+    if (!vec && border) {
+        qlo = qhi = d->q;   /* every window slow */
+    }
+    q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, qlo), 1);
+    pool_window_slow(cg, n, d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d->q), q), best, mx, idxbuf);
+    for_end(cg, &lq);
+    LLVMValueRef src = n->op == IR_OP_MAXPOOL ? xp : xsrc;
+    if (vec) {
+        /* vw windows side by side: one wide load per window element */
+        int64_t qv = pool_vec_end(d, qlo, qhi, vw);
+        if (qv > qlo) {
+            q = for_begin(cg, &lq, ci64(cg, qlo), ci64(cg, qv), vw);
+            pool_max_vec(cg, n, d, src, yp, p, q, idxbuf, rows, 0);
+            for_end(cg, &lq);
+        }
+        if (qv < qhi) pool_max_vec(cg, n, d, src, yp, p, ci64(cg, qhi - vw), idxbuf, rows, 1);
+    } else {
+        q = for_begin(cg, &lq, ci64(cg, qlo), ci64(cg, qhi), 1);
+        pool_window_fast(cg, n, d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d->q), q), idxbuf);
+        for_end(cg, &lq);
+    }
+    q = for_begin(cg, &lq, ci64(cg, qhi), ci64(cg, d->q), 1);
+    pool_window_slow(cg, n, d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d->q), q), best, mx, idxbuf);
+    for_end(cg, &lq);
+    if (n->op == IR_OP_MAXPOOL_BWD) {
+        q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d->q), 1);
+        LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""), "");
+        If f;
+        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+        st(cg, f_add(cg, ld(cg, xp, bi), ld(cg, yp, add(cg, mulc(cg, p, d->q), q))), xp, bi);
+        if_end(cg, &f);
+        for_end(cg, &lq);
+    }
+}
+
 static void emit_pool(Cg *cg, const IrNode *n) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
@@ -711,7 +774,7 @@ static void emit_pool(Cg *cg, const IrNode *n) {
      * scattered stores away from the loads of x) */
     LLVMValueRef idxbuf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)d.q), NULL),
                                            LLVMPointerType(cg->i64, 0), "");
-    Loop ll, lp, lq;
+    Loop ll, lp;
     LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
     LLVMValueRef xp, yp, xsrc;
     if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) {
@@ -723,39 +786,30 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         cg_memset0(cg, xp, ci64(cg, hw));
     }
     xsrc = n->op == IR_OP_MAXPOOL_BWD ? gep(cg, v[1], mulc(cg, pl, hw)) : xp;
-    LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), ci64(cg, d.p), 1);
-    LLVMValueRef rowin = and1(cg, icmp(cg, LLVMIntSGE, p, ci64(cg, plo)), icmp(cg, LLVMIntSLT, p, ci64(cg, phi)));
-    /* q ranges: [0, qlo) slow, [qlo, qhi) fast on inner rows, [qhi, Q) slow */
-    LLVMValueRef fq0 = LLVMBuildSelect(cg->b, rowin, ci64(cg, qlo), ci64(cg, d.q), "");
-    LLVMValueRef fq1 = LLVMBuildSelect(cg->b, rowin, ci64(cg, qhi), ci64(cg, d.q), "");
-    LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), fq0, 1);
-    pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
-    for_end(cg, &lq);
-    int64_t qv = pool_vec_end(&d, qlo, qhi, cg->vw);
-    if ((n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) && qv > qlo) {
-        /* vw windows side by side: one wide load per window element */
-        LLVMValueRef fv = LLVMBuildSelect(cg->b, rowin, ci64(cg, qv), ci64(cg, d.q), "");
-        q = for_begin(cg, &lq, fq0, fv, cg->vw);
-        pool_max_vec(cg, n, &d, n->op == IR_OP_MAXPOOL ? xp : xsrc, yp, p, q, idxbuf);
-        for_end(cg, &lq);
-        fq0 = fv;
+    /* rows in order: the inner ones [plo, phi) in a loop, the border ones
+     * one by one, their windows' rows inside the image known here (all
+     * windows slow past 4 border rows) */
+    int64_t nborder = plo + (d.p - phi);
+    uint64_t all = d.kh >= 64 ? ~0ull : (1ull << d.kh) - 1;
+    for (int64_t pb = 0; pb < d.p; pb++) {
+        int border = pb < plo || pb >= phi;
+        if (!border && pb != plo) continue;   /* the inner loop, emitted at plo */
+        LLVMValueRef p;
+        uint64_t rows = all;
+        if (!border) {
+            p = for_begin(cg, &lp, ci64(cg, plo), ci64(cg, phi), 1);
+        } else {
+            p = ci64(cg, pb);
+            rows = 0;
+            for (int64_t i = 0; i < d.kh && i < 64; i++) {
+                int64_t ih = pb * d.sh - d.ph + i;
+                if (ih >= 0 && ih < d.h) rows |= 1ull << i;
+            }
+            if (nborder > 4) rows = 0;
+        }
+        pool_row(cg, n, &d, xp, yp, xsrc, p, qlo, qhi, rows, border, best, mx, idxbuf);
+        if (!border) for_end(cg, &lp);
     }
-    q = for_begin(cg, &lq, fq0, fq1, 1);
-    pool_window_fast(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), idxbuf);
-    for_end(cg, &lq);
-    q = for_begin(cg, &lq, fq1, ci64(cg, d.q), 1);
-    pool_window_slow(cg, n, &d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d.q), q), best, mx, idxbuf);
-    for_end(cg, &lq);
-    if (n->op == IR_OP_MAXPOOL_BWD) {
-        q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d.q), 1);
-        LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""), "");
-        If f;
-        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
-        st(cg, f_add(cg, ld(cg, xp, bi), ld(cg, yp, add(cg, mulc(cg, p, d.q), q))), xp, bi);
-        if_end(cg, &f);
-        for_end(cg, &lq);
-    }
-    for_end(cg, &lp);
     for_end(cg, &ll);
     par_end(cg, &P);
 }
