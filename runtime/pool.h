@@ -1,11 +1,16 @@
 /* pool.h - a fixed thread pool for data-parallel kernels (LLVM-free: it is
  * part of libnetc_core and of every executable made by `netc compile`).
  *
- * rt_parallel_for(p, n, fn, ctx) splits [0, n) statically into
- * rt_pool_threads(p) chunks, chunk t = [t*n/T, (t+1)*n/T); empty chunks are
- * skipped.  The caller thread runs chunk 0 and returns when every chunk is
- * done.  With p == NULL it runs fn(ctx, 0, n) on the caller.  Calls must not
- * nest, and one pool serves one caller at a time. */
+ * rt_parallel_for(p, n, fn, ctx) runs fn on ranges that cover [0, n) once:
+ * with n < 2 T (T = rt_pool_threads(p)) statically, thread t's range [t*n/T,
+ * (t+1)*n/T) (empty ones skipped); otherwise each thread takes ranges of
+ * about n / 4T in turn from a shared counter, so a thread may run several,
+ * and which thread runs a range is not fixed.  fn must compute the same
+ * for a range whichever thread runs it (per-thread scratch is fine: a
+ * thread runs its ranges one after another).  The caller takes part and
+ * returns when every range is done.  With p == NULL it runs fn(ctx, 0, n)
+ * on the caller.  Calls must not nest, and one pool serves one caller at a
+ * time. */
 #ifndef NETC_RUNTIME_POOL_H
 #define NETC_RUNTIME_POOL_H
 
