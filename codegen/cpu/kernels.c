@@ -648,10 +648,16 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         } else {
             x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
         }
+        LLVMValueRef take = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), "");
+        if (!bwd) {
+            /* the maximum alone: lanes off the image load -inf, never taken,
+             * and a window's first valid element is always taken unless it
+             * is -inf, the maximum's start value: the same value */
+            mx = sel(cg, take, x, mx);
+            continue;
+        }
         LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, best, zero, "");
-        LLVMValueRef take = LLVMBuildOr(cg->b, first,
-                                        LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOGT, x, mx), fcmp(cg, LLVMRealUNO, x, x), ""), "");
-        take = LLVMBuildAnd(cg->b, take, valid, "");
+        take = LLVMBuildAnd(cg->b, LLVMBuildOr(cg->b, first, take, ""), valid, "");
         mx = sel(cg, take, x, mx);
         best = sel(cg, take, off, best);
     }
