@@ -28,7 +28,10 @@
 #   --rounds N       time each network N times, netc and PyTorch alternately,
 #                    and keep each side's best run (default 1): on a shared
 #                    machine whose speed drifts, the best of a few is the
-#                    steadier figure
+#                    steadier figure; the table also gives the median of the
+#                    rounds' own ratios (round i's netc run over round i's
+#                    PyTorch run, timed one after the other), which one
+#                    lucky run of either side cannot move
 #   --batch N        override the seed's batch size (both sides)
 #   --resize N       override the seed's image side (both sides)
 #   --quick          --batch 16 --steps 2 unless given otherwise
@@ -204,7 +207,7 @@ import json, os, sys
 
 path, models, target, threads = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 ran_torch, busy, noisy = sys.argv[5] == "1", int(sys.argv[6]), set(sys.argv[7].split(","))
-peak, isa, netc, torch, membw = None, "", {}, {}, None
+peak, isa, netc, torch, membw, runs = None, "", {}, {}, None, {}
 for line in open(path):
     line = line.strip()
     if not line:
@@ -215,11 +218,13 @@ for line in open(path):
     elif "mem_gb_per_sec" in j:
         membw = j["mem_gb_per_sec"]
     else:
-        # several rounds: each side's fastest run
-        side, key = (torch, j["model"]) if j.get("framework") == "pytorch" else \
-            (netc, os.path.splitext(os.path.basename(j["model"]))[0])
+        # several rounds: each side's fastest run, and every run in order
+        # for the rounds' own ratios
+        pt = j.get("framework") == "pytorch"
+        side, key = (torch, j["model"]) if pt else (netc, os.path.splitext(os.path.basename(j["model"]))[0])
         if key not in side or j["images_per_sec"] > side[key]["images_per_sec"]:
             side[key] = j
+        runs.setdefault((key, pt), []).append(j["images_per_sec"])
 
 
 def num(x, fmt):
@@ -232,19 +237,34 @@ print("netc (target %s) against PyTorch %s on %s thread(s); peak FMA %s GFLOP/s 
 if busy > 10:
     print("**warning**: the CPUs were %d%% busy with other processes before the run; "
           "these numbers are low and noisy\n" % busy)
-print("| network | batch | resize | netc img/s | PyTorch img/s | netc/PyTorch | netc GFLOP/s "
-      "| % of peak FMA | netc compile s | netc ms/step |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| network | batch | resize | netc img/s | PyTorch img/s | netc/PyTorch | round ratios, median "
+      "| netc GFLOP/s | % of peak FMA | netc compile s | netc ms/step |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+
+
+def round_median(m):
+    # round i's netc run against round i's PyTorch run, timed one after the
+    # other: drift of the machine's speed between rounds cancels
+    a, b = runs.get((m, False), []), runs.get((m, True), [])
+    r = sorted(x / y for x, y in zip(a, b) if y > 0)
+    if not r:
+        return None
+    h = len(r) // 2
+    return r[h] if len(r) % 2 else (r[h - 1] + r[h]) / 2
+
+
 for m in models:
     n, t = netc.get(m), torch.get(m)
     ref = n or t or {}
     ratio = n["images_per_sec"] / t["images_per_sec"] if n and t and t["images_per_sec"] > 0 else None
     share = 100 * n["gflop_per_sec"] / peak if n and peak else None
-    print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    rm = round_median(m)
+    print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         m, " (busy)" if m in noisy else "", ref.get("batch", "–"), ref.get("resize", "–"),
         num(n and n["images_per_sec"], ".1f") if n else "failed",
         num(t and t["images_per_sec"], ".1f") if t else ("failed" if ran_torch else "–"),
         num(ratio, ".2f") + ("x" if ratio is not None else ""),
+        num(rm, ".2f") + ("x" if rm is not None else ""),
         num(n and n["gflop_per_sec"], ".1f") if n else "–",
         num(share, ".0f") + ("%" if share is not None else ""),
         num(n and n["compile_sec"], ".2f") if n else "–",
