@@ -207,7 +207,7 @@ import json, os, sys
 
 path, models, target, threads = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 ran_torch, busy, noisy = sys.argv[5] == "1", int(sys.argv[6]), set(sys.argv[7].split(","))
-peak, isa, netc, torch, membw, runs = None, "", {}, {}, None, {}
+peak, isa, netc, torch, membw, pending, ratios = None, "", {}, {}, None, {}, {}
 for line in open(path):
     line = line.strip()
     if not line:
@@ -218,13 +218,17 @@ for line in open(path):
     elif "mem_gb_per_sec" in j:
         membw = j["mem_gb_per_sec"]
     else:
-        # several rounds: each side's fastest run, and every run in order
-        # for the rounds' own ratios
+        # several rounds: each side's fastest run; and a round's ratio, its
+        # netc run over the PyTorch run that follows it (a round where
+        # either failed has none)
         pt = j.get("framework") == "pytorch"
         side, key = (torch, j["model"]) if pt else (netc, os.path.splitext(os.path.basename(j["model"]))[0])
         if key not in side or j["images_per_sec"] > side[key]["images_per_sec"]:
             side[key] = j
-        runs.setdefault((key, pt), []).append(j["images_per_sec"])
+        if not pt:
+            pending[key] = j["images_per_sec"]
+        elif key in pending and j["images_per_sec"] > 0:
+            ratios.setdefault(key, []).append(pending.pop(key) / j["images_per_sec"])
 
 
 def num(x, fmt):
@@ -243,10 +247,9 @@ print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 
 
 def round_median(m):
-    # round i's netc run against round i's PyTorch run, timed one after the
-    # other: drift of the machine's speed between rounds cancels
-    a, b = runs.get((m, False), []), runs.get((m, True), [])
-    r = sorted(x / y for x, y in zip(a, b) if y > 0)
+    # each round's two runs are timed one after the other: drift of the
+    # machine's speed between rounds cancels
+    r = sorted(ratios.get(m, []))
     if not r:
         return None
     h = len(r) // 2

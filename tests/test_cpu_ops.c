@@ -488,6 +488,8 @@ static void test_pool(void **state) {
         /* border rows vectorised with their window rows known (two above and
          * two below), and past four border rows all slow */
         {1, 2, 9, 40, 5, 5, 1, 1, 2, 2}, {1, 2, 12, 40, 7, 7, 1, 1, 3, 3}, {2, 3, 10, 26, 3, 3, 2, 2, 1, 1},
+        /* stride 9: wide loads would pass 64 floats, so one window at a time */
+        {1, 2, 4, 270, 2, 9, 1, 9, 0, 0},
         /* small planes, stride 1, output the input's size (GoogLeNet's
          * branch pools): masked loads at a fixed distance, not gathers */
         {2, 5, 6, 6, 3, 3, 1, 1, 1, 1}, {1, 3, 12, 12, 3, 3, 1, 1, 1, 1}, {3, 4, 3, 3, 3, 3, 1, 1, 1, 1},

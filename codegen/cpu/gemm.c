@@ -582,13 +582,11 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         LLVMValueRef nmask = LLVMBuildICmp(cg->b, LLVMIntSLT, nv, vs32(cg, jend), "");
         LLVMValueRef joff = LLVMBuildMul(cg->b, nv, vs32(cg, G(BSN)), "");
         joff = LLVMBuildSelect(cg->b, nmask, joff, vsplat_i32(cg, 0), "");
+        /* NR is a multiple of 8 (two vectors of 4, 8 or 16 floats) */
         If fc;
-        int fastc = NR % 8 == 0;
-        if (fastc) {
-            if_begin(cg, &fc, icmp(cg, LLVMIntEQ, G(Q), G(SW)));
-            dyt_pack_contig(cg, g, dst, n0, jend, joff, nmask, pc, kc);
-            if_else(cg, &fc);
-        }
+        if_begin(cg, &fc, icmp(cg, LLVMIntEQ, G(Q), G(SW)));
+        dyt_pack_contig(cg, g, dst, n0, jend, joff, nmask, pc, kc);
+        if_else(cg, &fc);
         set(cg, vc, c0);
         set(cg, vr, r0);
         set(cg, vsx, s0);
@@ -602,7 +600,7 @@ static void pack_b(Cg *cg, const GemmV *g, LLVMValueRef bp, LLVMValueRef jc, LLV
         vnr_st(cg, gather(cg, base, joff, mask), dst, mulc(cg, kk, NR), 32);
         bump3(cg, vc, vr, vsx, rows, G(Q));   /* q'++, carrying into p and the image */
         for_end(cg, &lk);
-        if (fastc) if_end(cg, &fc);
+        if_end(cg, &fc);
     } else if (g->bk == B_COL) {
         If f;
         if_begin(cg, &f, full);

@@ -713,7 +713,8 @@ static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp
     int vw = cg->vw, maxp = n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD;
     Loop lq;
     LLVMValueRef q;
-    int vec = maxp && rows && qhi - qlo >= vw;
+    /* wide loads of at most 64 floats (strides up to 64 / vw) */
+    int vec = maxp && rows && qhi - qlo >= vw && d->sw * vw <= 64;
     if (!vec && border) {
         qlo = qhi = d->q;   /* every window slow */
     }
@@ -796,7 +797,7 @@ static void emit_pool(Cg *cg, const IrNode *n) {
      * one by one, their windows' rows inside the image known here (all
      * windows slow past 4 border rows) */
     int64_t nborder = plo + (d.p - phi);
-    uint64_t all = d.kh >= 64 ? ~0ull : (1ull << d.kh) - 1;
+    uint64_t all = d.kh < 64 ? (1ull << d.kh) - 1 : 0;   /* 0: no vector path */
     for (int64_t pb = 0; pb < d.p; pb++) {
         int border = pb < plo || pb >= phi;
         if (!border && pb != plo) continue;   /* the inner loop, emitted at plo */
