@@ -145,6 +145,18 @@ void ast_print(const Ast *n, FILE *f) {
         ast_print(n->c, f);
         fputc(')', f);
         return;
+    case AST_LIST:
+        fputs("(list", f);
+        print_list(n->list, f);
+        fputc(')', f);
+        return;
+    case AST_INDEX:
+        fputs("(index ", f);
+        ast_print(n->a, f);
+        fputc(' ', f);
+        ast_print(n->b, f);
+        fputc(')', f);
+        return;
     case AST_ASSIGN:
     case AST_PARAM:
     case AST_SETTING:
@@ -154,10 +166,19 @@ void ast_print(const Ast *n, FILE *f) {
         fputc(')', f);
         return;
     case AST_FOR:
-        fprintf(f, "(for %s ", n->name);
+        if (n->list2) {
+            fputs("(for (", f);
+            for (const Ast *v = n->list2; v; v = v->next)
+                fprintf(f, "%s%s", v->name, v->next ? " " : "");
+            fputs(") ", f);
+        } else {
+            fprintf(f, "(for %s ", n->name);
+        }
         ast_print(n->a, f);
-        fputc(' ', f);
-        ast_print(n->b, f);
+        if (n->b) {
+            fputc(' ', f);
+            ast_print(n->b, f);
+        }
         print_list(n->list, f);
         fputc(')', f);
         return;

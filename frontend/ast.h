@@ -31,9 +31,12 @@ typedef enum {
     AST_BINARY,   /* a op b; op is a token (see parser.y) or a char */
     AST_UNARY,    /* op a */
     AST_COND,     /* a ? b : c */
+    AST_LIST,     /* [list] or (list): a list literal, elements linked through next */
+    AST_INDEX,    /* a[b] */
     /* statements */
     AST_ASSIGN,   /* name = a */
-    AST_FOR,      /* for name in a .. b { list } */
+    AST_FOR,      /* for name in a .. b { list }; b NULL: for name in a (a list);
+                     list2 (AST_NAMEs): for (n1, n2, ...) in a, each element unpacked */
     AST_IF,       /* if a { list } else { list2 } (list2 may hold one AST_IF) */
     AST_RETURN,   /* return a */
     AST_SCOPE,    /* scope name { list } */
@@ -80,10 +83,14 @@ typedef struct FeParse {
     Diag *d;
     Ast *root;
     int lex_errors;          /* errors the scanner already reported */
+    int start;               /* token the scanner returns first (0: none) */
 } FeParse;
 
 /* Parses src into *out (arena-owned).  0, or -1 after a located error. */
 int fe_parse(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out);
+
+/* Parses src as one expression (a --param value): *out is the expression. */
+int fe_parse_expr(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out);
 
 /* Elaborates a parsed program into g (see fe_build). */
 int fe_elab(const Ast *prog, const FeOptions *o, IrGraph *g, Diag *d);

@@ -127,9 +127,13 @@ static int slot_int(Elab *E, const Builtin *b, Slot *s, int k, long long dflt, l
         *out = (int)dflt;
         return 0;
     }
-    if (s[k].v.k != V_INT)
-        return diag_error(E->d, s[k].loc, b->sig, "`%s` of `%s` must be an integer, got %s", b->params[k], b->name,
-                          elab_kind_str(s[k].v.k));
+    if (s[k].v.k != V_INT) {
+        VKind got = s[k].v.k;
+        const char *hint = got == V_FLOAT ? "`int(r)` truncates a real number" : got == V_LIST ? "pick an element: `xs[i]`"
+                         : b->sig;
+        return diag_error(E->d, s[k].loc, hint, "`%s` of `%s` must be an integer, got %s", b->params[k], b->name,
+                          elab_kind_str(got));
+    }
     if (s[k].v.i < lo)
         return diag_error(E->d, s[k].loc, NULL, "`%s` of `%s` must be %s, got %lld", b->params[k], b->name,
                           lo > 0 ? "positive" : "non-negative", s[k].v.i);
@@ -175,7 +179,7 @@ static int build_conv(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg 
     nd->attr.conv.sh = nd->attr.conv.sw = st;
     nd->attr.conv.ph = nd->attr.conv.pw = pad;
     nd->attr.conv.bias = bias;
-    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -197,7 +201,7 @@ static int build_linear(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
     E->g->nodes[n].attr.linear.out = oc;
     E->g->nodes[n].attr.linear.in = ic;
     E->g->nodes[n].attr.linear.bias = bias;
-    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -220,7 +224,7 @@ static int build_pool(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg 
     nd->attr.pool.kh = nd->attr.pool.kw = k;
     nd->attr.pool.sh = nd->attr.pool.sw = st;
     nd->attr.pool.ph = nd->attr.pool.pw = pad;
-    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -234,7 +238,7 @@ static int build_simple(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
         return -1;
     int x = (int)args[0].v.i;
     int n = ir_node_new(E->g, b->op, &x, 1, 1, name, call->loc);
-    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -257,7 +261,7 @@ static int build_bn(Elab *E, Frame *F, const Ast *call, const Builtin *b, Arg *a
     g->nodes[n].attr.bn.mode = (int)g->mode;
     g->nodes[n].attr.bn.momentum = 0.1f;
     g->nodes[n].attr.bn.eps = 1e-5f;
-    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -270,7 +274,7 @@ static int build_dropout(Elab *E, Frame *F, const Ast *call, const Builtin *b, A
     if (s[0].present) {
         p = s[0].v.k == V_FLOAT ? s[0].v.f : s[0].v.k == V_INT ? (double)s[0].v.i : -1;
         if (s[0].v.k != V_FLOAT && s[0].v.k != V_INT)
-            return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be a number, got %s", elab_kind_str(s[0].v.k));
+            return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be a real number, got %s", elab_kind_str(s[0].v.k));
         if (!(p >= 0 && p < 1))
             return diag_error(E->d, s[0].loc, NULL, "`p` of `dropout` must be in [0, 1), got %g", p);
     }
@@ -283,7 +287,7 @@ static int build_dropout(Elab *E, Frame *F, const Ast *call, const Builtin *b, A
     g->nodes[n].attr.dropout.p = (float)p;
     g->nodes[n].attr.dropout.mode = (int)g->mode;
     g->nodes[n].attr.dropout.index = E->ndropout++;
-    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -305,7 +309,7 @@ static int build_concat(Elab *E, Frame *F, const Ast *call, const Builtin *b, Ar
     if (!name)
         return -1;
     int n = ir_node_new(E->g, b->op, in, nargs, 1, name, call->loc);
-    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, n, 0), 0, NULL };
     return 0;
 }
 
@@ -316,6 +320,6 @@ int elab_build_add(Elab *E, Frame *F, const Ast *n, Val a, Val b, Val *out) {
         return -1;
     int in[2] = { (int)a.i, (int)b.i };
     int id = ir_node_new(E->g, IR_OP_ADD, in, 2, 1, name, n->loc);
-    *out = (Val){ V_TENSOR, ir_out(E->g, id, 0), 0 };
+    *out = (Val){ V_TENSOR, ir_out(E->g, id, 0), 0, NULL };
     return 0;
 }

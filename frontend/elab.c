@@ -1,7 +1,7 @@
 /* elab.c - elaboration: runs a parsed .net program and records the graph.
  *
  * Elaboration is an interpreter over the AST.  Values are integers, booleans,
- * floats and tensors (IR value ids).  `net { }` runs with `x` bound to the
+ * reals, lists and tensors (IR value ids); values.c computes with them.  `net { }` runs with `x` bound to the
  * INPUT value; every op call appends IR nodes (params first, in the order
  * weight, bias, running stats, right before their consumer), every block call
  * runs the block's body in a fresh frame and naming scope.  The loss
@@ -25,7 +25,7 @@ static int exec_list(Elab *E, Frame *F, const Ast *s);
 static int eval_call(Elab *E, Frame *F, const Ast *call, Val *out);
 
 const char *elab_kind_str(VKind k) {
-    static const char *s[] = { "nothing", "an integer", "a boolean", "a number", "a tensor" };
+    static const char *s[] = { "nothing", "an integer", "a boolean", "a real number", "a tensor", "a list" };
     return s[k];
 }
 
@@ -150,6 +150,8 @@ static const char *suggest(Elab *E, Frame *F, const char *name, int want_calls) 
     if (want_calls) {
         for (int i = 0; elab_builtin_name(i); i++)
             TRY(elab_builtin_name(i));
+        for (int i = 0; elab_function_name(i); i++)
+            TRY(elab_function_name(i));
         for (const Ast *b = E->blocks; b; b = b->next)
             if (b->kind == AST_BLOCK)
                 TRY(b->name);
@@ -164,69 +166,6 @@ static const char *suggest(Elab *E, Frame *F, const char *name, int want_calls) 
 }
 
 /* ---- expressions ------------------------------------------------------- */
-
-static int arith(Elab *E, const Ast *n, Val a, Val b, Val *out) {
-    long long r = 0, x = a.i, y = b.i;
-    int ovf = 0;
-    if (a.k == V_FLOAT || b.k == V_FLOAT) {
-        double u = a.k == V_FLOAT ? a.f : (double)a.i, w = b.k == V_FLOAT ? b.f : (double)b.i;
-        if (n->op == '%' || (n->op == '/' && w == 0))
-            return diag_error(E->d, n->loc, NULL, n->op == '%' ? "`%%` needs integers" : "division by zero");
-        double v = n->op == '+' ? u + w : n->op == '-' ? u - w : n->op == '*' ? u * w : u / w;
-        if (!isfinite(v))
-            return diag_error(E->d, n->loc, NULL, "arithmetic overflow");
-        *out = (Val){ V_FLOAT, 0, v };
-        return 0;
-    }
-    switch (n->op) {
-    case '+': ovf = __builtin_add_overflow(x, y, &r); break;
-    case '-': ovf = __builtin_sub_overflow(x, y, &r); break;
-    case '*': ovf = __builtin_mul_overflow(x, y, &r); break;
-    case '/':
-    case '%':
-        if (y == 0)
-            return diag_error(E->d, n->loc, NULL, n->op == '/' ? "division by zero" : "modulo by zero");
-        if (x == LLONG_MIN && y == -1) {
-            ovf = 1;
-            break;
-        }
-        /* floor division and modulo, as in Python (the seed's `//`) */
-        r = x / y;
-        if ((x % y != 0) && ((x < 0) != (y < 0)))
-            r--;
-        if (n->op == '%')
-            r = x - r * y;
-        break;
-    }
-    if (ovf)
-        return diag_error(E->d, n->loc, "values are 64-bit integers", "integer overflow in `%s`",
-                          ast_op_str(n->op));
-    *out = (Val){ V_INT, r, 0 };
-    return 0;
-}
-
-static int compare(Elab *E, const Ast *n, Val a, Val b, Val *out) {
-    int r;
-    if ((a.k == V_BOOL && b.k == V_BOOL) && (n->op == AST_OP_EQ || n->op == AST_OP_NE)) {
-        r = (a.i == b.i) == (n->op == AST_OP_EQ);
-    } else if ((a.k == V_INT || a.k == V_FLOAT) && (b.k == V_INT || b.k == V_FLOAT)) {
-        double u = a.k == V_FLOAT ? a.f : (double)a.i, w = b.k == V_FLOAT ? b.f : (double)b.i;
-        int both_int = a.k == V_INT && b.k == V_INT;
-        int lt = both_int ? a.i < b.i : u < w, eq = both_int ? a.i == b.i : u == w;
-        switch (n->op) {
-        case '<': r = lt; break;
-        case '>': r = !lt && !eq; break;
-        case AST_OP_LE: r = lt || eq; break;
-        case AST_OP_GE: r = !lt; break;
-        case AST_OP_EQ: r = eq; break;
-        default: r = !eq; break;
-        }
-    } else {
-        return diag_error(E->d, n->loc, NULL, "cannot compare %s with %s", elab_kind_str(a.k), elab_kind_str(b.k));
-    }
-    *out = (Val){ V_BOOL, r, 0 };
-    return 0;
-}
 
 static int eval_bool(Elab *E, Frame *F, const Ast *n, int *out) {
     Val v;
@@ -246,7 +185,7 @@ static int eval_binary(Elab *E, Frame *F, const Ast *n, Val *out) {
             return -1;
         if ((n->op == AST_OP_AND) == (a != 0) && eval_bool(E, F, n->b, &b))
             return -1;
-        *out = (Val){ V_BOOL, n->op == AST_OP_AND ? a && b : a || b, 0 };
+        *out = (Val){ V_BOOL, n->op == AST_OP_AND ? a && b : a || b, 0, NULL };
         return 0;
     }
     Val a, b;
@@ -255,14 +194,23 @@ static int eval_binary(Elab *E, Frame *F, const Ast *n, Val *out) {
     if (n->op == '+' && a.k == V_TENSOR && b.k == V_TENSOR)
         return elab_build_add(E, F, n, a, b, out);
     switch (n->op) {
-    case '+': case '-': case '*': case '/': case '%':
-        if ((a.k == V_INT || a.k == V_FLOAT) && (b.k == V_INT || b.k == V_FLOAT))
-            return arith(E, n, a, b, out);
-        return diag_error(E->d, n->loc, a.k == V_TENSOR || b.k == V_TENSOR ? "only `+` applies to two tensors" : NULL,
-                          "cannot apply `%s` to %s and %s", ast_op_str(n->op), elab_kind_str(a.k), elab_kind_str(b.k));
-    default:
-        return compare(E, n, a, b, out);
+    case '+': case '-': case '*': case '/': case '%': return elab_arith(E, n, a, b, out);
+    default: return elab_compare(E, n, a, b, out);
     }
+}
+
+/* [e1, e2, ...] or (e1, e2, ...) */
+static int eval_list(Elab *E, Frame *F, const Ast *n, Val *out) {
+    int len = ast_list_len(n->list), i = 0;
+    Val *items = fe_arena_alloc(&E->ar, sizeof *items * (size_t)(len + 1));
+    for (const Ast *e = n->list; e; e = e->next, i++) {
+        if (eval(E, F, e, &items[i]))
+            return -1;
+        if (items[i].k == V_TENSOR)
+            return diag_error(E->d, e->loc, "a list holds integers, booleans, reals or lists; `concat(a, b)` joins tensors",
+                              "a list element cannot be a tensor");
+    }
+    return elab_list_new(E, n->loc, items, len, out);
 }
 
 /* Evaluates expression n.  Ops and blocks run here (AST_CALL). */
@@ -278,16 +226,16 @@ static int eval(Elab *E, Frame *F, const Ast *n, Val *out) {
                           "elaboration evaluates more than %d expressions", FE_MAX_WORK);
     }
     switch (n->kind) {
-    case AST_INT: *out = (Val){ V_INT, n->ival, 0 }; break;
-    case AST_FLOAT: *out = (Val){ V_FLOAT, 0, n->fval }; break;
-    case AST_BOOL: *out = (Val){ V_BOOL, n->ival, 0 }; break;
+    case AST_INT: *out = (Val){ V_INT, n->ival, 0, NULL }; break;
+    case AST_FLOAT: *out = (Val){ V_FLOAT, 0, n->fval, NULL }; break;
+    case AST_BOOL: *out = (Val){ V_BOOL, n->ival, 0, NULL }; break;
     case AST_NAME: {
         Var *v = lookup(E, F, n->name);
         if (v) {
             *out = v->v;
-        } else if (elab_find_builtin(n->name) || find_block(E, n->name)) {
-            rc = diag_error(E->d, n->loc, NULL, "`%s` is an op or block: call it, as `x |> %s` or `%s(x)`", n->name,
-                            n->name, n->name);
+        } else if (elab_find_builtin(n->name) || find_block(E, n->name) || elab_is_function(n->name)) {
+            rc = diag_error(E->d, n->loc, NULL, "`%s` is %s: call it, as `x |> %s` or `%s(x)`", n->name,
+                            elab_is_function(n->name) ? "a function" : "an op or block", n->name, n->name);
         } else {
             rc = diag_error(E->d, n->loc, suggest(E, F, n->name, 0), "unknown name `%s`", n->name);
         }
@@ -297,7 +245,7 @@ static int eval(Elab *E, Frame *F, const Ast *n, Val *out) {
         if (n->op == '!') {
             int b;
             rc = eval_bool(E, F, n->a, &b);
-            *out = (Val){ V_BOOL, !b, 0 };
+            *out = (Val){ V_BOOL, !b, 0, NULL };
             break;
         }
         if ((rc = eval(E, F, n->a, out)))
@@ -318,6 +266,12 @@ static int eval(Elab *E, Frame *F, const Ast *n, Val *out) {
         break;
     }
     case AST_CALL: rc = eval_call(E, F, n, out); break;
+    case AST_LIST: rc = eval_list(E, F, n, out); break;
+    case AST_INDEX: {
+        Val a, i;
+        rc = eval(E, F, n->a, &a) || eval(E, F, n->b, &i) || elab_index(E, n, a, i, out) ? -1 : 0;
+        break;
+    }
     default: IR_ASSERT(!"not an expression");
     }
     E->depth--;
@@ -358,7 +312,7 @@ static int call_block(Elab *E, Frame *F, const Ast *call, const Ast *blk, Arg *a
         int slot = -1;
         if (args[i].v.k == V_TENSOR)
             return diag_error(E->d, args[i].loc, "a block takes one input tensor, passed first",
-                              "block parameters are integers or booleans, not tensors");
+                              "block parameters are integers, booleans, reals or lists, not tensors");
         if (!args[i].name) {
             if (pos >= np)
                 return diag_error(E->d, args[i].loc, NULL, "too many arguments to block `%s` (it takes %d)",
@@ -407,7 +361,8 @@ static int call_block(Elab *E, Frame *F, const Ast *call, const Ast *blk, Arg *a
 static int eval_call(Elab *E, Frame *F, const Ast *call, Val *out) {
     const Builtin *b = elab_find_builtin(call->name);
     const Ast *blk = b ? NULL : find_block(E, call->name);
-    if (!b && !blk)
+    int fn = elab_is_function(call->name);
+    if (!b && !blk && !fn)
         return diag_error(E->d, call->loc, suggest(E, F, call->name, 1), "unknown op or block `%s`", call->name);
     int nargs = ast_list_len(call->list), i = 0;
     Arg *args = fe_arena_alloc(&E->ar, sizeof *args * (size_t)(nargs + 1));
@@ -419,10 +374,46 @@ static int eval_call(Elab *E, Frame *F, const Ast *call, Val *out) {
         if (eval(E, F, a->a, &args[i].v))
             return -1;
     }
+    if (fn)
+        return elab_call_function(E, call, args, nargs, out);
     return b ? elab_run_builtin(E, F, call, b, args, nargs, out) : call_block(E, F, call, blk, args, nargs, out);
 }
 
 /* ---- statements -------------------------------------------------------- */
+
+/* for name in xs { } and for (n1, n2, ...) in xs { }: the body once per
+ * element, in order; with several names each element is a list of that
+ * many values. */
+static int exec_for_list(Elab *E, Frame *F, const Ast *s) {
+    Val xs;
+    if (eval(E, F, s->a, &xs))
+        return -1;
+    if (xs.k != V_LIST)
+        return diag_error(E->d, s->a->loc, xs.k == V_INT ? "a range of integers is written `lo..hi`" : NULL,
+                          "`for` runs over a list or a range, got %s", elab_kind_str(xs.k));
+    int nnames = ast_list_len(s->list2);
+    for (int i = 0; i < xs.l->n && !F->returned; i++) {
+        if (++E->steps > FE_MAX_STEPS)
+            return diag_error(E->d, s->loc, NULL, "more than %d loop iterations in all", FE_MAX_STEPS);
+        Val e = xs.l->item[i];
+        if (!nnames) {
+            assign(E, F, s->name, e);
+        } else {
+            if (e.k != V_LIST)
+                return diag_error(E->d, s->list2->loc, NULL, "element %d of the list is %s; the loop unpacks %d values",
+                                  i, elab_kind_str(e.k), nnames);
+            if (e.l->n != nnames)
+                return diag_error(E->d, s->list2->loc, NULL, "element %d of the list has %d value%s; the loop unpacks %d",
+                                  i, e.l->n, e.l->n == 1 ? "" : "s", nnames);
+            int k = 0;
+            for (const Ast *nm = s->list2; nm; nm = nm->next)
+                assign(E, F, nm->name, e.l->item[k++]);
+        }
+        if (exec_list(E, F, s->list))
+            return -1;
+    }
+    return 0;
+}
 
 static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
     Val v, hi;
@@ -446,6 +437,8 @@ static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
         return exec_list(E, F, s->list2);
     }
     case AST_FOR:
+        if (!s->b)
+            return exec_for_list(E, F, s);
         if (eval(E, F, s->a, &v) || eval(E, F, s->b, &hi))
             return -1;
         if (v.k != V_INT || hi.k != V_INT)
@@ -457,7 +450,7 @@ static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
         for (long long i = v.i; i < hi.i && !F->returned; i++) {
             if (++E->steps > FE_MAX_STEPS)
                 return diag_error(E->d, s->loc, NULL, "more than %d loop iterations in all", FE_MAX_STEPS);
-            assign(E, F, s->name, (Val){ V_INT, i, 0 });
+            assign(E, F, s->name, (Val){ V_INT, i, 0, NULL });
             if (exec_list(E, F, s->list))
                 return -1;
         }
@@ -490,6 +483,33 @@ static int exec_list(Elab *E, Frame *F, const Ast *s) {
 
 /* ---- the program ------------------------------------------------------- */
 
+/* Replaces *v, the default of network parameter p, by the value the command
+ * line gives (a value written as in the language, read and evaluated with
+ * the parameters defined so far); it must have the default's kind, except
+ * that a real takes an integer and a boolean takes 0 or 1.  Errors in the
+ * text are located in it. */
+static int define_value(Elab *E, const Ast *p, const FeDefine *def, Val *v) {
+    const char *text = def->value ? def->value : "";
+    Diag *saved = E->d, dd;
+    diag_init(&dd, fe_arena_printf(&E->ar, "--param %s", def->name), text, strlen(text), saved->out);
+    Ast *e;
+    Val x;
+    Frame top = { 0 };
+    E->d = &dd;
+    int rc = fe_parse_expr(text, strlen(text), &E->ar, &dd, &e) || eval(E, &top, e, &x) ? -1 : 0;
+    E->d = saved;
+    saved->nerrors += dd.nerrors;
+    if (rc)
+        return -1;
+    if (x.k == V_INT && (v->k == V_FLOAT || (v->k == V_BOOL && (x.i == 0 || x.i == 1))))
+        x = v->k == V_FLOAT ? (Val){ V_FLOAT, 0, (double)x.i, NULL } : (Val){ V_BOOL, x.i, 0, NULL };
+    if (x.k != v->k)
+        return diag_error(E->d, p->loc, NULL, "`%s` is %s; the command line gives %s (`%s`)", p->name,
+                          elab_kind_str(v->k), elab_kind_str(x.k), text);
+    *v = x;
+    return 0;
+}
+
 static int define_params(Elab *E, const Ast *prog) {
     const FeOptions *o = E->o;
     Frame top = { 0 };
@@ -505,13 +525,8 @@ static int define_params(Elab *E, const Ast *prog) {
         if (v.k == V_TENSOR)
             return diag_error(E->d, it->a->loc, NULL, "a network parameter cannot be a tensor");
         for (int i = 0; o && i < o->ndefines; i++)
-            if (o->defines[i].name && !strcmp(o->defines[i].name, it->name)) {
-                long long x = o->defines[i].value;
-                if (v.k == V_BOOL && x != 0 && x != 1)
-                    return diag_error(E->d, it->loc, NULL, "`%s` is a boolean; the command line gives %lld",
-                                      it->name, x);
-                v = v.k == V_BOOL ? (Val){ V_BOOL, x, 0 } : v.k == V_FLOAT ? (Val){ V_FLOAT, 0, (double)x } : (Val){ V_INT, x, 0 };
-            }
+            if (o->defines[i].name && !strcmp(o->defines[i].name, it->name) && define_value(E, it, &o->defines[i], &v))
+                return -1;
         Var *p = fe_arena_alloc(&E->ar, sizeof *p);
         *p = (Var){ it->name, v, E->globals };
         E->globals = p;
@@ -579,8 +594,9 @@ static int check_blocks(Elab *E, const Ast *prog) {
     for (const Ast *b = prog->list; b; b = b->next) {
         if (b->kind != AST_BLOCK)
             continue;
-        if (elab_find_builtin(b->name))
-            return diag_error(E->d, b->loc, "choose another name", "block `%s` has the name of a built-in op", b->name);
+        if (elab_find_builtin(b->name) || elab_is_function(b->name))
+            return diag_error(E->d, b->loc, "choose another name", "block `%s` has the name of a built-in %s", b->name,
+                              elab_is_function(b->name) ? "function" : "op");
         if (find_block(E, b->name) != b)
             return diag_error(E->d, b->loc, NULL, "block `%s` is defined twice", b->name);
         for (const Ast *p = b->list; p; p = p->next) {
@@ -619,7 +635,7 @@ int fe_elab(const Ast *prog, const FeOptions *o, IrGraph *g, Diag *d) {
     g->nodes[in].attr.input.h = g->nodes[in].attr.input.w = g->train.resize;
     g->input = ir_out(g, in, 0);
     Frame top = { .names = names_new(&E, NULL, "") };
-    assign(&E, &top, "x", (Val){ V_TENSOR, g->input, 0 });
+    assign(&E, &top, "x", (Val){ V_TENSOR, g->input, 0, NULL });
     if (exec_list(&E, &top, net->list))
         goto out;
     Val res = top.returned ? top.ret : lookup(&E, &top, "x")->v;

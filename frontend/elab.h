@@ -1,13 +1,19 @@
-/* elab.h - what elaboration (elab.c: the interpreter) and the built-in ops
- * (builtins.c: conv, linear, pools, batchnorm, dropout, concat, add) share.
- * Internal to the front end. */
+/* elab.h - what elaboration (elab.c: the interpreter), the values
+ * (values.c: arithmetic, lists, len/int/channels/height/width) and the
+ * built-in ops (builtins.c: conv, linear, pools, batchnorm, dropout, concat,
+ * add) share.  Internal to the front end. */
 #ifndef NETC_ELAB_H
 #define NETC_ELAB_H
 
 #include "ast.h"
 
-typedef enum { V_NONE, V_INT, V_BOOL, V_FLOAT, V_TENSOR } VKind;
-typedef struct { VKind k; long long i; double f; } Val;   /* tensor: i = value id */
+typedef enum { V_NONE, V_INT, V_BOOL, V_FLOAT, V_TENSOR, V_LIST } VKind;
+typedef struct FeList FeList;
+/* int, bool: i; real (V_FLOAT): f; tensor: i = IR value id; list: l */
+typedef struct { VKind k; long long i; double f; const FeList *l; } Val;
+/* An immutable list: n items, depth 1 + the deepest nested list's. */
+struct FeList { int n, depth; Val *item; };
+enum { FE_MAX_LIST_DEPTH = 32 };
 
 typedef struct Var { const char *name; Val v; struct Var *next; } Var;
 
@@ -38,6 +44,7 @@ typedef struct {
     int depth, block_depth, ndropout;
     long steps;
     long work;                        /* expression evaluations, bounded by FE_MAX_WORK */
+    int shaped;                       /* nodes whose shapes are inferred (values.c) */
 } Elab;
 
 typedef struct { const char *name; Val v; IrLoc loc; } Arg;
@@ -49,6 +56,15 @@ const char *elab_kind_str(VKind k);
 /* The full name of a new layer of `kind` (or `label`) in scope ns. */
 const char *elab_layer_name(Elab *E, Names *ns, const char *kind, const char *label, IrLoc loc,
                             const char **local);
+
+/* values.c */
+int elab_list_new(Elab *E, IrLoc loc, const Val *items, int n, Val *out);
+int elab_index(Elab *E, const Ast *n, Val a, Val b, Val *out);
+int elab_arith(Elab *E, const Ast *n, Val a, Val b, Val *out);
+int elab_compare(Elab *E, const Ast *n, Val a, Val b, Val *out);
+int elab_is_function(const char *name);
+const char *elab_function_name(int i);      /* NULL past the last */
+int elab_call_function(Elab *E, const Ast *call, const Arg *args, int nargs, Val *out);
 
 /* builtins.c */
 const Builtin *elab_find_builtin(const char *name);

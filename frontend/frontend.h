@@ -7,8 +7,10 @@
 #include "../ir/ir.h"
 #include "../ir/diag.h"
 
-/* A value for a network parameter given on the command line (--param ratio=1). */
-typedef struct { const char *name; long long value; } FeDefine;
+/* A network parameter set on the command line (--param ratio=1): value is
+ * the text after `=`, a value written as in the language (1, 0.5, true,
+ * [6, 12, 24, 16]), read by the front end against the parameter's default. */
+typedef struct { const char *name; const char *value; } FeDefine;
 
 typedef struct {
     IrMode mode;               /* batch norm and dropout mode in the built graph */

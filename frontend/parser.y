@@ -2,7 +2,8 @@
  *
  * A pure (reentrant) LALR(1) parser with locations.  Semantic actions only
  * build the AST in the FeParse's arena; `a |> f(args)` is desugared here to
- * the call f(a, args) with `piped` set.  The first syntax error stops the
+ * the call f(a, args) with `piped` set; `(a, b)` and `[a, b]` are both the
+ * list literal AST_LIST (`(a)` stays a, `(a,)` is a one-element list).  The first syntax error stops the
  * parse (no recovery): the arena is freed by the caller, so nothing leaks. */
 %define api.pure full
 %locations
@@ -50,9 +51,10 @@ static Ast *binary(FeParse *p, YYLTYPE l, int op, Ast *a, Ast *b);
 %token BLOCK "block" NET "net" TRAIN "train" PARAM "param" FOR "for" IN "in"
 %token IF "if" ELSE "else" RETURN "return" SCOPE "scope" AS "as" TRUE "true" FALSE "false"
 %token PIPE "|>" DOTDOT ".." EQ "==" NE "!=" LE "<=" GE ">=" AND "&&" OR "||"
+%token START_EXPR "start of a value"   /* first token of fe_parse_expr's input */
 
 %type <n> item block net train param pdecl stmt if_stmt expr target call arg setting
-%type <l> items stmts settings params params_opt args args_opt
+%type <l> items stmts settings params params_opt args args_opt elems elems_opt names
 %type <s> opt_as
 
 %right '?' ':'
@@ -64,10 +66,12 @@ static Ast *binary(FeParse *p, YYLTYPE l, int op, Ast *a, Ast *b);
 %left '+' '-'
 %left '*' '/' '%'
 %precedence '!' UMINUS
+%precedence '['
 
 %%
 
 program: items                  { p->root = NEW(AST_PROGRAM, @$); p->root->list = $1.head; }
+       | START_EXPR expr        { p->root = $2; }
        ;
 items: %empty                   { $$ = (AstList){0}; }
      | items item               { $$ = $1; if ($2) ast_list_push(&$$, $2); }
@@ -113,6 +117,13 @@ stmt: IDENT '=' expr            { $$ = NEW(AST_ASSIGN, @1); $$->name = $1; $$->a
     | FOR IDENT IN expr DOTDOT expr '{' stmts '}'
                                 { $$ = NEW(AST_FOR, @1); $$->name = $2; $$->a = $4; $$->b = $6;
                                   $$->list = $8.head; }
+    | FOR IDENT IN expr '{' stmts '}'
+                                { $$ = NEW(AST_FOR, @1); $$->name = $2; $$->a = $4; $$->list = $6.head; }
+    | FOR '(' names ')' IN expr '{' stmts '}'
+                                { $$ = NEW(AST_FOR, @1); $$->list2 = $3.head; $$->a = $6; $$->list = $8.head; }
+    | FOR IDENT ',' names IN expr '{' stmts '}'
+                                { $$ = NEW(AST_FOR, @1); Ast *n = NEW(AST_NAME, @2); n->name = $2;
+                                  n->next = $4.head; $$->list2 = n; $$->a = $6; $$->list = $8.head; }
     | if_stmt
     | RETURN expr               { $$ = NEW(AST_RETURN, @1); $$->a = $2; }
     | SCOPE IDENT '{' stmts '}' { $$ = NEW(AST_SCOPE, @2); $$->name = $2; $$->list = $4.head; }
@@ -134,6 +145,10 @@ expr: INT                       { $$ = NEW(AST_INT, @1); $$->ival = $1; }
     | IDENT                     { $$ = NEW(AST_NAME, @1); $$->name = $1; }
     | call
     | '(' expr ')'              { $$ = $2; }
+    | '(' expr ',' elems_opt ')'
+                                { $$ = NEW(AST_LIST, @1); $2->next = $4.head; $$->list = $2; }
+    | '[' elems_opt ']'         { $$ = NEW(AST_LIST, @1); $$->list = $2.head; }
+    | expr '[' expr ']'         { $$ = NEW(AST_INDEX, @2); $$->a = $1; $$->b = $3; }
     | expr PIPE target          { $$ = $3; Ast *a = NEW(AST_ARG, @1); a->a = $1;
                                   a->next = $$->list; $$->list = a; $$->piped = 1; }
     | expr '?' expr ':' expr    { $$ = NEW(AST_COND, @2); $$->a = $1; $$->b = $3; $$->c = $5; }
@@ -153,6 +168,19 @@ expr: INT                       { $$ = NEW(AST_INT, @1); $$->ival = $1; }
     | '!' expr                  { $$ = NEW(AST_UNARY, @1); $$->op = '!'; $$->a = $2; }
     | '-' expr %prec UMINUS     { $$ = NEW(AST_UNARY, @1); $$->op = '-'; $$->a = $2; }
     ;
+
+/* The elements of a list literal, a trailing comma allowed. */
+elems_opt: %empty               { $$ = (AstList){0}; }
+         | elems
+         | elems ','
+         ;
+elems: expr                     { $$ = (AstList){0}; ast_list_push(&$$, $1); }
+     | elems ',' expr           { $$ = $1; ast_list_push(&$$, $3); }
+     ;
+/* The names a for loop binds from each element: for (n, c) in conv_arch. */
+names: IDENT                    { $$ = (AstList){0}; Ast *n = NEW(AST_NAME, @1); n->name = $1; ast_list_push(&$$, n); }
+     | names ',' IDENT          { $$ = $1; Ast *n = NEW(AST_NAME, @3); n->name = $3; ast_list_push(&$$, n); }
+     ;
 
 /* After |>, a bare name is a call with no arguments: x |> relu. */
 target: call
@@ -197,14 +225,14 @@ static void yyerror(YYLTYPE *l, yyscan_t scanner, FeParse *p, const char *msg) {
     }
     const char *hint = NULL;
     if (strstr(msg, "unexpected end of file"))
-        hint = "a closing `}` or `)` may be missing";
+        hint = "a closing `}`, `)` or `]` may be missing";
     else if (strstr(msg, "unexpected '='"))
         hint = "`=` assigns a name; compare with `==`";
     diag_error(p->d, LOC(*l), hint, "%s", msg);
 }
 
-int fe_parse(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out) {
-    FeParse p = { .arena = ar, .d = d };
+static int parse(const char *src, size_t len, FeArena *ar, Diag *d, int start, Ast **out) {
+    FeParse p = { .arena = ar, .d = d, .start = start };
     yyscan_t sc;
     *out = NULL;
     if (yylex_init_extra(&p, &sc))
@@ -217,4 +245,12 @@ int fe_parse(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out) {
         return -1;
     *out = p.root;
     return 0;
+}
+
+int fe_parse(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out) {
+    return parse(src, len, ar, d, 0, out);
+}
+
+int fe_parse_expr(const char *src, size_t len, FeArena *ar, Diag *d, Ast **out) {
+    return parse(src, len, ar, d, START_EXPR, out);
 }

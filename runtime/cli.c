@@ -96,17 +96,12 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             a->lr = strtod(val, &end);
             if (!*val || *end || !(a->lr > 0) || !isfinite(a->lr)) return arg_error(cmd, "--lr expects a positive number, got `%s`", val);
         } else if (!strcmp(key, "param")) {
+            /* the value (3, 0.5, true, [6, 12, 24, 16]) is read by the front end */
             const char *e2 = strchr(val, '=');
-            if (!e2 || e2 == val || a->ndefines == RT_MAX_DEFINES) return arg_error(cmd, "--param expects NAME=INTEGER, got `%s`", val);
-            char *end;
-            long long v = strtoll(e2 + 1, &end, 10);
-            if (!e2[1] || *end) {
-                if (!strcmp(e2 + 1, "true")) v = 1;
-                else if (!strcmp(e2 + 1, "false")) v = 0;
-                else return arg_error(cmd, "--param expects NAME=INTEGER, got `%s`", val);
-            }
+            if (!e2 || e2 == val || !e2[1]) return arg_error(cmd, "--param expects NAME=VALUE, got `%s`", val);
+            if (a->ndefines == RT_MAX_DEFINES) return arg_error(cmd, "too many --param options (at most 16) at `%s`", val);
             char *nm = strndup(val, (size_t)(e2 - val));
-            a->defines[a->ndefines++] = (FeDefine){nm, v};
+            a->defines[a->ndefines++] = (FeDefine){nm, e2 + 1};
         } else {
             struct { const char *k; long long lo, hi; } ints[] = {
                 {"epochs", 1, 100000}, {"batch", 1, 1 << 16}, {"resize", 1, 1024}, {"seed", 0, 1LL << 62},

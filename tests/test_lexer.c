@@ -58,10 +58,10 @@ static void test_tokens(void **state) {
     (void)state;
     Tok t[64];
     int err, n = scan("block net train param for in if else return scope as true false "
-                      "|> .. == != <= >= && || + - * / % < > ! ? : = ( ) { } , ;", t, 64, &err);
+                      "|> .. == != <= >= && || + - * / % < > ! ? : = ( ) { } [ ] , ;", t, 64, &err);
     int want[] = { BLOCK, NET, TRAIN, PARAM, FOR, IN, IF, ELSE, RETURN, SCOPE, AS, TRUE, FALSE,
                    PIPE, DOTDOT, EQ, NE, LE, GE, AND, OR, '+', '-', '*', '/', '%', '<', '>', '!', '?', ':',
-                   '=', '(', ')', '{', '}', ',', ';', END };
+                   '=', '(', ')', '{', '}', '[', ']', ',', ';', END };
     int nw = (int)(sizeof want / sizeof *want);
     assert_int_equal(err, 0);
     assert_int_equal(n, nw);
