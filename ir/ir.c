@@ -137,9 +137,18 @@ IrType ir_type_make(IrDType dt, int batched, int rank, const int64_t *d) {
     return t;
 }
 
+int ir_numel_checked(const IrType *t, int64_t batch, int64_t *n) {
+    *n = 1;
+    for (int i = 0; i < t->rank; i++) {
+        int64_t d = (i == 0 && t->batched) ? batch : t->d[i];
+        if (d < 0 || __builtin_mul_overflow(*n, d, n)) return -1;
+    }
+    return 0;
+}
+
 int64_t ir_numel(const IrType *t, int64_t batch) {
-    int64_t n = 1;
-    for (int i = 0; i < t->rank; i++) n *= (i == 0 && t->batched) ? batch : t->d[i];
+    int64_t n;
+    IR_ASSERT(ir_numel_checked(t, batch, &n) == 0);
     return n;
 }
 

@@ -57,7 +57,7 @@ typedef enum { IR_PARAM_WEIGHT, IR_PARAM_BIAS, IR_PARAM_GAMMA, IR_PARAM_BETA,
                IR_PARAM_RUNNING_MEAN, IR_PARAM_RUNNING_VAR } IrParamRole;
 
 typedef struct { int c, h, w; } IrInputAttr;                 /* per-image shape */
-typedef struct { int role; int fan_in, fan_out; } IrParamAttr; /* fans set by shape inference */
+typedef struct { int role; int64_t fan_in, fan_out; } IrParamAttr; /* fans set by shape inference */
 typedef struct { int out_c, in_c, kh, kw, sh, sw, ph, pw, bias; } IrConvAttr; /* in_c 0: inferred */
 typedef struct { int out, in, bias; } IrLinearAttr;          /* in 0: inferred */
 typedef struct { int kh, kw, sh, sw, ph, pw; } IrPoolAttr;
@@ -128,9 +128,24 @@ static inline IrNode *ir_node(const IrGraph *g, int id) { return &g->nodes[id]; 
 static inline IrValue *ir_value(const IrGraph *g, int id) { return &g->values[id]; }
 static inline IrType *ir_type(const IrGraph *g, int id) { return &g->values[id].type; }
 
+/* Size limits.  Shape inference (passes/shape.c) rejects, at the layer's
+ * source location, a graph that passes any of them, so that every size, byte
+ * and FLOP count computed later fits an int64_t with room to spare:
+ *   IR_MAX_NUMEL  elements of one tensor, the batch included: 2^38, 1 TiB of
+ *                 floats (2 TiB of doubles)
+ *   IR_MAX_TOTAL  elements of all forward tensors and parameters together: 2^42
+ *   IR_MAX_FLOPS  FLOPs of one forward pass over a batch (conv and linear): 2^60 */
+#define IR_MAX_NUMEL ((int64_t)1 << 38)
+#define IR_MAX_TOTAL ((int64_t)1 << 42)
+#define IR_MAX_FLOPS ((int64_t)1 << 60)
+
 /* Types. */
 IrType ir_type_make(IrDType dt, int batched, int rank, const int64_t *d);
-int64_t ir_numel(const IrType *t, int64_t batch);   /* batch replaces d[0] when batched */
+/* Elements of t, batch replacing d[0] when batched.  ir_numel aborts if the
+ * count overflows (shape inference has ruled that out); ir_numel_checked
+ * returns -1 instead, else 0 with the count in *n. */
+int64_t ir_numel(const IrType *t, int64_t batch);
+int ir_numel_checked(const IrType *t, int64_t batch, int64_t *n);
 int ir_type_eq(const IrType *a, const IrType *b);
 int ir_type_str(const IrType *t, char *buf, int n);  /* "N×1×28×28" style, ASCII "Nx1x28x28" */
 

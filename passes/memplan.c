@@ -15,6 +15,16 @@ enum { ALIGN = 64 };
 
 static int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
 
+/* Adds the bytes of value v to *sum, or reports at v's producer that the
+ * program passes PROGRAM_MAX_BYTES. */
+static int add_bytes(const Program *p, int v, int64_t bytes, int64_t *sum, const char *what, Diag *d) {
+    if (!__builtin_add_overflow(*sum, bytes, sum) && *sum <= PROGRAM_MAX_BYTES) return 0;
+    const IrGraph *g = &p->g;
+    return diag_error(d, ir_node(g, ir_value(g, v)->node)->loc, "reduce the batch or the input size (resize)",
+                      "the %s buffers of the %s step pass 2^48 bytes (256 TiB) here, at batch %lld", what,
+                      g->mode == IR_TRAIN ? "training" : "evaluation", (long long)p->batch);
+}
+
 static void add_slot(Program *p, int v, SlotKind kind, const char *name) {
     p->slots = ir_xrealloc(p->slots, sizeof(Slot) * (size_t)(p->nslots + 1));
     Slot *s = &p->slots[p->nslots];
@@ -43,7 +53,7 @@ static int by_start(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int pass_plan_memory(Program *p) {
+int pass_plan_memory(Program *p, Diag *d) {
     IrGraph *g = &p->g;
     p->buf = ir_xcalloc((size_t)g->nvalues, sizeof(BufPlan));
     int *kernel_of = ir_xmalloc(sizeof(int) * (size_t)g->nnodes);
@@ -54,7 +64,10 @@ int pass_plan_memory(Program *p) {
     for (int v = 0; v < g->nvalues; v++) {
         BufPlan *b = &p->buf[v];
         const IrValue *val = ir_value(g, v);
-        b->bytes = ir_numel(&val->type, p->batch) * (val->type.dtype == IR_I32 ? 4 : p->elem_bytes);
+        /* shape inference bounds every element count by IR_MAX_NUMEL */
+        int64_t elem = val->type.dtype == IR_I32 ? 4 : p->elem_bytes;
+        IR_ASSERT(!__builtin_mul_overflow(ir_numel(&val->type, p->batch), elem, &b->bytes));
+        IR_ASSERT(b->bytes <= PROGRAM_MAX_BYTES);
         b->first = b->last = kernel_of[val->node];
         b->alias = -1;
         b->slot = -1;
@@ -105,13 +118,22 @@ int pass_plan_memory(Program *p) {
     }
     /* place arena values */
     int *order = ir_xmalloc(sizeof(int) * (size_t)g->nvalues), n = 0;
-    p->naive_bytes = 0;
-    for (int v = 0; v < g->nvalues; v++)
+    p->naive_bytes = p->persist_bytes = 0;
+    int rc = 0;
+    for (int v = 0; v < g->nvalues && !rc; v++)
         if (p->buf[v].kind == BUF_NONE) {
             p->buf[v].kind = BUF_ARENA;
             order[n++] = v;
-            p->naive_bytes += align_up(p->buf[v].bytes);
+            rc = add_bytes(p, v, align_up(p->buf[v].bytes), &p->naive_bytes, "activation", d);
+        } else if (p->buf[v].kind == BUF_PERSIST) {
+            rc = add_bytes(p, v, p->buf[v].bytes, &p->persist_bytes, "persistent", d);
         }
+    if (rc) {
+        free(order);
+        free(kernel_of);
+        return -1;
+    }
+    /* every offset below lies in [0, naive_bytes]: no sum can overflow */
     sort_prog = p;
     qsort(order, (size_t)n, sizeof(int), by_size_desc);
     int64_t top = 0;
@@ -180,7 +202,9 @@ int program_check_plan(const Program *p, FILE *f) {
 }
 
 static void human(int64_t b, char *buf, size_t n) {
-    if (b >= (1 << 20)) snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
+    if (b >= (int64_t)1 << 40) snprintf(buf, n, "%.1f TiB", (double)b / (double)((int64_t)1 << 40));
+    else if (b >= 1 << 30) snprintf(buf, n, "%.1f GiB", (double)b / (1 << 30));
+    else if (b >= 1 << 20) snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
     else if (b >= 1024) snprintf(buf, n, "%.1f KiB", (double)b / 1024);
     else snprintf(buf, n, "%lld B", (long long)b);
 }
@@ -191,7 +215,6 @@ void program_dump_memory(const Program *p, FILE *f) {
     char a[32], b[32], t[80];
     fprintf(f, "memory plan: batch %lld, %d kernels, %d values\n", (long long)p->batch, p->nkernels, g->nvalues);
     fprintf(f, "  %-7s %-12s %-10s %-12s %-9s %s\n", "value", "kind", "bytes", "offset", "lifetime", "type / name");
-    int64_t persist = 0;
     for (int v = 0; v < g->nvalues; v++) {
         const BufPlan *x = &p->buf[v];
         const IrValue *val = ir_value(g, v);
@@ -203,17 +226,15 @@ void program_dump_memory(const Program *p, FILE *f) {
         else if (x->kind == BUF_ALIAS)
             fprintf(f, "  %%%-6d %-12s %-10lld %%%-11d %4d..%-4d %s %s\n", v, "view", (long long)x->bytes, x->alias,
                     x->first, x->last, t, name ? name : "");
-        else if (x->kind == BUF_PERSIST) {
-            persist += x->bytes;
+        else if (x->kind == BUF_PERSIST)
             fprintf(f, "  %%%-6d %-12s %-10lld %-12s %-10s %s %s\n", v, kinds[p->slots[x->slot].kind],
                     (long long)x->bytes, "-", "-", t, name ? name : "");
-        }
     }
     human(p->arena_bytes, a, sizeof a);
     human(p->naive_bytes, b, sizeof b);
     fprintf(f, "arena: planned %lld bytes (%s), unplanned %lld bytes (%s), %.1f%% of unplanned\n",
             (long long)p->arena_bytes, a, (long long)p->naive_bytes, b,
             p->naive_bytes ? 100.0 * (double)p->arena_bytes / (double)p->naive_bytes : 0.0);
-    human(persist, a, sizeof a);
-    fprintf(f, "persistent: %lld bytes (%s) in %d slots\n", (long long)persist, a, p->nslots);
+    human(p->persist_bytes, a, sizeof a);
+    fprintf(f, "persistent: %lld bytes (%s) in %d slots\n", (long long)p->persist_bytes, a, p->nslots);
 }

@@ -64,7 +64,7 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
         if (pass_autodiff(&p->g, &p->grad_of) || after("autodiff", p, o, d)) return -1;
     }
     if (pass_schedule(p) || after("schedule", p, o, d)) return -1;
-    if (pass_plan_memory(p)) return -1;
+    if (pass_plan_memory(p, d)) return -1;
     if (verify_all(o) && program_check_plan(p, d->out)) {
         diag_error_noloc(d, "internal error: the memory plan is invalid");
         return -1;

@@ -56,6 +56,7 @@ typedef struct {
     int nslots;
     int64_t arena_bytes;   /* planned */
     int64_t naive_bytes;   /* every arena value in its own buffer */
+    int64_t persist_bytes; /* all slots together */
     int *grad_of;          /* value -> gradient value, or NULL (eval) */
 } Program;
 
@@ -72,8 +73,12 @@ typedef struct {
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d);
 void program_free(Program *p);
 
-/* passes/memplan.c */
-int pass_plan_memory(Program *p);
+/* passes/memplan.c.  Buffers of one kind (arena, persistent) may take at
+ * most PROGRAM_MAX_BYTES together, the 48-bit address space of x86-64 and
+ * arm64; a program past that is a user error at the value that crosses it
+ * (shape inference's limits keep each buffer far below). */
+#define PROGRAM_MAX_BYTES ((int64_t)1 << 48)
+int pass_plan_memory(Program *p, Diag *d);
 /* Checks that no two buffers live at the same kernel overlap in the arena.
  * Returns 0 or prints the offending pair to f and returns -1. */
 int program_check_plan(const Program *p, FILE *f);

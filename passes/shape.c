@@ -29,20 +29,78 @@ static const char *tstr(const IrType *t, char *buf) {
     return buf;
 }
 
-/* Sets param value v's type, fans and checks it was not typed differently. */
-static int set_param(IrGraph *g, int v, IrType t, int fan_in, int fan_out, Diag *d, IrLoc loc) {
+/* What the graph has used so far of the limits in ir.h: elements of every
+ * tensor (at the batch) and forward FLOPs. */
+typedef struct {
+    int64_t batch;           /* the graph's batch, or its training batch */
+    int64_t total, flops;
+} Budget;
+
+static const char *size_hint = "reduce the batch, the input size (resize) or the width of the layers";
+
+/* Counts tensor t (of node n, described by what: "conv2d output") against
+ * the limits. */
+static int charge(Budget *bu, const IrNode *n, const IrType *t, const char *what, Diag *d) {
+    int64_t e;
+    char a[64];
+    if (ir_numel_checked(t, bu->batch, &e) || e > IR_MAX_NUMEL) {
+        double x = 1;
+        for (int i = 0; i < t->rank; i++) x *= (double)(i == 0 && t->batched ? bu->batch : t->d[i]);
+        char at[48] = "";
+        if (t->batched) snprintf(at, sizeof at, " at batch %lld", (long long)bu->batch);
+        return diag_error(d, n->loc, size_hint, "%s %s has %.3g elements%s; a tensor may hold at most 2^38 (%lld)",
+                          what, tstr(t, a), x, at, (long long)IR_MAX_NUMEL);
+    }
+    bu->total += e;
+    if (bu->total > IR_MAX_TOTAL)
+        return diag_error(d, n->loc, size_hint,
+                          "the network's tensors reach %.3g elements at this %s (batch %lld); together they may hold at most 2^42 (%lld)",
+                          (double)bu->total, ir_info(n->op)->name, (long long)bu->batch, (long long)IR_MAX_TOTAL);
+    return 0;
+}
+
+static int charge_out(Budget *bu, const IrNode *n, const IrType *t, Diag *d) {
+    char what[64];
+    snprintf(what, sizeof what, n->op == IR_OP_INPUT ? "%s" : "%s output", ir_info(n->op)->name);
+    return charge(bu, n, t, what, d);
+}
+
+/* Counts 2 x out_elems x macs_per_out FLOPs of node n against IR_MAX_FLOPS. */
+static int charge_flops(Budget *bu, const IrNode *n, int64_t out_elems, int64_t macs_per_out, Diag *d) {
+    int64_t f, sum;
+    if (__builtin_mul_overflow(out_elems, macs_per_out, &f) || __builtin_mul_overflow(f, (int64_t)2, &f) ||
+        __builtin_add_overflow(bu->flops, f, &sum) || sum > IR_MAX_FLOPS)
+        return diag_error(d, n->loc, size_hint,
+                          "the forward pass reaches %.3g FLOPs at this %s (batch %lld); it may take at most 2^60 (%.3g)",
+                          (double)bu->flops + 2.0 * (double)out_elems * (double)macs_per_out, ir_info(n->op)->name,
+                          (long long)bu->batch, (double)IR_MAX_FLOPS);
+    bu->flops = sum;
+    return 0;
+}
+
+/* Sets param value v's type (checking it was not typed differently) and
+ * counts it against the limits the first time; its consumer `at` gives the
+ * location. */
+static int set_param(IrGraph *g, int v, IrType t, Budget *bu, Diag *d, const IrNode *at) {
     IrValue *val = ir_value(g, v);
     IrNode *p = ir_node(g, val->node);
     if (p->op != IR_OP_PARAM) return 0;
-    if (val->type.rank && !ir_type_eq(&val->type, &t)) {
-        char a[64], b[64];
-        return diag_error(d, loc, NULL, "parameter %s used with shapes %s and %s",
+    char a[64], b[64], what[160];
+    if (val->type.rank && !ir_type_eq(&val->type, &t))
+        return diag_error(d, at->loc, NULL, "parameter %s used with shapes %s and %s",
                           val->name ? val->name : "?", tstr(&val->type, a), tstr(&t, b));
-    }
+    snprintf(what, sizeof what, "parameter %s", val->name ? val->name : "?");
+    if (!val->type.rank && charge(bu, at, &t, what, d)) return -1;
     val->type = t;
+    return 0;
+}
+
+/* Fans of param v, for its initialisation. */
+static void set_fans(IrGraph *g, int v, int64_t fan_in, int64_t fan_out) {
+    IrNode *p = ir_node(g, ir_value(g, v)->node);
+    if (p->op != IR_OP_PARAM) return;
     p->attr.param.fan_in = fan_in;
     p->attr.param.fan_out = fan_out;
-    return 0;
 }
 
 static int need_rank(IrGraph *g, IrNode *n, int k, int rank, Diag *d, const char *what, const char *hint) {
@@ -73,7 +131,7 @@ static int window(IrGraph *g, IrNode *n, int64_t h, int64_t w, int kh, int kw, i
     return 0;
 }
 
-static int infer_node(IrGraph *g, int id, Diag *d) {
+static int infer_node(IrGraph *g, int id, Budget *bu, Diag *d) {
     IrNode *n = ir_node(g, id);
     char a[64], b[64];
     IrType *x = n->nin ? ir_type(g, n->in[0]) : NULL;
@@ -102,11 +160,16 @@ static int infer_node(IrGraph *g, int id, Diag *d) {
                               c->in_c, tstr(x, a), (long long)x->d[1]);
         int64_t oh, ow;
         if (window(g, n, x->d[2], x->d[3], c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, &oh, &ow, d)) return -1;
-        int64_t cin = x->d[1];
-        int fan_in = (int)(cin * c->kh * c->kw), fan_out = c->out_c * c->kh * c->kw;
-        if (set_param(g, n->in[1], tvec(4, c->out_c, cin, c->kh, c->kw), fan_in, fan_out, d, n->loc)) return -1;
-        if (c->bias && set_param(g, n->in[2], tvec(1, c->out_c, 0, 0, 0), fan_in, fan_out, d, n->loc)) return -1;
+        int64_t cin = x->d[1], win = (int64_t)c->kh * c->kw;
+        if (set_param(g, n->in[1], tvec(4, c->out_c, cin, c->kh, c->kw), bu, d, n)) return -1;
+        if (c->bias && set_param(g, n->in[2], tvec(1, c->out_c, 0, 0, 0), bu, d, n)) return -1;
+        /* the weight's size is checked: its fans fit */
+        int64_t fan_in = cin * win, fan_out = c->out_c * win;
+        set_fans(g, n->in[1], fan_in, fan_out);
+        if (c->bias) set_fans(g, n->in[2], fan_in, fan_out);
         out = t4(c->out_c, oh, ow);
+        if (charge_out(bu, n, &out, d)) return -1;
+        if (charge_flops(bu, n, ir_numel(&out, bu->batch), fan_in, d)) return -1;
         break;
     }
     case IR_OP_LINEAR: {
@@ -118,10 +181,14 @@ static int infer_node(IrGraph *g, int id, Diag *d) {
         if (l->in && l->in != x->d[1])
             return diag_error(d, n->loc, NULL, "linear expects %d input features; its input %s has %lld",
                               l->in, tstr(x, a), (long long)x->d[1]);
-        int fan_in = (int)x->d[1];
-        if (set_param(g, n->in[1], tvec(2, l->out, x->d[1], 0, 0), fan_in, l->out, d, n->loc)) return -1;
-        if (l->bias && set_param(g, n->in[2], tvec(1, l->out, 0, 0, 0), fan_in, l->out, d, n->loc)) return -1;
+        int64_t fan_in = x->d[1];
+        if (set_param(g, n->in[1], tvec(2, l->out, x->d[1], 0, 0), bu, d, n)) return -1;
+        if (l->bias && set_param(g, n->in[2], tvec(1, l->out, 0, 0, 0), bu, d, n)) return -1;
+        set_fans(g, n->in[1], fan_in, l->out);
+        if (l->bias) set_fans(g, n->in[2], fan_in, l->out);
         out = t2(l->out);
+        if (charge_out(bu, n, &out, d)) return -1;
+        if (charge_flops(bu, n, ir_numel(&out, bu->batch), fan_in, d)) return -1;
         break;
     }
     case IR_OP_RELU: case IR_OP_SIGMOID:
@@ -141,7 +208,7 @@ static int infer_node(IrGraph *g, int id, Diag *d) {
         break;
     case IR_OP_FLATTEN: {
         if (x->rank < 2) return diag_error(d, n->loc, NULL, "flatten expects a batched tensor; got %s", tstr(x, a));
-        int64_t f = 1;
+        int64_t f = 1;   /* at most x's element count, which is checked */
         for (int i = 1; i < x->rank; i++) f *= x->d[i];
         out = t2(f);
         break;
@@ -156,8 +223,10 @@ static int infer_node(IrGraph *g, int id, Diag *d) {
         if (x->rank != 4 && x->rank != 2)
             return diag_error(d, n->loc, NULL, "batchnorm expects [N, C, H, W] or [N, F]; got %s", tstr(x, a));
         int64_t ch = x->d[1];
-        for (int k = 1; k < 5; k++)
-            if (set_param(g, n->in[k], tvec(1, ch, 0, 0, 0), (int)ch, (int)ch, d, n->loc)) return -1;
+        for (int k = 1; k < 5; k++) {
+            if (set_param(g, n->in[k], tvec(1, ch, 0, 0, 0), bu, d, n)) return -1;
+            set_fans(g, n->in[k], ch, ch);
+        }
         for (int k = 1; k < n->nout; k++) ir_type(g, n->out[k])[0] = tvec(1, ch, 0, 0, 0);
         out = *x;
         break;
@@ -201,6 +270,9 @@ static int infer_node(IrGraph *g, int id, Diag *d) {
         return 0;
     }
     ir_type(g, n->out[0])[0] = out;
+    /* conv and linear have counted their output, with its FLOPs */
+    for (int k = n->op == IR_OP_CONV2D || n->op == IR_OP_LINEAR; k < n->nout; k++)
+        if (charge_out(bu, n, ir_type(g, n->out[k]), d)) return -1;
     return 0;
 }
 
@@ -209,6 +281,9 @@ int pass_infer_shapes(IrGraph *g, Diag *d) {
      * (the input size may have changed since the last) */
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i].op == IR_OP_PARAM) ir_type(g, g->nodes[i].out[0])->rank = 0;
+    /* sizes are checked at the batch the program will run: the planned one,
+     * else the training setting */
+    Budget bu = {g->batch > 0 ? g->batch : g->train.batch > 0 ? g->train.batch : 1, 0, 0};
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = ir_node(g, i);
         for (int k = 0; k < n->nin; k++) {
@@ -216,7 +291,7 @@ int pass_infer_shapes(IrGraph *g, Diag *d) {
             /* an input whose producer failed: stop, the error is reported */
             if (v->type.rank == 0 && ir_node(g, v->node)->op != IR_OP_PARAM) return -1;
         }
-        if (infer_node(g, i, d)) return -1;
+        if (infer_node(g, i, &bu, d)) return -1;
     }
     return 0;
 }
