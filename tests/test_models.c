@@ -1,6 +1,6 @@
 /* test_models.c - the seven seed networks: parameter counts equal to the
  * seed's PyTorch modules, output shapes, golden IR dumps, a valid training
- * graph and a valid memory plan for each.
+ * graph and a valid memory plan for each; and the networks of models/extra.
  *
  * Golden files live in tests/golden/<model>.txt; after an intended change to
  * the dump, regenerate them with NETC_UPDATE_GOLDEN=1 and review the diff. */
@@ -122,6 +122,37 @@ static void test_training_programs(void **st) {
     }
 }
 
+/* Networks beyond the seed's, written with lists and shape queries: their
+ * parameter counts are torchvision's densenet121 and resnet34 with one input
+ * channel and ten classes (7978856 and 21797672 for 3 channels and 1000
+ * classes, less 64 * 2 * 7 * 7 in the first conv, with a 10-way head). */
+static void test_extra_models(void **st) {
+    (void)st;
+    static const Model extra[] = { {"extra/densenet121", 6957834}, {"extra/resnet34", 21283530} };
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+        char path[256];
+        path_of(path, sizeof path, extra[i].name);
+        IrGraph g;
+        char *src = NULL;
+        assert_int_equal(tu_build(path, IR_TRAIN, &g, &src), 0);
+        IrStats s;
+        pass_stats(&g, &s);
+        if (s.params != extra[i].params) {
+            print_error("%s: %lld parameters, expected %lld\n", extra[i].name, (long long)s.params,
+                        (long long)extra[i].params);
+            fail();
+        }
+        assert_int_equal(ir_type(&g, g.logits)->d[1], 10);
+        assert_int_equal(ir_verify(&g, stderr), 0);
+        ir_free(&g);
+        free(src);
+        Program p;
+        assert_int_equal(tu_program(path, IR_TRAIN, 2, 0, 4, &p), 0);
+        assert_int_equal(program_check_plan(&p, stderr), 0);
+        program_free(&p);
+    }
+}
+
 /* The plan checker must catch an overlap: move one live buffer onto another. */
 static void test_plan_checker_catches_overlap(void **st) {
     (void)st;
@@ -148,6 +179,7 @@ int main(void) {
         cmocka_unit_test(test_golden_dumps),
         cmocka_unit_test(test_training_programs),
         cmocka_unit_test(test_plan_checker_catches_overlap),
+        cmocka_unit_test(test_extra_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
