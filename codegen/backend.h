@@ -26,6 +26,7 @@ typedef struct {
     int threads;            /* 0: all cores */
     int opt_level;          /* 0..3 */
     int verbose;
+    const char *cpu;        /* cpu: --cpu NAME[,+feature,...]; NULL: $NETC_CPU or native */
 } BackendOptions;
 
 typedef struct Backend {

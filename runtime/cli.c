@@ -76,6 +76,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         else return arg_error(cmd, "option `%s` needs a value", s);
         long long x;
         if (!strcmp(key, "target")) a->target = val;
+        else if (!strcmp(key, "cpu")) a->cpu = val;
         else if (!strcmp(key, "data")) a->data = val;
         else if (!strcmp(key, "checkpoint")) a->checkpoint = val;
         else if (!strcmp(key, "metrics")) a->metrics = val;
@@ -165,7 +166,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 

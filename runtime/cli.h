@@ -13,6 +13,7 @@ enum { RT_MAX_DEFINES = 16 };
 typedef struct {
     const char *file;          /* the .net file (netc) */
     const char *target;        /* --target */
+    const char *cpu;           /* --cpu NAME[,+feature,...] (cpu target) */
     int threads;               /* --threads */
     int epochs;                /* --epochs (0: the file's) */
     double lr;                 /* --lr (0: the file's) */

@@ -52,6 +52,7 @@ typedef struct {
     int threads;
     int verify;
     int train;                  /* also build the training program */
+    const char *cpu;            /* cpu target: --cpu spec, NULL: $NETC_CPU or native */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

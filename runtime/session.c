@@ -30,7 +30,7 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     }
     s->batch = o->batch;
     s->pool = rt_pool_new(o->threads);
-    BackendOptions bo = {o->threads, 3, 0};
+    BackendOptions bo = {o->threads, 3, 0, o->cpu};
     if (o->train) {
         if (lower(fwd_train, IR_TRAIN, &s->train, o, d)) return -1;
         s->has_train = 1;

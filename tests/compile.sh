@@ -67,5 +67,25 @@ for f in target verify lookup; do
     check "LLVM fault $f: exit 1 and a message" '[ $rc -eq 1 ] && grep -Eq "$want" "$T/f.err"'
     sed 's/^/    /' "$T/f.err" | head -3
 done
+# --cpu: an executable for any AVX2 machine, same code as the JIT at that CPU
+# (same weights byte for byte); bad specs and, on a host without AVX-512,
+# 16-wide code refused with a message before any work
+$NETC compile models/lenet_bn.net --batch 32 --cpu x86-64-v3 -o "$T/lenet3" >"$T/c3.out" 2>&1
+"$T/lenet3" train --quiet --epochs 1 --max-steps 3 --checkpoint "$T/aot3.st" >"$T/a3.out" 2>&1
+$NETC train models/lenet_bn.net --cpu x86-64-v3 --batch 32 --quiet --epochs 1 --max-steps 3 --checkpoint "$T/jit3.st" \
+    >"$T/j3.out" 2>&1
+check "--cpu x86-64-v3: executable and JIT agree" '[ -s "$T/aot3.st" ] && cmp -s "$T/aot3.st" "$T/jit3.st"'
+check "the executable checks its CPU first" 'grep -aq "compiled by netc for x86-64-v3 (AVX2, FMA)" "$T/lenet3"'
+for spec in nosuch native,avx2 "native,+nosuchfeature"; do
+    $NETC bench models/lenet_bn.net --cpu "$spec" --steps 1 >/dev/null 2>"$T/cpu.err"
+    check "--cpu $spec: exit 1 and a message" '[ $? -eq 1 ] && grep -q -- "--cpu" "$T/cpu.err"'
+done
+if $NETC --version | grep -q "16-wide"; then
+    NETC_CPU=native,-avx512f $NETC --version >"$T/v.out" 2>&1
+    check "NETC_CPU=native,-avx512f gives 8-wide code" 'grep -q "8-wide" "$T/v.out"'
+else
+    $NETC bench models/lenet_bn.net --cpu x86-64-v4 --steps 1 >/dev/null 2>"$T/cpu.err"
+    check "--cpu x86-64-v4 refused on a host without AVX-512" '[ $? -eq 1 ] && grep -q "AVX-512" "$T/cpu.err"'
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -23,8 +23,12 @@
 #include <time.h>
 
 #include "codegen/backend.h"
-#include "codegen/cpu/cpu.h"
+#include "cpu_targets.h"
 #include "runtime/pool.h"
+
+/* The --cpu spec the cases run at: main runs them once per vector width
+ * this host can execute. */
+static const char *cpu_spec;
 
 typedef struct {
     Program p;
@@ -128,7 +132,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sa = NULL, *sb = NULL;
-    BackendOptions o = {threads, 3, 0};
+    BackendOptions o = {threads, 3, 0, cpu_spec};
     assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
@@ -306,7 +310,7 @@ static float *cpu_run_all(Case *c, int threads, uint64_t seed, int64_t *total) {
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sb = NULL;
-    BackendOptions o = {threads, 3, 0};
+    BackendOptions o = {threads, 3, 0, cpu_spec};
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
     RunCtx rb = {NULL, b, 0.05, 7, 3, pool};
@@ -620,5 +624,12 @@ int main(void) {
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_loss), cmocka_unit_test(test_concat_slice),
         cmocka_unit_test(test_linear), cmocka_unit_test(test_conv), cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_pool_jobs),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const char *specs[TU_MAX_CPUS];
+    int widths[TU_MAX_CPUS], n = tu_cpu_targets(specs, widths), failed = n ? 0 : 1;
+    for (int i = 0; i < n; i++) {
+        cpu_spec = specs[i];
+        printf("---- --cpu %s (%d-wide)\n", specs[i], widths[i]);
+        failed += cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    return failed;
 }

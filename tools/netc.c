@@ -36,6 +36,10 @@ static const char *usage =
     "  --param NAME=VALUE  set a network parameter: an integer, real, boolean or\n"
     "                      list (--param ratio=1, --param drop_rate=0.3)\n"
     "  --target T          backend: ref, cpu (default: cpu when built with LLVM)\n"
+    "  --cpu NAME[,+F,-F]  cpu target: the CPU to generate code for: native (the\n"
+    "                      host, default; or $NETC_CPU), x86-64-v3 (AVX2), x86-64-v4\n"
+    "                      (AVX-512), znver3, skylake-avx512, ...; +F/-F add or\n"
+    "                      remove LLVM features (native,-avx512f: 8-wide AVX2 code)\n"
     "  --threads N         worker threads (0: all cores)\n"
     "  --epochs N --lr X --batch N --resize N   override the file's training settings\n"
     "  --seed N            initialisation, shuffling and dropout seed (default 0)\n"
@@ -120,7 +124,7 @@ static int cmd_dump(const RtArgs *a) {
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;
-                BackendOptions bo = {a->threads, 3, 0};
+                BackendOptions bo = {a->threads, 3, 0, a->cpu};
                 if (!be) rc = diag_error_noloc(&d, "this netc was built without LLVM (targets: %s); --llvm needs the cpu backend", NETC_TARGETS);
                 else if (!(rc = be->compile(&p, &bo, &st, &d))) {
                     rc = be->dump ? be->dump(st, stdout) : -1;
@@ -152,11 +156,19 @@ int main(int argc, char **argv) {
         printf("netc %s\ntargets: %s\n", NETC_VERSION, NETC_TARGETS);
 #ifndef NETC_HAVE_LLVM
         printf("built without LLVM: the cpu target and `netc compile` are not available; ref runs everything\n");
+#else
+        /* what --cpu native (or $NETC_CPU) generates code for */
+        Diag d;
+        diag_init(&d, "netc", NULL, 0, stderr);
+        CgCpuInfo c;
+        if (cg_cpu_query(NULL, 1, &c, &d)) return 1;
+        printf("cpu target: %s, %d-wide vectors (%s)\n", c.name, c.vw,
+               c.level == 4 ? "AVX-512" : c.level == 3 ? "AVX2" : "SSE");
 #endif
         return 0;
     }
     const char *cmd = argv[1];
-    const char *common = "param target threads batch resize verify quiet";
+    const char *common = "param target cpu threads batch resize verify quiet";
     char allowed[512];
     RtArgs a;
     RtSource src;

@@ -149,9 +149,22 @@ void cg_emit_linear(Cg *cg, const IrNode *n);
 void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K);
 
 /* ---- jit.c ------------------------------------------------------------------ */
-/* Host target machine (CPU name and features queried, not assumed); *vw gets
- * the float vector width those features give.  NULL with d reported. */
-LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d);
+/* The CPU code is generated for: a name and LLVM feature string, the x86-64
+ * feature level they reach (1..4; 4 is AVX-512) and the float vector width
+ * the kernels use (4, 8 or 16). */
+typedef struct {
+    char name[64];
+    char features[8192];
+    int level, vw;
+} CgCpu;
+/* Parses a --cpu spec, NAME[,+feature|,-feature...]: NAME is `native` (the
+ * host's name and features, queried, not assumed) or one of a table of x86
+ * CPUs and levels (x86-64-v3, znver4, ...).  NULL or "" means $NETC_CPU, or
+ * native.  With for_host, code that this host cannot run is refused.
+ * Returns 0, or -1 with d reported. */
+int cg_cpu_select(const char *spec, int for_host, CgCpu *c, Diag *d);
+/* A target machine for c.  NULL with d reported. */
+LLVMTargetMachineRef cg_host_tm(const CgCpu *c, LLVMRelocMode reloc, Diag *d);
 /* Verifies and optimises (new pass manager, default<O{opt}>): cg_verify
  * then cg_run_passes (which sets the module's triple and data layout from tm
  * and is safe to run on several threads at once, one module and one tm
@@ -163,7 +176,7 @@ int cg_run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt, Diag *d);
 typedef struct CgJit CgJit;
 /* Takes ownership of ctx's module mod (a ThreadSafeContext made by
  * cg_jit_context) and returns the address of each symbol in names. */
-CgJit *cg_jit_new(Diag *d);
+CgJit *cg_jit_new(const CgCpu *c, Diag *d);
 LLVMContextRef cg_jit_context(CgJit *j);
 int cg_jit_add(CgJit *j, LLVMModuleRef mod, Diag *d);
 /* An object file in memory (ownership of obj passes to the JIT). */

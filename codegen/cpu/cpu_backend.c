@@ -238,8 +238,8 @@ static int cmp_w(const void *a, const void *b) {
 
 /* Optimises and compiles mod (in ctx, verified) into the JIT, on two threads
  * when the module is large enough to gain.  s keeps the modules. */
-static int compile_split(CpuCode *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt,
-                         Diag *d) {
+static int compile_split(CpuCode *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetMachineRef tm,
+                         const CgCpu *cpu, int opt, Diag *d) {
     int nf = 0;
     int64_t total = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) nf++;
@@ -293,7 +293,7 @@ static int compile_split(CpuCode *s, LLVMContextRef ctx, LLVMModuleRef mod, LLVM
     Half h;
     memset(&h, 0, sizeof h);
     h.bc = LLVMWriteBitcodeToMemoryBuffer(mod);
-    h.tm = cg_host_tm(LLVMRelocPIC, NULL, d);
+    h.tm = cg_host_tm(cpu, LLVMRelocPIC, d);
     h.drop = drop[1];
     h.ndrop = ndrop[1];
     h.opt = opt;
@@ -369,11 +369,12 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
     double tstart = now_s();
     for (int i = 0; i < n; i++)
         if (ps[i]->elem_bytes != 4) return diag_error_noloc(d, "cpu backend: only float programs (elem_bytes 4)");
-    int vw = 8;
-    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, d);
+    CgCpu cpu;
+    if (cg_cpu_select(o ? o->cpu : NULL, 1, &cpu, d)) return -1;
+    LLVMTargetMachineRef tm = cg_host_tm(&cpu, LLVMRelocPIC, d);
     if (!tm) return -1;
     CpuCode *code = calloc(1, sizeof *code);
-    code->jit = cg_jit_new(d);
+    code->jit = cg_jit_new(&cpu, d);
     if (!code->jit) {
         LLVMDisposeTargetMachine(tm);
         free(code);
@@ -390,7 +391,7 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
-    cg_init(&cg, ctx, mod, vw);
+    cg_init(&cg, ctx, mod, cpu.vw);
     int timing = getenv("NETC_CPU_TIMING") != NULL;
     double t0 = now_s();
     int rc = 0;
@@ -409,7 +410,7 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
     double t1 = now_s();
     if (rc == 0) rc = cg_verify(mod, d);
     if (rc == 0) {
-        rc = compile_split(code, ctx, mod, tm, o && o->opt_level ? o->opt_level : 3, d);
+        rc = compile_split(code, ctx, mod, tm, &cpu, o && o->opt_level ? o->opt_level : 3, d);
     } else {
         LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
@@ -477,14 +478,16 @@ const Backend backend_cpu = {
     .dump = cpu_dump,
 };
 
-int cg_cpu_emit_object(const Program *train, const Program *eval, const char *obj_path, Diag *d) {
-    int vw = 8;
-    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, d);
+int cg_cpu_emit_object(const Program *train, const Program *eval, const char *cpu_spec, const char *obj_path,
+                       Diag *d) {
+    CgCpu cpu;
+    if (cg_cpu_select(cpu_spec, 0, &cpu, d)) return -1;
+    LLVMTargetMachineRef tm = cg_host_tm(&cpu, LLVMRelocPIC, d);
     if (!tm) return -1;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
-    cg_init(&cg, ctx, mod, vw);
+    cg_init(&cg, ctx, mod, cpu.vw);
     int rc = 0;
     if (train) rc = cg_build_program(&cg, train, "netc_train_step", "t_", d);
     if (rc == 0 && eval) rc = cg_build_program(&cg, eval, "netc_eval_step", "e_", d);

@@ -47,11 +47,109 @@ int cg_fault(const char *what) {
     return f && !strcmp(f, what);
 }
 
-LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
+/* The CPUs --cpu names besides `native`, with the x86-64 feature level
+ * (1: SSE2, 2: SSE4.2, 3: AVX2 + FMA, 4: AVX-512 F/BW/CD/DQ/VL) that sets
+ * the vector width and that the host must reach to run their code. */
+static const struct { const char *name; int level; } cpu_names[] = {
+    {"x86-64", 1},         {"x86-64-v2", 2},     {"x86-64-v3", 3},      {"x86-64-v4", 4},
+    {"haswell", 3},        {"broadwell", 3},     {"skylake", 3},        {"alderlake", 3},
+    {"znver1", 3},         {"znver2", 3},        {"znver3", 3},         {"skylake-avx512", 4},
+    {"cascadelake", 4},    {"icelake-server", 4}, {"sapphirerapids", 4},
+};
+
+/* The feature level a feature string reaches (features listed later win). */
+static int has_feature(const char *features, const char *f) {
+    int on = 0;
+    size_t n = strlen(f);
+    for (const char *p = features; (p = strstr(p, f)); p += n)
+        if (p > features && (p[-1] == '+' || p[-1] == '-') && (p[n] == ',' || p[n] == 0) && (p - 1 == features || p[-2] == ','))
+            on = p[-1] == '+';
+    return on;
+}
+
+static int feature_level(const char *features) {
+    if (has_feature(features, "avx512f") && has_feature(features, "avx512bw") && has_feature(features, "avx512vl") &&
+        has_feature(features, "avx512dq") && has_feature(features, "avx512cd"))
+        return 4;
+    if (has_feature(features, "avx2") && has_feature(features, "fma")) return 3;
+    if (has_feature(features, "sse4.2")) return 2;
+    return 1;
+}
+
+int cg_cpu_select(const char *spec, int for_host, CgCpu *c, Diag *d) {
+    memset(c, 0, sizeof *c);
+    if (!spec || !*spec) spec = getenv("NETC_CPU");
+    if (!spec || !*spec) spec = "native";
+    char buf[512];
+    if (strlen(spec) >= sizeof buf) return diag_error_noloc(d, "--cpu: `%.40s...` is too long", spec);
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save = NULL, *name = strtok_r(buf, ",", &save);
+    if (!name) name = "native";
+    char *host = LLVMGetHostCPUFeatures();
+    int host_level = feature_level(host);
+    int level = 0, rc = 0;
+    if (!strcmp(name, "native")) {
+        char *hn = LLVMGetHostCPUName();
+        snprintf(c->name, sizeof c->name, "%s", hn);
+        LLVMDisposeMessage(hn);
+        snprintf(c->features, sizeof c->features, "%s", host);
+        level = host_level;
+    } else {
+        for (size_t i = 0; i < sizeof cpu_names / sizeof cpu_names[0]; i++)
+            if (!strcmp(name, cpu_names[i].name)) level = cpu_names[i].level;
+        if (!level) {
+            char known[512] = "native";
+            for (size_t i = 0; i < sizeof cpu_names / sizeof cpu_names[0]; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), ", %s", cpu_names[i].name);
+            rc = diag_error_noloc(d, "--cpu: unknown CPU `%s` (known: %s)", name, known);
+        }
+        snprintf(c->name, sizeof c->name, "%s", name);
+        static const char *implied[5] = {"", "", "+sse4.2,+popcnt", "+avx2,+fma,+f16c,+bmi2",
+                                         "+avx2,+fma,+f16c,+bmi2,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512cd"};
+        snprintf(c->features, sizeof c->features, "%s", implied[level]);
+    }
+    /* ,+feat and ,-feat items, appended so that they win over what the name
+     * implies (LLVM clears the features that imply one turned off) */
+    for (char *f = strtok_r(NULL, ",", &save); f && rc == 0; f = strtok_r(NULL, ",", &save)) {
+        size_t n = strlen(f);
+        if ((f[0] != '+' && f[0] != '-') || n < 2 || n > 40 || strspn(f + 1, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != n - 1)
+            rc = diag_error_noloc(d, "--cpu: `%s` is not a feature to add (+name) or remove (-name)", f);
+        else if (strlen(c->features) + n + 2 < sizeof c->features)
+            snprintf(c->features + strlen(c->features), sizeof c->features - strlen(c->features), "%s%s",
+                     c->features[0] ? "," : "", f);
+        if (f[0] == '+' && for_host && rc == 0 && !has_feature(host, f + 1))
+            rc = diag_error_noloc(d, "--cpu: this host has no %s, so code using it cannot run here "
+                                     "(`netc compile --cpu` builds for other machines)", f + 1);
+    }
+    if (rc == 0) {
+        /* a name's level, lowered by features turned off after it */
+        int fl = feature_level(c->features);
+        if (strcmp(name, "native") && fl < level) level = fl;
+        if (!strcmp(name, "native")) level = fl;
+        if (for_host && level > host_level)
+            rc = diag_error_noloc(d, "--cpu: %s needs %s, which this host lacks, so its code cannot run here "
+                                     "(`netc compile --cpu` builds for other machines)", spec,
+                                     level == 4 ? "AVX-512 (F, BW, CD, DQ, VL)" : level == 3 ? "AVX2 and FMA" : "SSE4.2");
+        c->level = level;
+        c->vw = level == 4 ? 16 : level == 3 ? 8 : 4;
+        if (level < 3 && has_feature(c->features, "avx")) c->vw = 8;
+    }
+    LLVMDisposeMessage(host);
+    return rc;
+}
+
+int cg_cpu_query(const char *spec, int for_host, CgCpuInfo *info, Diag *d) {
+    CgCpu c;
+    if (cg_cpu_select(spec, for_host, &c, d)) return -1;
+    snprintf(info->name, sizeof info->name, "%s", c.name);
+    info->level = c.level;
+    info->vw = c.vw;
+    return 0;
+}
+
+LLVMTargetMachineRef cg_host_tm(const CgCpu *c, LLVMRelocMode reloc, Diag *d) {
     init_llvm();
     char *triple = cg_fault("target") ? LLVMCreateMessage("nosuch-unknown-none") : LLVMGetDefaultTargetTriple();
-    char *cpu = LLVMGetHostCPUName();
-    char *features = LLVMGetHostCPUFeatures();
     char *err = NULL;
     LLVMTargetRef target;
     LLVMTargetMachineRef tm = NULL;
@@ -64,21 +162,13 @@ LLVMTargetMachineRef cg_host_tm(LLVMRelocMode reloc, int *vw, Diag *d) {
          * forms into a branch per lane, slower than the instruction itself:
          * keep the instruction.  (The packing and pooling code's own gathers
          * are lane by lane, branch-free: cg_gather.) */
-        char feat[8192];
-        snprintf(feat, sizeof feat, "%s%s", features,
-                 strstr(features, "+avx2") && strlen(features) + 14 < sizeof feat ? ",+fast-gather" : "");
-        tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, reloc,
+        char feat[sizeof c->features + 16];
+        snprintf(feat, sizeof feat, "%s%s", c->features, c->level >= 3 ? ",+fast-gather" : "");
+        tm = LLVMCreateTargetMachine(target, triple, c->name, feat, LLVMCodeGenLevelAggressive, reloc,
                                      LLVMCodeModelDefault);
-        if (!tm) diag_error_noloc(d, "cpu backend: cannot create a target machine for %s (%s)", triple, cpu);
-    }
-    if (vw) {
-        *vw = 4;
-        if (strstr(features, "+avx,") || strstr(features, "+avx2")) *vw = 8;
-        if (strstr(features, "+avx512f")) *vw = 16;
+        if (!tm) diag_error_noloc(d, "cpu backend: cannot create a target machine for %s (%s)", triple, c->name);
     }
     LLVMDisposeMessage(triple);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
     return tm;
 }
 
@@ -154,8 +244,8 @@ static int define_runtime(CgJit *j, Diag *d) {
     return 0;
 }
 
-CgJit *cg_jit_new(Diag *d) {
-    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, NULL, d);
+CgJit *cg_jit_new(const CgCpu *c, Diag *d) {
+    LLVMTargetMachineRef tm = cg_host_tm(c, LLVMRelocPIC, d);
     if (!tm) return NULL;
     CgJit *j = calloc(1, sizeof *j);
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
