@@ -89,8 +89,10 @@ int rt_metrics_close(RtMetrics *m)
 
 /* ---- SVG plot ---- */
 
-/* Plot geometry, in SVG user units. */
+/* Plot geometry, in SVG user units: the picture, the axes, and the legend
+ * box with its distance from the axes' sides. */
 enum { W = 480, H = 330, PX0 = 60, PX1 = 460, PY0 = 40, PY1 = 275 };
+enum { LW = 102, LH = 54, LPAD = 8 };
 
 typedef struct {
     const double *v[3];
@@ -98,6 +100,8 @@ typedef struct {
     const char *title;
     double xmin, xmax, ymax, ystep;
     int xstep;
+    int width;          /* of the picture: W, or more with the legend beside the axes */
+    int lx, ly;         /* the legend box's top left corner */
 } Plot;
 
 static const struct {
@@ -129,6 +133,81 @@ static double nice_step(double raw)
     return 10 * mag;
 }
 
+/* Whether the segment (x0,y0)-(x1,y1) meets the box [bx0,bx1] x [by0,by1]:
+ * Liang-Barsky clipping of the segment to the box. */
+static int segment_meets_box(double x0, double y0, double x1, double y1, double bx0, double by0,
+                             double bx1, double by1)
+{
+    double t0 = 0, t1 = 1, dx = x1 - x0, dy = y1 - y0;
+    const double pq[4][2] = {{-dx, x0 - bx0}, {dx, bx1 - x0}, {-dy, y0 - by0}, {dy, by1 - y0}};
+    for (int i = 0; i < 4; i++) {
+        double pi = pq[i][0], qi = pq[i][1];
+        if (pi == 0) {
+            if (qi < 0)
+                return 0;
+        } else if (pi < 0) {
+            t0 = fmax(t0, qi / pi);
+        } else {
+            t1 = fmin(t1, qi / pi);
+        }
+        if (t0 > t1)
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether a legend box at (x, y) keeps clear of the curves: no line between
+ * two drawn points, nor a lone point (drawn as a dot), comes within m units
+ * of it. */
+static int legend_clear(const Plot *p, double x, double y, double m)
+{
+    double bx0 = x - m, by0 = y - m, bx1 = x + LW + m, by1 = y + LH + m;
+    for (int c = 0; c < 3; c++) {
+        int have = 0;
+        double x0 = 0, y0 = 0;
+        for (int i = 0; i < p->n; i++) {
+            double v = p->v[c][i];
+            if (!isfinite(v))
+                continue;
+            double x1 = px(p, i + 1), y1 = py(p, v);
+            if (segment_meets_box(have ? x0 : x1, have ? y0 : y1, x1, y1, bx0, by0, bx1, by1))
+                return 0;
+            x0 = x1, y0 = y1, have = 1;
+        }
+    }
+    return 1;
+}
+
+/* Puts the legend where no curve runs: the first clear one of the axes'
+ * corners (top right, top left, bottom right, bottom left), else the first
+ * clear place along the rows of the axes from the top; first with a wide
+ * berth around the curves, then with a narrow one (more than half a
+ * stroke, a dot's radius and rounding); else beside the axes on the right,
+ * widening the picture. */
+static void place_legend(Plot *p)
+{
+    const int x0 = PX0 + LPAD, x1 = PX1 - LPAD - LW, y0 = PY0 + LPAD, y1 = PY1 - LPAD - LH;
+    const int corners[4][2] = {{x1, y0}, {x0, y0}, {x1, y1}, {x0, y1}};
+    const double berth[2] = {16, 4};
+    p->width = W;
+    for (int b = 0; b < 2; b++) {
+        for (int k = 0; k < 4; k++)
+            if (legend_clear(p, corners[k][0], corners[k][1], berth[b])) {
+                p->lx = corners[k][0], p->ly = corners[k][1];
+                return;
+            }
+        for (int y = y0; y <= y1; y += 4)
+            for (int x = x1; x >= x0; x -= 4)
+                if (legend_clear(p, x, y, berth[b])) {
+                    p->lx = x, p->ly = y;
+                    return;
+                }
+    }
+    p->lx = PX1 + 12;   /* clear of the last x tick label */
+    p->ly = PY0;
+    p->width = p->lx + LW + 2 * LPAD;
+}
+
 static void xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
@@ -151,8 +230,8 @@ static int emit_svg(FILE *f, void *ctx, char *err, size_t errlen)
     const Plot *p = ctx;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"11\">\n",
-            W, H, W, H);
-    fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+            p->width, H, p->width, H);
+    fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", p->width, H);
     if (p->title && p->title[0]) {
         fprintf(f, "<text x=\"%d\" y=\"22\" text-anchor=\"middle\" font-size=\"13\">", (PX0 + PX1) / 2);
         xml_text(f, p->title);
@@ -198,10 +277,10 @@ static int emit_svg(FILE *f, void *ctx, char *err, size_t errlen)
             fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n", px(p, 1),
                     py(p, p->v[c][0]), curves[c].color);
     }
-    /* Legend, top right inside the axes. */
-    int lx = PX1 - 110, ly = PY0 + 8;
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"102\" height=\"54\" fill=\"white\" "
-               "fill-opacity=\"0.85\" stroke=\"#c0c0c0\"/>\n", lx, ly);
+    /* Legend, where place_legend found room. */
+    int lx = p->lx, ly = p->ly;
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"white\" "
+               "fill-opacity=\"0.85\" stroke=\"#c0c0c0\"/>\n", lx, ly, LW, LH);
     for (int c = 0; c < 3; c++) {
         int y = ly + 14 + 16 * c;
         fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"1.5\"",
@@ -222,7 +301,7 @@ int rt_plot_svg(const char *path, const double *loss, const double *train_acc,
         rt_seterr(err, errlen, "%s: bad plot data (%d epochs)", path, n_epochs);
         return -1;
     }
-    Plot p = {{loss, train_acc, test_acc}, n_epochs, epochs_total, title, 1, 2, 1, 0.2, 1};
+    Plot p = {{loss, train_acc, test_acc}, n_epochs, epochs_total, title, 1, 2, 1, 0.2, 1, W, 0, 0};
     p.xmax = epochs_total > n_epochs ? epochs_total : n_epochs;
     if (p.xmax <= p.xmin)
         p.xmax = p.xmin + 1;
@@ -234,5 +313,6 @@ int rt_plot_svg(const char *path, const double *loss, const double *train_acc,
     p.xstep = (int)nice_step((p.xmax - p.xmin) / 10);
     if (p.xstep < 1)
         p.xstep = 1;
+    place_legend(&p);
     return rt_write_atomic(path, emit_svg, &p, err, errlen);
 }
