@@ -1,11 +1,12 @@
 /* elab.c - elaboration: runs a parsed .net program and records the graph.
  *
  * Elaboration is an interpreter over the AST.  Values are integers, booleans,
- * reals, lists and tensors (IR value ids); values.c computes with them.  `net { }` runs with `x` bound to the
- * INPUT value; every op call appends IR nodes (params first, in the order
- * weight, bias, running stats, right before their consumer), every block call
- * runs the block's body in a fresh frame and naming scope.  The loss
- * (LABELS + SOFTMAX_XENT) is appended after the network's result.
+ * reals, lists and tensors (IR value ids); values.c computes with them.
+ * `net { }` runs with `x` bound to the INPUT value; every op call appends IR
+ * nodes (params first, in the order weight, bias, running stats, right
+ * before their consumer), every block call runs the block's body in a fresh
+ * frame and naming scope.  The loss (LABELS + SOFTMAX_XENT) is appended
+ * after the network's result.
  *
  * Names: inside a scope each op gets `<op><k>` and each block call
  * `<block><k>`, k counting that kind in that scope from 0; `as label` and
