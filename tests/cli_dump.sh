@@ -4,7 +4,8 @@
 # Graphviz when it is installed, the training graph has backward and SGD
 # nodes, the memory plan prints planned and unplanned totals, --dump-after
 # names its pass, --params lists parameters in order, --param changes a
-# network, and bad flags exit 2.
+# network (an integer, a real, a list; a value of the wrong kind is a located
+# error), and bad flags exit 2.
 set -u
 NETC=$1
 cd "$2"
@@ -29,6 +30,11 @@ check "memory plan lifetimes" 'grep -q " arena .* [0-9]*\.\.[0-9]* " "$T/m.txt"'
 check "dump-after names the pass" '$NETC dump --dump-after autodiff models/lenet_bn.net | head -1 | grep -q "^# after autodiff"'
 check "params in order of use" '$NETC dump --params $M | sed -n 1p | grep -q "^b1.conv0.weight 64x1x7x7 param"'
 check "--param changes the network" '$NETC check models/vgg11.net --param ratio=1 | grep -q "parameters:  128806154"'
+printf 'param drop_rate = 0.3\nnet { return x |> flatten |> dropout(drop_rate) |> linear(10) }\n' >"$T/r.net"
+check "--param takes a real" '$NETC dump "$T/r.net" --param drop_rate=0.5 | grep -q " = dropout(%1) {p=0.5 "'
+check "--param takes a list" '$NETC dump models/densenet.net --param "num_convs_in_dense_blocks=[6, 12, 24, 16]" | grep -q "# dense_block3.conv_block15.conv0$"'
+$NETC check models/vgg11.net --param ratio=0.5 >/dev/null 2>"$T/e"
+check "--param of the wrong kind exits 1, located" '[ $? -eq 1 ] && grep -q "vgg11.net:3:7: error: .ratio. is an integer" "$T/e"'
 $NETC dump --format svg $M >/dev/null 2>&1
 check "bad --format exits 2" '[ $? -eq 2 ]'
 $NETC check models/nowhere.net >/dev/null 2>"$T/e"
