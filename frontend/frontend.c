@@ -1,5 +1,6 @@
 /* frontend.c - fe_build and fe_build_file: input checks, parse, elaborate. */
 #include "ast.h"
+#include "runtime/infile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -78,15 +79,13 @@ int fe_build_file(const char *path, const FeOptions *o, IrGraph *g, char **src_o
     *src_out = NULL;
     if (!d->file || !strcmp(d->file, "<input>"))
         d->file = path;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return diag_error_noloc(d, "cannot open `%s`: %s", path, strerror(errno));
+    /* without blocking on a FIFO nobody writes to; pipes are read to the end */
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return diag_error_noloc(d, "`%s` is a directory", path);
-    }
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > FE_MAX_FILE) {
+    char err[4200];
+    FILE *f = rt_fopen_input(path, RT_INPUT_PIPE, &st, err, sizeof err);
+    if (!f)
+        return diag_error_noloc(d, "%s", err);
+    if (S_ISREG(st.st_mode) && st.st_size > FE_MAX_FILE) {
         fclose(f);
         return diag_error(d, (IrLoc){1, 1}, "a .net file is a short text; is this the right file?", "file is too large (%lld bytes, limit %d)",
                                 (long long)st.st_size, FE_MAX_FILE);

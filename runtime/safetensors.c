@@ -1,9 +1,13 @@
 /* safetensors reading and writing; atomic file replacement. */
 #include "err.h"
+#include "runtime/infile.h"
 #include "runtime/safetensors.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +43,46 @@ static void sync_dir(const char *path)
     free(dir);
 }
 
+/* Removes path.tmp.PID files left by writers that died (PID is no live
+ * process), so that killed runs do not leave them to pile up.  A live
+ * writer's file, or one of another user's process, stays. */
+static void remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t bl = strlen(base);
+    char dir[4096];
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = n + bl + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (!isdigit((unsigned char)digits[0]) || *end || errno || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 int rt_write_atomic(const char *path, RtEmitFn emit, void *ctx, char *err, size_t errlen)
 {
+    remove_stale_temps(path);
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
     if (!tmp) {
@@ -806,68 +848,90 @@ static int check_layout(RtSt *s, const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* The header length from the first 8 bytes of a file of size bytes. */
+static int header_len(const uint8_t *len8, int64_t size, const char *path, uint64_t *hlen, char *err,
+                      size_t errlen)
+{
+    *hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        *hlen = *hlen << 8 | len8[i];
+    if (*hlen > (uint64_t)(size - 8)) {
+        rt_seterr(err, errlen, "%s: header length %llu is beyond the end of the file (%lld bytes)",
+               path, (unsigned long long)*hlen, (long long)size);
+        return -1;
+    }
+    if (*hlen > ST_MAX_HEADER) {
+        rt_seterr(err, errlen, "%s: header length %llu is too large", path, (unsigned long long)*hlen);
+        return -1;
+    }
+    return 0;
+}
+
+/* A new RtSt named path, with room for data_bytes of data. */
+static RtSt *st_new(const char *path, int64_t data_bytes, char *err, size_t errlen)
+{
+    RtSt *s = calloc(1, sizeof *s);
+    if (s) {
+        s->path = strdup(path);
+        s->data_bytes = data_bytes;
+        s->data = malloc((size_t)data_bytes + 1);
+    }
+    if (!s || !s->path || !s->data) {
+        rt_seterr(err, errlen, "%s: out of memory", path);
+        rt_st_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Parses the header (hlen bytes, NUL-terminated) into s, whose data is in
+ * place, and checks the layout. */
+static int st_parse_header(RtSt *s, const char *header, uint64_t hlen, char *err, size_t errlen)
+{
+    Json j = {header, 0, (size_t)hlen, s->path, err, errlen};
+    if (jobject(&j, top_member, s) != 0)
+        return -1;
+    if (jpeek(&j) != -1)
+        return jfail(&j, "trailing characters after the header object");
+    return check_layout(s, s->path, err, errlen);
+}
+
 RtSt *rt_st_read(const char *path, char *err, size_t errlen)
 {
     if (!host_is_little_endian()) {
         rt_seterr(err, errlen, "%s: reading safetensors needs a little-endian host", path);
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rt_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    RtSt *s = calloc(1, sizeof *s);
-    char *header = NULL;
     struct stat st;
-    if (!s || !(s->path = strdup(path))) {
-        rt_seterr(err, errlen, "%s: out of memory", path);
-        goto fail;
-    }
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rt_seterr(err, errlen, "%s: not a regular file", path);
-        goto fail;
-    }
+    FILE *f = rt_fopen_input(path, 0, &st, err, errlen);
+    if (!f)
+        return NULL;
+    RtSt *s = NULL;
+    char *header = NULL;
     int64_t size = (int64_t)st.st_size;
     uint8_t len8[8];
+    uint64_t hlen;
     if (size < 8 || fread(len8, 1, 8, f) != 8) {
         rt_seterr(err, errlen, "%s: file too short (%lld bytes) for a safetensors header", path,
                (long long)size);
         goto fail;
     }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = hlen << 8 | len8[i];
-    if (hlen > (uint64_t)(size - 8)) {
-        rt_seterr(err, errlen, "%s: header length %llu is beyond the end of the file (%lld bytes)",
-               path, (unsigned long long)hlen, (long long)size);
+    if (header_len(len8, size, path, &hlen, err, errlen) != 0)
         goto fail;
-    }
-    if (hlen > ST_MAX_HEADER) {
-        rt_seterr(err, errlen, "%s: header length %llu is too large", path, (unsigned long long)hlen);
-        goto fail;
-    }
     header = malloc((size_t)hlen + 1);
-    s->data_bytes = size - 8 - (int64_t)hlen;
-    s->data = malloc((size_t)s->data_bytes + 1);
-    if (!header || !s->data) {
+    if (!header) {
         rt_seterr(err, errlen, "%s: out of memory", path);
         goto fail;
     }
+    if (!(s = st_new(path, size - 8 - (int64_t)hlen, err, errlen)))
+        goto fail;
     if (fread(header, 1, (size_t)hlen, f) != hlen ||
         fread(s->data, 1, (size_t)s->data_bytes, f) != (size_t)s->data_bytes) {
-        rt_seterr(err, errlen, "%s: read error", path);
+        rt_seterr(err, errlen, "%s: %s", path, ferror(f) ? "read error" : "file shrank while being read");
         goto fail;
     }
     header[hlen] = 0;
-    Json j = {header, 0, (size_t)hlen, path, err, errlen};
-    if (jobject(&j, top_member, s) != 0)
-        goto fail;
-    if (jpeek(&j) != -1) {
-        jfail(&j, "trailing characters after the header object");
-        goto fail;
-    }
-    if (check_layout(s, path, err, errlen) != 0)
+    if (st_parse_header(s, header, hlen, err, errlen) != 0)
         goto fail;
     free(header);
     fclose(f);
@@ -877,6 +941,36 @@ fail:
     rt_st_free(s);
     fclose(f);
     return NULL;
+}
+
+RtSt *rt_st_parse(const void *buf, size_t size, const char *name, char *err, size_t errlen)
+{
+    const uint8_t *p = buf;
+    uint64_t hlen;
+    if (size < 8) {
+        rt_seterr(err, errlen, "%s: file too short (%zu bytes) for a safetensors header", name, size);
+        return NULL;
+    }
+    if (header_len(p, (int64_t)size, name, &hlen, err, errlen) != 0)
+        return NULL;
+    char *header = malloc((size_t)hlen + 1);
+    RtSt *s = header ? st_new(name, (int64_t)(size - 8 - hlen), err, errlen) : NULL;
+    if (!header || !s) {
+        rt_seterr(err, errlen, "%s: out of memory", name);
+        free(header);
+        rt_st_free(s);
+        return NULL;
+    }
+    memcpy(header, p + 8, (size_t)hlen);
+    header[hlen] = 0;
+    memcpy(s->data, p + 8 + hlen, (size_t)s->data_bytes);
+    int rc = st_parse_header(s, header, hlen, err, errlen);
+    free(header);
+    if (rc != 0) {
+        rt_st_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 void rt_st_free(RtSt *s)

@@ -18,7 +18,8 @@
 /* Writes path atomically: emit(f, ctx, ...) writes the content into the temp
  * file path.tmp.<pid>, which is then flushed, fsynced, closed and renamed over
  * path, and the directory fsynced (best effort).  On any failure the temp file
- * is removed and an existing path is left untouched.  emit returns 0, or -1
+ * is removed and an existing path is left untouched.  Temp files path.tmp.PID
+ * of dead processes (a killed writer's) are removed first.  emit returns 0, or -1
  * having written a message; write errors on f are caught here.  Returns 0, or
  * -1 with a message naming path in err. */
 typedef int (*RtEmitFn)(FILE *f, void *ctx, char *err, size_t errlen);
@@ -49,6 +50,8 @@ typedef struct RtSt RtSt;
  * fields, unknown dtypes, sizes that disagree with shapes, offsets out of range,
  * overlapping, or leaving gaps. */
 RtSt *rt_st_read(const char *path, char *err, size_t errlen);
+/* The same checks on a whole file's bytes in memory; name is for messages. */
+RtSt *rt_st_parse(const void *buf, size_t size, const char *name, char *err, size_t errlen);
 void rt_st_free(RtSt *s);
 
 int rt_st_count(const RtSt *s);
