@@ -3,7 +3,9 @@
  * the seed's line per epoch, metrics, a plot and an atomic checkpoint after
  * every epoch. */
 #include "runtime.h"
+#include "checkpoint.h"
 #include "data.h"
+#include "infile.h"
 #include "metrics.h"
 #include "progress.h"
 
@@ -60,7 +62,7 @@ int rt_evaluate(RtSession *s, const char *data_dir, int resize, double *loss, do
  * (lines {"epoch":E,...,"loss":L,"train_acc":A,"test_acc":T,...}); the plot
  * then shows the whole run.  Returns the first epoch it could not fill. */
 static int history(const char *path, int upto, double *loss, double *tra, double *tea) {
-    FILE *f = path ? fopen(path, "r") : NULL;
+    FILE *f = path ? rt_fopen_input(path, 0, NULL, NULL, 0) : NULL;
     int have = 0;
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
@@ -80,23 +82,49 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
     char err[512], line[256];
     if (!s->has_train) return diag_error_noloc(d, "internal error: session has no training program");
     int resize = input_size(s);
-    int first_epoch = 0;
+    int first_epoch = 0, epochs = o->epochs;
     uint64_t step = 0, seed = o->seed;
+    if (o->resume && !o->checkpoint) return diag_error_noloc(d, "--resume needs --checkpoint PATH");
+    /* before any work: the checkpoint can be written, and is ours alone */
+    int lock = -1;
+    if (o->checkpoint && (lock = rt_checkpoint_claim(o->checkpoint, err, sizeof err)) < 0)
+        return diag_error_noloc(d, "%s", err);
     if (o->resume) {
-        if (!o->checkpoint) return diag_error_noloc(d, "--resume needs --checkpoint PATH");
-        if (rt_checkpoint_load(s, o->checkpoint, &first_epoch, &step, &seed, d)) return -1;
+        if (rt_checkpoint_load(s, o->checkpoint, &first_epoch, &step, &seed, d)) goto unlock;
+        if (first_epoch > epochs) {
+            diag_error_noloc(d, "checkpoint %s is after epoch %d, beyond this run's %d epochs; nothing to train "
+                             "(give --epochs %d or more to go on)", o->checkpoint, first_epoch, epochs, first_epoch + 1);
+            goto unlock;
+        }
+        if (first_epoch == epochs) {
+            if (!o->quiet) fprintf(stderr, "%s: already trained %d of %d epochs; nothing to do\n", o->checkpoint,
+                                   first_epoch, epochs);
+            rt_checkpoint_release(lock);
+            return 0;
+        }
         if (!o->quiet) fprintf(stderr, "resuming from %s after epoch %d (step %llu)\n", o->checkpoint, first_epoch,
                                (unsigned long long)step);
     } else {
         rt_model_init(&s->model, &s->train, seed);
     }
     RtDataset train;
-    if (rt_dataset_load(&train, o->data_dir, 1, err, sizeof err)) return diag_error_noloc(d, "%s", err);
+    if (rt_dataset_load(&train, o->data_dir, 1, err, sizeof err)) {
+        diag_error_noloc(d, "%s", err);
+        goto unlock;
+    }
     int64_t B = s->batch;
+    if (B > train.n) {
+        diag_error_noloc(d, "batch %lld is larger than the training set (%lld images in %s); give --batch %lld or less",
+                         (long long)B, (long long)train.n, o->data_dir ? o->data_dir : RT_DATA_DEFAULT_DIR,
+                         (long long)train.n);
+        rt_dataset_free(&train);
+        goto unlock;
+    }
     RtLoader *l = rt_loader_new(&train, (int)B, resize, 1, 1, seed);
     if (!l) {
         rt_dataset_free(&train);
-        return diag_error_noloc(d, "cannot start the data loader (batch %lld larger than the data set?)", (long long)B);
+        diag_error_noloc(d, "cannot start the data loader (out of memory?)");
+        goto unlock;
     }
     float *img = ir_xmalloc(sizeof(float) * (size_t)(B * resize * resize));
     int32_t *lab = ir_xmalloc(sizeof(int32_t) * (size_t)B);
@@ -105,7 +133,6 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
         diag_error_noloc(d, "%s", err);
         goto fail;
     }
-    int epochs = o->epochs;
     double *hl = ir_xcalloc((size_t)epochs + 1, sizeof(double));
     double *htr = ir_xcalloc((size_t)epochs + 1, sizeof(double));
     double *hte = ir_xcalloc((size_t)epochs + 1, sizeof(double));
@@ -178,10 +205,13 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
     rt_loader_free(l);
     rt_dataset_free(&train);
     free(img), free(lab);
+    rt_checkpoint_release(lock);
     return rc;
 fail:
     rt_loader_free(l);
     rt_dataset_free(&train);
     free(img), free(lab);
+unlock:
+    rt_checkpoint_release(lock);
     return -1;
 }

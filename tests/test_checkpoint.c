@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/checkpoint.h"
 #include "runtime/safetensors.h"
 
 static char tmpdir[256];
@@ -446,6 +449,225 @@ static void test_prefixes_and_flips(void **state)
     free(p);
 }
 
+
+/* A checkpoint's metadata {"epoch":E,"step":S,"seed":D}: NULL leaves a key
+ * out; misspelt gives the epoch under a wrong key. */
+static RtSt *meta_ckpt(const char *path, const char *e, const char *st, const char *sd, int misspelt)
+{
+    const char *kv[8];
+    int n = 0;
+    if (e)
+        kv[n++] = misspelt ? "epohc" : "epoch", kv[n++] = e;
+    if (st)
+        kv[n++] = "step", kv[n++] = st;
+    if (sd)
+        kv[n++] = "seed", kv[n++] = sd;
+    kv[n] = NULL;
+    float v = 1;
+    RtTensorOut t = {"v", "F32", 1, {1}, &v, 4};
+    char err[512];
+    if (rt_st_write(path, &t, 1, n ? kv : NULL, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    RtSt *s = rt_st_read(path, err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    return s;
+}
+
+/* Every field of the training position must be a plain in-range integer;
+ * a bad one is named with the file. */
+static void test_position(void **state)
+{
+    (void)state;
+    char path[512], err[512];
+    tpath(path, sizeof path, "pos.safetensors");
+    int epoch = -7;
+    uint64_t pstep = 1, seed = 1;
+    RtSt *s = meta_ckpt(path, "100000", "18446744073709551615", "0", 0);
+    assert_int_equal(rt_checkpoint_position(s, path, &epoch, &pstep, &seed, err, sizeof err), 0);
+    assert_int_equal(epoch, 100000);
+    assert_true(pstep == UINT64_MAX);
+    assert_true(seed == 0);
+    rt_st_free(s);
+
+    static const struct {
+        const char *epoch, *step, *seed;
+        int misspelt;
+        const char *field;
+    } bad[] = {
+        {"-1", "4", "0", 0, "\"epoch\""},
+        {"-100", "4", "0", 0, "\"epoch\""},
+        {"99999999999", "4", "0", 0, "\"epoch\""},
+        {"2147483647", "4", "0", 0, "\"epoch\""},
+        {"100001", "4", "0", 0, "\"epoch\""},
+        {"abc", "4", "0", 0, "\"epoch\""},
+        {"", "4", "0", 0, "\"epoch\""},
+        {" 1", "4", "0", 0, "\"epoch\""},
+        {"+1", "4", "0", 0, "\"epoch\""},
+        {"1", "4", "0", 1, "\"epoch\" is missing"},
+        {NULL, "4", "0", 0, "\"epoch\" is missing"},
+        {"1", "-1", "0", 0, "\"step\""},
+        {"1", "abc", "0", 0, "\"step\""},
+        {"1", "18446744073709551616", "0", 0, "\"step\""},
+        {"1", "99999999999999999999999", "0", 0, "\"step\""},
+        {"1", NULL, "0", 0, "\"step\" is missing"},
+        {"1", "4", "-1", 0, "\"seed\""},
+        {"1", "4", "abc", 0, "\"seed\""},
+        {"1", "4", "18446744073709551616", 0, "\"seed\""},
+        {"1", "4", "1e3", 0, "\"seed\""},
+        {"1", "4", NULL, 0, "\"seed\" is missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s = meta_ckpt(path, bad[i].epoch, bad[i].step, bad[i].seed, bad[i].misspelt);
+        err[0] = 0;
+        epoch = -7;
+        int rc = rt_checkpoint_position(s, path, &epoch, &pstep, &seed, err, sizeof err);
+        rt_st_free(s);
+        if (rc != -1)
+            fail_msg("case %zu (epoch \"%s\" step \"%s\" seed \"%s\") accepted: epoch %d", i,
+                     bad[i].epoch ? bad[i].epoch : "-", bad[i].step ? bad[i].step : "-",
+                     bad[i].seed ? bad[i].seed : "-", epoch);
+        if (!strstr(err, path) || !strstr(err, bad[i].field))
+            fail_msg("case %zu: message \"%s\" lacks the path or %s", i, err, bad[i].field);
+    }
+    /* Fields not asked for are not read: eval loads weights of any file. */
+    s = meta_ckpt(path, NULL, NULL, NULL, 0);
+    assert_int_equal(rt_checkpoint_position(s, path, NULL, NULL, NULL, err, sizeof err), 0);
+    rt_st_free(s);
+}
+
+static void test_nonfinite(void **state)
+{
+    (void)state;
+    float x[5] = {0, -1e38f, 1e-45f, 3, 4};
+    assert_int_equal(rt_first_nonfinite(x, 5), -1);
+    x[3] = NAN;
+    assert_int_equal(rt_first_nonfinite(x, 5), 3);
+    x[1] = -INFINITY;
+    assert_int_equal(rt_first_nonfinite(x, 5), 1);
+    x[1] = INFINITY;
+    assert_int_equal(rt_first_nonfinite(x, 2), 1);
+    assert_int_equal(rt_first_nonfinite(x, 1), -1);
+}
+
+/* A FIFO nobody writes to is refused at once, not waited on. */
+static void test_fifo(void **state)
+{
+    (void)state;
+    char path[512], err[512] = "";
+    tpath(path, sizeof path, "fifo.safetensors");
+    assert_int_equal(mkfifo(path, 0644), 0);
+    alarm(10); /* a hang fails the test */
+    assert_null(rt_st_read(path, err, sizeof err));
+    alarm(0);
+    if (!strstr(err, path) || !strstr(err, "FIFO"))
+        fail_msg("message \"%s\" lacks the path or FIFO", err);
+    assert_int_equal(rt_checkpoint_claim(path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(path);
+    assert_null(rt_st_read(tmpdir, err, sizeof err));
+    assert_non_null(strstr(err, "is a directory"));
+}
+
+/* A pid that no process has: a child's, after it is reaped. */
+static long dead_pid(void)
+{
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0)
+        _exit(0);
+    assert_int_equal(waitpid(p, NULL, 0), p);
+    return (long)p;
+}
+
+/* Temp files of killed writers go on the next write; a live one stays. */
+static void test_stale_temps(void **state)
+{
+    (void)state;
+    char path[512], dead[600], live[600], other[600], err[512];
+    tpath(path, sizeof path, "stale.safetensors");
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", path, dead_pid());
+    snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+    tpath(other, sizeof other, "stale.safetensors.tmp.x1");
+    spit(dead, "x", 1);
+    spit(live, "x", 1);
+    spit(other, "x", 1);
+    float v = 1;
+    RtTensorOut t = {"v", "F32", 1, {1}, &v, 4};
+    assert_int_equal(rt_st_write(path, &t, 1, NULL, err, sizeof err), 0);
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    unlink(live);
+    unlink(other);
+    check_content(path, 1);
+}
+
+/* A training claims its checkpoint before it starts: a second claim, an
+ * unwritable place or a directory are refused with the path named. */
+static void test_claim(void **state)
+{
+    (void)state;
+    char path[512], lock[600], err[512] = "";
+    tpath(path, sizeof path, "claimed.safetensors");
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    int fd = rt_checkpoint_claim(path, err, sizeof err);
+    if (fd < 0)
+        fail_msg("%s", err);
+    int fd2 = rt_checkpoint_claim(path, err, sizeof err);
+    assert_int_equal(fd2, -1);
+    if (!strstr(err, path) || !strstr(err, "in use by another training"))
+        fail_msg("message \"%s\"", err);
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+    assert_non_null(strstr(err, pid));
+    rt_checkpoint_release(fd);
+    fd = rt_checkpoint_claim(path, err, sizeof err);
+    assert_true(fd >= 0);
+    rt_checkpoint_release(fd);
+    check_no_temp_files();
+    unlink(lock);
+
+    assert_int_equal(rt_checkpoint_claim("/nonexistent/dir/c.st", err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/dir/c.st"));
+    assert_int_equal(rt_checkpoint_claim(tmpdir, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is a directory"));
+    /* a directory where the temp file would go */
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(mkdir(tmp, 0755), 0);
+    assert_int_equal(rt_checkpoint_claim(path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot be written"));
+    rmdir(tmp);
+    unlink(lock);
+}
+
+/* rt_st_parse on memory agrees with rt_st_read on the file. */
+static void test_parse_memory(void **state)
+{
+    (void)state;
+    RtTensorOut t[8];
+    int n = make_tensors(t);
+    const char *meta[] = {"epoch", "3", NULL};
+    char path[512], err[512];
+    tpath(path, sizeof path, "mem.safetensors");
+    assert_int_equal(rt_st_write(path, t, n, meta, err, sizeof err), 0);
+    long size;
+    char *p = slurp(path, &size);
+    RtSt *s = rt_st_parse(p, (size_t)size, "mem", err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    assert_int_equal(rt_st_count(s), n);
+    assert_string_equal(rt_st_meta(s, "epoch"), "3");
+    rt_st_free(s);
+    for (long len = 0; len < size; len += 7) {
+        err[0] = 0;
+        assert_null(rt_st_parse(p, (size_t)len, "mem", err, sizeof err));
+        assert_non_null(strstr(err, "mem"));
+    }
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +677,12 @@ int main(void)
         cmocka_unit_test(test_write_errors),
         cmocka_unit_test(test_atomic),
         cmocka_unit_test(test_prefixes_and_flips),
+        cmocka_unit_test(test_position),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_stale_temps),
+        cmocka_unit_test(test_claim),
+        cmocka_unit_test(test_parse_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
