@@ -1,5 +1,6 @@
 /* cli.c - the commands shared by `netc` and compiled executables. */
 #include "cli.h"
+#include "checkpoint.h"
 #include "data.h"
 #include "safetensors.h"
 #include "../codegen/ref_kernels.h"
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 static int arg_error(const char *cmd, const char *fmt, const char *what) {
     fprintf(stderr, "netc %s: error: ", cmd);
@@ -105,7 +105,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             a->defines[a->ndefines++] = (FeDefine){nm, e2 + 1};
         } else {
             struct { const char *k; long long lo, hi; } ints[] = {
-                {"epochs", 1, 100000}, {"batch", 1, 1 << 16}, {"resize", 1, 1024}, {"seed", 0, 1LL << 62},
+                {"epochs", 1, RT_MAX_EPOCHS}, {"batch", 1, 1 << 16}, {"resize", 1, 1024}, {"seed", 0, 1LL << 62},
                 {"threads", 0, 1024}, {"steps", 1, 1000000}, {"warmup", 0, 1000}, {"max-steps", 0, 1 << 30},
                 {"limit", 1, 1 << 30}};
             int found = 0;
@@ -213,37 +213,6 @@ int rt_cmd_eval(const RtSource *src, const RtArgs *a) {
     return rc ? 1 : 0;
 }
 
-/* Reads an IDX image file (gzip or plain): n images of h x w bytes. */
-static uint8_t *read_idx_images(const char *path, int64_t *n, int *h, int *w, Diag *d) {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return diag_error_noloc(d, "cannot open %s", path), NULL;
-    unsigned char hd[16];
-    uint8_t *px = NULL;
-    if (gzread(f, hd, 16) != 16) {
-        diag_error_noloc(d, "%s: truncated IDX header", path);
-    } else if (hd[0] || hd[1] || hd[2] != 8 || hd[3] != 3) {
-        diag_error_noloc(d, "%s: not an IDX image file (magic %02x%02x%02x%02x, expected 00000803)", path, hd[0],
-                         hd[1], hd[2], hd[3]);
-    } else {
-        *n = (int64_t)hd[4] << 24 | hd[5] << 16 | hd[6] << 8 | hd[7];
-        *h = hd[8] << 24 | hd[9] << 16 | hd[10] << 8 | hd[11];
-        *w = hd[12] << 24 | hd[13] << 16 | hd[14] << 8 | hd[15];
-        if (*n <= 0 || *h <= 0 || *w <= 0 || *h > 1024 || *w > 1024 || *n > 10000000) {
-            diag_error_noloc(d, "%s: implausible IDX sizes %lld x %d x %d", path, (long long)*n, *h, *w);
-        } else {
-            size_t bytes = (size_t)*n * (size_t)*h * (size_t)*w;
-            px = ir_xmalloc(bytes);
-            if (gzread(f, px, (unsigned)bytes) != (int)bytes) {
-                diag_error_noloc(d, "%s: truncated or corrupt image data", path);
-                free(px);
-                px = NULL;
-            }
-        }
-    }
-    gzclose(f);
-    return px;
-}
-
 int rt_cmd_predict(const RtSource *src, const RtArgs *a) {
     RtSession s;
     IrGraph gt, ge;
@@ -255,8 +224,9 @@ int rt_cmd_predict(const RtSource *src, const RtArgs *a) {
     else if (!rc) fprintf(stderr, "warning: no --weights given; predicting with freshly initialised weights\n");
     int64_t n = 0;
     int h = 0, w = 0;
-    uint8_t *px = rc ? NULL : read_idx_images(a->images, &n, &h, &w, &d);
-    if (!rc && !px) rc = -1;
+    char err[512];
+    uint8_t *px = rc ? NULL : rt_idx_read_images(a->images, a->limit, &n, &h, &w, err, sizeof err);
+    if (!rc && !px) rc = diag_error_noloc(&d, "%s", err);
     if (!rc) {
         int R = ge.train.resize;
         int64_t B = s.batch, lim = n < a->limit ? n : a->limit;

@@ -2,6 +2,7 @@
  * it, and a batch loader whose batches are made on a background thread. */
 #include "err.h"
 #include "runtime/data.h"
+#include "runtime/infile.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_MAGIC_LABELS 0x00000801u
@@ -21,48 +23,58 @@
 
 /* ---- IDX files ---- */
 
-/* An open IDX file: path as named in messages, and the zlib stream. */
+/* An open IDX file: path as named in messages, the zlib stream, and what
+ * its header declares. */
 typedef struct {
     char path[4096];
-    int gz; /* the name ends in .gz: it must hold gzip data */
+    int gz;       /* the name ends in .gz: it must hold gzip data */
     gzFile f;
+    int64_t size; /* of the file on disk */
+    int64_t n;    /* items */
+    int h, w;     /* 1, 1 for labels */
+    uint64_t at, total; /* bytes read so far, and header and data together (0: unknown yet) */
 } IdxFile;
 
 static int file_exists(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0;
+}
+
+/* Opens path (gzip or plain; gzip required when gz) without blocking. */
+static int idx_open_path(IdxFile *x, const char *path, int gz, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    snprintf(x->path, sizeof x->path, "%s", path);
+    x->gz = gz;
+    struct stat st;
+    int fd = rt_open_input(x->path, 0, &st, err, errlen);
+    if (fd < 0)
+        return -1;
+    x->size = (int64_t)st.st_size;
+    x->f = gzdopen(fd, "rb");
+    if (!x->f) {
+        rt_seterr(err, errlen, "%s: cannot open: %s", x->path, strerror(errno ? errno : ENOMEM));
+        close(fd);
+        return -1;
+    }
+    gzbuffer(x->f, 1 << 17);
+    return 0;
 }
 
 /* Opens dir/name.gz, or dir/name when there is no .gz. */
 static int idx_open(IdxFile *x, const char *dir, const char *name, char *err, size_t errlen)
 {
+    char gz[4096], plain[4096];
+    snprintf(gz, sizeof gz, "%s/%s.gz", dir, name);
+    snprintf(plain, sizeof plain, "%s/%s", dir, name);
+    if (file_exists(gz))
+        return idx_open_path(x, gz, 1, err, errlen);
+    if (file_exists(plain))
+        return idx_open_path(x, plain, 0, err, errlen);
     memset(x, 0, sizeof *x);
-    snprintf(x->path, sizeof x->path, "%s/%s.gz", dir, name);
-    x->gz = 1;
-    if (!file_exists(x->path)) {
-        char plain[4096];
-        snprintf(plain, sizeof plain, "%s/%s", dir, name);
-        if (!file_exists(plain)) {
-            rt_seterr(err, errlen, "%s: no such file (nor %s)", x->path, plain);
-            return -1;
-        }
-        memcpy(x->path, plain, sizeof plain);
-        x->gz = 0;
-    }
-    x->f = gzopen(x->path, "rb");
-    if (!x->f) {
-        rt_seterr(err, errlen, "%s: cannot open: %s", x->path, strerror(errno));
-        return -1;
-    }
-    gzbuffer(x->f, 1 << 17);
-    if (x->gz && gzdirect(x->f)) {
-        rt_seterr(err, errlen, "%s: corrupt gzip data (not a gzip file)", x->path);
-        gzclose_r(x->f);
-        x->f = NULL;
-        return -1;
-    }
-    return 0;
+    rt_seterr(err, errlen, "%s: no such file (nor %s)", gz, plain);
+    return -1;
 }
 
 static void idx_close(IdxFile *x)
@@ -87,7 +99,8 @@ static void gz_fail(IdxFile *x, char *err, size_t errlen)
         rt_seterr(err, errlen, "%s: corrupt gzip data (%s)", x->path, msg);
 }
 
-/* Reads exactly n bytes. */
+/* Reads exactly n bytes, in chunks of at most 1 GiB (gzread takes an
+ * unsigned and returns an int); a short read is an error. */
 static int idx_read(IdxFile *x, void *buf, uint64_t n, char *err, size_t errlen)
 {
     uint8_t *p = buf;
@@ -108,12 +121,43 @@ static int idx_read(IdxFile *x, void *buf, uint64_t n, char *err, size_t errlen)
                 gz_fail(x, err, errlen);
             else
                 rt_seterr(err, errlen, "%s: truncated: file ends after %llu of %llu bytes",
-                       x->path, (unsigned long long)done, (unsigned long long)n);
+                       x->path, (unsigned long long)(x->at + done),
+                       (unsigned long long)(x->total ? x->total : x->at + n));
             return -1;
         }
         done += (uint64_t)r;
     }
+    x->at += n;
     return 0;
+}
+
+/* Reads n bytes into a new buffer that grows as the data comes, so that a
+ * header declaring more than the file holds costs no more memory than the
+ * file: NULL (message set) if it ends early or memory runs out. */
+static uint8_t *idx_read_new(IdxFile *x, uint64_t n, char *err, size_t errlen)
+{
+    uint64_t cap = n < (1u << 20) ? n : (1u << 20), done = 0;
+    uint8_t *buf = malloc((size_t)cap + 1);
+    while (buf && done < n) {
+        if (done == cap) {
+            cap = cap * 2 < n ? cap * 2 : n;
+            uint8_t *b = realloc(buf, (size_t)cap + 1);
+            if (!b)
+                break;
+            buf = b;
+        }
+        if (idx_read(x, buf + done, cap - done, err, errlen) != 0) {
+            free(buf);
+            return NULL;
+        }
+        done = cap;
+    }
+    if (!buf || done < n) {
+        rt_seterr(err, errlen, "%s: out of memory for %llu bytes", x->path, (unsigned long long)n);
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 /* After the last item: the stream must end here, with a good checksum. */
@@ -139,59 +183,115 @@ static uint32_t be32(const uint8_t *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-/* Reads an IDX file of labels (rank 1) or images (rank 3) into a new buffer. */
-static int idx_load(const char *dir, const char *name, int images, int64_t *n, int *h, int *w,
-                    uint8_t **data, const char **path_out, IdxFile *x, char *err, size_t errlen)
+/* Reads and checks the header of labels (rank 1) or images (rank 3) into
+ * x->n, h, w: the magic, sizes within limits, the total within
+ * IDX_MAX_BYTES, and for a plain file its size. */
+static int idx_header(IdxFile *x, int images, char *err, size_t errlen)
 {
-    *data = NULL;
-    if (idx_open(x, dir, name, err, errlen) != 0)
-        return -1;
-    *path_out = x->path;
     uint32_t magic = images ? IDX_MAGIC_IMAGES : IDX_MAGIC_LABELS;
     uint8_t hdr[16];
     size_t hlen = images ? 16 : 8;
     if (idx_read(x, hdr, hlen, err, errlen) != 0)
-        goto fail;
+        return -1;
+    if (x->gz && gzdirect(x->f)) {
+        rt_seterr(err, errlen, "%s: corrupt gzip data (not a gzip file)", x->path);
+        return -1;
+    }
     if (be32(hdr) != magic) {
         rt_seterr(err, errlen, "%s: bad IDX magic 0x%08x (expected 0x%08x for %s)", x->path,
                (unsigned)be32(hdr), (unsigned)magic, images ? "images" : "labels");
-        goto fail;
+        return -1;
     }
-    *n = be32(hdr + 4);
-    *h = *w = 1;
+    x->n = be32(hdr + 4);
+    x->h = x->w = 1;
     if (images) {
         uint32_t hh = be32(hdr + 8), ww = be32(hdr + 12);
         if (hh == 0 || ww == 0 || hh > IDX_MAX_SIDE || ww > IDX_MAX_SIDE) {
             rt_seterr(err, errlen, "%s: bad image size %ux%u (expected 28x28, at most %dx%d)",
                    x->path, (unsigned)hh, (unsigned)ww, IDX_MAX_SIDE, IDX_MAX_SIDE);
+            return -1;
+        }
+        x->h = (int)hh;
+        x->w = (int)ww;
+    }
+    if (x->n == 0) {
+        rt_seterr(err, errlen, "%s: holds no %s", x->path, images ? "images" : "labels");
+        return -1;
+    }
+    uint64_t bytes = (uint64_t)x->n * (uint64_t)x->h * (uint64_t)x->w;
+    if (bytes > IDX_MAX_BYTES) {
+        rt_seterr(err, errlen, "%s: implausible header: %lld %s of %dx%d are %llu bytes, more than the %llu "
+               "this reads", x->path, (long long)x->n, images ? "images" : "labels", x->h, x->w,
+               (unsigned long long)bytes, (unsigned long long)IDX_MAX_BYTES);
+        return -1;
+    }
+    x->total = hlen + bytes;
+    if (gzdirect(x->f) && (uint64_t)x->size < hlen + bytes) {
+        rt_seterr(err, errlen, "%s: truncated: the header declares %lld %s of %dx%d (%llu bytes), "
+               "the file holds %lld", x->path, (long long)x->n, images ? "images" : "labels", x->h, x->w,
+               (unsigned long long)bytes, (long long)(x->size - (int64_t)hlen));
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t idx_bytes(const IdxFile *x, int64_t items)
+{
+    return (uint64_t)items * (uint64_t)x->h * (uint64_t)x->w;
+}
+
+/* Reads the items after the header, and checks that the stream ends there. */
+static uint8_t *idx_load_data(IdxFile *x, char *err, size_t errlen)
+{
+    uint8_t *data = idx_read_new(x, idx_bytes(x, x->n), err, errlen);
+    if (data && idx_expect_end(x, err, errlen) != 0) {
+        free(data);
+        data = NULL;
+    }
+    return data;
+}
+
+uint8_t *rt_idx_read_images(const char *path, int64_t keep, int64_t *n, int *h, int *w, char *err, size_t errlen)
+{
+    IdxFile x;
+    uint8_t *px = NULL;
+    if (idx_open_path(&x, path, 0, err, errlen) != 0)
+        return NULL;
+    if (idx_header(&x, 1, err, errlen) != 0)
+        goto done;
+    if (keep > x.n || keep < 0)
+        keep = x.n;
+    px = idx_read_new(&x, idx_bytes(&x, keep), err, errlen);
+    /* the rest is read through, not kept: a file cut short is an error */
+    uint64_t rest = idx_bytes(&x, x.n - keep);
+    uint8_t *chunk = px && rest ? malloc(1 << 20) : NULL;
+    if (px && rest && !chunk) {
+        rt_seterr(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    while (px && rest) {
+        uint64_t k = rest < (1u << 20) ? rest : (1u << 20);
+        if (idx_read(&x, chunk, k, err, errlen) != 0) {
+            free(chunk);
             goto fail;
         }
-        *h = (int)hh;
-        *w = (int)ww;
+        rest -= k;
     }
-    if (*n == 0) {
-        rt_seterr(err, errlen, "%s: holds no %s", x->path, images ? "images" : "labels");
+    free(chunk);
+    if (px && idx_expect_end(&x, err, errlen) != 0)
         goto fail;
+    if (px) {
+        *n = x.n;
+        *h = x.h;
+        *w = x.w;
     }
-    uint64_t bytes = (uint64_t)*n * (uint64_t)*h * (uint64_t)*w;
-    if (bytes > IDX_MAX_BYTES) {
-        rt_seterr(err, errlen, "%s: %lld items of %dx%d are too many", x->path, (long long)*n, *h, *w);
-        goto fail;
-    }
-    *data = malloc((size_t)bytes);
-    if (!*data) {
-        rt_seterr(err, errlen, "%s: out of memory for %llu bytes", x->path, (unsigned long long)bytes);
-        goto fail;
-    }
-    if (idx_read(x, *data, bytes, err, errlen) != 0 || idx_expect_end(x, err, errlen) != 0)
-        goto fail;
-    idx_close(x);
-    return 0;
+    goto done;
 fail:
-    free(*data);
-    *data = NULL;
-    idx_close(x);
-    return -1;
+    free(px);
+    px = NULL;
+done:
+    idx_close(&x);
+    return px;
 }
 
 int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t errlen)
@@ -207,30 +307,36 @@ int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t
     const char *img_name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
     const char *lab_name = train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte";
     IdxFile xi, xl;
-    const char *img_path = NULL, *lab_path = NULL;
-    int64_t ni = 0, nl = 0;
-    int h = 0, w = 0, h1, w1;
-    if (idx_load(dir, img_name, 1, &ni, &h, &w, &ds->pixels, &img_path, &xi, err, errlen) != 0)
+    memset(&xl, 0, sizeof xl);
+    /* both headers first: counts that disagree are found before any data is read */
+    if (idx_open(&xi, dir, img_name, err, errlen) != 0)
         return -1;
-    if (idx_load(dir, lab_name, 0, &nl, &h1, &w1, &ds->labels, &lab_path, &xl, err, errlen) != 0)
+    if (idx_header(&xi, 1, err, errlen) != 0 || idx_open(&xl, dir, lab_name, err, errlen) != 0 ||
+        idx_header(&xl, 0, err, errlen) != 0)
         goto fail;
-    if (ni != nl) {
-        rt_seterr(err, errlen, "%s: %lld labels, but %s has %lld images", lab_path, (long long)nl,
-               img_path, (long long)ni);
+    if (xi.n != xl.n) {
+        rt_seterr(err, errlen, "%s: %lld labels, but %s has %lld images", xl.path, (long long)xl.n,
+               xi.path, (long long)xi.n);
         goto fail;
     }
-    for (int64_t i = 0; i < nl; i++) {
+    if (!(ds->pixels = idx_load_data(&xi, err, errlen)) || !(ds->labels = idx_load_data(&xl, err, errlen)))
+        goto fail;
+    for (int64_t i = 0; i < xl.n; i++) {
         if (ds->labels[i] > 9) {
-            rt_seterr(err, errlen, "%s: label %d of item %lld is outside 0..9", lab_path,
+            rt_seterr(err, errlen, "%s: label %d of item %lld is outside 0..9", xl.path,
                    ds->labels[i], (long long)i);
             goto fail;
         }
     }
-    ds->n = ni;
-    ds->h = h;
-    ds->w = w;
+    ds->n = xi.n;
+    ds->h = xi.h;
+    ds->w = xi.w;
+    idx_close(&xi);
+    idx_close(&xl);
     return 0;
 fail:
+    idx_close(&xi);
+    idx_close(&xl);
     rt_dataset_free(ds);
     return -1;
 }

@@ -23,6 +23,15 @@ typedef struct {
 int rt_dataset_load(RtDataset *ds, const char *dir, int train, char *err, size_t errlen);
 void rt_dataset_free(RtDataset *ds);
 
+/* Reads an IDX image file (gzip or plain) named by the user: checks its
+ * header (magic 0x803, sides 1..1024, at most 8 GiB in all, and for a plain
+ * file that it holds that much), keeps the first `keep` images (all when
+ * keep < 0 or more than there are) and reads through the rest, so that a file
+ * cut short or with data after the last image is an error.  Returns the
+ * pixels (keep, h, w) with the file's count in *n, or NULL with a message
+ * naming path in err. */
+uint8_t *rt_idx_read_images(const char *path, int64_t keep, int64_t *n, int *h, int *w, char *err, size_t errlen);
+
 /* Bilinear resize of one float image (h, w) -> (oh, ow) exactly as PyTorch's
  * F.interpolate(mode='bilinear', align_corners=False), no antialias, computed
  * in float as its CPU kernel does. */

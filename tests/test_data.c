@@ -285,6 +285,7 @@ static void test_bad_headers(void **state)
     write_split(1, 1, N_IMG, N_IMG);
     uint32_t one[3] = {1, SIDE, SIDE};
     write_idx("train-images-idx3-ubyte", 1, 0x803, one, 3, px, sizeof px);
+    write_idx("train-labels-idx1-ubyte", 1, 0x801, one, 1, lab, 1);
     expect_fail(1, "train-images-idx3-ubyte.gz", "after the last");
 }
 
@@ -511,6 +512,135 @@ static void test_loader_resize(void **state)
     rt_dataset_free(&ds);
 }
 
+
+/* The counts of images and labels are compared from the headers, before
+ * any data is read: here the images have none, yet the message is the
+ * count mismatch. */
+static void test_counts_before_data(void **state)
+{
+    (void)state;
+    clean_dir();
+    write_split(1, 1, N_IMG, N_IMG - 3);
+    uint32_t di[3] = {N_IMG, SIDE, SIDE};
+    write_idx("train-images-idx3-ubyte", 1, 0x803, di, 3, NULL, 0);
+    expect_fail(1, "labels, but", "train-images-idx3-ubyte.gz");
+}
+
+/* A FIFO in place of a data file is refused, not waited on. */
+static void test_fifo(void **state)
+{
+    (void)state;
+    clean_dir();
+    write_split(1, 1, N_IMG, N_IMG);
+    char path[512];
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", tmpdir);
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    alarm(10); /* a hang fails the test */
+    expect_fail(1, "train-labels-idx1-ubyte.gz", "FIFO");
+    char err[512] = "";
+    int64_t n;
+    int h, w;
+    assert_null(rt_idx_read_images(path, 1, &n, &h, &w, err, sizeof err));
+    alarm(0);
+    assert_non_null(strstr(err, "FIFO"));
+    unlink(path);
+}
+
+/* rt_idx_read_images must fail with a message naming the file and want. */
+static void expect_images_fail(const char *name, const char *want)
+{
+    char path[512], err[1024] = "";
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    int64_t n;
+    int h, w;
+    uint8_t *px = rt_idx_read_images(path, 10, &n, &h, &w, err, sizeof err);
+    if (px) {
+        free(px);
+        fail_msg("%s: read, expected \"%s\"", name, want);
+    }
+    if (!strstr(err, path) || !strstr(err, want))
+        fail_msg("message \"%s\" lacks the path or \"%s\"", err, want);
+}
+
+/* predict's reader: headers that lie about their sizes, files cut short. */
+static void test_idx_images(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    uint8_t *px = malloc(N * SIDE * SIDE);
+    for (int i = 0; i < N * SIDE * SIDE; i++)
+        px[i] = (uint8_t)(i * 31);
+    uint32_t ok[3] = {N, SIDE, SIDE};
+    char path[512], err[512] = "";
+    for (int gz = 0; gz < 2; gz++) {
+        write_idx("img", gz, 0x803, ok, 3, px, N * SIDE * SIDE);
+        snprintf(path, sizeof path, "%s/img%s", tmpdir, gz ? ".gz" : "");
+        int64_t n = 0;
+        int h = 0, w = 0;
+        for (int keep = 0; keep <= N + 1; keep += 5) {
+            uint8_t *got = rt_idx_read_images(path, keep, &n, &h, &w, err, sizeof err);
+            if (!got)
+                fail_msg("%s", err);
+            assert_int_equal(n, N);
+            assert_int_equal(h, SIDE);
+            assert_int_equal(w, SIDE);
+            int k = keep < N ? keep : N;
+            if (k)
+                assert_memory_equal(got, px, (size_t)k * SIDE * SIDE);
+            free(got);
+        }
+        unlink(path);
+    }
+    /* a height of 2^31 (a shift past int once) and other bad sides */
+    uint32_t tall[3] = {1, 0x80000000u, SIDE}, wide[3] = {1, SIDE, 0xffffffffu}, zero[3] = {1, 0, SIDE};
+    write_idx("tall", 0, 0x803, tall, 3, px, SIDE * SIDE);
+    expect_images_fail("tall", "bad image size 2147483648x28");
+    write_idx("wide", 1, 0x803, wide, 3, px, SIDE * SIDE);
+    expect_images_fail("wide.gz", "bad image size");
+    write_idx("zero", 0, 0x803, zero, 3, px, SIDE * SIDE);
+    expect_images_fail("zero", "bad image size");
+    /* 10^7 images of 1024x1024: 10 TB, refused from the header */
+    uint32_t huge[3] = {10000000, 1024, 1024};
+    write_idx("huge", 0, 0x803, huge, 3, px, SIDE * SIDE);
+    expect_images_fail("huge", "implausible");
+    write_idx("huge", 1, 0x803, huge, 3, px, SIDE * SIDE);
+    expect_images_fail("huge.gz", "implausible");
+    /* 4097 images of 1024x1024 declared, 1 MiB there: plain and gzip */
+    uint32_t cut[3] = {4097, 1024, 1024};
+    uint8_t *mib = calloc(1, 1 << 20);
+    write_idx("cut", 0, 0x803, cut, 3, mib, 1 << 20);
+    expect_images_fail("cut", "truncated");
+    write_idx("cut", 1, 0x803, cut, 3, mib, 1 << 20);
+    expect_images_fail("cut.gz", "truncated");
+    /* cut short past the images kept: still an error */
+    write_idx("short", 1, 0x803, ok, 3, px, (N - 1) * SIDE * SIDE);
+    expect_images_fail("short.gz", "truncated");
+    write_idx("short", 0, 0x803, ok, 3, px, (N - 1) * SIDE * SIDE);
+    expect_images_fail("short", "truncated");
+    /* data after the last image, a wrong magic, no images, a short header */
+    uint8_t *more = calloc(1, (N + 1) * SIDE * SIDE);
+    write_idx("more", 1, 0x803, ok, 3, more, (N + 1) * SIDE * SIDE);
+    expect_images_fail("more.gz", "after the last");
+    write_idx("labels", 0, 0x801, ok, 1, px, N);
+    expect_images_fail("labels", "magic");
+    uint32_t none[3] = {0, SIDE, SIDE};
+    write_idx("none", 0, 0x803, none, 3, NULL, 0);
+    expect_images_fail("none", "no images");
+    write_idx("hdr", 0, 0x803, ok, 2, NULL, 0);
+    expect_images_fail("hdr", "truncated");
+    expect_images_fail("missing", "cannot open");
+    const char *names[] = {"tall", "wide.gz", "zero", "huge", "huge.gz", "cut", "cut.gz", "short", "short.gz",
+                           "more.gz", "labels", "none", "hdr"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+        unlink(path);
+    }
+    free(px);
+    free(mib);
+    free(more);
+}
+
 static void test_real_fashion_mnist(void **state)
 {
     (void)state;
@@ -548,6 +678,9 @@ int main(void)
         cmocka_unit_test(test_shuffle),
         cmocka_unit_test(test_loader),
         cmocka_unit_test(test_loader_resize),
+        cmocka_unit_test(test_counts_before_data),
+        cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_idx_images),
         cmocka_unit_test(test_real_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
