@@ -21,6 +21,7 @@ static double now_s(void) {
 
 #include "../../runtime/aot.h"
 #include "../../runtime/pool.h"
+#include "../../runtime/safetensors.h"
 
 /* NETC_CPU_PROFILE: the JIT entry marks each kernel (rt_prof_mark), kernels
  * of every program numbered from prof_base on. */
@@ -478,6 +479,18 @@ const Backend backend_cpu = {
     .dump = cpu_dump,
 };
 
+typedef struct {
+    const char *p;
+    size_t n;
+} ObjBytes;
+
+static int write_obj(FILE *f, void *ctx, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    const ObjBytes *b = ctx;
+    fwrite(b->p, 1, b->n, f); /* rt_write_atomic checks the stream */
+    return 0;
+}
+
 int cg_cpu_emit_object(const Program *train, const Program *eval, const char *cpu_spec, const char *obj_path,
                        Diag *d) {
     CgCpu cpu;
@@ -494,11 +507,19 @@ int cg_cpu_emit_object(const Program *train, const Program *eval, const char *cp
     cg_dispose(&cg);
     if (rc == 0) rc = cg_optimise(mod, tm, 3, d);
     if (rc == 0) {
-        char *err = NULL;
-        if (LLVMTargetMachineEmitToFile(tm, mod, (char *)obj_path, LLVMObjectFile, &err)) {
-            diag_error_noloc(d, "cpu backend: cannot write object file %s: %s", obj_path, err);
+        /* to memory, then a checked atomic write: LLVM's own file output
+         * aborts the process on a full disk and leaves a partial file */
+        char *err = NULL, werr[512];
+        LLVMMemoryBufferRef buf = NULL;
+        if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &buf)) {
+            diag_error_noloc(d, "cpu backend: cannot make object file %s: %s", obj_path, err ? err : "?");
             LLVMDisposeMessage(err);
             rc = -1;
+        } else {
+            ObjBytes ob = {LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)};
+            if (rt_write_atomic(obj_path, write_obj, &ob, werr, sizeof werr))
+                rc = diag_error_noloc(d, "cannot write object file: %s", werr);
+            LLVMDisposeMemoryBuffer(buf);
         }
     }
     LLVMDisposeModule(mod);
