@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Cross-check netc against PyTorch on the seven networks of the seed.
+"""Cross-check netc against PyTorch on the seven networks of the seed and on
+the networks of models/extra/ (ResNet-34; DenseNet-121 in eval mode).
 
 For each network the PyTorch module is built exactly as the seed builds it
-(tools/seed_models.py), given random
+(tools/seed_models.py; tests/torch/extra_models.py for the others), given random
 weights and random batch-norm running statistics, and fed a random batch.
 The same tensors go to `netc step` through a safetensors file; netc runs one
 step and writes every result.  Compared, fp32 on both sides:
@@ -51,6 +52,7 @@ TOL_PARAM = 1e-3  # gradients, updated weights, running statistics
 sys.path.insert(0, os.path.join(REPO, "tools"))
 from seed_models import (alexnet, vgg, nin, googlenet, lenet_bn, resnet18,  # noqa: E402
                          densenet)
+from extra_models import resnet34, densenet121  # noqa: E402
 
 
 # name: (builder, .net file, seed resolution, seed learning rate, batch).
@@ -66,6 +68,12 @@ MODELS = {
     "lenet_bn": (lenet_bn, "lenet_bn.net", 28, 1.0, 4),
     "resnet18": (resnet18, "resnet18.net", 96, 0.05, 4),
     "densenet": (densenet, "densenet.net", 96, 0.1, 4),
+    # beyond the seven: the networks of models/extra/ (tests/torch/extra_models.py)
+    "resnet34": (resnet34, "extra/resnet34.net", 64, 0.05, 4),
+    # eval only: through 120 train-mode batch norms over a batch of 4,
+    # PyTorch's own fp32 gradients are up to 1e-2 from its fp64 ones, so a
+    # 1e-3 check of the training step cannot tell right from wrong there
+    "densenet121": (densenet121, "extra/densenet121.net", 64, 0.1, 4, ("eval",)),
 }
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -265,7 +273,8 @@ class Report:
 
 
 def check_model(name, a, tmp):
-    build, file, res0, lr0, b0 = MODELS[name]
+    build, file, res0, lr0, b0 = MODELS[name][:5]
+    modes = MODELS[name][5] if len(MODELS[name]) > 5 else ("eval", "train")
     res = a.resize_for.get(name, res0)
     lr = a.lr if a.lr is not None else lr0
     netfile = os.path.join(a.source_dir, "models", file)
@@ -291,7 +300,7 @@ def check_model(name, a, tmp):
     del tin
 
     results = []
-    for mode in ("eval", "train"):
+    for mode in modes:
         out, t_netc = run_netc(a.netc, netfile, fin, os.path.join(tmp, f"{name}.{mode}.safetensors"),
                                mode, B, res, a.seed, lr, a.target)
         rep = Report()
