@@ -115,6 +115,10 @@ int fe_build_file(const char *path, const FeOptions *o, IrGraph *g, char **src_o
         free(buf);
         return diag_error(d, (IrLoc){1, 1}, "a .net file is a short text; is this the right file?", "file is too large (over %d bytes)", FE_MAX_FILE);
     }
+    if (len == 0 && S_ISFIFO(st.st_mode)) {
+        free(buf);
+        return diag_error_noloc(d, "`%s` is a pipe with nothing written to it", path);
+    }
     buf[len] = 0;
     *src_out = buf;
     d->src = buf;

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static double now(void) {
@@ -129,6 +130,12 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
     float *img = ir_xmalloc(sizeof(float) * (size_t)(B * resize * resize));
     int32_t *lab = ir_xmalloc(sizeof(int32_t) * (size_t)B);
     RtMetrics *m = NULL;
+    struct stat mst;
+    if (o->metrics && stat(o->metrics, &mst) == 0 && !S_ISREG(mst.st_mode)) {
+        /* opening a FIFO to append would wait for a reader */
+        diag_error_noloc(d, "metrics file %s: not a regular file", o->metrics);
+        goto fail;
+    }
     if (o->metrics && !(m = rt_metrics_open(o->metrics, o->resume, err, sizeof err))) {
         diag_error_noloc(d, "%s", err);
         goto fail;

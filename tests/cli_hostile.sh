@@ -53,7 +53,7 @@ idx() { { perl -e 'print pack("N4", 0x803, @ARGV)' "$1" "$2" "$3"; head -c "$4" 
 
 # ---- FIFOs: refused at once, not waited on ----
 mkfifo "$T/fifo"
-expect_fail "check on a FIFO" "fifo" $NETC check "$T/fifo"
+expect_fail "check on a FIFO" "fifo. is a pipe with nothing written" $NETC check "$T/fifo"
 expect_fail "eval --weights FIFO" "fifo.*FIFO" $NETC eval $M --weights "$T/fifo"
 expect_fail "predict --images FIFO" "fifo.*FIFO" $NETC predict $M --images "$T/fifo"
 expect_fail "resume from a FIFO" "fifo.*not a regular file" $NETC train $M $Q --resume --checkpoint "$T/fifo"
@@ -111,6 +111,7 @@ mkdir "$T/d"
 cp "$DATA"/train-labels-idx1-ubyte.gz "$T/d/"
 mkfifo "$T/d/train-images-idx3-ubyte.gz"
 expect_fail "data file is a FIFO" "train-images-idx3-ubyte.gz: not a regular file" $NETC train $M $Q --data "$T/d"
+expect_fail "metrics file is a FIFO" "metrics file .*fifo: not a regular file" $NETC train $M $Q --epochs 1 --metrics "$T/fifo"
 
 # ---- checkpoint metadata ----
 $NETC train $M $Q --epochs 1 --checkpoint "$T/c.st" >/dev/null 2>&1 && ok "one epoch" || bad "one epoch"
