@@ -162,7 +162,8 @@ int rt_checkpoint_claim(const char *path, char *err, size_t errlen) {
         rt_seterr(err, errlen, "checkpoint %s: cannot create its lock file %s: %s", path, lock, strerror(errno));
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno != ENOLCK && errno != EOPNOTSUPP) {
+        /* (a file system without locks: go on unlocked, the writes stay atomic) */
         int busy = errno == EWOULDBLOCK;
         char who[32] = "";
         ssize_t k = busy ? pread(fd, who, sizeof who - 1, 0) : 0;
