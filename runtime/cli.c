@@ -170,12 +170,11 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 
-static void close_all(RtSession *s, IrGraph *gt, IrGraph *ge, char *text, const RtArgs *a) {
+static void close_all(RtSession *s, IrGraph *gt, IrGraph *ge, char *text) {
     rt_session_close(s);
     ir_free(gt);
     ir_free(ge);
     free(text);
-    for (int i = 0; i < a->ndefines; i++) free((char *)a->defines[i].name);
 }
 
 int rt_cmd_train(const RtSource *src, const RtArgs *a) {
@@ -194,7 +193,7 @@ int rt_cmd_train(const RtSource *src, const RtArgs *a) {
                     s.be->name, o.lr, (long long)o.batch, o.epochs, o.resize, (unsigned long long)o.seed);
         rc = rt_train(&s, &o, &d);
     }
-    close_all(&s, &gt, &ge, text, a);
+    close_all(&s, &gt, &ge, text);
     return rc ? 1 : 0;
 }
 
@@ -209,7 +208,7 @@ int rt_cmd_eval(const RtSource *src, const RtArgs *a) {
     double loss, acc;
     if (!rc) rc = rt_evaluate(&s, a->data, ge.train.resize, &loss, &acc, &d);
     if (!rc) printf("test loss %.4f, test acc %.4f\n", loss, acc);
-    close_all(&s, &gt, &ge, text, a);
+    close_all(&s, &gt, &ge, text);
     return rc ? 1 : 0;
 }
 
@@ -259,7 +258,7 @@ int rt_cmd_predict(const RtSource *src, const RtArgs *a) {
         free(img), free(tmp), free(lab);
     }
     free(px);
-    close_all(&s, &gt, &ge, text, a);
+    close_all(&s, &gt, &ge, text);
     return rc ? 1 : 0;
 }
 
@@ -331,6 +330,6 @@ int rt_cmd_step(const RtSource *src, const RtArgs *a) {
         free(out), free(names), free(bufs);
     }
     rt_st_free(in);
-    close_all(&s, &gt, &ge, text, a);
+    close_all(&s, &gt, &ge, text);
     return rc ? 1 : 0;
 }

@@ -45,7 +45,8 @@ typedef struct {
 /* Parses argv[first..] into a (defaults set first).  Flags not in `allowed`
  * (a space-separated list of flag names without dashes) are errors.  The
  * first non-flag argument is a->file when want_file.  Returns 0 or -1
- * (message printed). */
+ * (message printed).  The names of a->defines are allocated: the caller
+ * frees them. */
 int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, const char *allowed, int want_file);
 
 /* The model a command runs: a .net source and its name. */

@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *exe_usage =
@@ -51,7 +52,9 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
         a.resize = resize;
         a.target = "aot";
         RtSource s = {name, src, len};
-        return cmds[i].run(&s, &a);
+        int rc = cmds[i].run(&s, &a);
+        for (int k = 0; k < a.ndefines; k++) free((char *)a.defines[k].name);
+        return rc;
     }
     fprintf(stderr, "%s: unknown command `%s`\n", argv[0], cmd);
     fprintf(stderr, exe_usage, argv[0], name, batch, resize, resize);

@@ -139,7 +139,6 @@ static int cmd_dump(const RtArgs *a) {
     }
     ir_free(&g);
     free(text);
-    for (int i = 0; i < a->ndefines; i++) free((char *)a->defines[i].name);
     return rc ? 1 : 0;
 }
 
@@ -189,14 +188,17 @@ int main(int argc, char **argv) {
         snprintf(allowed, sizeof allowed, "%s %s", common, cmds[i].flags);
         if (rt_args_parse(&a, argc, argv, 2, cmd, allowed, 1)) return 2;
         src = (RtSource){a.file, NULL, 0};
-        if (!strcmp(cmd, "check")) return cmd_check(&a);
-        if (!strcmp(cmd, "dump")) return cmd_dump(&a);
-        if (!strcmp(cmd, "train")) return rt_cmd_train(&src, &a);
-        if (!strcmp(cmd, "eval")) return rt_cmd_eval(&src, &a);
-        if (!strcmp(cmd, "predict")) return rt_cmd_predict(&src, &a);
-        if (!strcmp(cmd, "step")) return rt_cmd_step(&src, &a);
-        if (!strcmp(cmd, "compile")) return netc_cmd_compile(&a);
-        if (!strcmp(cmd, "bench")) return netc_cmd_bench(&a);
+        int rc = 2;
+        if (!strcmp(cmd, "check")) rc = cmd_check(&a);
+        if (!strcmp(cmd, "dump")) rc = cmd_dump(&a);
+        if (!strcmp(cmd, "train")) rc = rt_cmd_train(&src, &a);
+        if (!strcmp(cmd, "eval")) rc = rt_cmd_eval(&src, &a);
+        if (!strcmp(cmd, "predict")) rc = rt_cmd_predict(&src, &a);
+        if (!strcmp(cmd, "step")) rc = rt_cmd_step(&src, &a);
+        if (!strcmp(cmd, "compile")) rc = netc_cmd_compile(&a);
+        if (!strcmp(cmd, "bench")) rc = netc_cmd_bench(&a);
+        for (int k = 0; k < a.ndefines; k++) free((char *)a.defines[k].name);   /* strndup'd by rt_args_parse */
+        return rc;
     }
     fprintf(stderr, "netc: unknown command `%s`\n%s", cmd, usage);
     return 2;
