@@ -27,21 +27,26 @@ static const Model models[] = {
 
 static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "models/%s.net", name); }
 
+/* Builds models/<m->name>.net into *g (shapes inferred) and checks its
+ * parameter count against m's. */
+static void build_counted(const Model *m, IrGraph *g, char **src) {
+    char path[256];
+    path_of(path, sizeof path, m->name);
+    assert_int_equal(tu_build(path, IR_TRAIN, g, src), 0);
+    IrStats s;
+    pass_stats(g, &s);
+    if (s.params != m->params) {
+        print_error("%s: %lld parameters, expected %lld\n", m->name, (long long)s.params, (long long)m->params);
+        fail();
+    }
+}
+
 static void test_param_counts(void **st) {
     (void)st;
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
-        char path[256];
-        path_of(path, sizeof path, models[i].name);
         IrGraph g;
         char *src = NULL;
-        assert_int_equal(tu_build(path, IR_TRAIN, &g, &src), 0);
-        IrStats s;
-        pass_stats(&g, &s);
-        if (s.params != models[i].params) {
-            print_error("%s: %lld parameters, the seed's module has %lld\n", models[i].name, (long long)s.params,
-                        (long long)models[i].params);
-            fail();
-        }
+        build_counted(&models[i], &g, &src);
         const IrType *t = ir_type(&g, g.logits);
         assert_int_equal(t->rank, 2);
         assert_true(t->batched);
@@ -134,14 +139,7 @@ static void test_extra_models(void **st) {
         path_of(path, sizeof path, extra[i].name);
         IrGraph g;
         char *src = NULL;
-        assert_int_equal(tu_build(path, IR_TRAIN, &g, &src), 0);
-        IrStats s;
-        pass_stats(&g, &s);
-        if (s.params != extra[i].params) {
-            print_error("%s: %lld parameters, expected %lld\n", extra[i].name, (long long)s.params,
-                        (long long)extra[i].params);
-            fail();
-        }
+        build_counted(&extra[i], &g, &src);
         assert_int_equal(ir_type(&g, g.logits)->d[1], 10);
         assert_int_equal(ir_verify(&g, stderr), 0);
         ir_free(&g);
