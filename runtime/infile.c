@@ -1,27 +1,21 @@
 /* infile.c - opening user-named files for reading without blocking. */
 #include "err.h"
-#include "runtime/infile.h"
+#include "infile.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-static const char *kind(mode_t m)
-{
-    if (S_ISFIFO(m))
-        return "a FIFO";
-    if (S_ISCHR(m))
-        return "a character device";
-    if (S_ISBLK(m))
-        return "a block device";
-    if (S_ISSOCK(m))
-        return "a socket";
+static const char *kind(mode_t m) {
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
     return "not a plain file";
 }
 
-int rt_open_input(const char *path, int flags, struct stat *st_out, char *err, size_t errlen)
-{
+int rt_open_input(const char *path, int flags, struct stat *st_out, char *err, size_t errlen) {
     struct stat st;
     /* O_NONBLOCK: a FIFO opens at once; a regular file does not care */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -57,11 +51,9 @@ int rt_open_input(const char *path, int flags, struct stat *st_out, char *err, s
     return fd;
 }
 
-FILE *rt_fopen_input(const char *path, int flags, struct stat *st, char *err, size_t errlen)
-{
+FILE *rt_fopen_input(const char *path, int flags, struct stat *st, char *err, size_t errlen) {
     int fd = rt_open_input(path, flags, st, err, errlen);
-    if (fd < 0)
-        return NULL;
+    if (fd < 0) return NULL;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         rt_seterr(err, errlen, "%s: cannot read: %s", path, strerror(errno));
