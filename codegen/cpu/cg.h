@@ -1,5 +1,5 @@
 /* cg.h - the cpu backend's internals (needs the LLVM C headers): LLVM IR emission helpers (emit.c),
- * kernel generators (kernels.c: elementwise, pooling, batch norm, loss;
+ * kernel generators (kernels.c: elementwise, batch norm, loss; pooling.c;
  * gemm.c: conv and linear), the JIT and object emission (jit.c).
  *
  * Generated code layout.  Every kernel k of a Program becomes
@@ -76,6 +76,13 @@ LLVMValueRef icmp(Cg *cg, LLVMIntPredicate p, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef and1(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 /* a in [0, n): a >= 0 && a < n (one unsigned compare) */
 LLVMValueRef in_range(Cg *cg, LLVMValueRef a, int64_t n);
+/* float a + b, a - b, a * b, a / b (scalars or vectors alike) */
+LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b);   /* c ? a : b */
 
 LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);   /* float* + idx */
 LLVMValueRef ld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);
@@ -132,10 +139,21 @@ LLVMValueRef cg_nthreads(Cg *cg);      /* i64 */
 LLVMValueRef cg_vptr(Cg *cg, int v);
 int64_t cg_numel(const Cg *cg, int v);
 
-/* ---- kernels.c, gemm.c ----------------------------------------------------- */
+/* ---- kernels.c ------------------------------------------------------------- */
 /* Emits the body of one node into the current kernel function.  Returns 0 or
  * -1 for an op it cannot compile (reported through d). */
 int cg_emit_node(Cg *cg, int node, Diag *d);
+/* sum of the n (i64) contiguous floats at p, in float with vector
+ * accumulators (kernels.c) */
+LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n);
+
+/* ---- pooling.c --------------------------------------------------------------- */
+/* The body of a max or average pool node or of its gradient. */
+void cg_emit_pool(Cg *cg, const IrNode *n);
+/* The body of a global average or max pool node or of its gradient. */
+void cg_emit_global_pool(Cg *cg, const IrNode *n);
+
+/* ---- gemm.c ------------------------------------------------------------------ */
 void cg_emit_conv(Cg *cg, const IrNode *n);
 /* "winograd F(2x2, 3x3)" or "winograd F(2x2, 5x5)" when conv node n of p
  * (forward or either gradient) is computed that way, else NULL (GEMMs):

@@ -137,6 +137,16 @@ LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
 }
 LLVMValueRef and1(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAnd(cg->b, a, b, ""); }
 LLVMValueRef in_range(Cg *cg, LLVMValueRef a, int64_t n) { return icmp(cg, LLVMIntULT, a, ci64(cg, n)); }
+LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
+LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
+LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFCmp(cg->b, p, a, b, "");
+}
+LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, c, a, b, "");
+}
 
 LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx) {
     return LLVMBuildInBoundsGEP2(cg->b, cg->f32, fptr, &idx, 1, "");
