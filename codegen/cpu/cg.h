@@ -1,6 +1,7 @@
 /* cg.h - the cpu backend's internals (needs the LLVM C headers): LLVM IR emission helpers (emit.c),
  * kernel generators (kernels.c: elementwise, batch norm, loss; pooling.c;
- * gemm.c: conv and linear), the JIT and object emission (jit.c).
+ * conv and linear: conv.c, gemm.c and the files of gemm_internal.h), the
+ * JIT and object emission (jit.c).
  *
  * Generated code layout.  Every kernel k of a Program becomes
  *     void <prefix>k<k>(i8 *arena, i8 **slots, NetcStepArgs *a)
@@ -64,6 +65,7 @@ void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality);
 LLVMValueRef ci64(Cg *cg, int64_t x);
 LLVMValueRef cf32(Cg *cg, float x);
 LLVMValueRef cf64(Cg *cg, double x);
+LLVMValueRef ci32(Cg *cg, int64_t x);
 LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
@@ -91,6 +93,14 @@ LLVMValueRef vld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);   /* <vw x float>
 void vst(Cg *cg, LLVMValueRef val, LLVMValueRef fptr, LLVMValueRef idx);
 LLVMValueRef splat(Cg *cg, LLVMValueRef f);
 LLVMValueRef hsum(Cg *cg, LLVMValueRef vec);                      /* float */
+LLVMValueRef tr32(Cg *cg, LLVMValueRef x);                        /* i64 -> i32 */
+LLVMValueRef gep64(Cg *cg, LLVMValueRef p, int64_t i);            /* i64* + i */
+/* <8 x float> at p + idx (align 4), and its store */
+LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx);
+void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx);
+/* the shuffle of a and b (8 lanes each) by the 8 indices m */
+LLVMValueRef shuf8(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *m);
+LLVMValueRef splat8(Cg *cg, LLVMValueRef x);                      /* eight lanes of x (any scalar type) */
 void cg_memset0(Cg *cg, LLVMValueRef fptr, LLVMValueRef nfloats);
 void cg_memcpy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nfloats);
 
@@ -153,7 +163,7 @@ void cg_emit_pool(Cg *cg, const IrNode *n);
 /* The body of a global average or max pool node or of its gradient. */
 void cg_emit_global_pool(Cg *cg, const IrNode *n);
 
-/* ---- gemm.c ------------------------------------------------------------------ */
+/* ---- conv.c, gemm.c ------------------------------------------------------------ */
 void cg_emit_conv(Cg *cg, const IrNode *n);
 /* "winograd F(2x2, 3x3)" or "winograd F(2x2, 5x5)" when conv node n of p
  * (forward or either gradient) is computed that way, else NULL (GEMMs):

@@ -122,6 +122,7 @@ void cg_prefetch(Cg *cg, LLVMValueRef p, int rw, int locality) {
 LLVMValueRef ci64(Cg *cg, int64_t x) { return LLVMConstInt(cg->i64, (unsigned long long)x, 1); }
 LLVMValueRef cf32(Cg *cg, float x) { return LLVMConstReal(cg->f32, x); }
 LLVMValueRef cf64(Cg *cg, double x) { return LLVMConstReal(cg->f64, x); }
+LLVMValueRef ci32(Cg *cg, int64_t x) { return LLVMConstInt(cg->i32, (unsigned long long)x, 1); }
 LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(cg->b, a, b, ""); }
 LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(cg->b, a, b, ""); }
 LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(cg->b, a, b, ""); }
@@ -178,6 +179,38 @@ LLVMValueRef hsum(Cg *cg, LLVMValueRef vec) {
     for (int i = 1; i < cg->vw; i++)
         s = LLVMBuildFAdd(cg->b, s, LLVMBuildExtractElement(cg->b, vec, LLVMConstInt(cg->i32, (unsigned)i, 0), ""), "");
     return s;
+}
+
+LLVMValueRef gep64(Cg *cg, LLVMValueRef p, int64_t i) {
+    LLVMValueRef idx = ci64(cg, i);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->i64, p, &idx, 1, "");
+}
+
+LLVMValueRef tr32(Cg *cg, LLVMValueRef x) { return LLVMBuildTrunc(cg->b, x, cg->i32, ""); }
+
+LLVMValueRef v8ld(Cg *cg, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMValueRef l = LLVMBuildLoad2(cg->b, v8, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), ""), "");
+    LLVMSetAlignment(l, 4);
+    return l;
+}
+
+void v8st(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx) {
+    LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, p, idx), LLVMPointerType(v8, 0), "")), 4);
+}
+
+LLVMValueRef shuf8(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *m) {
+    LLVMValueRef e[8];
+    for (int i = 0; i < 8; i++) e[i] = ci32(cg, m[i]);
+    return LLVMBuildShuffleVector(cg->b, a, b, LLVMConstVector(e, 8), "");
+}
+
+/* eight lanes of x (any scalar type) */
+LLVMValueRef splat8(Cg *cg, LLVMValueRef x) {
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), 8);
+    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, 8)), "");
 }
 
 void cg_memset0(Cg *cg, LLVMValueRef fptr, LLVMValueRef nfloats) {
