@@ -1,6 +1,6 @@
 /* pipeline.c - the compiler, as the list of passes DESIGN.md draws:
  *
- *   forward graph -> shapes -> autodiff (train) -> schedule -> plan memory
+ *   forward graph -> shapes -> autodiff (train) -> schedule -> fuse -> plan memory
  *
  * with the verifier between passes (debug builds, tests, or o->verify) and
  * --dump-after=PASS printing the graph after the named pass. */
@@ -27,7 +27,8 @@ static int after(const char *pass, Program *p, const PipelineOptions *o, Diag *d
     if (o->dump_after && strcmp(o->dump_after, pass) == 0) {
         FILE *f = o->dump_out ? o->dump_out : stdout;
         fprintf(f, "# after %s\n", pass);
-        ir_dump(&p->g, f);
+        if (!strcmp(pass, "fuse")) program_dump_kernels(p, f);
+        else ir_dump(&p->g, f);
     }
     return 0;
 }
@@ -64,6 +65,7 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
         if (pass_autodiff(&p->g, &p->grad_of) || after("autodiff", p, o, d)) return -1;
     }
     if (pass_schedule(p) || after("schedule", p, o, d)) return -1;
+    if (pass_fuse(p, o->fuse) || after("fuse", p, o, d)) return -1;
     if (pass_plan_memory(p, d)) return -1;
     if (verify_all(o) && program_check_plan(p, d->out)) {
         diag_error_noloc(d, "internal error: the memory plan is invalid");

@@ -40,10 +40,26 @@ typedef struct {
     int64_t bytes;
 } Slot;
 
+/* The kinds of fused kernel (passes/fuse.def); FUSE_NONE: one node. */
+typedef enum {
+    FUSE_NONE,
+#define FUSE(e, name, what) FUSE_##e,
+#include "fuse.def"
+#undef FUSE
+    FUSE_COUNT
+} FusePattern;
+
 typedef struct {
     int nnodes;
     int *nodes;      /* node ids in execution order */
+    int pattern;     /* FusePattern */
 } Kernel;
+
+/* Which patterns the fusion pass may form: bit (1 << pattern) of `off` set
+ * turns that pattern off.  A NULL FuseOptions turns every pattern on. */
+typedef struct {
+    unsigned off;
+} FuseOptions;
 
 typedef struct {
     IrGraph g;       /* owned: the training (or eval) graph, shapes fixed */
@@ -67,11 +83,27 @@ typedef struct {
     int verify;            /* run ir_verify after every pass */
     const char *dump_after;/* pass name, or NULL */
     FILE *dump_out;
+    const FuseOptions *fuse;  /* NULL: every pattern on */
 } PipelineOptions;
 
 /* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d);
 void program_free(Program *p);
+
+/* passes/fuse.c: regroups p's kernels (one node each, in schedule order)
+ * into fused kernels, each recording its pattern.  A group's nodes are a
+ * chain, each consuming the one before; nodes that lie between them in the
+ * schedule and do not depend on them run before the group.  Backends
+ * without a fused body for a pattern run its nodes one after the other, so
+ * results do not depend on fusion. */
+int pass_fuse(Program *p, const FuseOptions *o);
+/* "conv_bn_relu", ...; "none" for FUSE_NONE. */
+const char *fuse_name(int pattern);
+/* Parses --fuse: "all", "none" or a comma-separated list of pattern names
+ * (those on; the rest off).  0, or -1 with the unknown name in bad[n]. */
+int fuse_parse(const char *spec, FuseOptions *o, char *bad, size_t n);
+/* One line per kernel: index, pattern, its nodes (op and layer name). */
+void program_dump_kernels(const Program *p, FILE *f);
 
 /* passes/memplan.c.  Buffers of one kind (arena, persistent) may take at
  * most PROGRAM_MAX_BYTES together, the 48-bit address space of x86-64 and

@@ -56,7 +56,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         key[kl] = 0;
         if (strcmp(key, "o") == 0) strcpy(key, "out");
         if (!allowed_flag(allowed, key)) return arg_error(cmd, "unknown option `%s`", s);
-        static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", NULL};
+        static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", "kernels", NULL};
         int is_bool = 0;
         for (int b = 0; bools[b]; b++) is_bool |= strcmp(key, bools[b]) == 0;
         if (is_bool) {
@@ -69,6 +69,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             if (!strcmp(key, "json")) a->json = 1;
             if (!strcmp(key, "verify")) a->verify = 1;
             if (!strcmp(key, "quiet")) a->quiet = 1;
+            if (!strcmp(key, "kernels")) a->kernels = 1;
             continue;
         }
         if (eq) val = eq + 1;
@@ -77,6 +78,16 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         long long x;
         if (!strcmp(key, "target")) a->target = val;
         else if (!strcmp(key, "cpu")) a->cpu = val;
+        else if (!strcmp(key, "fuse")) {
+            char bad[64];
+            if (fuse_parse(val, &a->fuse, bad, sizeof bad)) {
+                char all[256] = "";
+                for (int k = 1; k < FUSE_COUNT; k++) snprintf(all + strlen(all), sizeof all - strlen(all), " %s", fuse_name(k));
+                fprintf(stderr, "netc %s: error: --fuse: unknown pattern `%s` (all, none, or a comma-separated list of:%s)\n",
+                        cmd, bad, all);
+                return -1;
+            }
+        }
         else if (!strcmp(key, "data")) a->data = val;
         else if (!strcmp(key, "checkpoint")) a->checkpoint = val;
         else if (!strcmp(key, "metrics")) a->metrics = val;
@@ -166,7 +177,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 

@@ -14,6 +14,7 @@ typedef struct {
     const char *file;          /* the .net file (netc) */
     const char *target;        /* --target */
     const char *cpu;           /* --cpu NAME[,+feature,...] (cpu target) */
+    FuseOptions fuse;          /* --fuse (default: every pattern) */
     int threads;               /* --threads */
     int epochs;                /* --epochs (0: the file's) */
     double lr;                 /* --lr (0: the file's) */
@@ -31,7 +32,7 @@ typedef struct {
     const char *mode;          /* --mode train|eval */
     const char *format;        /* --format text|dot */
     const char *dump_after;    /* --dump-after */
-    int memory, llvm, params, train_graph; /* dump flags */
+    int memory, llvm, params, train_graph, kernels; /* dump flags */
     int steps, warmup, json;   /* bench */
     int max_steps;             /* --max-steps */
     int verify;                /* --verify */

@@ -53,6 +53,7 @@ typedef struct {
     int verify;
     int train;                  /* also build the training program */
     const char *cpu;            /* cpu target: --cpu spec, NULL: $NETC_CPU or native */
+    const FuseOptions *fuse;    /* NULL: every fusion pattern */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

@@ -84,8 +84,9 @@ int netc_cmd_compile(const RtArgs *a) {
     if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL};
-    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL};
+    /* every fusion pattern, as the executable's own pipeline will plan it */
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, NULL};
+    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, NULL};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
     char lib[4096], obj[4200], stub[4200], exe[4200], cmd[24576];

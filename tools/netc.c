@@ -24,6 +24,7 @@ static const char *usage =
     "  dump FILE           print the IR (--format text|dot, --train for the training\n"
     "                      graph, --memory for the memory plan, --params for the\n"
     "                      parameter list, --llvm for the generated LLVM IR,\n"
+    "                      --kernels for the kernels the fusion pass formed,\n"
     "                      --dump-after PASS for the graph after one pass)\n"
     "  train FILE          train on Fashion-MNIST with the file's settings\n"
     "  eval FILE           test loss and accuracy of --weights CHECKPOINT\n"
@@ -41,6 +42,9 @@ static const char *usage =
     "                      (AVX-512), znver3, skylake-avx512, ...; +F/-F add or\n"
     "                      remove LLVM features (native,-avx512f: 8-wide AVX2 code)\n"
     "  --threads N         worker threads (0: all cores)\n"
+    "  --fuse all|none|P,...  fusion patterns to form (default all): conv_bn_relu,\n"
+    "                      conv_bn_add_relu, bn_relu_conv, bn_act, relu_bn_bwd,\n"
+    "                      bn_fold, elementwise\n"
     "  --epochs N --lr X --batch N --resize N   override the file's training settings\n"
     "  --seed N            initialisation, shuffling and dropout seed (default 0)\n"
     "  --data DIR          Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
@@ -100,7 +104,7 @@ static int cmd_dump(const RtArgs *a) {
     IrGraph g;
     char *text = NULL;
     Diag d;
-    int program = a->train_graph || a->memory || a->llvm || a->dump_after;
+    int program = a->train_graph || a->memory || a->llvm || a->dump_after || a->kernels;
     IrMode mode = a->mode && !strcmp(a->mode, "eval") ? IR_EVAL : IR_TRAIN;
     int rc = rt_build_graph(&src, a, mode, &g, &text, &d);
     if (!rc && a->params) {
@@ -117,10 +121,11 @@ static int cmd_dump(const RtArgs *a) {
         else ir_dump(&g, stdout);
     } else if (!rc) {
         Program p;
-        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout};
+        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse};
         rc = pass_pipeline(&g, &po, &p, &d);
         if (!rc) {
             if (a->memory) program_dump_memory(&p, stdout);
+            else if (a->kernels) program_dump_kernels(&p, stdout);
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;
@@ -131,8 +136,13 @@ static int cmd_dump(const RtArgs *a) {
                     be->free(st);
                 }
             } else if (a->train_graph && !a->dump_after) {
-                if (a->format && !strcmp(a->format, "dot")) ir_dump_dot(&p.g, stdout, NULL);
+                /* dot: each fused kernel in its own colour */
+                int *group = ir_xcalloc((size_t)p.g.nnodes + 1, sizeof(int));
+                for (int k = 0; k < p.nkernels; k++)
+                    for (int j = 0; j < p.kernels[k].nnodes; j++) group[p.kernels[k].nodes[j]] = k;
+                if (a->format && !strcmp(a->format, "dot")) ir_dump_dot(&p.g, stdout, group);
                 else ir_dump(&p.g, stdout);
+                free(group);
             }
         }
         program_free(&p);
@@ -173,13 +183,13 @@ int main(int argc, char **argv) {
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
         {"check", ""},
-        {"dump", "format memory llvm params train mode dump-after"},
-        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps"},
-        {"eval", "weights data"},
-        {"predict", "weights images limit"},
-        {"step", "in out mode lr seed"},
+        {"dump", "format memory llvm params train mode dump-after kernels fuse"},
+        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse"},
+        {"eval", "weights data fuse"},
+        {"predict", "weights images limit fuse"},
+        {"step", "in out mode lr seed fuse"},
         {"compile", "out"},
-        {"bench", "steps warmup json lr"},
+        {"bench", "steps warmup json lr fuse"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;

@@ -1,0 +1,266 @@
+/* test_fuse.c - the fusion pass (passes/fuse.c).
+ *
+ *  - which kernels it forms on the seven networks, train and eval, counted
+ *    per pattern against counts read off the architectures (comments give
+ *    the count of each);
+ *  - every pattern switches off on its own (--fuse), and `none` leaves one
+ *    node per kernel;
+ *  - the order it leaves is legal: every node after the producers of its
+ *    inputs, every node exactly once, no effect (SGD) moved across another
+ *    node that reads what it writes;
+ *  - results do not depend on it: a training step of ResNet-18, DenseNet
+ *    and LeNet-BN fused and unfused gives the same bits on ref (and on cpu
+ *    when built with LLVM). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/backend.h"
+#include "runtime/pool.h"
+#include "testutil.h"
+#ifdef NETC_HAVE_LLVM
+#include "codegen/cpu/cpu.h"
+#endif
+
+static int program_of(const char *model, IrMode mode, int64_t batch, int resize, const FuseOptions *fo, Program *p) {
+    IrGraph g;
+    char *src = NULL, path[256];
+    snprintf(path, sizeof path, "models/%s.net", model);
+    if (tu_build(path, mode, &g, &src)) return -1;
+    if (resize > 0)
+        for (int i = 0; i < g.nnodes; i++)
+            if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = resize;
+    Diag d;
+    diag_init(&d, path, src, strlen(src), stderr);
+    PipelineOptions po = {mode, batch, 4, 1, NULL, NULL, fo};
+    int rc = pass_pipeline(&g, &po, p, &d);
+    ir_free(&g);
+    free(src);
+    return rc;
+}
+
+static void count(const Program *p, int *c) {
+    memset(c, 0, sizeof(int) * FUSE_COUNT);
+    for (int k = 0; k < p->nkernels; k++) c[p->kernels[k].pattern]++;
+}
+
+/* Every node once; each after its inputs' producers; nodes within a kernel
+ * chained (each reads the one before); an SGD's parameter read by no node
+ * after it.  Returns 0, or 1 with the failure printed. */
+static int check_order(const Program *p) {
+    const IrGraph *g = &p->g;
+    int *at = calloc((size_t)g->nnodes, sizeof(int)), t = 0, bad = 0;
+    for (int i = 0; i < g->nnodes; i++) at[i] = -1;
+    for (int k = 0; k < p->nkernels && !bad; k++)
+        for (int j = 0; j < p->kernels[k].nnodes && !bad; j++) {
+            int id = p->kernels[k].nodes[j];
+            if (at[id] >= 0) {
+                fprintf(stderr, "node %d scheduled twice\n", id);
+                bad = 1;
+            }
+            at[id] = t++;
+        }
+    for (int i = 0; i < g->nnodes && !bad; i++) {
+        const IrNode *n = ir_node(g, i);
+        if (ir_info(n->op)->flags & IR_F_LEAF) continue;
+        if (at[i] < 0) {
+            fprintf(stderr, "node %d (%s) not scheduled\n", i, ir_info(n->op)->name);
+            bad = 1;
+        }
+        for (int k = 0; k < n->nin && !bad; k++) {
+            int src = ir_value(g, n->in[k])->node;
+            if (!(ir_info(ir_node(g, src)->op)->flags & IR_F_LEAF) && !(at[src] < at[i])) {
+                fprintf(stderr, "%s %s runs before the %s that makes its input %d\n", ir_info(n->op)->name,
+                        n->name ? n->name : "", ir_info(ir_node(g, src)->op)->name, k);
+                bad = 1;
+            }
+        }
+        if (n->op == IR_OP_SGD)   /* no one reads the weight after it changes */
+            for (int r = 0; r < g->nnodes && !bad; r++) {
+                const IrNode *m = ir_node(g, r);
+                for (int k = 0; k < m->nin; k++)
+                    if (r != i && m->in[k] == n->in[0] && at[r] > at[i]) {
+                        fprintf(stderr, "%s reads %s after its SGD\n", ir_info(m->op)->name, ir_value(g, n->in[0])->name);
+                        bad = 1;
+                    }
+            }
+    }
+    for (int k = 0; k < p->nkernels && !bad; k++)
+        for (int j = 1; j < p->kernels[k].nnodes; j++) {
+            const IrNode *a = ir_node(g, p->kernels[k].nodes[j - 1]), *b = ir_node(g, p->kernels[k].nodes[j]);
+            int chained = 0;
+            for (int x = 0; x < b->nin; x++) chained |= b->in[x] == a->out[0];
+            if (!chained) {
+                fprintf(stderr, "kernel %d: %s does not read the %s before it\n", k, ir_info(b->op)->name,
+                        ir_info(a->op)->name);
+                bad = 1;
+            }
+        }
+    free(at);
+    return bad;
+}
+
+typedef struct {
+    const char *model;
+    IrMode mode;
+    int want[FUSE_COUNT];
+} Expect;
+
+/* Counts read off the architectures:
+ *  ResNet-18: 17 batch norms, each after a conv; 9 of them then relu (the
+ *  stem, every residual's first), 8 then add -> relu (every residual's
+ *  second); a relu_bwd -> batchnorm_bwd for each of the 17 relus; eval:
+ *  the 17 folded.  DenseNet: the stem's conv -> bn -> relu; 16 conv blocks
+ *  and 3 transitions bn -> relu -> conv; the final bn -> relu; 21 relu
+ *  gradients into batch norms.  LeNet-BN: 4 bn -> sigmoid.  GoogLeNet: 57
+ *  convs, all but b2's 3x3 followed by relu.  AlexNet: 5 convs and 2 linear
+ *  layers before a relu.  VGG-11: 8 convs and 2 linear.  NiN: 12 convs. */
+static const Expect expect[] = {
+    {"resnet18", IR_TRAIN, {[FUSE_CONV_BN_RELU] = 9, [FUSE_CONV_BN_ADD_RELU] = 8, [FUSE_RELU_BN_BWD] = 17}},
+    {"resnet18", IR_EVAL, {[FUSE_BN_FOLD] = 17}},
+    {"densenet", IR_TRAIN, {[FUSE_CONV_BN_RELU] = 1, [FUSE_BN_RELU_CONV] = 19, [FUSE_BN_ACT] = 1, [FUSE_RELU_BN_BWD] = 21}},
+    {"densenet", IR_EVAL, {[FUSE_BN_FOLD] = 1, [FUSE_BN_RELU_CONV] = 19, [FUSE_BN_ACT] = 1}},
+    {"lenet_bn", IR_TRAIN, {[FUSE_BN_ACT] = 4}},
+    {"lenet_bn", IR_EVAL, {[FUSE_BN_FOLD] = 4}},
+    {"googlenet", IR_EVAL, {[FUSE_CONV_RELU] = 56}},
+    {"alexnet", IR_EVAL, {[FUSE_CONV_RELU] = 7}},
+    {"vgg11", IR_EVAL, {[FUSE_CONV_RELU] = 10}},
+    {"nin", IR_EVAL, {[FUSE_CONV_RELU] = 12}},
+    {"googlenet", IR_TRAIN, {[FUSE_CONV_RELU] = 56}},
+};
+
+static void test_counts(void **st) {
+    (void)st;
+    for (size_t e = 0; e < sizeof expect / sizeof expect[0]; e++) {
+        Program p;
+        int res = !strcmp(expect[e].model, "alexnet") || !strcmp(expect[e].model, "vgg11") || !strcmp(expect[e].model, "nin")
+                      ? 224 : 0;
+        assert_int_equal(program_of(expect[e].model, expect[e].mode, 2, res, NULL, &p), 0);
+        int c[FUSE_COUNT];
+        count(&p, c);
+        for (int k = 1; k < FUSE_COUNT; k++)
+            if (k != FUSE_ELEMENTWISE && c[k] != expect[e].want[k]) {
+                print_error("%s %s: %d %s kernels, expected %d\n", expect[e].model,
+                            expect[e].mode == IR_TRAIN ? "train" : "eval", c[k], fuse_name(k), expect[e].want[k]);
+                fail();
+            }
+        assert_int_equal(check_order(&p), 0);
+        program_free(&p);
+    }
+}
+
+/* Each pattern alone, and none: only that pattern forms, at least as often
+ * as with all on (alone it may take nodes another would have: ResNet's
+ * bn -> relu -> conv where conv -> bn -> relu came first), and the order
+ * stays legal. */
+static void test_switches(void **st) {
+    (void)st;
+    const char *models[] = {"resnet18", "densenet", "lenet_bn"};
+    for (size_t m = 0; m < 3; m++)
+        for (int mode = IR_TRAIN; mode <= IR_EVAL; mode++) {
+            Program all;
+            assert_int_equal(program_of(models[m], (IrMode)mode, 2, 0, NULL, &all), 0);
+            int ca[FUSE_COUNT], nnodes = 0;
+            count(&all, ca);
+            for (int k = 0; k < all.nkernels; k++) nnodes += all.kernels[k].nnodes;
+            FuseOptions none;
+            char bad[64];
+            assert_int_equal(fuse_parse("none", &none, bad, sizeof bad), 0);
+            Program p;
+            assert_int_equal(program_of(models[m], (IrMode)mode, 2, 0, &none, &p), 0);
+            assert_int_equal(p.nkernels, nnodes);
+            for (int k = 0; k < p.nkernels; k++) assert_int_equal(p.kernels[k].pattern, FUSE_NONE);
+            program_free(&p);
+            for (int k = 1; k < FUSE_COUNT; k++) {
+                if (k == FUSE_ELEMENTWISE) continue;
+                FuseOptions one;
+                assert_int_equal(fuse_parse(fuse_name(k), &one, bad, sizeof bad), 0);
+                assert_int_equal(program_of(models[m], (IrMode)mode, 2, 0, &one, &p), 0);
+                int c[FUSE_COUNT];
+                count(&p, c);
+                for (int j = 1; j < FUSE_COUNT; j++)
+                    if (j == k ? c[j] < ca[k] : c[j] != 0) {
+                        print_error("%s, --fuse %s: %d %s kernels\n", models[m], fuse_name(k), c[j], fuse_name(j));
+                        fail();
+                    }
+                assert_int_equal(check_order(&p), 0);
+                program_free(&p);
+            }
+            program_free(&all);
+        }
+    FuseOptions o;
+    char bad[64];
+    assert_int_equal(fuse_parse("conv_bn_relu,nosuch", &o, bad, sizeof bad), -1);
+    assert_string_equal(bad, "nosuch");
+}
+
+/* One training step from the same slots; every slot afterwards. */
+static void **step(const Backend *be, const Program *p, ThreadPool *pool) {
+    uint64_t rs = 5;
+    void **s = calloc((size_t)p->nslots, sizeof(void *));
+    for (int i = 0; i < p->nslots; i++) {
+        s[i] = aligned_alloc(64, ((size_t)p->slots[i].bytes + 63) / 64 * 64 + 64);
+        for (int64_t j = 0; j < p->slots[i].bytes / 4; j++) {
+            double r = tu_rand(&rs);
+            if (p->slots[i].kind == SLOT_LABELS) ((int32_t *)s[i])[j] = (int32_t)((r + 1) * 5) % 10;
+            else ((float *)s[i])[j] = (float)(p->slots[i].kind == SLOT_STATE && strstr(p->slots[i].name, "var") ? 1.5 + r
+                                              : p->slots[i].kind == SLOT_PARAM ? 0.2 * r : r);
+        }
+    }
+    void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
+    Diag d;
+    diag_init(&d, be->name, NULL, 0, stderr);
+    BackendOptions o = {2, 3, 0, NULL};
+    void *state;
+    assert_int_equal(be->compile(p, &o, &state, &d), 0);
+    RunCtx c = {arena, s, 0.05, 1, 0, pool};
+    assert_int_equal(be->run(state, p, &c), 0);
+    be->free(state);
+    free(arena);
+    return s;
+}
+
+static void same_bits(const Backend *be, const char *model, int resize) {
+    Program a, b;
+    FuseOptions none = {~0u};
+    assert_int_equal(program_of(model, IR_TRAIN, 2, resize, NULL, &a), 0);
+    assert_int_equal(program_of(model, IR_TRAIN, 2, resize, &none, &b), 0);
+    assert_true(a.nkernels < b.nkernels);
+    assert_int_equal(a.nslots, b.nslots);
+    ThreadPool *pool = be == &backend_ref ? NULL : rt_pool_new(2);
+    void **x = step(be, &a, pool), **y = step(be, &b, pool);
+    for (int i = 0; i < a.nslots; i++) {
+        assert_string_equal(a.slots[i].name, b.slots[i].name);
+        if (memcmp(x[i], y[i], (size_t)a.slots[i].bytes)) {
+            print_error("%s on %s: slot %s differs fused and unfused\n", model, be->name, a.slots[i].name);
+            fail();
+        }
+        free(x[i]), free(y[i]);
+    }
+    free(x), free(y);
+    if (pool) rt_pool_free(pool);
+    program_free(&a), program_free(&b);
+}
+
+static void test_same_results(void **st) {
+    (void)st;
+    same_bits(&backend_ref, "lenet_bn", 0);
+    same_bits(&backend_ref, "resnet18", 32);
+    same_bits(&backend_ref, "densenet", 32);
+#ifdef NETC_HAVE_LLVM
+    same_bits(&backend_cpu, "resnet18", 32);
+    same_bits(&backend_cpu, "densenet", 32);
+#endif
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts), cmocka_unit_test(test_switches), cmocka_unit_test(test_same_results),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
