@@ -39,19 +39,19 @@ check "train --help prints the usage" '[ $? -eq 0 ] && grep -q "^usage:" "$T/h.o
 # gradients; a first conv of one channel and 1x1 convs: none)
 printf '%s\n' 'net {' '  x = x |> conv(16, 3, pad = 1) |> conv(16, 3, pad = 1) |> conv(64, 1) |> conv(64, 5, pad = 2)' \
     '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/w.net"
-NETC_CPU_PROFILE=1 $NETC bench "$T/w.net" --batch 2 --resize 12 --steps 1 >"$T/w.out" 2>&1
+NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w.net" --batch 2 --resize 12 --steps 1 >"$T/w.out" 2>&1
 check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 3 ] &&
     [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w.out")" -eq 2 ] && grep "conv2d\[0,64,12,12\]" "$T/w.out" | grep -vq winograd'
 # and those on 3x3 maps computed per pixel pair: the 3x3 conv's three products, not the 1x1
 printf '%s\n' 'net {' '  x = x |> conv(16, 1) |> conv(24, 3, pad = 1)' \
     '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/s.net"
-NETC_CPU_PROFILE=1 $NETC bench "$T/s.net" --batch 2 --resize 3 --steps 1 >"$T/s.out" 2>&1
+NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/s.net" --batch 2 --resize 3 --steps 1 >"$T/s.out" 2>&1
 check "profile names the pixel-pair kernels" '[ "$(grep -c "pixel-pair GEMMs" "$T/s.out")" -eq 3 ] &&
     grep "conv2d\[0,16,3,3\]" "$T/s.out" | grep -vq pixel-pair'
 # and a strided first conv computed directly: forward and weight gradient (it has no data gradient)
 printf '%s\n' 'net {' '  x = x |> conv(8, 5, stride = 2, pad = 2) |> conv(8, 3, stride = 2)' \
     '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/d.net"
-NETC_CPU_PROFILE=1 $NETC bench "$T/d.net" --batch 2 --resize 64 --steps 1 >"$T/d.out" 2>&1
+NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/d.net" --batch 2 --resize 64 --steps 1 >"$T/d.out" 2>&1
 check "profile names the direct kernels" '[ "$(grep -c "direct, by taps" "$T/d.out")" -eq 2 ] &&
     grep "conv2d\[0,8,32,32\]" "$T/d.out" | grep -q "direct, by taps" && ! grep "conv2d.*\[0,8,15,15\]" "$T/d.out" | grep -q taps'
 # LLVM failures, forced (NETC_CPU_FAULT): each reported with what failed, exit 1

@@ -115,8 +115,10 @@ static int cmp_prof(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The kernels' share of the time, largest first, to stderr. */
+/* The kernels' share of the time, largest first, to stderr: those that make
+ * up 99.5% of it, or all with NETC_CPU_PROFILE_ALL. */
 static void prof_report(CpuState *s) {
+    int all = getenv("NETC_CPU_PROFILE_ALL") != NULL;
     if (s->prof_base < 0 || s->runs < 2) return;
     double tot = 0;
     double (*rows)[2] = calloc((size_t)s->nkernels + 1, sizeof *rows);
@@ -128,7 +130,7 @@ static void prof_report(CpuState *s) {
     qsort(rows, (size_t)s->nkernels, sizeof *rows, cmp_prof);
     fprintf(stderr, "cpu profile: %lld runs after the first, %.1f ms per run\n", (long long)s->runs - 1, tot * 1e3);
     double cum = 0;
-    for (int i = 0; i < s->nkernels && cum < 0.995 * tot; i++) {
+    for (int i = 0; i < s->nkernels && (all || cum < 0.995 * tot); i++) {
         cum += rows[i][0];
         fprintf(stderr, "  %8.2f ms %5.1f%% %5.1f%%  k%-4d %s\n", rows[i][0] * 1e3, 100 * rows[i][0] / tot,
                 100 * cum / tot, (int)rows[i][1], s->prof_label[(int)rows[i][1]]);
