@@ -36,52 +36,10 @@ enum { FACTOR = 8 };
 static const char *cpu_specs[TU_MAX_CPUS];
 static int cpu_widths[TU_MAX_CPUS], ncpus;
 
-/* One block per slot of p, filled from the same random stream whatever p's
- * element size, so that a float and a double program start from the same
- * (float-representable) values. */
-static void **alloc_slots(const Program *p) {
-    uint64_t rs = 99;
-    void **s = calloc((size_t)p->nslots, sizeof(void *));
-    for (int i = 0; i < p->nslots; i++) {
-        const Slot *sl = &p->slots[i];
-        int eb = sl->kind == SLOT_LABELS ? 4 : p->elem_bytes;
-        int64_t n = sl->bytes / eb;
-        s[i] = aligned_alloc(64, ((size_t)sl->bytes + 63) / 64 * 64 + 64);
-        for (int64_t j = 0; j < n; j++) {
-            double r = tu_rand(&rs);
-            float f;
-            if (sl->kind == SLOT_LABELS) {
-                ((int32_t *)s[i])[j] = (int32_t)((r + 1) * 5) % 10;
-                continue;
-            }
-            if (sl->kind == SLOT_STATE && strstr(sl->name, "var")) f = (float)(1.5 + r);
-            else if (sl->kind == SLOT_PARAM) f = (float)(0.2 * r);
-            else f = (float)r;
-            if (eb == 8) ((double *)s[i])[j] = f;
-            else ((float *)s[i])[j] = f;
-        }
-    }
-    return s;
-}
-
-static void free_slots(const Program *p, void **s) {
-    for (int i = 0; i < p->nslots; i++) free(s[i]);
-    free(s);
-}
-
-/* Runs p once on backend be (cpu: at spec) and returns its slots. */
+/* Runs p once on backend be (cpu: at spec) from the slots of stream 99. */
 static void **run_on(const Backend *be, const char *spec, const Program *p, ThreadPool *pool) {
-    void **s = alloc_slots(p);
-    void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
-    Diag d;
-    diag_init(&d, be->name, NULL, 0, stderr);
-    BackendOptions o = {2, 3, 0, spec};
-    void *st;
-    assert_int_equal(be->compile(p, &o, &st, &d), 0);
-    RunCtx c = {arena, s, 0.05, 1, 0, pool};
-    assert_int_equal(be->run(st, p, &c), 0);
-    be->free(st);
-    free(arena);
+    void **s = tu_slots(p, 99);
+    assert_int_equal(tu_step(be, spec, p, s, pool), 0);
     return s;
 }
 
@@ -127,11 +85,11 @@ static void step_model(const char *model, IrMode mode, int64_t batch, int resize
         }
         printf("%s %s, %d-wide: worst cpu/ref error against double %.2f (%s), allowed %d\n", model,
                mode == IR_TRAIN ? "train" : "eval", cpu_widths[c], worst, worst_slot, FACTOR);
-        free_slots(&p, cpu);
+        tu_slots_free(&p, cpu);
     }
     rt_pool_free(pool);
-    free_slots(&p, r32);
-    free_slots(&p64, r64);
+    tu_slots_free(&p, r32);
+    tu_slots_free(&p64, r64);
     program_free(&p);
     program_free(&p64);
     assert_false(bad);

@@ -199,29 +199,10 @@ static void test_switches(void **st) {
     assert_string_equal(bad, "nosuch");
 }
 
-/* One training step from the same slots; every slot afterwards. */
+/* One training step from the slots of stream 5; every slot afterwards. */
 static void **step(const Backend *be, const Program *p, ThreadPool *pool) {
-    uint64_t rs = 5;
-    void **s = calloc((size_t)p->nslots, sizeof(void *));
-    for (int i = 0; i < p->nslots; i++) {
-        s[i] = aligned_alloc(64, ((size_t)p->slots[i].bytes + 63) / 64 * 64 + 64);
-        for (int64_t j = 0; j < p->slots[i].bytes / 4; j++) {
-            double r = tu_rand(&rs);
-            if (p->slots[i].kind == SLOT_LABELS) ((int32_t *)s[i])[j] = (int32_t)((r + 1) * 5) % 10;
-            else ((float *)s[i])[j] = (float)(p->slots[i].kind == SLOT_STATE && strstr(p->slots[i].name, "var") ? 1.5 + r
-                                              : p->slots[i].kind == SLOT_PARAM ? 0.2 * r : r);
-        }
-    }
-    void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
-    Diag d;
-    diag_init(&d, be->name, NULL, 0, stderr);
-    BackendOptions o = {2, 3, 0, NULL};
-    void *state;
-    assert_int_equal(be->compile(p, &o, &state, &d), 0);
-    RunCtx c = {arena, s, 0.05, 1, 0, pool};
-    assert_int_equal(be->run(state, p, &c), 0);
-    be->free(state);
-    free(arena);
+    void **s = tu_slots(p, 5);
+    assert_int_equal(tu_step(be, NULL, p, s, pool), 0);
     return s;
 }
 

@@ -1,6 +1,7 @@
 /* testutil.c - shared helpers for the cmocka tests. */
 #include "testutil.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +56,50 @@ char *tu_read(const char *path, size_t *len) {
 double tu_rand(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
     return (double)(*s >> 11) / (double)(1ull << 53) * 2.0 - 1.0;
+}
+
+void **tu_slots(const Program *p, uint64_t seed) {
+    uint64_t rs = seed;
+    void **s = calloc((size_t)p->nslots, sizeof(void *));
+    for (int i = 0; i < p->nslots; i++) {
+        const Slot *sl = &p->slots[i];
+        int eb = sl->kind == SLOT_LABELS ? 4 : p->elem_bytes;
+        int64_t n = sl->bytes / eb;
+        s[i] = aligned_alloc(64, ((size_t)sl->bytes + 63) / 64 * 64 + 64);
+        for (int64_t j = 0; j < n; j++) {
+            double r = tu_rand(&rs);
+            float f;
+            if (sl->kind == SLOT_LABELS) {
+                ((int32_t *)s[i])[j] = (int32_t)((r + 1) * 5) % 10;
+                continue;
+            }
+            if (sl->kind == SLOT_STATE && strstr(sl->name, "var")) f = (float)(1.5 + r);
+            else if (sl->kind == SLOT_PARAM) f = (float)(0.2 * r);
+            else f = (float)r;
+            if (eb == 8) ((double *)s[i])[j] = f;
+            else ((float *)s[i])[j] = f;
+        }
+    }
+    return s;
+}
+
+void tu_slots_free(const Program *p, void **s) {
+    for (int i = 0; i < p->nslots; i++) free(s[i]);
+    free(s);
+}
+
+int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, ThreadPool *pool) {
+    void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
+    Diag d;
+    diag_init(&d, be->name, NULL, 0, stderr);
+    BackendOptions o = {2, 3, 0, cpu};
+    void *st;
+    int rc = be->compile(p, &o, &st, &d);
+    if (rc == 0) {
+        RunCtx c = {arena, s, 0.05, 1, 0, pool};
+        rc = be->run(st, p, &c);
+        be->free(st);
+    }
+    free(arena);
+    return rc;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include "frontend/frontend.h"
 #include "passes/program.h"
+#include "codegen/backend.h"
 
 /* Builds models/<name>.net (relative to the repository root) in the given
  * mode, with shapes inferred.  Returns 0, or -1 after printing errors. */
@@ -15,5 +16,17 @@ int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int ele
 char *tu_read(const char *path, size_t *len);
 /* Deterministic uniform numbers in [-1, 1). */
 double tu_rand(uint64_t *state);
+
+/* One block per slot of p (64-byte aligned, with 64 bytes of slack), filled
+ * from the stream `seed` whatever p's element size, so that a float and a
+ * double program start from the same float-representable values: labels
+ * 0..9, parameters in [-0.2, 0.2), running variances in [0.5, 2.5), the
+ * rest in [-1, 1). */
+void **tu_slots(const Program *p, uint64_t seed);
+void tu_slots_free(const Program *p, void **s);
+/* Compiles p on be (cpu: at --cpu spec, NULL native; 2 threads) and runs one
+ * step (lr 0.05, dropout seed 1, step 0) on slots s.  0, or -1 after
+ * printing why. */
+int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, ThreadPool *pool);
 
 #endif
