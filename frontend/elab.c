@@ -392,6 +392,9 @@ static int exec_for_list(Elab *E, Frame *F, const Ast *s) {
     if (xs.k != V_LIST)
         return diag_error(E->d, s->a->loc, xs.k == V_INT ? "a range of integers is written `lo..hi`" : NULL,
                           "`for` runs over a list or a range, got %s", elab_kind_str(xs.k));
+    if (xs.l->n > FE_MAX_LOOP)
+        return diag_error(E->d, s->loc, "networks need far fewer layers", "loop runs %lld times (limit %d)",
+                          (long long)xs.l->n, FE_MAX_LOOP);
     int nnames = ast_list_len(s->list2);
     for (int i = 0; i < xs.l->n && !F->returned; i++) {
         if (++E->steps > FE_MAX_STEPS)
@@ -443,7 +446,9 @@ static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
         if (eval(E, F, s->a, &v) || eval(E, F, s->b, &hi))
             return -1;
         if (v.k != V_INT || hi.k != V_INT)
-            return diag_error(E->d, v.k != V_INT ? s->a->loc : s->b->loc, NULL, "loop bounds must be integers, got %s",
+            return diag_error(E->d, v.k != V_INT ? s->a->loc : s->b->loc,
+                              (v.k != V_INT ? v.k : hi.k) == V_FLOAT ? "`int(r)` truncates a real number toward zero" : NULL,
+                              "loop bounds must be integers, got %s",
                               elab_kind_str(v.k != V_INT ? v.k : hi.k));
         if (hi.i > v.i && (hi.i - v.i > FE_MAX_LOOP || hi.i - v.i < 0))
             return diag_error(E->d, s->loc, "networks need far fewer layers", "loop runs %lld times (limit %d)",
@@ -627,6 +632,9 @@ int fe_elab(const Ast *prog, const FeOptions *o, IrGraph *g, Diag *d) {
         }
     if (check_blocks(&E, prog) || define_params(&E, prog) || train_settings(&E, prog))
         goto out;
+    /* before the net runs: height(x) and width(x) see the input's real size */
+    if (o && o->resize) g->train.resize = o->resize;
+    if (o && o->batch) g->train.batch = (int)o->batch;
     if (!net) {
         diag_error(d, (IrLoc){ 1, 1 }, "write the network as `net { ... }`", "no `net` section in the file");
         goto out;

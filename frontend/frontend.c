@@ -55,7 +55,7 @@ static int check_text(const char *src, size_t len, Diag *d) {
 }
 
 int fe_build(const char *src, size_t len, const FeOptions *o, IrGraph *g, Diag *d) {
-    static const FeOptions defaults = { IR_TRAIN, NULL, 0 };
+    static const FeOptions defaults = { IR_TRAIN, NULL, 0, 0, 0 };
     if (!o)
         o = &defaults;
     g->src = src;

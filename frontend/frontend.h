@@ -4,6 +4,7 @@
 #define NETC_FRONTEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "../ir/ir.h"
 #include "../ir/diag.h"
 
@@ -16,6 +17,8 @@ typedef struct {
     IrMode mode;               /* batch norm and dropout mode in the built graph */
     const FeDefine *defines;
     int ndefines;
+    int resize;                /* input side, 0: the train section's (--resize) */
+    int64_t batch;             /* 0: the train section's (--batch) */
 } FeOptions;
 
 /* Parses and elaborates src (len bytes, need not be NUL-terminated) into g:

@@ -142,7 +142,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
 }
 
 int rt_build_graph(const RtSource *src, const RtArgs *a, IrMode mode, IrGraph *g, char **text, Diag *d) {
-    FeOptions o = {mode, a->defines, a->ndefines};
+    FeOptions o = {mode, a->defines, a->ndefines, a->resize, a->batch};
     ir_init(g);
     int rc;
     if (src->src) {
@@ -156,11 +156,6 @@ int rt_build_graph(const RtSource *src, const RtArgs *a, IrMode mode, IrGraph *g
         if (*text) diag_init(d, src->name, *text, strlen(*text), stderr);
     }
     if (rc) return -1;
-    int resize = a->resize ? a->resize : g->train.resize;
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i].op == IR_OP_INPUT) g->nodes[i].attr.input.h = g->nodes[i].attr.input.w = resize;
-    g->train.resize = resize;
-    if (a->batch) g->train.batch = (int)a->batch;
     if (a->lr > 0) g->train.lr = a->lr;
     if (a->epochs) g->train.epochs = a->epochs;
     return pass_infer_shapes(g, d);

@@ -30,6 +30,9 @@ check "memory plan lifetimes" 'grep -q " arena .* [0-9]*\.\.[0-9]* " "$T/m.txt"'
 check "dump-after names the pass" '$NETC dump --dump-after autodiff models/lenet_bn.net | head -1 | grep -q "^# after autodiff"'
 check "params in order of use" '$NETC dump --params $M | sed -n 1p | grep -q "^b1.conv0.weight 64x1x7x7 param"'
 check "--param changes the network" '$NETC check models/vgg11.net --param ratio=1 | grep -q "parameters:  128806154"'
+# --resize reaches the elaboration: height(x) and width(x) see 32, not the file's 28
+printf 'net {\n x = x |> conv(4, 3, pad = 1)\n n = channels(x) * height(x) * width(x)\n return x |> flatten |> linear(10, in = n)\n}\n' >"$T/h.net"
+check "height(x) sees --resize" '$NETC check "$T/h.net" --resize 32 | grep -q "input:       Nx1x32x32"'
 printf 'param drop_rate = 0.3\nnet { return x |> flatten |> dropout(drop_rate) |> linear(10) }\n' >"$T/r.net"
 check "--param takes a real" '$NETC dump "$T/r.net" --param drop_rate=0.5 | grep -q " = dropout(%1) {p=0.5 "'
 check "--param takes a list" '$NETC dump models/densenet.net --param "num_convs_in_dense_blocks=[6, 12, 24, 16]" | grep -q "# dense_block3.conv_block15.conv0$"'

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     diag_init(&d, "fuzz.net", (const char *)data, size, null);
     IrGraph g;
     ir_init(&g);
-    FeOptions o = { (size & 1) ? IR_EVAL : IR_TRAIN, NULL, 0 };
+    FeOptions o = { (size & 1) ? IR_EVAL : IR_TRAIN, NULL, 0, 0, 0 };
     if (fe_build((const char *)data, size, &o, &g, &d) == 0)
         pass_infer_shapes(&g, &d);
     ir_free(&g);

@@ -33,7 +33,7 @@ static void net_open(Net *n, const char *src, int size) {
     ir_init(&g);
     Diag d;
     diag_init(&d, "case.net", src, strlen(src), stderr);
-    FeOptions o = {IR_TRAIN, NULL, 0};
+    FeOptions o = {IR_TRAIN, NULL, 0, 0, 0};
     assert_int_equal(fe_build(src, strlen(src), &o, &g, &d), 0);
     for (int i = 0; i < g.nnodes; i++)
         if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = size;

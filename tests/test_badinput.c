@@ -35,7 +35,7 @@ static char *run_file(const char *path, int *rc) {
     IrGraph g;
     ir_init(&g);
     char *src = NULL;
-    FeOptions o = { IR_TRAIN, NULL, 0 };
+    FeOptions o = { IR_TRAIN, NULL, 0, 0, 0 };
     *rc = fe_build_file(path, &o, &g, &src, &d);
     if (*rc == 0)
         *rc = pass_infer_shapes(&g, &d);

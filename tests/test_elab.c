@@ -20,7 +20,7 @@ static int build(IrGraph *g, const char *src, IrMode mode, const FeDefine *defs,
     Diag d;
     diag_init(&d, "t.net", src, strlen(src), mf);
     ir_init(g);
-    FeOptions o = { mode, defs, ndefs };
+    FeOptions o = { mode, defs, ndefs, 0, 0 };
     int rc = fe_build(src, strlen(src), &o, g, &d);
     if (rc == 0)
         rc = pass_infer_shapes(g, &d);
@@ -337,7 +337,7 @@ static void test_models(void **state) {
         Diag d;
         diag_init(&d, path, NULL, 0, stderr);
         char *src = NULL;
-        FeOptions o = { IR_TRAIN, NULL, 0 };
+        FeOptions o = { IR_TRAIN, NULL, 0, 0, 0 };
         assert_int_equal(fe_build_file(path, &o, &g, &src, &d), 0);
         assert_int_equal(pass_infer_shapes(&g, &d), 0);
         IrStats s;

@@ -24,7 +24,7 @@ static char *build(const char *src, int64_t batch, IrGraph *g, int *rc) {
     Diag d;
     diag_init(&d, "mem.net", src, strlen(src), mf);
     ir_init(g);
-    FeOptions o = {IR_TRAIN, NULL, 0};
+    FeOptions o = {IR_TRAIN, NULL, 0, 0, 0};
     *rc = fe_build(src, strlen(src), &o, g, &d);
     if (*rc == 0) {
         g->batch = batch;

@@ -9,7 +9,7 @@
 int tu_build(const char *path, IrMode mode, IrGraph *g, char **src) {
     Diag d;
     diag_init(&d, path, NULL, 0, stderr);
-    FeOptions o = {mode, NULL, 0};
+    FeOptions o = {mode, NULL, 0, 0, 0};
     ir_init(g);
     if (fe_build_file(path, &o, g, src, &d)) return -1;
     diag_init(&d, path, g->src, *src ? strlen(*src) : 0, stderr);
