@@ -115,6 +115,7 @@ int rt_checkpoint_load(RtSession *s, const char *path, int *epoch, uint64_t *ste
                                   "non-finite weights or statistics are refused", path, t->name,
                                   nonfinite_name(((const float *)t->data)[k]), (long long)k,
                                   (long long)(t->bytes / 4));
+        if (rc) break;
     }
     if (!rc && rt_st_count(st) != found) {
         for (int i = 0; i < rt_st_count(st); i++)

@@ -7,7 +7,6 @@
 #include "cli.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const char *exe_usage =
@@ -46,15 +45,13 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
             }
         RtArgs a;
         if (rt_args_parse(&a, argc, argv, 2, cmd, cmds[i].flags, 0)) return 2;
-        for (int k = 0; k < ndefs && k < RT_MAX_DEFINES; k++) a.defines[k] = (FeDefine){strdup(defs[k].name), defs[k].value};
+        for (int k = 0; k < ndefs && k < RT_MAX_DEFINES; k++) a.defines[k] = defs[k];
         a.ndefines = ndefs < RT_MAX_DEFINES ? ndefs : RT_MAX_DEFINES;
         a.batch = batch;
         a.resize = resize;
         a.target = "aot";
         RtSource s = {name, src, len};
-        int rc = cmds[i].run(&s, &a);
-        for (int k = 0; k < a.ndefines; k++) free((char *)a.defines[k].name);
-        return rc;
+        return cmds[i].run(&s, &a);
     }
     fprintf(stderr, "%s: unknown command `%s`\n", argv[0], cmd);
     fprintf(stderr, exe_usage, argv[0], name, batch, resize, resize);

@@ -47,14 +47,19 @@ static int find_runtime_lib(char *buf, size_t n) {
  * machine without the instructions the code was generated for (instead of
  * dying of SIGILL in the first step). */
 static void cpu_check(FILE *f, const CgCpuInfo *c) {
-    static const char *need[5][6] = {{NULL}, {NULL}, {"sse4.2", "popcnt", NULL}, {"avx2", "fma", NULL},
-                                     {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}};
+    /* the features each level's code may use (jit.c builds levels 3 and 4
+     * with these) and what to compile with for a machine without them */
+    static const char *need[5][9] = {{NULL}, {NULL}, {"sse4.2", "popcnt", NULL},
+                                     {"avx2", "fma", "f16c", "bmi2", NULL},
+                                     {"avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}};
+    static const char *fallback[5] = {"", "", "x86-64", "x86-64-v2", "x86-64-v3"};
     if (c->level < 2) return;
     fputs("    if (!(1", f);
-    for (int i = 0; i < 6 && need[c->level][i]; i++) fprintf(f, " && __builtin_cpu_supports(\"%s\")", need[c->level][i]);
+    for (int i = 0; i < 9 && need[c->level][i]; i++) fprintf(f, " && __builtin_cpu_supports(\"%s\")", need[c->level][i]);
     fprintf(f, ")) {\n        fprintf(stderr, \"%%s: compiled by netc for %s (%s); this machine lacks those "
-               "instructions (netc compile --cpu x86-64-v3 builds for any AVX2 machine)\\n\", argv[0]);\n"
-               "        return 1;\n    }\n", c->name, c->level == 4 ? "AVX-512" : c->level == 3 ? "AVX2, FMA" : "SSE4.2");
+               "instructions (netc compile --cpu %s builds for older machines)\\n\", argv[0]);\n"
+               "        return 1;\n    }\n", c->name, c->level == 4 ? "AVX-512" : c->level == 3 ? "AVX2, FMA" : "SSE4.2",
+            fallback[c->level]);
 }
 
 static void c_string(FILE *f, const char *s, size_t len) {

@@ -122,10 +122,10 @@ int cg_cpu_select(const char *spec, int for_host, CgCpu *c, Diag *d) {
                                      "(`netc compile --cpu` builds for other machines)", f + 1);
     }
     if (rc == 0) {
-        /* a name's level, lowered by features turned off after it */
+        /* native: what the features reach; a name: its level, lowered by
+         * features turned off after it */
         int fl = feature_level(c->features);
-        if (strcmp(name, "native") && fl < level) level = fl;
-        if (!strcmp(name, "native")) level = fl;
+        if (!strcmp(name, "native") || fl < level) level = fl;
         if (for_host && level > host_level)
             rc = diag_error_noloc(d, "--cpu: %s needs %s, which this host lacks, so its code cannot run here "
                                      "(`netc compile --cpu` builds for other machines)", spec,
