@@ -5,9 +5,11 @@
  * comes after its inputs' producers.  The pass walks that order; at each
  * node not yet taken it tries the patterns that may start there, in a fixed
  * priority, and takes the first that matches.  A pattern is a chain: each
- * member is the first node after the previous member that reads the
- * previous member's output (its first output), and must have the op the
- * pattern names there.  The nodes passed over on the way keep their own
+ * member is the first node after the previous member that has the op the
+ * pattern names there and reads the previous member's output (its first
+ * output); other readers of that output may come between (batch norm's
+ * backward reads the conv output long after the forward group).  The
+ * nodes passed over on the way keep their own
  * kernels: those that read nothing the chain made (a residual block's 1x1
  * shortcut conv between its second conv and the add) run before the group,
  * those that do (the shortcut's gradient, reading the gradient the group's
@@ -170,6 +172,7 @@ static int m_bn(Fuser *f, unsigned off) {
     int v = out0(f);
     if (!(off & 1u << FUSE_BN_RELU_CONV) && chain_next(f, v, IR_OP_RELU, 0)) {
         if (chain_next(f, out0(f), IR_OP_CONV2D, 0)) return FUSE_BN_RELU_CONV;
+        if (!(off & 1u << FUSE_BN_ACT)) return FUSE_BN_ACT;   /* the relu just found */
         chain_cut(f, 1, ns, nd);
     }
     if (off & 1u << FUSE_BN_ACT) return FUSE_NONE;

@@ -177,7 +177,6 @@ static void test_switches(void **st) {
             for (int k = 0; k < p.nkernels; k++) assert_int_equal(p.kernels[k].pattern, FUSE_NONE);
             program_free(&p);
             for (int k = 1; k < FUSE_COUNT; k++) {
-                if (k == FUSE_ELEMENTWISE) continue;
                 FuseOptions one;
                 assert_int_equal(fuse_parse(fuse_name(k), &one, bad, sizeof bad), 0);
                 assert_int_equal(program_of(models[m], (IrMode)mode, 2, 0, &one, &p), 0);
