@@ -18,6 +18,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "codegen/backend.h"
@@ -227,14 +228,52 @@ static void same_bits(const Backend *be, const char *model, int resize) {
     program_free(&a), program_free(&b);
 }
 
+/* Eval with batch norm folded into the conv and linear weights against
+ * eval unfused (the ref's arithmetic): every logit within 1e-5 of the
+ * unfused one, relative to the largest logit. */
+static void folded_logits(const char *model, int resize) {
+    Program a, b;
+    FuseOptions none = {~0u};
+    assert_int_equal(program_of(model, IR_EVAL, 3, resize, NULL, &a), 0);
+    assert_int_equal(program_of(model, IR_EVAL, 3, resize, &none, &b), 0);
+    int folds = 0;
+    for (int k = 0; k < a.nkernels; k++) folds += a.kernels[k].pattern == FUSE_BN_FOLD;
+    assert_true(folds > 0);
+    ThreadPool *pool = rt_pool_new(2);
+    void **x = tu_slots(&a, 9), **y = tu_slots(&b, 9);
+    assert_int_equal(tu_step(&backend_cpu, NULL, &a, x, pool), 0);
+    assert_int_equal(tu_step(&backend_cpu, NULL, &b, y, pool), 0);
+    for (int i = 0; i < a.nslots; i++) {
+        if (a.slots[i].kind != SLOT_LOGITS) continue;
+        const float *fa = x[i], *fb = y[i];
+        int64_t n = a.slots[i].bytes / 4;
+        double big = 0, worst = 0;
+        for (int64_t j = 0; j < n; j++) big = fmax(big, fabs(fb[j]));
+        for (int64_t j = 0; j < n; j++) worst = fmax(worst, fabs(fa[j] - fb[j]) / big);
+        if (!(worst <= 1e-5)) {
+            print_error("%s eval: folded logits differ by %.3g of the largest\n", model, worst);
+            fail();
+        }
+    }
+    tu_slots_free(&a, x), tu_slots_free(&b, y);
+    rt_pool_free(pool);
+    program_free(&a), program_free(&b);
+}
+
 static void test_same_results(void **st) {
     (void)st;
     same_bits(&backend_ref, "lenet_bn", 0);
     same_bits(&backend_ref, "resnet18", 32);
     same_bits(&backend_ref, "densenet", 32);
 #ifdef NETC_HAVE_LLVM
+    same_bits(&backend_cpu, "lenet_bn", 0);
+    same_bits(&backend_cpu, "alexnet", 0);
     same_bits(&backend_cpu, "resnet18", 32);
     same_bits(&backend_cpu, "densenet", 32);
+    folded_logits("lenet_bn", 0);
+    folded_logits("resnet18", 32);
+    folded_logits("densenet", 32);
+    folded_logits("extra/resnet34", 40);
 #endif
 }
 

@@ -153,9 +153,63 @@ int64_t cg_numel(const Cg *cg, int v);
 /* Emits the body of one node into the current kernel function.  Returns 0 or
  * -1 for an op it cannot compile (reported through d). */
 int cg_emit_node(Cg *cg, int node, Diag *d);
+
+/* An elementwise chain: a run of a fused kernel's elementwise nodes computed
+ * one element at a time in registers.  An op's inputs are buffers read at
+ * the element's index, results of earlier ops, or the head (a value the
+ * caller computes in the same loop: a batch norm's output); an op's result
+ * is stored only when something outside the run reads it.  The arithmetic
+ * is the unfused kernels', so results are the same bits. */
+enum { CHAIN_MAX = 8, CHAIN_MAXP = 12 };
+typedef struct {
+    int nops;
+    const IrNode *node[CHAIN_MAX];
+    int in[CHAIN_MAX][IR_MAX_IN]; /* >= 0: buffer ptr[k]; -1: the head; -2 - j: op j's result */
+    int out[CHAIN_MAX], out2[CHAIN_MAX]; /* buffers of the results (out2: dropout's mask), or -1 */
+    int np;
+    LLVMValueRef ptr[CHAIN_MAXP];
+    const IrNode *dropout;        /* the one live dropout, or NULL */
+    int head_out;                 /* the head is read elsewhere too: the caller stores it */
+} Chain;
+/* Whether value v is read outside nodes [from, to) of kernel k, or is
+ * persistent (so must be stored). */
+int cg_value_escapes(const Cg *cg, const Kernel *k, int from, int to, int v);
+/* The chain of kernel k's nodes [from, to), whose results nodes [from,
+ * use_to) read without memory (the chain, and a consumer computing it in
+ * place); head: the value id the caller supplies (-1: none).  0, or -1
+ * when they cannot form one. */
+int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int use_to, int head, Chain *c);
+/* Whether cg_chain_eval can evaluate c on vectors. */
+int cg_chain_vec_ok(const Chain *c);
+/* A name for c's structure (bodies are shared by equal chains). */
+void cg_chain_key(const Chain *c, char *buf, size_t n);
+/* In a kernel function: the i64 key c's dropout needs (0 without one). */
+LLVMValueRef cg_chain_key_value(Cg *cg, const Chain *c);
+/* In a body: c at element index i (one float, or cg->vw from i when vec),
+ * given p, the body's copies of c->ptr, key (cg_chain_key_value's), and head;
+ * stores the results that are needed when store; returns the last op's. */
+LLVMValueRef cg_chain_eval(Cg *cg, const Chain *c, LLVMValueRef *p, LLVMValueRef key, LLVMValueRef head,
+                           LLVMValueRef i, int vec, int store);
+/* A kernel of the chain alone over n elements. */
+void cg_emit_chain(Cg *cg, const Chain *c, int64_t n);
+
+/* ---- batchnorm.c ---------------------------------------------------------------- */
 /* sum of the n (i64) contiguous floats at p, in float with vector
- * accumulators (kernels.c) */
+ * accumulators */
 LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n);
+/* Batch norm node n; after (or NULL): a chain with n's output as head,
+ * applied as each element is normalised (the normalised tensor itself is
+ * stored only when needed). */
+void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after);
+/* Its gradient; dy (or NULL): a chain (cg_chain_vec_ok, no head) whose last
+ * result is n's incoming gradient, computed wherever that is read (stored
+ * when needed, in the first pass). */
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dy);
+
+/* ---- fused.c --------------------------------------------------------------------- */
+/* Emits kernel k (its pattern's fused body where there is one, else its
+ * nodes one after the other) into the current kernel function. */
+int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d);
 
 /* ---- pooling.c --------------------------------------------------------------- */
 /* The body of a max or average pool node or of its gradient. */
@@ -170,6 +224,9 @@ void cg_emit_conv(Cg *cg, const IrNode *n);
  * for NETC_CPU_PROFILE's labels. */
 const char *cg_conv_method(const Program *p, const IrNode *n);
 void cg_emit_linear(Cg *cg, const IrNode *n);
+/* Conv or linear node n followed by eval batch norm bn, as one product with
+ * bn folded into its weights and bias: writes bn's output. */
+void cg_emit_folded(Cg *cg, const IrNode *n, const IrNode *bn);
 
 /* The GEMM kernel, for tests and benchmarks: C[M,N] += A[M,K] B[K,N], all
  * row-major with leading dimensions lda, ldb, ldc, emitted as a function

@@ -5,6 +5,9 @@
  * compaction, transposes). */
 #include "gemm_internal.h"
 
+#include <stdio.h>
+#include <string.h>
+
 static ConvDims conv_dims_p(const Program *p, const IrNode *n, int x, int y) {
     const IrType *tx = ir_type(&p->g, x), *ty = ir_type(&p->g, y);
     ConvDims d = {.c = tx->d[1], .h = tx->d[2], .w = tx->d[3], .k = ty->d[1],
@@ -472,6 +475,71 @@ void cg_emit_linear(Cg *cg, const IrNode *n) {
             for_end(cg, &lo);
             par_end(cg, &P);
         }
+    }
+}
+
+/* ---- batch norm folded into the weights (eval) --------------------------------- */
+
+/* For the nk filters (rows of len floats) of w, and bias (or NULL), the
+ * weights and bias that give eval batch norm bn's output directly: with s =
+ * gamma / sqrt(var + eps), wf[k, :] = w[k, :] s[k] and bf[k] = (bias[k] -
+ * mean[k]) s[k] + beta[k], in double.  Computed every run: the weights and
+ * running statistics change with every step. */
+static void emit_fold(Cg *cg, const IrNode *bn, LLVMValueRef w, LLVMValueRef bias, int64_t nk, int64_t len,
+                      LLVMValueRef wf, LLVMValueRef bf) {
+    LLVMValueRef v[9] = {w, bias ? bias : LLVMConstNull(cg->pf), cg_vptr(cg, bn->in[1]), cg_vptr(cg, bn->in[2]),
+                         cg_vptr(cg, bn->in[3]), cg_vptr(cg, bn->in[4]), wf, bf, ci64(cg, len)};
+    float eps = bn->attr.bn.eps;
+    unsigned eb;
+    memcpy(&eb, &eps, 4);
+    char key[32];
+    snprintf(key, sizeof key, "bnfold_%08x", eb);
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, key, v, 9, ci64(cg, nk), &b, &e)) {
+        LLVMTypeRef d = cg->f64;
+        Loop lk, lj;
+        LLVMValueRef k = for_begin(cg, &lk, b, e, 1);
+        LLVMValueRef var_ = LLVMBuildFPExt(cg->b, ld(cg, v[5], k), d, "");
+        LLVMValueRef sq = cg_call(cg, cg_intrinsic(cg, "llvm.sqrt", &d, 1),
+                                  (LLVMValueRef[]){LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")}, 1);
+        LLVMValueRef sc = LLVMBuildFDiv(cg->b, LLVMBuildFPExt(cg->b, ld(cg, v[2], k), d, ""), sq, "");
+        LLVMValueRef b0 = LLVMBuildFPExt(cg->b, cg_ld_or0(cg, v[1], k), d, "");
+        LLVMValueRef mean = LLVMBuildFPExt(cg->b, ld(cg, v[4], k), d, "");
+        LLVMValueRef bb = LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, b0, mean, ""), sc, ""),
+                                        LLVMBuildFPExt(cg->b, ld(cg, v[3], k), d, ""), "");
+        st(cg, LLVMBuildFPTrunc(cg->b, bb, cg->f32, ""), v[7], k);
+        LLVMValueRef row = mul(cg, k, v[8]);
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), v[8], 1);
+        LLVMValueRef x = LLVMBuildFPExt(cg->b, ld(cg, v[0], add(cg, row, j)), d, "");
+        st(cg, LLVMBuildFPTrunc(cg->b, LLVMBuildFMul(cg->b, x, sc, ""), cg->f32, ""), v[6], add(cg, row, j));
+        for_end(cg, &lj);
+        for_end(cg, &lk);
+    }
+    par_end(cg, &P);
+}
+
+void cg_emit_folded(Cg *cg, const IrNode *n, const IrNode *bn) {
+    int64_t nb = cg->p->batch, per = cg_gemm_scratch_floats(cg);
+    LLVMValueRef nt = cg_nthreads(cg), y = cg_vptr(cg, bn->out[0]);
+    if (n->op == IR_OP_CONV2D) {
+        int has_bias = n->attr.conv.bias && n->nin > 2;
+        ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
+        int64_t len = d.c * d.r * d.s, fold = cg_round16(d.k * len) + cg_round16(d.k);
+        LLVMValueRef scr = cg_scratch_for_threads(cg, nt, per, fold + conv_fwd_extra(cg, &d, nb));
+        LLVMValueRef wf = scr, bf = gep(cg, scr, ci64(cg, cg_round16(d.k * len)));
+        emit_fold(cg, bn, cg_vptr(cg, n->in[1]), has_bias ? cg_vptr(cg, n->in[2]) : NULL, d.k, len, wf, bf);
+        conv_fwd(cg, &d, nb, wf, cg_vptr(cg, n->in[0]), y, bf, gep(cg, scr, ci64(cg, fold)));
+    } else {
+        int64_t in = cg_numel(cg, n->in[0]) / nb, out = cg_numel(cg, n->out[0]) / nb;
+        int has_bias = n->attr.linear.bias && n->nin > 2;
+        int64_t fold = cg_round16(out * in) + cg_round16(out);
+        LLVMValueRef scr = cg_scratch_for_threads(cg, nt, per, fold);
+        LLVMValueRef wf = scr, bf = gep(cg, scr, ci64(cg, cg_round16(out * in)));
+        emit_fold(cg, bn, cg_vptr(cg, n->in[1]), has_bias ? cg_vptr(cg, n->in[2]) : NULL, out, in, wf, bf);
+        Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out,
+                  .beta0 = 0};
+        cg_par_gemm(cg, &g, cg_vptr(cg, n->in[0]), wf, y, bf, gep(cg, scr, ci64(cg, fold)));
     }
 }
 

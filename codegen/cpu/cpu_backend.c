@@ -62,7 +62,7 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
         cg->arena = LLVMGetParam(kfn[k], 0);
         cg->slots = LLVMGetParam(kfn[k], 1);
         cg->args = LLVMGetParam(kfn[k], 2);
-        for (int i = 0; i < p->kernels[k].nnodes && rc == 0; i++) rc = cg_emit_node(cg, p->kernels[k].nodes[i], d);
+        rc = cg_emit_kernel(cg, &p->kernels[k], d);
         LLVMBuildRetVoid(cg->b);
     }
     if (rc == 0) {

@@ -1,5 +1,5 @@
-/* kernels.c - every op but conv, linear and pooling: elementwise ops, batch
- * norm, dropout, softmax cross-entropy, SGD, copies.  Plain loops specialised
+/* kernels.c - every op but conv, linear, pooling and batch norm: elementwise
+ * ops and their fused chains, dropout, softmax cross-entropy, SGD, copies.  Plain loops specialised
  * on constant shapes; LLVM vectorises the elementwise ones, reductions use
  * explicit vector accumulators.  Semantics are codegen/ref_kernels.inc's. */
 #include "cg.h"
@@ -20,7 +20,6 @@ static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
     return cg_vptr(cg, n->out[k]);
 }
 
-static LLVMValueRef fext(Cg *cg, LLVMValueRef x) { return LLVMBuildFPExt(cg->b, x, cg->f64, ""); }
 static LLVMValueRef ftrunc(Cg *cg, LLVMValueRef x) { return LLVMBuildFPTrunc(cg->b, x, cg->f32, ""); }
 static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef x) {
     return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
@@ -145,6 +144,201 @@ static void emit_ew(Cg *cg, const Ew *e0, int64_t n, LLVMValueRef *in, int nin, 
     par_end(cg, &P);
 }
 
+/* The per-step key of dropout node n's random stream (in a kernel function:
+ * it reads the step's seed and counter from a). */
+static LLVMValueRef dropout_key(Cg *cg, const IrNode *n) {
+    LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 1, ""), "");
+    LLVMValueRef step = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 2, ""), "");
+    LLVMValueRef sm = LLVMBuildAdd(cg->b, LLVMConstInt(cg->i64, (uint64_t)n->attr.dropout.index * 0x100000001b3ull, 0),
+                                   mix64(cg, step), "");
+    return mix64(cg, LLVMBuildXor(cg->b, seed, mix64(cg, sm), ""));
+}
+
+static int dropout_live(const IrNode *n) { return n->attr.dropout.mode != IR_EVAL && n->nout >= 2; }
+
+static Ew dropout_ew(const IrNode *n) {
+    float p = n->attr.dropout.p;
+    Ew e = {.op = n->op, .nin = 1, .fp = p, .keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+    return e;
+}
+
+/* ---- elementwise chains (see cg.h) ---------------------------------------------- */
+
+static int resolve_buf(const Program *p, int v) {
+    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
+    return v;
+}
+
+int cg_value_escapes(const Cg *cg, const Kernel *k, int from, int to, int v) {
+    const Program *p = cg->p;
+    int r = resolve_buf(p, v);
+    if (p->buf[r].kind == BUF_NONE) return 0;
+    if (p->buf[r].kind == BUF_PERSIST) return 1;
+    for (int id = 0; id < p->g.nnodes; id++) {
+        int inside = 0;
+        for (int j = from; j < to && !inside; j++) inside = k->nodes[j] == id;
+        if (inside) continue;
+        const IrNode *n = ir_node(&p->g, id);
+        for (int a = 0; a < n->nin; a++)
+            if (n->in[a] >= 0 && resolve_buf(p, n->in[a]) == r) return 1;
+    }
+    return 0;
+}
+
+static int chain_op(IrOp op) {
+    switch (op) {
+    case IR_OP_RELU: case IR_OP_SIGMOID: case IR_OP_ADD: case IR_OP_ACCUM: case IR_OP_RELU_BWD:
+    case IR_OP_SIGMOID_BWD: case IR_OP_DROPOUT_BWD: case IR_OP_DROPOUT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int chain_ptr(Chain *c, LLVMValueRef p) {
+    for (int k = 0; k < c->np; k++)
+        if (c->ptr[k] == p) return k;
+    if (c->np == CHAIN_MAXP) return -1;
+    c->ptr[c->np] = p;
+    return c->np++;
+}
+
+int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int use_to, int head, Chain *c) {
+    memset(c, 0, sizeof *c);
+    for (int j = from; j < to; j++) {
+        const IrNode *n = ir_node(&cg->p->g, k->nodes[j]);
+        if (!chain_op(n->op) || c->nops == CHAIN_MAX) return -1;
+        if (n->op == IR_OP_DROPOUT && dropout_live(n)) {
+            if (c->dropout) return -1;    /* one random stream per chain */
+            c->dropout = n;
+        }
+        int o = c->nops++;
+        c->node[o] = n;
+        for (int a = 0; a < n->nin; a++) {
+            int v = n->in[a], s = -100;
+            if (v == head) s = -1;
+            for (int q = 0; q < o && s == -100; q++)
+                if (c->node[q]->out[0] == v) s = -2 - q;
+            if (s == -100 && (s = chain_ptr(c, cg_vptr(cg, v))) < 0) return -1;
+            c->in[o][a] = s;
+        }
+        c->out[o] = c->out2[o] = -1;
+        if (cg_value_escapes(cg, k, from, use_to, n->out[0]) && (c->out[o] = chain_ptr(c, cg_vptr(cg, n->out[0]))) < 0)
+            return -1;
+        if (n->op == IR_OP_DROPOUT && dropout_live(n) && n->out[1] >= 0 &&
+            cg->p->buf[resolve_buf(cg->p, n->out[1])].kind != BUF_NONE &&
+            (c->out2[o] = chain_ptr(c, cg_vptr(cg, n->out[1]))) < 0)
+            return -1;
+    }
+    c->head_out = head >= 0 && cg_value_escapes(cg, k, from, use_to, head);
+    return c->nops ? 0 : -1;
+}
+
+int cg_chain_vec_ok(const Chain *c) {
+    for (int j = 0; j < c->nops; j++)
+        switch (c->node[j]->op) {
+        case IR_OP_RELU: case IR_OP_ADD: case IR_OP_ACCUM: case IR_OP_RELU_BWD: case IR_OP_SIGMOID_BWD:
+        case IR_OP_DROPOUT_BWD:
+            break;
+        default:
+            return 0;
+        }
+    return 1;
+}
+
+void cg_chain_key(const Chain *c, char *buf, size_t n) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (int j = 0; j < c->nops && len + 40 < n; j++) {
+        const IrNode *nd = c->node[j];
+        len += (size_t)snprintf(buf + len, n - len, "_%d", (int)nd->op);
+        for (int a = 0; a < nd->nin; a++) len += (size_t)snprintf(buf + len, n - len, ".%d", c->in[j][a]);
+        len += (size_t)snprintf(buf + len, n - len, "o%d", c->out[j]);
+        if (nd->op == IR_OP_DROPOUT) {
+            Ew e = dropout_ew(nd);
+            unsigned fb, kb;
+            memcpy(&fb, &e.fp, 4);
+            memcpy(&kb, &e.keep, 4);
+            len += (size_t)snprintf(buf + len, n - len, "d%d%08x%08x%d", dropout_live(nd), fb, kb, c->out2[j]);
+        }
+    }
+}
+
+/* op on vectors (the ops cg_chain_vec_ok allows), as ew_apply on scalars */
+static LLVMValueRef ew_vec(Cg *cg, IrOp op, LLVMValueRef *x, int nin) {
+    LLVMValueRef zero = LLVMConstNull(cg->vf);
+    switch (op) {
+    case IR_OP_RELU: return sel(cg, fcmp(cg, LLVMRealOLT, x[0], zero), zero, x[0]);
+    case IR_OP_RELU_BWD: return sel(cg, fcmp(cg, LLVMRealOGT, x[1], zero), x[0], zero);
+    case IR_OP_SIGMOID_BWD: return f_mul(cg, f_mul(cg, x[0], x[1]), f_sub(cg, splat(cg, cf32(cg, 1)), x[1]));
+    case IR_OP_ADD: return f_add(cg, x[0], x[1]);
+    case IR_OP_ACCUM: {
+        LLVMValueRef s = x[0];
+        for (int k = 1; k < nin; k++) s = f_add(cg, s, x[k]);
+        return s;
+    }
+    case IR_OP_DROPOUT_BWD: return f_mul(cg, x[0], x[1]);
+    default: IR_ASSERT(!"not a vector chain op");
+    }
+}
+
+LLVMValueRef cg_chain_eval(Cg *cg, const Chain *c, LLVMValueRef *p, LLVMValueRef key, LLVMValueRef head,
+                           LLVMValueRef i, int vec, int store) {
+    LLVMValueRef r[CHAIN_MAX];
+    for (int j = 0; j < c->nops; j++) {
+        const IrNode *n = c->node[j];
+        LLVMValueRef x[IR_MAX_IN];
+        for (int a = 0; a < n->nin; a++) {
+            int s = c->in[j][a];
+            x[a] = s >= 0 ? (vec ? vld(cg, p[s], i) : ld(cg, p[s], i)) : s == -1 ? head : r[-2 - s];
+        }
+        LLVMValueRef m = NULL;
+        if (vec) r[j] = ew_vec(cg, n->op, x, n->nin);
+        else if (n->op == IR_OP_DROPOUT && !dropout_live(n)) r[j] = x[0];
+        else {
+            Ew e = n->op == IR_OP_DROPOUT ? dropout_ew(n) : (Ew){.op = n->op, .nin = n->nin};
+            e.key = key;
+            r[j] = ew_apply(cg, &e, x, i, &m);
+        }
+        if (store && c->out[j] >= 0) (vec ? vst : st)(cg, r[j], p[c->out[j]], i);
+        if (store && m && c->out2[j] >= 0) st(cg, m, p[c->out2[j]], i);
+    }
+    return r[c->nops - 1];
+}
+
+LLVMValueRef cg_chain_key_value(Cg *cg, const Chain *c) {
+    return c->dropout ? dropout_key(cg, c->dropout) : ci64(cg, 0);
+}
+
+/* A chain alone (an elementwise kernel): every element through it, split
+ * across threads when large.  The body is shared by chains of the same
+ * structure. */
+void cg_emit_chain(Cg *cg, const Chain *c, int64_t n) {
+    LLVMValueRef v[CHAIN_MAXP + 3];
+    int np = c->np;
+    for (int k = 0; k < np; k++) v[k] = c->ptr[k];
+    int par = n >= (1 << 15);
+    int64_t chunk = par ? 1024 : (n > 0 ? n : 1);
+    v[np] = cg_chain_key_value(cg, c);
+    v[np + 1] = ci64(cg, n);
+    v[np + 2] = ci64(cg, chunk);
+    char key[160] = "chain", sig[150];
+    cg_chain_key(c, sig, sizeof sig);
+    snprintf(key, sizeof key, "chain%s", sig);
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, key, v, np + 3, ci64(cg, (n + chunk - 1) / chunk), &b, &e)) {
+        LLVMValueRef N = v[np + 1], C = v[np + 2];
+        b = mul(cg, b, C);
+        e = imin(cg, mul(cg, e, C), N);
+        Loop l;
+        LLVMValueRef i = for_begin(cg, &l, b, e, 1);
+        cg_chain_eval(cg, c, v, v[np], NULL, i, 0, 1);
+        for_end(cg, &l);
+    }
+    par_end(cg, &P);
+}
+
 static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
     cg_memcpy(cg, dst, src, ci64(cg, n));
 }
@@ -162,180 +356,6 @@ static void emit_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef
         cg_memcpy(cg, gep(cg, v[0], mul(cg, i, v[2])), gep(cg, v[1], mul(cg, i, v[3])), v[4]);
         for_end(cg, &l);
     }
-    par_end(cg, &P);
-}
-
-/* ---- reductions ------------------------------------------------------------- */
-
-typedef enum { R_SUM, R_SQDEV, R_DOTDEV } RKind;   /* x; (x-m)^2; y*(x-m) */
-
-/* sum over j < n of f(p[j], q[j]) in float with vector accumulators. */
-static LLVMValueRef reduce(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m, LLVMValueRef n) {
-    LLVMValueRef acc[2] = {var(cg, cg->vf, LLVMConstNull(cg->vf)), var(cg, cg->vf, LLVMConstNull(cg->vf))};
-    int64_t step = 2 * cg->vw;
-    LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -step), "");
-    LLVMValueRef mv = m ? splat(cg, m) : NULL;
-    Loop l;
-    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
-    for (int u = 0; u < 2; u++) {
-        LLVMValueRef idx = addc(cg, i, u * cg->vw), x = vld(cg, p, idx), t;
-        if (k == R_SUM) t = x;
-        else if (k == R_SQDEV) { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
-        else t = f_mul(cg, vld(cg, q, idx), f_sub(cg, x, mv));
-        set(cg, acc[u], f_add(cg, get(cg, acc[u]), t));
-    }
-    for_end(cg, &l);
-    LLVMValueRef s = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[0]), get(cg, acc[1]))));
-    i = for_begin(cg, &l, nv, n, 1);
-    LLVMValueRef x = ld(cg, p, i), t;
-    if (k == R_SUM) t = x;
-    else if (k == R_SQDEV) { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
-    else t = f_mul(cg, ld(cg, q, i), f_sub(cg, x, m));
-    set(cg, s, f_add(cg, get(cg, s), t));
-    for_end(cg, &l);
-    return get(cg, s);
-}
-
-LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) { return reduce(cg, R_SUM, p, NULL, NULL, n); }
-
-/* sum over images of reduce() of each image's channel row, in double. */
-static LLVMValueRef reduce_channel(Cg *cg, RKind k, LLVMValueRef p, LLVMValueRef q, LLVMValueRef m,
-                                   LLVMValueRef ch, LLVMValueRef nb, LLVMValueRef c, LLVMValueRef hw) {
-    LLVMValueRef acc = var(cg, cg->f64, cf64(cg, 0));
-    Loop l;
-    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
-    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw);
-    LLVMValueRef r = reduce(cg, k, gep(cg, p, off), q ? gep(cg, q, off) : NULL, m, hw);
-    set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
-    for_end(cg, &l);
-    return get(cg, acc);
-}
-
-/* ---- batch norm --------------------------------------------------------------- */
-
-static void emit_batchnorm(Cg *cg, const IrNode *n) {
-    const IrType *t = ir_type(&cg->p->g, n->in[0]);
-    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
-    float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
-    int train = n->attr.bn.mode == IR_TRAIN;
-    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
-                         cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), cg_vptr(cg, n->out[0]),
-                         train ? optr(cg, n, 1) : NULL, train ? optr(cg, n, 2) : NULL};
-    for (int k = 6; k < 8; k++)
-        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
-    LLVMValueRef vv[11] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
-    unsigned eb, mb;
-    memcpy(&eb, &eps, 4);
-    memcpy(&mb, &mom, 4);
-    char key[64];
-    snprintf(key, sizeof key, "bn%d_%08x_%08x", train, eb, mb);
-    Par P;
-    LLVMValueRef b, e;
-    if (!par_begin_shared(cg, &P, key, vv, 11, ci64(cg, c), &b, &e)) {
-        par_end(cg, &P);
-        return;
-    }
-    memcpy(v, vv, sizeof v);
-    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
-    LLVMValueRef M = mul(cg, NB, HW);
-    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, M, cg->f64, "");
-    LLVMValueRef unbf = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, M, ci64(cg, 1)),
-                                        LLVMBuildFDiv(cg->b, Mf, LLVMBuildSIToFP(cg->b, addc(cg, M, -1), cg->f64, ""), ""),
-                                        cf64(cg, 1.0), "");
-    Loop lc, li, lj;
-    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
-    LLVMValueRef g = ld(cg, v[1], ch), bt = ld(cg, v[2], ch);
-    LLVMValueRef tmean, tinv;
-    if (train) {
-        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, NB, C, HW),
-                                          Mf, "");
-        tmean = ftrunc(cg, mean);
-        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, v[0], NULL, tmean, ch, NB, C, HW),
-                                          Mf, "");
-        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
-                                         call1(cg, "llvm.sqrt", cg->f64, LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")), "");
-        tinv = ftrunc(cg, inv);
-        If f;
-        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
-        st(cg, tmean, v[6], ch);
-        if_end(cg, &f);
-        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
-        st(cg, tinv, v[7], ch);
-        if_end(cg, &f);
-        double md = (double)mom;
-        LLVMValueRef unb = LLVMBuildFMul(cg->b, var_, unbf, "");
-        LLVMValueRef rm = fext(cg, ld(cg, v[3], ch)), rv = fext(cg, ld(cg, v[4], ch));
-        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rm, ""),
-                                       LLVMBuildFMul(cg->b, cf64(cg, md), mean, ""), "")), v[3], ch);
-        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rv, ""),
-                                       LLVMBuildFMul(cg->b, cf64(cg, md), unb, ""), "")), v[4], ch);
-    } else {
-        tmean = ld(cg, v[3], ch);
-        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
-                                         call1(cg, "llvm.sqrt", cg->f64,
-                                               LLVMBuildFAdd(cg->b, fext(cg, ld(cg, v[4], ch)), cf64(cg, (double)eps), "")), "");
-        tinv = ftrunc(cg, inv);
-    }
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
-    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
-    LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
-    LLVMValueRef y = f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, ld(cg, xp, j), tmean)), tinv), bt);
-    st(cg, y, yp, j);
-    for_end(cg, &lj);
-    for_end(cg, &li);
-    for_end(cg, &lc);
-    par_end(cg, &P);
-}
-
-static void emit_batchnorm_bwd(Cg *cg, const IrNode *n) {
-    /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
-    const IrType *t = ir_type(&cg->p->g, n->in[1]);
-    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
-    int64_t m = nb * hw;
-    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
-                         cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), optr(cg, n, 0), optr(cg, n, 1),
-                         optr(cg, n, 2)};
-    for (int k = 5; k < 8; k++)
-        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
-    LLVMValueRef vv[11] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
-    Par P;
-    LLVMValueRef b, e;
-    if (!par_begin_shared(cg, &P, "bnbwd", vv, 11, ci64(cg, c), &b, &e)) {
-        par_end(cg, &P);
-        return;
-    }
-    (void)m;
-    memcpy(v, vv, sizeof v);
-    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
-    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, mul(cg, NB, HW), cg->f64, "");
-    Loop lc, li, lj;
-    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
-    LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
-    LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
-    LLVMValueRef sdy = reduce_channel(cg, R_SUM, v[0], NULL, NULL, ch, NB, C, HW);
-    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, v[1], v[0], meanf, ch, NB, C, HW), inv, "");
-    LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""), Mf, "");
-    If f;
-    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
-    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
-    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
-    LLVMValueRef gp = gep(cg, v[0], off), xp = gep(cg, v[1], off), dp = gep(cg, v[5], off);
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
-    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
-    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, ld(cg, gp, j)), ""), sdy, "");
-    tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
-    st(cg, ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, "")), dp, j);
-    for_end(cg, &lj);
-    for_end(cg, &li);
-    if_end(cg, &f);
-    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
-    st(cg, ftrunc(cg, sdyx), v[6], ch);
-    if_end(cg, &f);
-    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
-    st(cg, ftrunc(cg, sdy), v[7], ch);
-    if_end(cg, &f);
-    for_end(cg, &lc);
     par_end(cg, &P);
 }
 
@@ -432,25 +452,20 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         int64_t cnt = cg_numel(cg, n->out[0]);
         LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
         LLVMValueRef mask = optr(cg, n, 1);
-        if (n->attr.dropout.mode == IR_EVAL || n->nout < 2) {
+        if (!dropout_live(n)) {
             emit_copy(cg, y, x, cnt);
             return 0;
         }
-        float p = n->attr.dropout.p;
-        Ew e = {.op = n->op, .nin = 1, .fp = p, .keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
-        LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 1, ""), "");
-        LLVMValueRef step = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildStructGEP2(cg->b, cg->args_t, cg->args, 2, ""), "");
-        LLVMValueRef sm = LLVMBuildAdd(cg->b, LLVMConstInt(cg->i64, (uint64_t)n->attr.dropout.index * 0x100000001b3ull, 0),
-                                       mix64(cg, step), "");
-        e.key = mix64(cg, LLVMBuildXor(cg->b, seed, mix64(cg, sm), ""));
+        Ew e = dropout_ew(n);
+        e.key = dropout_key(cg, n);
         emit_ew(cg, &e, cnt, &x, 1, y, mask);
         return 0;
     }
     case IR_OP_BATCHNORM:
-        emit_batchnorm(cg, n);
+        cg_emit_batchnorm(cg, n, NULL);
         return 0;
     case IR_OP_BATCHNORM_BWD:
-        emit_batchnorm_bwd(cg, n);
+        cg_emit_batchnorm_bwd(cg, n, NULL);
         return 0;
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
         cg_emit_pool(cg, n);

@@ -1,0 +1,255 @@
+/* batchnorm.c - batch norm and its gradient, alone or with the elementwise
+ * chains the fusion pass puts beside them.
+ *
+ * Both kernels go channel by channel (a task per channel): the statistics
+ * are sums over the channel's rows of every image, in float with two vector
+ * accumulators per row and in double across rows, so they are the same
+ * bits for any thread count.  A chain after a batch norm (relu, sigmoid,
+ * the residual add) is applied as each element is normalised: the
+ * normalised tensor is stored only when something else reads it.  A chain
+ * before a gradient (relu_bwd, accum) is computed wherever the gradient is
+ * read, so the tensor it makes need not exist in memory.  Semantics are
+ * codegen/ref_kernels.inc's. */
+#include "cg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static LLVMValueRef fext(Cg *cg, LLVMValueRef x) { return LLVMBuildFPExt(cg->b, x, cg->f64, ""); }
+static LLVMValueRef ftrunc(Cg *cg, LLVMValueRef x) { return LLVMBuildFPTrunc(cg->b, x, cg->f32, ""); }
+static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef x) {
+    return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
+}
+
+/* NULL when the output is absent or unplanned. */
+static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
+    if (k >= n->nout || n->out[k] < 0) return NULL;
+    int v = n->out[k];
+    while (cg->p->buf[v].kind == BUF_ALIAS) v = cg->p->buf[v].alias;
+    if (cg->p->buf[v].kind == BUF_NONE) return NULL;
+    return cg_vptr(cg, n->out[k]);
+}
+
+/* ---- reductions ------------------------------------------------------------- */
+
+/* A tensor the reductions read: a buffer p, or chain c computed in place
+ * (cp: the body's copies of its buffers; store: store what it makes). */
+typedef struct {
+    LLVMValueRef p;
+    const Chain *c;
+    LLVMValueRef *cp, key;
+    int store;
+} Src;
+
+/* the element(s) at off + j */
+static LLVMValueRef src_ld(Cg *cg, const Src *s, LLVMValueRef off, LLVMValueRef j, int vec) {
+    LLVMValueRef i = add(cg, off, j);
+    if (!s->c) return vec ? vld(cg, s->p, i) : ld(cg, s->p, i);
+    return cg_chain_eval(cg, s->c, s->cp, s->key, NULL, i, vec, s->store);
+}
+
+typedef enum { R_SUM, R_SQDEV, R_DOTDEV } RKind;   /* x; (x-m)^2; y*(x-m) */
+
+/* sum over j < n of f(p[off+j], q[off+j]) in float with vector accumulators. */
+static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValueRef off, LLVMValueRef m,
+                           LLVMValueRef n) {
+    LLVMValueRef acc[2] = {var(cg, cg->vf, LLVMConstNull(cg->vf)), var(cg, cg->vf, LLVMConstNull(cg->vf))};
+    int64_t step = 2 * cg->vw;
+    LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -step), "");
+    LLVMValueRef mv = m ? splat(cg, m) : NULL;
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
+    for (int u = 0; u < 2; u++) {
+        LLVMValueRef idx = addc(cg, i, u * cg->vw), x = src_ld(cg, p, off, idx, 1), t;
+        if (k == R_SUM) t = x;
+        else if (k == R_SQDEV) { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
+        else t = f_mul(cg, src_ld(cg, q, off, idx, 1), f_sub(cg, x, mv));
+        set(cg, acc[u], f_add(cg, get(cg, acc[u]), t));
+    }
+    for_end(cg, &l);
+    LLVMValueRef s = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[0]), get(cg, acc[1]))));
+    i = for_begin(cg, &l, nv, n, 1);
+    LLVMValueRef x = src_ld(cg, p, off, i, 0), t;
+    if (k == R_SUM) t = x;
+    else if (k == R_SQDEV) { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
+    else t = f_mul(cg, src_ld(cg, q, off, i, 0), f_sub(cg, x, m));
+    set(cg, s, f_add(cg, get(cg, s), t));
+    for_end(cg, &l);
+    return get(cg, s);
+}
+
+LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
+    Src s = {.p = p};
+    return reduce(cg, R_SUM, &s, NULL, ci64(cg, 0), NULL, n);
+}
+
+/* sum over images of reduce() of each image's channel row, in double. */
+static LLVMValueRef reduce_channel(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValueRef m, LLVMValueRef ch,
+                                   LLVMValueRef nb, LLVMValueRef c, LLVMValueRef hw) {
+    LLVMValueRef acc = var(cg, cg->f64, cf64(cg, 0));
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw);
+    LLVMValueRef r = reduce(cg, k, p, q, off, m, hw);
+    set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
+    for_end(cg, &l);
+    return get(cg, acc);
+}
+
+/* ---- batch norm --------------------------------------------------------------- */
+
+enum { BN_VALS = 11 };
+
+/* The frame's values after the batch norm's own: the chain's buffers and
+ * its key.  Returns their count. */
+static int chain_vals(Cg *cg, const Chain *c, LLVMValueRef *v) {
+    if (!c) return 0;
+    for (int k = 0; k < c->np; k++) v[k] = c->ptr[k];
+    v[c->np] = cg_chain_key_value(cg, c);
+    return c->np + 1;
+}
+
+void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
+    const IrType *t = ir_type(&cg->p->g, n->in[0]);
+    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
+    float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
+    int train = n->attr.bn.mode == IR_TRAIN;
+    /* the normalised tensor, unless only the chain reads it */
+    LLVMValueRef yout = after && !after->head_out ? NULL : cg_vptr(cg, n->out[0]);
+    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
+                         cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), yout ? yout : LLVMConstNull(cg->pf),
+                         train ? optr(cg, n, 1) : NULL, train ? optr(cg, n, 2) : NULL};
+    for (int k = 6; k < 8; k++)
+        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+    int nv = BN_VALS + chain_vals(cg, after, vv + BN_VALS);
+    unsigned eb, mb;
+    memcpy(&eb, &eps, 4);
+    memcpy(&mb, &mom, 4);
+    char key[160], sig[128] = "";
+    if (after) cg_chain_key(after, sig, sizeof sig);
+    snprintf(key, sizeof key, "bn%d_%08x_%08x%s%s", train, eb, mb, after && after->head_out ? "y" : "", sig);
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, key, vv, nv, ci64(cg, c), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    memcpy(v, vv, sizeof v);
+    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
+    LLVMValueRef M = mul(cg, NB, HW);
+    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, M, cg->f64, "");
+    LLVMValueRef unbf = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, M, ci64(cg, 1)),
+                                        LLVMBuildFDiv(cg->b, Mf, LLVMBuildSIToFP(cg->b, addc(cg, M, -1), cg->f64, ""), ""),
+                                        cf64(cg, 1.0), "");
+    Src x = {.p = v[0]};
+    Loop lc, li, lj;
+    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
+    LLVMValueRef g = ld(cg, v[1], ch), bt = ld(cg, v[2], ch);
+    LLVMValueRef tmean, tinv;
+    if (train) {
+        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, &x, NULL, NULL, ch, NB, C, HW), Mf, "");
+        tmean = ftrunc(cg, mean);
+        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, &x, NULL, tmean, ch, NB, C, HW), Mf, "");
+        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
+                                         call1(cg, "llvm.sqrt", cg->f64, LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")), "");
+        tinv = ftrunc(cg, inv);
+        If f;
+        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
+        st(cg, tmean, v[6], ch);
+        if_end(cg, &f);
+        if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
+        st(cg, tinv, v[7], ch);
+        if_end(cg, &f);
+        double md = (double)mom;
+        LLVMValueRef unb = LLVMBuildFMul(cg->b, var_, unbf, "");
+        LLVMValueRef rm = fext(cg, ld(cg, v[3], ch)), rv = fext(cg, ld(cg, v[4], ch));
+        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rm, ""),
+                                       LLVMBuildFMul(cg->b, cf64(cg, md), mean, ""), "")), v[3], ch);
+        st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rv, ""),
+                                       LLVMBuildFMul(cg->b, cf64(cg, md), unb, ""), "")), v[4], ch);
+    } else {
+        tmean = ld(cg, v[3], ch);
+        LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
+                                         call1(cg, "llvm.sqrt", cg->f64,
+                                               LLVMBuildFAdd(cg->b, fext(cg, ld(cg, v[4], ch)), cf64(cg, (double)eps), "")), "");
+        tinv = ftrunc(cg, inv);
+    }
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
+    LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
+    LLVMValueRef y = f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, ld(cg, xp, j), tmean)), tinv), bt);
+    if (!after || after->head_out) st(cg, y, yp, j);
+    if (after) cg_chain_eval(cg, after, vv + BN_VALS, vv[BN_VALS + after->np], y, add(cg, off, j), 0, 1);
+    for_end(cg, &lj);
+    for_end(cg, &li);
+    for_end(cg, &lc);
+    par_end(cg, &P);
+}
+
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
+    /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
+    const IrType *t = ir_type(&cg->p->g, n->in[1]);
+    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
+    LLVMValueRef v[8] = {dyc ? LLVMConstNull(cg->pf) : cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
+                         cg_vptr(cg, n->in[2]), cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), optr(cg, n, 0),
+                         optr(cg, n, 1), optr(cg, n, 2)};
+    for (int k = 5; k < 8; k++)
+        if (!v[k]) v[k] = LLVMConstNull(cg->pf);
+    LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+    int nv = BN_VALS + chain_vals(cg, dyc, vv + BN_VALS);
+    char key[160] = "bnbwd", sig[128];
+    if (dyc) {
+        cg_chain_key(dyc, sig, sizeof sig);
+        snprintf(key, sizeof key, "bnbwd%s", sig);
+    }
+    Par P;
+    LLVMValueRef b, e;
+    if (!par_begin_shared(cg, &P, key, vv, nv, ci64(cg, c), &b, &e)) {
+        par_end(cg, &P);
+        return;
+    }
+    memcpy(v, vv, sizeof v);
+    LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
+    LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, mul(cg, NB, HW), cg->f64, "");
+    /* dy: the chain in the first pass (storing what it must), then the
+     * stored gradient when the chain stores it, else the chain again */
+    Src x = {.p = v[1]}, dy1 = {.p = v[0]}, dy = dy1;
+    if (dyc) {
+        LLVMValueRef *cp = vv + BN_VALS;
+        int last = dyc->out[dyc->nops - 1];
+        dy1 = (Src){.c = dyc, .cp = cp, .key = cp[dyc->np], .store = 1};
+        dy = last >= 0 ? (Src){.p = cp[last]} : (Src){.c = dyc, .cp = cp, .key = cp[dyc->np]};
+    }
+    Loop lc, li, lj;
+    LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
+    LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
+    LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
+    LLVMValueRef sdy = reduce_channel(cg, R_SUM, &dy1, NULL, NULL, ch, NB, C, HW);
+    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, &x, &dy, meanf, ch, NB, C, HW), inv, "");
+    LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""), Mf, "");
+    If f;
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
+    LLVMValueRef xp = gep(cg, v[1], off), dp = gep(cg, v[5], off);
+    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
+    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
+    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, src_ld(cg, &dy, off, j, 0)), ""), sdy, "");
+    tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
+    st(cg, ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, "")), dp, j);
+    for_end(cg, &lj);
+    for_end(cg, &li);
+    if_end(cg, &f);
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));
+    st(cg, ftrunc(cg, sdyx), v[6], ch);
+    if_end(cg, &f);
+    if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[7], ""));
+    st(cg, ftrunc(cg, sdy), v[7], ch);
+    if_end(cg, &f);
+    for_end(cg, &lc);
+    par_end(cg, &P);
+}

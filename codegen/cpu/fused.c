@@ -1,0 +1,86 @@
+/* fused.c - the cpu backend's body for each kind of fused kernel.
+ *
+ *   conv_bn_relu, conv_bn_add_relu   the conv, then one batch norm kernel
+ *                                    that normalises, adds the residual and
+ *                                    applies the relu as it goes: only the
+ *                                    relu's output is stored
+ *   bn_act, bn_relu_conv             the same for a batch norm not after a
+ *                                    conv (then the conv reading it)
+ *   relu_bn_bwd                      [the conv's data gradient, then] the
+ *                                    batch norm gradient computing accum
+ *                                    and relu_bwd wherever it reads its
+ *                                    incoming gradient
+ *   bn_fold                          (eval) the conv or linear layer with
+ *                                    the batch norm folded into its weights
+ *                                    and bias, computed at the start of the
+ *                                    kernel from the current weights and
+ *                                    running statistics, then one loop
+ *                                    through the activation (and add)
+ *   elementwise                      one loop through the whole chain
+ *
+ * Every other pattern (and any group these cannot take: too many buffers,
+ * a dropout where vectors are needed) runs its nodes one after the other.
+ * Except for bn_fold, the arithmetic is the unfused kernels', in the same
+ * order, so fused and unfused training steps give the same bits; what
+ * fusion saves is the memory traffic of the tensors only the group reads. */
+#include "cg.h"
+
+static const IrNode *knode(const Cg *cg, const Kernel *k, int i) { return ir_node(&cg->p->g, k->nodes[i]); }
+
+static int emit_nodes(Cg *cg, const Kernel *k, int from, int to, Diag *d) {
+    for (int i = from; i < to; i++)
+        if (cg_emit_node(cg, k->nodes[i], d)) return -1;
+    return 0;
+}
+
+/* The batch norm at position at with the chain of nodes (at, to) applied to
+ * its output; -1 (nothing emitted) when they cannot be fused. */
+static int bn_chain(Cg *cg, const Kernel *k, int at, int to) {
+    const IrNode *bn = knode(cg, k, at);
+    Chain c;
+    if (bn->op != IR_OP_BATCHNORM || to <= at + 1 || cg_chain_make(cg, k, at + 1, to, to, bn->out[0], &c)) return -1;
+    cg_emit_batchnorm(cg, bn, &c);
+    return 0;
+}
+
+int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
+    int n = k->nnodes;
+    Chain c;
+    switch (k->pattern) {
+    case FUSE_CONV_BN_RELU: case FUSE_CONV_BN_ADD_RELU:
+        if (cg_emit_node(cg, k->nodes[0], d)) return -1;
+        return bn_chain(cg, k, 1, n) ? emit_nodes(cg, k, 1, n, d) : 0;
+    case FUSE_BN_ACT:
+        if (!bn_chain(cg, k, 0, n)) return 0;
+        break;
+    case FUSE_BN_RELU_CONV:
+        if (!bn_chain(cg, k, 0, n - 1)) return cg_emit_node(cg, k->nodes[n - 1], d);
+        break;
+    case FUSE_RELU_BN_BWD: {
+        int from = knode(cg, k, 0)->op == IR_OP_CONV2D_BWD_DATA;
+        const IrNode *bn = knode(cg, k, n - 1);
+        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, n - 1, n, -1, &c) || !cg_chain_vec_ok(&c) ||
+            c.node[c.nops - 1]->out[0] != bn->in[0])
+            break;
+        if (from && cg_emit_node(cg, k->nodes[0], d)) return -1;
+        cg_emit_batchnorm_bwd(cg, bn, &c);
+        return 0;
+    }
+    case FUSE_BN_FOLD: {
+        const IrNode *bn = knode(cg, k, 1);
+        if (n < 2 || bn->op != IR_OP_BATCHNORM || bn->in[0] != knode(cg, k, 0)->out[0] ||
+            cg_value_escapes(cg, k, 0, 2, bn->in[0]) || (n > 2 && cg_chain_make(cg, k, 2, n, n, -1, &c)))
+            break;
+        cg_emit_folded(cg, knode(cg, k, 0), bn);
+        if (n > 2) cg_emit_chain(cg, &c, cg_numel(cg, knode(cg, k, n - 1)->out[0]));
+        return 0;
+    }
+    case FUSE_ELEMENTWISE:
+        if (cg_chain_make(cg, k, 0, n, n, -1, &c)) break;
+        cg_emit_chain(cg, &c, cg_numel(cg, knode(cg, k, n - 1)->out[0]));
+        return 0;
+    default:
+        break;
+    }
+    return emit_nodes(cg, k, 0, n, d);
+}
