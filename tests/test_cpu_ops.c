@@ -129,6 +129,9 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
         memcpy(b[v], a[v], (size_t)p->buf[v].bytes);
         memset((char *)b[v] + p->buf[v].bytes, 0xa5, 64);   /* no kernel may write past its buffer */
     }
+    /* an arena for values planned there (a fused kernel's inner values) */
+    void *ara = p->arena_bytes ? aligned_alloc(64, (size_t)(p->arena_bytes + 63) / 64 * 64) : NULL;
+    void *arb = p->arena_bytes ? aligned_alloc(64, (size_t)(p->arena_bytes + 63) / 64 * 64) : NULL;
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sa = NULL, *sb = NULL;
@@ -136,7 +139,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
-    RunCtx ra = {NULL, a, 0.05, 7, 3, NULL}, rb = {NULL, b, 0.05, 7, 3, pool};
+    RunCtx ra = {ara, a, 0.05, 7, 3, NULL}, rb = {arb, b, 0.05, 7, 3, pool};
     backend_ref.run(sa, p, &ra);
     backend_cpu.run(sb, p, &rb);
     const IrNode *n = ir_node(&p->g, c->op_node);
@@ -170,6 +173,8 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     backend_cpu.free(sb);
     backend_ref.free(sa);
     rt_pool_free(pool);
+    free(ara);
+    free(arb);
     for (int v = 0; v < nv; v++) {
         free(a[v]);
         free(b[v]);
@@ -277,9 +282,38 @@ static void conv_case_init(Case *c, const ConvCase *cc, int which) {
     }
 }
 
+/* Case c's forward conv or linear node and a relu after it as one conv_relu
+ * kernel: the node's output in the arena (read by nothing else), so the cpu
+ * backend applies the relu as the product's epilogue and writes only the
+ * relu's output. */
+static void relu_after(Case *c) {
+    Program *p = &c->p;
+    IrGraph *g = &p->g;
+    int y = ir_out(g, c->op_node, 0);
+    int r = ir_node_new(g, IR_OP_RELU, &y, 1, 1, "relu", (IrLoc){0, 0});
+    *ir_type(g, ir_out(g, r, 0)) = *ir_type(g, y);
+    int nv = g->nvalues;
+    p->buf = realloc(p->buf, sizeof(BufPlan) * (size_t)nv);
+    p->slots = realloc(p->slots, sizeof(Slot) * (size_t)nv);
+    int v = ir_out(g, r, 0);
+    p->buf[v] = p->buf[y];
+    p->buf[v].slot = v;
+    p->slots[v] = p->slots[y];
+    p->slots[v].value = v;
+    p->nslots = nv;
+    p->buf[y].kind = BUF_ARENA;
+    p->buf[y].offset = 0;
+    p->arena_bytes = p->buf[y].bytes;
+    p->kernels[0].nnodes = 2;
+    p->kernels[0].nodes = realloc(p->kernels[0].nodes, 2 * sizeof(int));
+    p->kernels[0].nodes[1] = r;
+    p->kernels[0].pattern = FUSE_CONV_RELU;
+}
+
 static void conv_case(const ConvCase *cc, int which, int threads) {
     Case c;
-    conv_case_init(&c, cc, which);
+    conv_case_init(&c, cc, which == 3 ? 0 : which);
+    if (which == 3) relu_after(&c);
     run_case(&c, 1e-4, -1, 0, -1, threads);
     case_free(&c);
 }
@@ -287,8 +321,9 @@ static void conv_case(const ConvCase *cc, int which, int threads) {
 static void test_conv(void **state) {
     (void)state;
     for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
-        for (int which = 0; which < 3; which++) {
-            fprintf(stderr, "conv case %zu, %s\n", i, which == 0 ? "fwd" : which == 1 ? "bwd_data" : "bwd_weight");
+        for (int which = 0; which < 4; which++) {
+            fprintf(stderr, "conv case %zu, %s\n", i,
+                    which == 0 ? "fwd" : which == 1 ? "bwd_data" : which == 2 ? "bwd_weight" : "fwd + relu epilogue");
             conv_case(&conv_cases[i], which, getenv("NETC_TEST_THREADS") ? atoi(getenv("NETC_TEST_THREADS")) : i % 2 ? 2 : 1);
         }
 }
@@ -374,9 +409,10 @@ static void linear_case(int64_t n, int64_t in, int64_t out, int bias, int which,
     at.linear.out = (int)out;
     at.linear.in = (int)in;
     at.linear.bias = bias;
-    if (which == 0) {
+    if (which == 0 || which == 3) {
         int v[3] = {leaf(&c.p.g, tx), leaf(&c.p.g, tw), leaf(&c.p.g, tb)};
         case_op(&c, IR_OP_LINEAR, v, bias ? 3 : 2, &ty, 1, at);
+        if (which == 3) relu_after(&c);
     } else if (which == 1) {
         int v[2] = {leaf(&c.p.g, ty), leaf(&c.p.g, tw)};
         case_op(&c, IR_OP_LINEAR_BWD_DATA, v, 2, &tx, 1, at);
@@ -391,7 +427,7 @@ static void linear_case(int64_t n, int64_t in, int64_t out, int bias, int which,
 
 static void test_linear(void **state) {
     (void)state;
-    for (int which = 0; which < 3; which++) {
+    for (int which = 0; which < 4; which++) {
         linear_case(5, 37, 29, 1, which, 1);
         linear_case(130, 300, 70, 1, which, 2);
         linear_case(3, 1000, 10, 0, which, 2);

@@ -36,6 +36,10 @@ typedef struct Cg {
     int counter;              /* unique names */
     const Program *p;         /* program being compiled */
     const char *prefix;       /* function name prefix of this program */
+    /* The forward conv or linear layer being emitted applies ReLU to its
+     * output (conv_relu and bn_fold kernels: the fused epilogue) and writes
+     * it to value y_value instead of its own output (when >= 0). */
+    int relu, y_value;
 } Cg;
 
 /* ---- emit.c ------------------------------------------------------------- */
@@ -85,6 +89,11 @@ LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b);   /* c ? a : b */
+/* max(x, 0) as the relu kernel computes it (x < 0 ? 0 : x, so -0 and NaN
+ * pass), on a float or a vector */
+LLVMValueRef cg_relu(Cg *cg, LLVMValueRef x);
+/* cg_relu(x) when on (an i1), else x */
+LLVMValueRef cg_relu_if(Cg *cg, LLVMValueRef on, LLVMValueRef x);
 
 LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);   /* float* + idx */
 LLVMValueRef ld(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx);

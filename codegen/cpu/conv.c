@@ -170,7 +170,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
     if (conv_1x1_padt(cg, d)) {
         ConvDims t = {.c = d->c, .h = 1, .w = hw, .k = d->k, .r = 1, .s = 1, .sh = 1, .sw = hw, .p = 1, .q = hw};
         Gemm g = {.M = nb * hw, .N = d->k, .K = d->c, .bk = B_PADT, .b_sn = d->c, .cv = t, .ldc = d->k, .cpq = hw,
-                  .cimg = d->k * hw, .ximg = d->c * hw, .beta0 = 1};
+                  .cimg = d->k * hw, .ximg = d->c * hw, .beta0 = 1, .relu = cg->relu};
         cg_par_gemm(cg, &g, x, w, y, bias, scr);
         return;
     }
@@ -183,7 +183,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         LLVMValueRef v[6] = {ct, y, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, d->k), ci64(cg, pq), ci64(cg, nb)};
         Par P;
         LLVMValueRef b, e;
-        if (par_begin_shared(cg, &P, "conv_uncompact", v, 6, ci64(cg, nb * d->k), &b, &e)) {
+        if (par_begin_shared(cg, &P, cg->relu ? "conv_uncompact_relu" : "conv_uncompact", v, 6, ci64(cg, nb * d->k), &b, &e)) {
             LLVMValueRef K = v[3], PQ = v[4], NB = v[5];
             Loop lr, lq;
             LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
@@ -192,7 +192,8 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
             LLVMValueRef src = gep(cg, v[0], add(cg, mul(cg, k, mul(cg, NB, PQ)), mul(cg, img, PQ)));
             LLVMValueRef dst = gep(cg, v[1], mul(cg, row, PQ));
             LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), PQ, 1);
-            st(cg, LLVMBuildFAdd(cg->b, ld(cg, src, q), bb, ""), dst, q);
+            LLVMValueRef o = LLVMBuildFAdd(cg->b, ld(cg, src, q), bb, "");
+            st(cg, cg->relu ? cg_relu(cg, o) : o, dst, q);
             for_end(cg, &lq);
             for_end(cg, &lr);
         }
@@ -220,7 +221,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
             par_end(cg, &P);
         }
         Gemm g = {.M = d->k, .N = nb * pq, .K = crs, .a_sm = crs, .a_sk = 1, .bk = B_CONV_FWD, .cv = conv_flat(*d),
-                  .ldc = pq, .cpq = pq, .cimg = d->k * pq, .ximg = d->c * hw, .beta0 = bias == NULL};
+                  .ldc = pq, .cpq = pq, .cimg = d->k * pq, .ximg = d->c * hw, .beta0 = bias == NULL, .relu = cg->relu};
         cg_par_gemm(cg, &g, w, x, y, NULL, scr);
         return;
     }
@@ -232,7 +233,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         ConvDims t = {.c = d->c, .h = hp, .w = wp, .k = d->k, .r = d->r, .s = d->s, .sh = 1, .sw = d->q,
                       .ph = 1, .p = d->p, .q = wp};
         Gemm g = {.M = nb * L, .N = d->k, .K = crs, .bk = B_PADT, .b_sn = crs, .cv = t, .ldc = d->k,
-                  .cpq = d->p * d->q, .cimg = d->k * d->p * d->q, .ximg = d->c * hp * wp, .beta0 = 1};
+                  .cpq = d->p * d->q, .cimg = d->k * d->p * d->q, .ximg = d->c * hp * wp, .beta0 = 1, .relu = cg->relu};
         cg_par_gemm(cg, &g, xp, w, y, bias, gep(cg, scr, ci64(cg, conv_fwd_extra(cg, d, nb))));
         return;
     }
@@ -245,7 +246,7 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
                          ci64(cg, d->q), ci64(cg, wp)};
     Par P;
     LLVMValueRef b, e;
-    if (par_begin_shared(cg, &P, "conv_compact", v, 7, ci64(cg, nb * d->k), &b, &e)) {
+    if (par_begin_shared(cg, &P, cg->relu ? "conv_compact_relu" : "conv_compact", v, 7, ci64(cg, nb * d->k), &b, &e)) {
         LLVMValueRef K = v[3], Pn = v[4], Q = v[5], WP = v[6];
         Loop lr, lp, lq;
         LLVMValueRef row = for_begin(cg, &lr, b, e, 1);
@@ -255,7 +256,8 @@ static void conv_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVM
         LLVMValueRef p = for_begin(cg, &lp, ci64(cg, 0), Pn, 1);
         LLVMValueRef sr = gep(cg, src, mul(cg, p, WP)), dr = gep(cg, dst, mul(cg, p, Q));
         LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), Q, 1);
-        st(cg, LLVMBuildFAdd(cg->b, ld(cg, sr, q), bb, ""), dr, q);
+        LLVMValueRef o = LLVMBuildFAdd(cg->b, ld(cg, sr, q), bb, "");
+        st(cg, cg->relu ? cg_relu(cg, o) : o, dr, q);
         for_end(cg, &lq);
         for_end(cg, &lp);
         for_end(cg, &lr);
@@ -283,7 +285,8 @@ void cg_emit_conv(Cg *cg, const IrNode *n) {
     if (n->op == IR_OP_CONV2D) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
-        LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]), y = cg_vptr(cg, n->out[0]);
+        LLVMValueRef x = cg_vptr(cg, n->in[0]), w = cg_vptr(cg, n->in[1]);
+        LLVMValueRef y = cg_vptr(cg, cg->y_value >= 0 ? cg->y_value : n->out[0]);
         LLVMValueRef scr = cg_scratch_for_threads(cg, nt, per, conv_fwd_extra(cg, &d, nb));
         conv_fwd(cg, &d, nb, w, x, y, has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
@@ -442,8 +445,9 @@ void cg_emit_linear(Cg *cg, const IrNode *n) {
         out = cg_numel(cg, n->out[0]) / nb;
         int has_bias = n->attr.linear.bias && n->nin > 2;
         Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out,
-                  .beta0 = !has_bias};
-        cg_par_gemm(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->out[0]),
+                  .beta0 = !has_bias, .relu = cg->relu};
+        cg_par_gemm(cg, &g, cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
+                    cg_vptr(cg, cg->y_value >= 0 ? cg->y_value : n->out[0]),
                  has_bias ? cg_vptr(cg, n->in[2]) : NULL, scr);
     } else if (n->op == IR_OP_LINEAR_BWD_DATA) {
         /* (dy, w) -> dx */
@@ -521,7 +525,7 @@ static void emit_fold(Cg *cg, const IrNode *bn, LLVMValueRef w, LLVMValueRef bia
 
 void cg_emit_folded(Cg *cg, const IrNode *n, const IrNode *bn) {
     int64_t nb = cg->p->batch, per = cg_gemm_scratch_floats(cg);
-    LLVMValueRef nt = cg_nthreads(cg), y = cg_vptr(cg, bn->out[0]);
+    LLVMValueRef nt = cg_nthreads(cg), y = cg_vptr(cg, cg->y_value >= 0 ? cg->y_value : bn->out[0]);
     if (n->op == IR_OP_CONV2D) {
         int has_bias = n->attr.conv.bias && n->nin > 2;
         ConvDims d = conv_dims(cg, n, n->in[0], n->out[0]);
@@ -538,7 +542,7 @@ void cg_emit_folded(Cg *cg, const IrNode *n, const IrNode *bn) {
         LLVMValueRef wf = scr, bf = gep(cg, scr, ci64(cg, cg_round16(out * in)));
         emit_fold(cg, bn, cg_vptr(cg, n->in[1]), has_bias ? cg_vptr(cg, n->in[2]) : NULL, out, in, wf, bf);
         Gemm g = {.M = nb, .N = out, .K = in, .a_sm = in, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = in, .ldc = out,
-                  .beta0 = 0};
+                  .beta0 = 0, .relu = cg->relu};
         cg_par_gemm(cg, &g, cg_vptr(cg, n->in[0]), wf, y, bf, gep(cg, scr, ci64(cg, fold)));
     }
 }

@@ -457,6 +457,7 @@ void cg_padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
     {
         LLVMValueRef bias = LLVMBuildIntToPtr(cg->b, G(AIMG), cg->pf, "");
         LLVMValueRef hasb = icmp(cg, LLVMIntNE, G(AIMG), ci64(cg, 0));
+        LLVMValueRef relu = icmp(cg, LLVMIntNE, G(RELU), ci64(cg, 0));
         LLVMValueRef Wg = G(Q), Qo = G(SW), Pn = sdiv(cg, L, Wg);
         LLVMValueRef jend = add(cg, ic, mc);
         LLVMValueRef N8 = LLVMBuildAnd(cg->b, N, ci64(cg, -8), "");
@@ -493,7 +494,7 @@ void cg_padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
                 }
                 transpose8(cg, v);
                 for (int i = 0; i < 8; i++) {
-                    LLVMValueRef o = LLVMBuildFAdd(cg->b, v[i], splat8(cg, bk[i]), "");
+                    LLVMValueRef o = cg_relu_if(cg, relu, LLVMBuildFAdd(cg->b, v[i], splat8(cg, bk[i]), ""));
                     LLVMValueRef pp = LLVMBuildBitCast(cg->b, gep(cg, yrow, add(cg, mul(cg, addc(cg, k, i), G(CPQ)), x)),
                                                        LLVMPointerType(v8, 0), "");
                     LLVMSetAlignment(LLVMBuildStore(cg->b, o, pp), 4);
@@ -501,7 +502,7 @@ void cg_padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
                 for_end(cg, &lx);
                 x = for_begin(cg, &lx, len8, len, 1);
                 for (int i = 0; i < 8; i++)
-                    st(cg, LLVMBuildFAdd(cg->b, ld(cg, crow, add(cg, mul(cg, x, ldc), addc(cg, k, i))), bk[i], ""), yrow,
+                    st(cg, cg_relu_if(cg, relu, LLVMBuildFAdd(cg->b, ld(cg, crow, add(cg, mul(cg, x, ldc), addc(cg, k, i))), bk[i], "")), yrow,
                        add(cg, mul(cg, addc(cg, k, i), G(CPQ)), x));
                 for_end(cg, &lx);
             }
@@ -516,7 +517,7 @@ void cg_padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
                 if_end(cg, &fb);
                 LLVMValueRef bb = get(cg, bvar);
                 LLVMValueRef x = for_begin(cg, &lx, ci64(cg, 0), len, 1);
-                st(cg, LLVMBuildFAdd(cg->b, ld(cg, crow, add(cg, mul(cg, x, ldc), k)), bb, ""), yrow,
+                st(cg, cg_relu_if(cg, relu, LLVMBuildFAdd(cg->b, ld(cg, crow, add(cg, mul(cg, x, ldc), k)), bb, "")), yrow,
                    add(cg, mul(cg, k, G(CPQ)), x));
                 for_end(cg, &lx);
             }

@@ -73,15 +73,16 @@ int64_t cg_small_extra(const ConvDims *d, int64_t nb) {
     return cg_round16(d->h * d->w * d->c * nb) + cg_round16(d->r * d->s * d->k * d->c) + cg_round16(d->p * d->q * d->k * nb);
 }
 
-/* dst[a][b][c] = src[a*sa + b*sb + c*sc] (+ bias[b]) for a < A, b < B, c <
- * Cn: one body for every permutation of the small-map convs, split over b. */
+/* dst[a][b][c] = src[a*sa + b*sb + c*sc] (+ bias[b]) (then ReLU when relu)
+ * for a < A, b < B, c < Cn: one body for every permutation of the
+ * small-map convs, split over b. */
 static void permute3(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t A, int64_t B, int64_t Cn, int64_t sa,
-                     int64_t sb, int64_t sc, LLVMValueRef bias) {
+                     int64_t sb, int64_t sc, LLVMValueRef bias, int relu) {
     LLVMValueRef v[9] = {src, dst, bias ? bias : LLVMConstNull(cg->pf), ci64(cg, A), ci64(cg, B), ci64(cg, Cn),
                          ci64(cg, sa), ci64(cg, sb), ci64(cg, sc)};
     Par P;
     LLVMValueRef b, e;
-    if (par_begin_shared(cg, &P, "permute3", v, 9, ci64(cg, B), &b, &e)) {
+    if (par_begin_shared(cg, &P, relu ? "permute3_relu" : "permute3", v, 9, ci64(cg, B), &b, &e)) {
         Loop la, lb, lc;
         LLVMValueRef bi = for_begin(cg, &lb, b, e, 1);
         LLVMValueRef bb = cg_ld_or0(cg, v[2], bi);
@@ -89,7 +90,8 @@ static void permute3(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t A, int6
         LLVMValueRef s0 = gep(cg, v[0], add(cg, mul(cg, ai, v[6]), mul(cg, bi, v[7])));
         LLVMValueRef d0 = gep(cg, v[1], mul(cg, add(cg, mul(cg, ai, v[4]), bi), v[5]));
         LLVMValueRef ci = for_begin(cg, &lc, ci64(cg, 0), v[5], 1);
-        st(cg, LLVMBuildFAdd(cg->b, ld(cg, s0, mul(cg, ci, v[8])), bb, ""), d0, ci);
+        LLVMValueRef o = LLVMBuildFAdd(cg->b, ld(cg, s0, mul(cg, ci, v[8])), bb, "");
+        st(cg, relu ? cg_relu(cg, o) : o, d0, ci);
         for_end(cg, &lc);
         for_end(cg, &la);
         for_end(cg, &lb);
@@ -113,12 +115,12 @@ void cg_small_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMVal
     LLVMValueRef xt = scr, wt = gep(cg, xt, ci64(cg, cg_round16(hw * C * nb)));
     LLVMValueRef ct = gep(cg, wt, ci64(cg, cg_round16(rs * K * C)));
     LLVMValueRef gscr = gep(cg, scr, ci64(cg, cg_small_extra(d, nb)));
-    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
-    permute3(cg, w, wt, rs, K, C, 1, C * rs, rs, NULL);       /* wt[t][k][c] = w[k][c][t] */
+    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL, 0);      /* xt[i][c][n] = x[n][c][i] */
+    permute3(cg, w, wt, rs, K, C, 1, C * rs, rs, NULL, 0);       /* wt[t][k][c] = w[k][c][t] */
     zero_rows(cg, ct, pq * K, nb);
     Gemm g = {.M = K, .N = nb, .K = C, .a_sm = C, .a_sk = 1, .bk = B_ROW, .b_sk = nb, .b_sn = 1, .ldc = nb, .beta0 = 0};
     small_gemms(cg, d, &g, wt, 2, K * C, xt, 1, C * nb, ct, 0, K * nb, gscr);
-    permute3(cg, ct, y, nb, K, pq, 1, nb, K * nb, bias);      /* y[n][k][o] = ct[o][k][n] (+ b[k]) */
+    permute3(cg, ct, y, nb, K, pq, 1, nb, K * nb, bias, cg->relu);      /* y[n][k][o] = ct[o][k][n] (+ b[k]) */
 }
 
 /* The weight gradient on small maps: dW[., ., tap] = sum over the pairs
@@ -135,10 +137,10 @@ void cg_small_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMV
     LLVMValueRef xt = scr, dyt = gep(cg, xt, ci64(cg, cg_round16(hw * C * nb)));
     LLVMValueRef wt = gep(cg, dyt, ci64(cg, cg_round16(pq * K * nb)));
     LLVMValueRef gscr = gep(cg, scr, ci64(cg, cg_small_bwdw_extra(d, nb)));
-    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL);      /* xt[i][c][n] = x[n][c][i] */
-    permute3(cg, dy, dyt, pq, K, nb, 1, pq, K * pq, NULL);    /* dyt[o][k][n] = dy[n][k][o] */
+    permute3(cg, x, xt, hw, C, nb, 1, hw, C * hw, NULL, 0);      /* xt[i][c][n] = x[n][c][i] */
+    permute3(cg, dy, dyt, pq, K, nb, 1, pq, K * pq, NULL, 0);    /* dyt[o][k][n] = dy[n][k][o] */
     zero_rows(cg, wt, rs * K, C);
     Gemm g = {.M = K, .N = C, .K = nb, .a_sm = nb, .a_sk = 1, .bk = B_COL, .b_sk = 1, .b_sn = nb, .ldc = C, .beta0 = 0};
     small_gemms(cg, d, &g, dyt, 0, K * nb, xt, 1, C * nb, wt, 2, K * C, gscr);
-    permute3(cg, wt, dw, K, C, rs, C, 1, K * C, NULL);        /* dw[k][c][t] = wt[t][k][c] */
+    permute3(cg, wt, dw, K, C, rs, C, 1, K * C, NULL, 0);        /* dw[k][c][t] = wt[t][k][c] */
 }

@@ -115,7 +115,10 @@ static void taps_fwd_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValue
     for (int i = 0; i < kb; i++) {
         LLVMValueRef b0 = splat(cg, bias ? ld(cg, bias, addc(cg, k0, i)) : cf32(cg, 0));
         for (int h = 0; h < 2; h++)
-            vst(cg, LLVMBuildFAdd(cg->b, get(cg, acc[i][h]), b0, ""), yrow, ci64(cg, i * d->p * d->q + h * V));
+        {
+            LLVMValueRef o = LLVMBuildFAdd(cg->b, get(cg, acc[i][h]), b0, "");
+            vst(cg, cg->relu ? cg_relu(cg, o) : o, yrow, ci64(cg, i * d->p * d->q + h * V));
+        }
     }
 }
 
@@ -134,7 +137,7 @@ void cg_taps_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     snprintf(key, sizeof key, "taps_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%d", (long long)d->c,
              (long long)d->h, (long long)d->w, (long long)d->k, (long long)d->r, (long long)d->s, (long long)d->sh,
              (long long)d->sw, (long long)d->ph, (long long)d->pw, (long long)d->p, (long long)d->q, (long long)nb,
-             bias != NULL);
+             (bias != NULL) + 2 * cg->relu);
     Par P;
     LLVMValueRef b, e;
     if (!par_begin_shared(cg, &P, key, v, 5 + TL_COUNT, ci64(cg, nb), &b, &e)) {

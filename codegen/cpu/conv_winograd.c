@@ -268,8 +268,8 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
                                 ci64(cg, hp), ci64(cg, wp), ci64(cg, d->p), ci64(cg, d->q)};
     Par P;
     LLVMValueRef b, e;
-    char key[16];
-    snprintf(key, sizeof key, "wino%d", T->r);
+    char key[24];
+    snprintf(key, sizeof key, "wino%d%s", T->r, cg->relu ? "_relu" : "");
     if (!par_begin_shared(cg, &P, key, v, WV_COUNT, ci64(cg, (NT + tc - 1) / tc), &b, &e)) {
         par_end(cg, &P);
         return;
@@ -371,6 +371,7 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
             for (int i = 0; i < nn; i++) col[i] = r[i][j];
             o[0][j] = fadd(cg, wlin(cg, T->at[0], 1, col, nn), bk);
             o[1][j] = fadd(cg, wlin(cg, T->at[1], 1, col, nn), bk);
+            if (cg->relu) o[0][j] = cg_relu(cg, o[0][j]), o[1][j] = cg_relu(cg, o[1][j]);
         }
         /* eight whole tiles side by side in a tile row: 16 outputs a row */
         LLVMValueRef s7 = addc(cg, s, 7), in7 = icmp(cg, LLVMIntSLT, s7, nv);

@@ -17,6 +17,7 @@ static LLVMValueRef declare(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeR
 
 void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw) {
     memset(cg, 0, sizeof *cg);
+    cg->y_value = -1;
     cg->ctx = ctx;
     cg->mod = mod;
     cg->b = LLVMCreateBuilderInContext(ctx);
@@ -148,6 +149,13 @@ LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
 LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(cg->b, c, a, b, "");
 }
+
+LLVMValueRef cg_relu(Cg *cg, LLVMValueRef x) {
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(x));
+    return sel(cg, fcmp(cg, LLVMRealOLT, x, zero), zero, x);
+}
+
+LLVMValueRef cg_relu_if(Cg *cg, LLVMValueRef on, LLVMValueRef x) { return sel(cg, on, cg_relu(cg, x), x); }
 
 LLVMValueRef gep(Cg *cg, LLVMValueRef fptr, LLVMValueRef idx) {
     return LLVMBuildInBoundsGEP2(cg->b, cg->f32, fptr, &idx, 1, "");

@@ -1,5 +1,9 @@
 /* fused.c - the cpu backend's body for each kind of fused kernel.
  *
+ *   conv_relu                        the conv or linear layer applying the
+ *                                    relu as it stores its output (every
+ *                                    method: the GEMM's last k block, the
+ *                                    Winograd output transform, ...)
  *   conv_bn_relu, conv_bn_add_relu   the conv, then one batch norm kernel
  *                                    that normalises, adds the residual and
  *                                    applies the relu as it goes: only the
@@ -14,8 +18,9 @@
  *                                    the batch norm folded into its weights
  *                                    and bias, computed at the start of the
  *                                    kernel from the current weights and
- *                                    running statistics, then one loop
- *                                    through the activation (and add)
+ *                                    running statistics, with the relu as
+ *                                    its epilogue, or then one loop through
+ *                                    the activation (and add)
  *   elementwise                      one loop through the whole chain
  *
  * Every other pattern (and any group these cannot take: too many buffers,
@@ -43,6 +48,27 @@ static int bn_chain(Cg *cg, const Kernel *k, int at, int to) {
     return 0;
 }
 
+/* Node at (a conv or linear layer, or with bn >= 0 the fold of it and the
+ * batch norm at bn) with the relu at position at + 1 (+ 1) as its epilogue,
+ * writing the relu's output directly; -1 (nothing emitted) when what it
+ * skips is read elsewhere. */
+static int relu_epilogue(Cg *cg, const Kernel *k, int at, int bn, Diag *d) {
+    int last = bn >= 0 ? bn : at;
+    const IrNode *r = knode(cg, k, last + 1);
+    int v = knode(cg, k, last)->out[0];
+    if (r->op != IR_OP_RELU || r->in[0] != v || cg_value_escapes(cg, k, 0, last + 2, v) ||
+        (bn >= 0 && cg_value_escapes(cg, k, 0, last + 2, knode(cg, k, at)->out[0])))
+        return -1;
+    cg->relu = 1;
+    cg->y_value = r->out[0];
+    int rc = 0;
+    if (bn >= 0) cg_emit_folded(cg, knode(cg, k, at), knode(cg, k, bn));
+    else rc = cg_emit_node(cg, k->nodes[at], d);
+    cg->relu = 0;
+    cg->y_value = -1;
+    return rc ? -2 : 0;
+}
+
 int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
     int n = k->nnodes;
     Chain c;
@@ -66,11 +92,18 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         cg_emit_batchnorm_bwd(cg, bn, &c);
         return 0;
     }
+    case FUSE_CONV_RELU: {
+        int rc = n == 2 ? relu_epilogue(cg, k, 0, -1, d) : -1;
+        if (rc != -1) return rc ? -1 : 0;
+        break;
+    }
     case FUSE_BN_FOLD: {
         const IrNode *bn = knode(cg, k, 1);
         if (n < 2 || bn->op != IR_OP_BATCHNORM || bn->in[0] != knode(cg, k, 0)->out[0] ||
-            cg_value_escapes(cg, k, 0, 2, bn->in[0]) || (n > 2 && cg_chain_make(cg, k, 2, n, n, -1, &c)))
+            cg_value_escapes(cg, k, 0, 2, bn->in[0]))
             break;
+        if (n == 3 && !relu_epilogue(cg, k, 0, 1, d)) return 0;
+        if (n > 2 && cg_chain_make(cg, k, 2, n, n, -1, &c)) break;
         cg_emit_folded(cg, knode(cg, k, 0), bn);
         if (n > 2) cg_emit_chain(cg, &c, cg_numel(cg, knode(cg, k, n - 1)->out[0]));
         return 0;

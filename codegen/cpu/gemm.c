@@ -138,6 +138,7 @@ LLVMValueRef cg_micro_kernel_gen(Cg *cg, int kind) {
 typedef struct {
     LLVMValueRef ukr, tile, rtab, vn, vq, jend, bp;
     LLVMValueRef jc, nc, ic, mc, kc, acc, accb, abase, astr;
+    LLVMValueRef relu;      /* i1: this is the last k block of a GEMM with a ReLU epilogue */
 } Tiles;
 
 static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
@@ -184,8 +185,18 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
     If fi;
     if_begin(cg, &fi, full);
     {
-        LLVMValueRef a[7] = {apan, bpan, gep(cg, G(C), add(cg, crow, cbase)), G(LDC), kc, t->acc, utab};
+        LLVMValueRef cp = gep(cg, G(C), add(cg, crow, cbase));
+        LLVMValueRef a[7] = {apan, bpan, cp, G(LDC), kc, t->acc, utab};
         cg_call(cg, t->ukr, a, nargs);
+        /* the epilogue on the tile just stored (in L1) */
+        If fr;
+        if_begin(cg, &fr, t->relu);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR / cg->vw; j++) {
+                LLVMValueRef idx = add(cg, mul(cg, ci64(cg, i), G(LDC)), ci64(cg, j * cg->vw));
+                vst(cg, cg_relu(cg, vld(cg, cp, idx)), cp, idx);
+            }
+        if_end(cg, &fr);
     }
     if_else(cg, &fi);
     {
@@ -200,7 +211,7 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
         LLVMValueRef ci = add(cg, coff, mul(cg, i, G(LDC)));
         LLVMValueRef tv = ld(cg, tile, add(cg, mulc(cg, i, NR), j));
         LLVMValueRef old = LLVMBuildSelect(cg->b, t->accb, ld(cg, G(C), ci), cf32(cg, 0), "");
-        st(cg, LLVMBuildFAdd(cg->b, old, tv, ""), G(C), ci);
+        st(cg, cg_relu_if(cg, t->relu, LLVMBuildFAdd(cg->b, old, tv, "")), G(C), ci);
         for_end(cg, &li);
         cg_bump2(cg, t->vn, t->vq, G(CPQ));
         for_end(cg, &lj);
@@ -251,6 +262,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
         if (i <= GA_SCR) gv.v[i] = LLVMBuildIntToPtr(cg->b, gv.v[i], cg->pf, "");
     }
     LLVMValueRef beta0 = icmp(cg, LLVMIntNE, G(BETA0), ci64(cg, 0));
+    LLVMValueRef relu = icmp(cg, LLVMIntNE, G(RELU), ci64(cg, 0));
     Tiles t = {.ukr = ukr, .jend = G(JE), .vn = var(cg, cg->i64, NULL), .vq = var(cg, cg->i64, NULL)};
     Loop ljc, lpc, lic;
     if (bk == B_PADT) {
@@ -272,6 +284,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
         t.mc = imin(cg, ci64(cg, MC), sub(cg, G(IE), t.ic));
         LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
         t.kc = kblock(cg, g, pc);
+        t.relu = and1(cg, relu, icmp(cg, LLVMIntSGE, add(cg, pc, t.kc), G(K)));
         t.accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
         t.acc = LLVMBuildZExt(cg->b, t.accb, cg->i64, "");
         cg_pack_b(cg, g, t.bp, t.jc, t.nc, t.jend, pc, t.kc);   /* the row offset tables */
@@ -301,6 +314,7 @@ static LLVMValueRef gemm_driver(Cg *cg, BKind bk) {
         /* the reduction runs over [KB, K): all of it, or one part of a split one */
         LLVMValueRef pc = for_begin(cg, &lpc, G(KB), G(K), KC);
         t.kc = kblock(cg, g, pc);
+        t.relu = and1(cg, relu, icmp(cg, LLVMIntSGE, add(cg, pc, t.kc), G(K)));
         /* accumulate unless beta0 and this is the first k block */
         t.accb = LLVMBuildOr(cg->b, LLVMBuildNot(cg->b, beta0, ""), icmp(cg, LLVMIntNE, pc, G(KB)), "");
         t.acc = LLVMBuildZExt(cg->b, t.accb, cg->i64, "");
@@ -365,7 +379,7 @@ static LLVMValueRef gemm_args(Cg *cg, const Gemm *g, LLVMValueRef A, LLVMValueRe
     const ConvDims *d = &g->cv;
     int64_t k[GA_COUNT] = {0, 0, 0, 0, 0, 0, 0, 0, g->M, g->N, g->K, g->a_sm, g->a_sk, g->b_sk, g->b_sn, g->ldc,
                            g->cpq ? g->cpq : (g->N ? g->N : 1), g->cimg, g->aimg, g->ximg, g->beta0, d->p * d->q,
-                           d->c, d->h, d->w, d->r, d->s, d->sh, d->sw, d->ph, d->pw, d->q, 0};
+                           d->c, d->h, d->w, d->r, d->s, d->sh, d->sw, d->ph, d->pw, d->q, 0, g->relu};
     /* the constants as one global, copied into the alloca */
     LLVMTypeRef at = LLVMArrayType(cg->i64, GA_COUNT);
     LLVMValueRef kv[GA_COUNT];

@@ -62,6 +62,7 @@ typedef struct {
     int64_t cpq, cimg;      /* C(i,j) = C[i*ldc + (j/cpq)*cimg + j%cpq]; cpq 0: N */
     int64_t aimg, ximg;     /* image strides of A (B_CONV_BWDW) and of the conv input */
     int beta0;              /* C = AB rather than C += AB */
+    int relu;               /* C = max(C, 0) when the reduction is done (not for k-split parts) */
 } Gemm;
 
 /* the micro-kernel variants (see cg_micro_kernel_gen) */
@@ -74,7 +75,7 @@ enum { UK_PACKED, UK_ROWS, UK_DIRECT, UK_KTAB };
  * per image; B_CONV_BWDW: rows of B per image). */
 enum { GA_A, GA_B, GA_C, GA_SCR, GA_IB, GA_IE, GA_JB, GA_JE, GA_M, GA_N, GA_K, GA_ASM, GA_ASK, GA_BSK,
        GA_BSN, GA_LDC, GA_CPQ, GA_CIMG, GA_AIMG, GA_XIMG, GA_BETA0, GA_PQ,
-       GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_KB, GA_COUNT };
+       GA_CC, GA_H, GA_W, GA_R, GA_S, GA_SH, GA_SW, GA_PH, GA_PW, GA_Q, GA_KB, GA_RELU, GA_COUNT };
 
 /* a driver's arguments, loaded in its body */
 typedef struct {
