@@ -78,6 +78,36 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValu
     return get(cg, s);
 }
 
+/* reduce(R_SUM, dy) and reduce(R_DOTDEV, x, dy) in one pass over dy (each
+ * sum's additions in reduce's order, so the same bits). */
+static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef off, LLVMValueRef m, LLVMValueRef n,
+                        LLVMValueRef *s1, LLVMValueRef *s2) {
+    LLVMValueRef acc[2][2];
+    for (int a = 0; a < 2; a++)
+        for (int u = 0; u < 2; u++) acc[a][u] = var(cg, cg->vf, LLVMConstNull(cg->vf));
+    int64_t step = 2 * cg->vw;
+    LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -step), "");
+    LLVMValueRef mv = splat(cg, m);
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
+    for (int u = 0; u < 2; u++) {
+        LLVMValueRef idx = addc(cg, i, u * cg->vw), g = src_ld(cg, dy, off, idx, 1);
+        set(cg, acc[0][u], f_add(cg, get(cg, acc[0][u]), g));
+        LLVMValueRef t = f_mul(cg, g, f_sub(cg, src_ld(cg, x, off, idx, 1), mv));
+        set(cg, acc[1][u], f_add(cg, get(cg, acc[1][u]), t));
+    }
+    for_end(cg, &l);
+    LLVMValueRef s[2];
+    for (int a = 0; a < 2; a++) s[a] = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[a][0]), get(cg, acc[a][1]))));
+    i = for_begin(cg, &l, nv, n, 1);
+    LLVMValueRef g = src_ld(cg, dy, off, i, 0);
+    set(cg, s[0], f_add(cg, get(cg, s[0]), g));
+    set(cg, s[1], f_add(cg, get(cg, s[1]), f_mul(cg, g, f_sub(cg, src_ld(cg, x, off, i, 0), m))));
+    for_end(cg, &l);
+    *s1 = get(cg, s[0]);
+    *s2 = get(cg, s[1]);
+}
+
 LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     Src s = {.p = p};
     return reduce(cg, R_SUM, &s, NULL, ci64(cg, 0), NULL, n);
@@ -94,6 +124,21 @@ static LLVMValueRef reduce_channel(Cg *cg, RKind k, const Src *p, const Src *q, 
     set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
     for_end(cg, &l);
     return get(cg, acc);
+}
+
+/* reduce_pair() of each image's channel row, summed over images in double. */
+static void reduce_channel_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef m, LLVMValueRef ch, LLVMValueRef nb,
+                                LLVMValueRef c, LLVMValueRef hw, LLVMValueRef *s1, LLVMValueRef *s2) {
+    LLVMValueRef a1 = var(cg, cg->f64, cf64(cg, 0)), a2 = var(cg, cg->f64, cf64(cg, 0));
+    Loop l;
+    LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
+    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw), r1, r2;
+    reduce_pair(cg, x, dy, off, m, hw, &r1, &r2);
+    set(cg, a1, LLVMBuildFAdd(cg->b, get(cg, a1), fext(cg, r1), ""));
+    set(cg, a2, LLVMBuildFAdd(cg->b, get(cg, a2), fext(cg, r2), ""));
+    for_end(cg, &l);
+    *s1 = get(cg, a1);
+    *s2 = get(cg, a2);
 }
 
 /* ---- batch norm --------------------------------------------------------------- */
@@ -215,7 +260,7 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
     memcpy(v, vv, sizeof v);
     LLVMValueRef NB = vv[8], C = vv[9], HW = vv[10];
     LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, mul(cg, NB, HW), cg->f64, "");
-    /* dy: the chain in the first pass (storing what it must), then the
+    /* dy: the chain in the sums' pass (storing what it must), then the
      * stored gradient when the chain stores it, else the chain again */
     Src x = {.p = v[1]}, dy1 = {.p = v[0]}, dy = dy1;
     if (dyc) {
@@ -228,8 +273,9 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
     LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
     LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
     LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
-    LLVMValueRef sdy = reduce_channel(cg, R_SUM, &dy1, NULL, NULL, ch, NB, C, HW);
-    LLVMValueRef sdyx = LLVMBuildFMul(cg->b, reduce_channel(cg, R_DOTDEV, &x, &dy, meanf, ch, NB, C, HW), inv, "");
+    LLVMValueRef sdy, sdyx;
+    reduce_channel_pair(cg, &x, &dy1, meanf, ch, NB, C, HW, &sdy, &sdyx);
+    sdyx = LLVMBuildFMul(cg->b, sdyx, inv, "");
     LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""), Mf, "");
     If f;
     if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
