@@ -3,7 +3,7 @@
  * Build (from the repository root, after building build/):
  *   cc -O2 -I. -I$(llvm-config-14 --includedir) bench/cpu_gemm.c \
  *      build/libnetc_cpu.a build/libnetc_core.a -lLLVM-14 -lz -lm -pthread -o cpu_gemm
- * Usage: cpu_gemm [M N K] */
+ * Usage: [NETC_CPU=spec] cpu_gemm [M N K] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -21,9 +21,11 @@ int main(int argc, char **argv) {
             K = argc > 3 ? atoll(argv[3]) : 256;
     Diag d;
     diag_init(&d, "cpu_gemm", NULL, 0, stderr);
-    int vw;
-    LLVMTargetMachineRef tm = cg_host_tm(LLVMRelocPIC, &vw, &d);
-    CgJit *j = cg_jit_new(&d);
+    CgCpu cpu;
+    if (cg_cpu_select(getenv("NETC_CPU"), 1, &cpu, &d)) return 1;
+    int vw = cpu.vw;
+    LLVMTargetMachineRef tm = cg_host_tm(&cpu, LLVMRelocPIC, &d);
+    CgJit *j = cg_jit_new(&cpu, &d);
     if (!tm || !j) return 1;
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("gemm", cg_jit_context(j));
     Cg cg;
