@@ -20,7 +20,8 @@ static const char *usage =
     "usage: netc COMMAND [options] FILE.net\n"
     "\n"
     "commands:\n"
-    "  check FILE          parse, elaborate and shape-check; print a summary\n"
+    "  check FILE          parse, elaborate and shape-check; print a summary (with\n"
+    "                      the kernel counts of the training and eval steps)\n"
     "  dump FILE           print the IR (--format text|dot, --train for the training\n"
     "                      graph, --memory for the memory plan, --params for the\n"
     "                      parameter list, --llvm for the generated LLVM IR,\n"
@@ -66,12 +67,35 @@ static void register_backends(void) {
 #endif
 }
 
+/* The kernels of g's program in `mode` after fusion as --fuse asks, and the
+ * nodes they hold (what an unfused program has as many kernels). */
+static int count_kernels(const IrGraph *g, IrMode mode, const RtArgs *a, int *kernels, int *nodes, Diag *d) {
+    Program p;
+    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse};
+    int rc = pass_pipeline(g, &po, &p, d);
+    if (!rc) {
+        *kernels = p.nkernels;
+        *nodes = 0;
+        for (int k = 0; k < p.nkernels; k++) *nodes += p.kernels[k].nnodes;
+    }
+    program_free(&p);
+    return rc;
+}
+
 static int cmd_check(const RtArgs *a) {
     RtSource src = {a->file, NULL, 0};
-    IrGraph g;
+    IrGraph g, ge;
     char *text = NULL;
     Diag d;
     int rc = rt_build_graph(&src, a, IR_TRAIN, &g, &text, &d);
+    int kt = 0, nt = 0, ke = 0, ne = 0;
+    ir_init(&ge);
+    if (!rc) {
+        RtSource s2 = {a->file, text, text ? strlen(text) : 0};
+        rc = rt_build_graph(text ? &s2 : &src, a, IR_EVAL, &ge, &text, &d);
+    }
+    if (!rc) rc = count_kernels(&g, IR_TRAIN, a, &kt, &nt, &d);
+    if (!rc) rc = count_kernels(&ge, IR_EVAL, a, &ke, &ne, &d);
     if (!rc) {
         IrStats st;
         pass_stats(&g, &st);
@@ -93,8 +117,13 @@ static int cmd_check(const RtArgs *a) {
                3.0 * (double)st.fwd_flops / 1e9);
         printf("  training:    lr %g, batch %d, epochs %d, resize %d\n", g.train.lr, g.train.batch, g.train.epochs,
                g.train.resize);
+        char ft[48] = "one per node", fe[48] = "one per node";
+        if (kt < nt) snprintf(ft, sizeof ft, "fused from %d nodes", nt);
+        if (ke < ne) snprintf(fe, sizeof fe, "fused from %d nodes", ne);
+        printf("  kernels:     train %d (%s), eval %d (%s)\n", kt, ft, ke, fe);
     }
     ir_free(&g);
+    ir_free(&ge);
     free(text);
     return rc ? 1 : 0;
 }
@@ -182,7 +211,7 @@ int main(int argc, char **argv) {
     RtArgs a;
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
-        {"check", ""},
+        {"check", "fuse"},
         {"dump", "format memory llvm params train mode dump-after kernels fuse"},
         {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse"},
         {"eval", "weights data fuse"},
