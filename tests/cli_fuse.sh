@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # cli_fuse.sh NETC SOURCE_DIR BINARY_DIR - what fusion shows on the command
 # line: `netc check` prints the kernel counts of the training and eval steps,
-# the same as `netc dump --kernels` lists, fewer with fusion than without.
+# the same as `netc dump --kernels` lists, fewer with fusion than without;
+# `netc compile --fuse` builds the executable's steps from the programs fused
+# as asked, and the executable runs them (same weights as `netc train` with
+# that --fuse); bad --fuse values are usage errors.
 set -u
 NETC=$1
 cd "$2"
@@ -28,6 +31,32 @@ for M in models/lenet_bn.net models/resnet18.net; do
 done
 $NETC check models/lenet_bn.net --fuse bogus >/dev/null 2>"$T/e"
 check "check --fuse bogus: a usage error naming the pattern" '[ $? -eq 2 ] && grep -q "unknown pattern .bogus." "$T/e"'
+
+# ---- compile --fuse: the executable runs the programs fused as asked ----
+DATA=${NETC_DATA:-/usr/share/datasets/fashion-mnist}
+$NETC compile models/lenet_bn.net --fuse bogus -o "$T/bogus" >/dev/null 2>"$T/e"
+check "compile --fuse bogus: a usage error, nothing written" '[ $? -eq 2 ] && grep -q "unknown pattern .bogus." "$T/e" && [ ! -e "$T/bogus" ]'
+if ! $NETC --version | grep -q "targets:.*cpu"; then
+    echo "skipped compile --fuse: this netc has no cpu target (built without LLVM)"
+elif [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+    echo "skipped compile --fuse: Fashion-MNIST not found in $DATA"
+else
+    for f in none all; do
+        $NETC compile models/lenet_bn.net --batch 32 --fuse $f -o "$T/lenet_$f" >"$T/c_$f.out" 2>&1
+        check "compile --fuse $f" '[ -x "$T/lenet_$f" ]'
+        $NETC check models/lenet_bn.net --batch 32 --fuse $f | grep "^  kernels:" | sed 's/ (.*), eval \([0-9]*\).*/ eval \1/' >"$T/k_$f"
+        check "compile --fuse $f: its kernel counts are check's" \
+            'grep -q "kernels: train $(after train <"$T/k_$f"), eval $(after eval <"$T/k_$f"))" "$T/c_$f.out"'
+        "$T/lenet_$f" train --quiet --epochs 1 --max-steps 2 --checkpoint "$T/aot_$f.st" >"$T/a_$f.out" 2>&1
+        check "the --fuse $f executable trains" 'grep -q "^epoch 1/1:" "$T/a_$f.out"'
+        sed 's/^/    /' "$T/a_$f.out" | grep -v "^    epoch" | head -3
+        $NETC train models/lenet_bn.net --target cpu --batch 32 --fuse $f --quiet --epochs 1 --max-steps 2 \
+            --checkpoint "$T/jit_$f.st" >/dev/null 2>&1
+        check "the --fuse $f executable: same weights as netc train --fuse $f" 'cmp -s "$T/aot_$f.st" "$T/jit_$f.st"'
+    done
+    check "compile: --fuse none has more kernels than all" \
+        '[ "$(after train <"$T/k_none")" -gt "$(after train <"$T/k_all")" ]'
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

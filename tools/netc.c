@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
         {"eval", "weights data fuse"},
         {"predict", "weights images limit fuse"},
         {"step", "in out mode lr seed fuse"},
-        {"compile", "out"},
+        {"compile", "out fuse"},
         {"bench", "steps warmup json lr fuse"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
