@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # cli_fuse.sh NETC SOURCE_DIR BINARY_DIR - what fusion shows on the command
-# line: `netc check` prints the kernel counts of the training and eval steps,
-# the same as `netc dump --kernels` lists, fewer with fusion than without;
+# line: `netc bench --compare-fuse` times the fused step against the unfused
+# one and reports both speeds, their ratio, the kernel counts and arenas that
+# check and dump --memory give, and first-step losses that agree (JSON and
+# text, cpu and ref); `netc check` prints the kernel counts of the training
+# and eval steps, the same as `netc dump --kernels` lists, fewer with fusion
+# than without;
 # `netc compile --fuse` builds the executable's steps from the programs fused
 # as asked, and the executable runs them (same weights as `netc train` with
 # that --fuse); bad --fuse values are usage errors.
@@ -14,6 +18,43 @@ pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
 # the number after WORD in a line
 after() { sed -n "s/.*$1 \([0-9][0-9]*\).*/\1/p"; }
+
+# a number field of a JSON line
+field() { sed -n "s/.*\"$2\": *\([0-9.eE+-]*\).*/\1/p" <<<"$1"; }
+# awk's verdict on an expression of numbers
+holds() { awk "BEGIN { exit !($1) }"; }
+
+# ---- bench --compare-fuse ----
+M=models/lenet_bn.net
+$NETC bench $M --compare-fuse --json --steps 2 --batch 16 >"$T/b.out" 2>"$T/b.err"
+check "bench --compare-fuse --json: exit 0, one JSON line" '[ $? -eq 0 ] && [ "$(grep -c "^{.*}$" "$T/b.out")" -eq 1 ]'
+J=$(grep "^{" "$T/b.out")
+fi_=$(field "$J" fused_images_per_sec) ui=$(field "$J" unfused_images_per_sec) r=$(field "$J" fuse_ratio)
+fk=$(field "$J" fused_kernels) uk=$(field "$J" unfused_kernels)
+fa=$(field "$J" fused_arena_bytes) ua=$(field "$J" unfused_arena_bytes)
+fl=$(field "$J" fused_first_loss) ul=$(field "$J" unfused_first_loss)
+for v in fi_ ui r fk uk fa ua fl ul; do check "bench --compare-fuse: field $v present" '[ -n "${!v}" ]'; done
+check "bench --compare-fuse: images/s and their ratio positive" 'holds "$fi_ > 0 && $ui > 0 && $r > 0"'
+check "bench --compare-fuse: ratio is fused over unfused" 'holds "($r - $fi_ / $ui) ^ 2 < (1e-3 * $r) ^ 2"'
+check "bench --compare-fuse: fewer kernels fused" 'holds "$fk < $uk"'
+check "bench --compare-fuse: kernel counts are check's" \
+    '[ "$fk" -eq "$($NETC check $M --batch 16 | grep "^  kernels:" | after train)" ] &&
+     [ "$uk" -eq "$($NETC check $M --batch 16 --fuse none | grep "^  kernels:" | after train)" ]'
+check "bench --compare-fuse: arena bytes are dump --memory's" \
+    '[ "$fa" -eq "$($NETC dump --memory --batch 16 $M | after "arena: planned")" ] &&
+     [ "$ua" -eq "$($NETC dump --memory --batch 16 --fuse none $M | after "arena: planned")" ]'
+check "bench --compare-fuse: first losses agree" \
+    'holds "$fl > 0 && ($fl - $ul) ^ 2 <= (1e-4 * $fl) ^ 2" && grep -q "\"losses_agree\":true" "$T/b.out" && [ ! -s "$T/b.err" ]'
+$NETC bench $M --compare-fuse --fuse bn_act --target ref --steps 1 --warmup 0 --batch 8 >"$T/t.out" 2>&1
+check "bench --compare-fuse text, on ref: speeds, ratio, kernels, arena, losses" \
+    'grep -q "^models/lenet_bn.net on ref: batch 8, 28x28; --fuse bn_act against --fuse none" "$T/t.out" &&
+     grep -q "^  images/s  *[0-9.]*  *[0-9.]*   fused/unfused [0-9.]*x$" "$T/t.out" &&
+     grep -q "^  kernels  *$(($uk - 4))  *$uk " "$T/t.out" && grep -q "^  arena bytes  *[0-9]*  *[0-9]* " "$T/t.out" &&
+     grep -q "^  first loss  *[0-9.]*  *[0-9.]*   agree " "$T/t.out"'
+$NETC bench $M --compare-fuse --fuse none --steps 1 >/dev/null 2>"$T/e"
+check "bench --compare-fuse --fuse none: exit 1, nothing to compare" '[ $? -eq 1 ] && grep -q "nothing to compare" "$T/e"'
+$NETC train $M --compare-fuse >/dev/null 2>"$T/e"
+check "--compare-fuse is for bench only" '[ $? -eq 2 ] && grep -q "unknown option .--compare-fuse." "$T/e"'
 
 # ---- check: kernel counts, as dump --kernels lists them ----
 for M in models/lenet_bn.net models/resnet18.net; do

@@ -2,6 +2,7 @@
  * compile, bench. */
 #include "runtime/cli.h"
 #include "runtime/pool.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,10 @@ static const char *usage =
     "  --weights PATH      checkpoint for eval and predict\n"
     "  --images PATH --limit N   predict: IDX images, how many\n"
     "  --steps N --warmup N --json   bench settings\n"
+    "  --compare-fuse      bench: time the step fused as --fuse asks against the\n"
+    "                      unfused one (--fuse none), in turns, on the same weights\n"
+    "                      and batch; print both images/s, their ratio, kernel\n"
+    "                      counts, arena sizes and first-step losses\n"
     "  --verify            run the IR verifier after every pass\n"
     "  --quiet             no progress output\n"
     "  --version, --help\n";
@@ -182,7 +187,6 @@ static int cmd_dump(const RtArgs *a) {
 }
 
 int netc_cmd_compile(const RtArgs *a);
-int netc_cmd_bench(const RtArgs *a);
 
 int main(int argc, char **argv) {
     register_backends();
@@ -218,7 +222,7 @@ int main(int argc, char **argv) {
         {"predict", "weights images limit fuse"},
         {"step", "in out mode lr seed fuse"},
         {"compile", "out fuse"},
-        {"bench", "steps warmup json lr fuse"},
+        {"bench", "steps warmup json lr fuse compare-fuse"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
