@@ -8,7 +8,8 @@
 # than without;
 # `netc compile --fuse` builds the executable's steps from the programs fused
 # as asked, and the executable runs them (same weights as `netc train` with
-# that --fuse); bad --fuse values are usage errors.
+# that --fuse); bench/run.sh's table has the fused/unfused column; bad
+# --fuse values are usage errors.
 set -u
 NETC=$1
 cd "$2"
@@ -55,6 +56,21 @@ $NETC bench $M --compare-fuse --fuse none --steps 1 >/dev/null 2>"$T/e"
 check "bench --compare-fuse --fuse none: exit 1, nothing to compare" '[ $? -eq 1 ] && grep -q "nothing to compare" "$T/e"'
 $NETC train $M --compare-fuse >/dev/null 2>"$T/e"
 check "--compare-fuse is for bench only" '[ $? -eq 2 ] && grep -q "unknown option .--compare-fuse." "$T/e"'
+
+# ---- bench/run.sh: the fused/unfused column (netc only, one step) ----
+if ! command -v python3 >/dev/null; then
+    echo "skipped run.sh: no python3 (it renders the table)"
+elif bash bench/run.sh --quick --steps 1 --models lenet_bn --no-torch --netc "$NETC" --out "$T/r.jsonl" >"$T/r.out" 2>"$T/r.err"; then
+    R=$(grep "^{.*fuse_ratio" "$T/r.jsonl")
+    row=$(grep "^| lenet_bn" "$T/r.out")
+    want=$(awk -v r="$(field "$R" fuse_ratio)" 'BEGIN { printf "%.2fx", r }')
+    check "run.sh: fused/unfused ratio and kernels in the table" \
+        '[ -n "$R" ] && [[ "$row" == *"| $want | $(field "$R" fused_kernels)/$(field "$R" unfused_kernels) |" ]] &&
+         grep -q "| fused/unfused | kernels fused/unfused |$" "$T/r.out"'
+else
+    check "bench/run.sh --no-torch runs" false
+    sed 's/^/    /' "$T/r.err" | tail -5
+fi
 
 # ---- check: kernel counts, as dump --kernels lists them ----
 for M in models/lenet_bn.net models/resnet18.net; do
