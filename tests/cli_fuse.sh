@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # cli_fuse.sh NETC SOURCE_DIR BINARY_DIR - what fusion shows on the command
-# line: `netc bench --compare-fuse` times the fused step against the unfused
-# one and reports both speeds, their ratio, the kernel counts and arenas that
-# check and dump --memory give, and first-step losses that agree (JSON and
-# text, cpu and ref); `netc check` prints the kernel counts of the training
-# and eval steps, the same as `netc dump --kernels` lists, fewer with fusion
-# than without;
-# `netc compile --fuse` builds the executable's steps from the programs fused
-# as asked, and the executable runs them (same weights as `netc train` with
-# that --fuse); bench/run.sh's table has the fused/unfused column; bad
-# --fuse values are usage errors.
+# line:
+# - `netc bench --compare-fuse` times the fused step against the unfused one
+#   and reports both speeds, their ratio, the kernel counts and arenas that
+#   check and dump --memory give, and first-step losses that agree (JSON on
+#   the default target, text on ref); with --fuse none it is an error;
+# - bench/run.sh's table has the fused/unfused column of that JSON line;
+# - `netc check` prints the kernel counts of the training and eval steps, as
+#   many as `netc dump --kernels` lists, fewer with fusion than without;
+# - `netc compile --fuse` builds the executable's steps from the programs
+#   fused as asked, and the executable runs them (same weights as `netc
+#   train` with that --fuse);
+# - a bad --fuse value is a usage error (exit 2), as every bad flag is.
 set -u
 NETC=$1
 cd "$2"
