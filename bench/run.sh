@@ -12,12 +12,17 @@
 #      CPU has) and measures the peak single-precision FMA rate on THREADS,
 #      and bench/mem_bw.c, the memory bandwidth THREADS threads get;
 #   2. per network M: `netc bench models/M.net --target T --threads THREADS
-#      --steps S --warmup W --json`, then bench/torch_step.py on the same
-#      network with the batch and resize that netc reported (so both sides
-#      always run the same step) and torch.set_num_threads(THREADS);
+#      --steps S --warmup W --json`, then the same with --compare-fuse (the
+#      step fused with every pattern against --fuse none, in turns, in one
+#      process), then bench/torch_step.py on the same network with the batch
+#      and resize that netc reported (so both sides always run the same
+#      step) and torch.set_num_threads(THREADS);
 #   3. prints a markdown table (netc and PyTorch images/s and their ratio,
-#      netc GFLOP/s and its share of peak FMA, compile time, ms/step) and
-#      writes every raw JSON line (peak, netc, PyTorch) to the results file.
+#      netc GFLOP/s and its share of peak FMA, compile time, ms/step, and
+#      netc's fused/unfused images/s ratio, the median over --rounds, with
+#      both kernel counts) and
+#      writes every raw JSON line (peak, netc, netc fused/unfused, PyTorch)
+#      to the results file.
 #
 # Options:
 #   --models a,b     networks of models/ (default: all seven)
@@ -41,6 +46,7 @@
 #   --python PATH    Python with PyTorch (default: $PYTHON, else Debian's
 #                    /usr/bin/python3 when it has torch, else python3)
 #   --no-torch       skip PyTorch (the table then has netc's columns only)
+#   --no-compare-fuse  skip the fused/unfused run (its columns then show -)
 # Relative paths are taken from the directory run.sh is started in; models
 # are read from the repository's models/.  Exit status: 0 when every netc and
 # PyTorch run succeeded, 1 otherwise (the table marks the failures).
@@ -54,7 +60,7 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 
 ALL=alexnet,vgg11,nin,googlenet,lenet_bn,resnet18,densenet
 models=$ALL threads=$(nproc 2>/dev/null || echo 1) steps="" warmup=1 rounds=1 batch="" resize="" quick=0
-target=cpu netc="$root/build/netc" out="$root/bench/results.jsonl" py="${PYTHON:-}" torch=1
+target=cpu netc="$root/build/netc" out="$root/bench/results.jsonl" py="${PYTHON:-}" torch=1 cfuse=1
 
 while [ $# -gt 0 ]; do
     opt=$1 val=""
@@ -79,6 +85,7 @@ while [ $# -gt 0 ]; do
         --python) py=$val ;;
         --quick) quick=1 ;;
         --no-torch) torch=0 ;;
+        --no-compare-fuse) cfuse=0 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown option $opt (bench/run.sh --help)" ;;
     esac
@@ -186,6 +193,19 @@ for m in "${list[@]}"; do
         echo "  netc failed on $m" >&2
         fail=1
     fi
+    if [ $cfuse = 1 ]; then
+        b0=$(busy_pct)
+        [ "$b0" -gt 10 ] && noisy+="$m," && echo "  warning: the CPUs are ${b0}% busy with other processes" >&2
+        echo "$m: netc ${args[*]} --compare-fuse" >&2
+        if line=$("$netc" "${args[@]}" --compare-fuse | grep '^{' | tail -n 1) && [ -n "$line" ]; then
+            printf '%s\n' "$line" >>"$out"
+            echo "  netc fused/unfused: $(field "$line" fuse_ratio)x, kernels $(field "$line" fused_kernels)" \
+                "against $(field "$line" unfused_kernels)" >&2
+        else
+            echo "  netc --compare-fuse failed on $m" >&2
+            fail=1
+        fi
+    fi
     [ $torch = 1 ] || continue
     b0=$(busy_pct)
     [ "$b0" -gt 10 ] && noisy+="$m," && echo "  warning: the CPUs are ${b0}% busy with other processes" >&2
@@ -202,12 +222,13 @@ for m in "${list[@]}"; do
 done
 
 # 3. the table
-"$py" - "$out" "$models" "$target" "$threads" "$torch" "$busy" "$noisy" <<'EOF' || fail=1
+"$py" - "$out" "$models" "$target" "$threads" "$torch" "$busy" "$noisy" "$cfuse" <<'EOF' || fail=1
 import json, os, sys
 
 path, models, target, threads = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 ran_torch, busy, noisy = sys.argv[5] == "1", int(sys.argv[6]), set(sys.argv[7].split(","))
-peak, isa, netc, torch, membw, pending, ratios = None, "", {}, {}, None, {}, {}
+ran_fuse = sys.argv[8] == "1"
+peak, isa, netc, torch, membw, pending, ratios, fuse = None, "", {}, {}, None, {}, {}, {}
 for line in open(path):
     line = line.strip()
     if not line:
@@ -217,6 +238,9 @@ for line in open(path):
         peak, isa = j["peak_fma_gflop_per_sec"], j.get("isa", "")
     elif "mem_gb_per_sec" in j:
         membw = j["mem_gb_per_sec"]
+    elif "fuse_ratio" in j:
+        # --compare-fuse: one line a round, fused and unfused timed in turns
+        fuse.setdefault(os.path.splitext(os.path.basename(j["model"]))[0], []).append(j)
     else:
         # several rounds: each side's fastest run; and a round's ratio, its
         # netc run over the PyTorch run that follows it (a round where
@@ -242,27 +266,37 @@ if busy > 10:
     print("**warning**: the CPUs were %d%% busy with other processes before the run; "
           "these numbers are low and noisy\n" % busy)
 print("| network | batch | resize | netc img/s | PyTorch img/s | netc/PyTorch | round ratios, median "
-      "| netc GFLOP/s | % of peak FMA | netc compile s | netc ms/step |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+      "| netc GFLOP/s | % of peak FMA | netc compile s | netc ms/step | fused/unfused | kernels fused/unfused |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 
 
-def round_median(m):
-    # each round's two runs are timed one after the other: drift of the
-    # machine's speed between rounds cancels
-    r = sorted(ratios.get(m, []))
+def median(r):
+    r = sorted(r)
     if not r:
         return None
     h = len(r) // 2
     return r[h] if len(r) % 2 else (r[h - 1] + r[h]) / 2
 
 
+def round_median(m):
+    # each round's two runs are timed one after the other: drift of the
+    # machine's speed between rounds cancels
+    return median(ratios.get(m, []))
+
+
+disagree = []
 for m in models:
     n, t = netc.get(m), torch.get(m)
     ref = n or t or {}
     ratio = n["images_per_sec"] / t["images_per_sec"] if n and t and t["images_per_sec"] > 0 else None
     share = 100 * n["gflop_per_sec"] / peak if n and peak else None
     rm = round_median(m)
-    print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    # fused over unfused images/s: the median of the rounds' ratios (each
+    # round times both in turns in one process)
+    fz = fuse.get(m, [])
+    fr = median([f["fuse_ratio"] for f in fz])
+    fk = "%d/%d" % (fz[0]["fused_kernels"], fz[0]["unfused_kernels"]) if fz else "–"
+    print("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         m, " (busy)" if m in noisy else "", ref.get("batch", "–"), ref.get("resize", "–"),
         num(n and n["images_per_sec"], ".1f") if n else "failed",
         num(t and t["images_per_sec"], ".1f") if t else ("failed" if ran_torch else "–"),
@@ -271,7 +305,13 @@ for m in models:
         num(n and n["gflop_per_sec"], ".1f") if n else "–",
         num(share, ".0f") + ("%" if share is not None else ""),
         num(n and n["compile_sec"], ".2f") if n else "–",
-        num(n and n["ms_per_step"], ".1f") if n else "–"))
+        num(n and n["ms_per_step"], ".1f") if n else "–",
+        num(fr, ".2f") + "x" if fr is not None else ("failed" if ran_fuse else "–"), fk))
+    if any(not f.get("losses_agree", True) for f in fz):
+        disagree.append(m)
+if disagree:
+    print("\n**warning**: the fused and unfused steps' first losses differ on %s (see the raw JSON lines)"
+          % ", ".join(disagree))
 if noisy - {""}:
     print("\n(busy): other processes were using the CPUs when this network was timed: its numbers are low and noisy")
 print("\nraw JSON lines: %s" % path)

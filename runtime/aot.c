@@ -8,18 +8,26 @@
 #include "pool.h"
 
 static NetcStepFn aot_train, aot_eval;
+static const long long *aot_plan;
 
-void rt_aot_register(NetcStepFn train, NetcStepFn eval) {
+void rt_aot_register(NetcStepFn train, NetcStepFn eval, const long long *plan) {
     aot_train = train;
     aot_eval = eval;
+    aot_plan = plan;
 }
 
 static int aot_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
     (void)o;
-    NetcStepFn fn = p->g.mode == IR_TRAIN ? aot_train : aot_eval;
+    int train = p->g.mode == IR_TRAIN;
+    NetcStepFn fn = train ? aot_train : aot_eval;
     if (!fn)
-        return diag_error_noloc(d, "aot backend: no precompiled %s step in this executable",
-                                p->g.mode == IR_TRAIN ? "training" : "eval");
+        return diag_error_noloc(d, "aot backend: no precompiled %s step in this executable", train ? "training" : "eval");
+    const long long *want = aot_plan ? aot_plan + (train ? 0 : 2) : NULL;
+    if (want && (want[0] != p->nkernels || want[1] != p->arena_bytes))
+        return diag_error_noloc(d, "this executable's %s step was compiled for %lld kernels and a %lld-byte arena, "
+                                "but its runtime plans %d kernels and %lld bytes; build it again with netc compile",
+                                train ? "training" : "eval", want[0], want[1], p->nkernels,
+                                (long long)p->arena_bytes);
     *state = (void *)fn;
     return 0;
 }

@@ -56,7 +56,8 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         key[kl] = 0;
         if (strcmp(key, "o") == 0) strcpy(key, "out");
         if (!allowed_flag(allowed, key)) return arg_error(cmd, "unknown option `%s`", s);
-        static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", "kernels", NULL};
+        static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", "kernels",
+                                      "compare-fuse", NULL};
         int is_bool = 0;
         for (int b = 0; bools[b]; b++) is_bool |= strcmp(key, bools[b]) == 0;
         if (is_bool) {
@@ -70,6 +71,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             if (!strcmp(key, "verify")) a->verify = 1;
             if (!strcmp(key, "quiet")) a->quiet = 1;
             if (!strcmp(key, "kernels")) a->kernels = 1;
+            if (!strcmp(key, "compare-fuse")) a->compare_fuse = 1;
             continue;
         }
         if (eq) val = eq + 1;
@@ -172,7 +174,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 

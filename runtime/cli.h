@@ -34,6 +34,7 @@ typedef struct {
     const char *dump_after;    /* --dump-after */
     int memory, llvm, params, train_graph, kernels; /* dump flags */
     int steps, warmup, json;   /* bench */
+    int compare_fuse;          /* bench --compare-fuse */
     int max_steps;             /* --max-steps */
     int verify;                /* --verify */
     int quiet;

@@ -1,8 +1,8 @@
 /* exe.c - main() of the executables `netc compile` makes.  The network's
  * source is embedded; the runtime rebuilds the same programs from it (the
  * passes are deterministic) and binds them to the precompiled step
- * functions, so no LLVM is needed at run time.  Batch, input size and
- * network parameters were fixed at compile time. */
+ * functions, so no LLVM is needed at run time.  Batch, input size, network
+ * parameters and the fusion patterns (--fuse) were fixed at compile time. */
 #include "aot.h"
 #include "cli.h"
 
@@ -19,13 +19,17 @@ static const char *exe_usage =
     "  predict  classes and probabilities: --images IDX_FILE --weights PATH --limit N\n"
     "common: --threads N (0: all cores), --quiet\n";
 
+/* fuse_off: FuseOptions.off of the programs compiled in; plan: what
+ * rt_aot_register checks them against. */
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
-                int ndefs, long long batch, int resize, NetcStepFn train, NetcStepFn eval);
+                int ndefs, long long batch, int resize, unsigned fuse_off, const long long *plan, NetcStepFn train,
+                NetcStepFn eval);
 
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
-                int ndefs, long long batch, int resize, NetcStepFn train, NetcStepFn eval) {
+                int ndefs, long long batch, int resize, unsigned fuse_off, const long long *plan, NetcStepFn train,
+                NetcStepFn eval) {
     backend_register(&backend_aot);
-    rt_aot_register(train, eval);
+    rt_aot_register(train, eval, plan);
     const char *cmd = argc > 1 ? argv[1] : NULL;
     if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fprintf(cmd ? stdout : stderr, exe_usage, argv[0], name, batch, resize, resize);
@@ -49,6 +53,7 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
         a.ndefines = ndefs < RT_MAX_DEFINES ? ndefs : RT_MAX_DEFINES;
         a.batch = batch;
         a.resize = resize;
+        a.fuse.off = fuse_off;
         a.target = "aot";
         RtSource s = {name, src, len};
         return cmds[i].run(&s, &a);

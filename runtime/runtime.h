@@ -42,6 +42,7 @@ typedef struct {
     void *arena;                /* max of the two programs' arenas */
     RtModel model;
     ThreadPool *pool;
+    int own_pool;               /* pool was made by rt_session_open (else shared) */
     int64_t batch;
     int classes;
 } RtSession;
@@ -54,6 +55,8 @@ typedef struct {
     int train;                  /* also build the training program */
     const char *cpu;            /* cpu target: --cpu spec, NULL: $NETC_CPU or native */
     const FuseOptions *fuse;    /* NULL: every fusion pattern */
+    ThreadPool *pool;           /* NULL: a pool of `threads` of its own; else shared with
+                                   other sessions run in turn, outliving this one */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

@@ -29,7 +29,8 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
                                 strcmp(o->target, "cpu") ? "" : "; cpu needs a build with LLVM");
     }
     s->batch = o->batch;
-    s->pool = rt_pool_new(o->threads);
+    s->own_pool = !o->pool;
+    s->pool = o->pool ? o->pool : rt_pool_new(o->threads);
     BackendOptions bo = {o->threads, 3, 0, o->cpu};
     if (o->train) {
         if (lower(fwd_train, IR_TRAIN, &s->train, o, d)) return -1;
@@ -65,7 +66,7 @@ void rt_session_close(RtSession *s) {
     free(s->eval_slots);
     free(s->arena);
     rt_model_free(&s->model);
-    rt_pool_free(s->pool);
+    if (s->own_pool) rt_pool_free(s->pool);
     memset(s, 0, sizeof *s);
 }
 

@@ -1,28 +1,36 @@
 /* bench.c - `netc bench`: times training steps of a network on random data. */
-#include "runtime/cli.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-int netc_cmd_bench(const RtArgs *a);
-
-static double now(void) {
+double netc_bench_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+void netc_bench_batch(float *img, int64_t px, int32_t *lab, int64_t B, int classes) {
+    uint64_t r = 1;
+    for (int64_t i = 0; i < px; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        img[i] = (float)(r >> 40) / 16777216.0f;
+    }
+    for (int64_t i = 0; i < B; i++) lab[i] = (int32_t)(i % classes);
+}
+
 int netc_cmd_bench(const RtArgs *a) {
+    if (a->compare_fuse) return netc_bench_compare_fuse(a);
     RtSource src = {a->file, NULL, 0};
     RtSession s;
     IrGraph gt, ge;
     char *text = NULL;
     Diag d;
-    double t0 = now();
+    double t0 = netc_bench_now();
     int rc = rt_open_session(&src, a, 1, &s, &gt, &ge, &text, &d);
-    double compile = now() - t0;
+    double compile = netc_bench_now() - t0;
     if (!rc) {
         IrStats st;
         pass_stats(&ge, &st);
@@ -31,19 +39,14 @@ int netc_cmd_bench(const RtArgs *a) {
         int64_t px = ir_numel(ti, B);
         float *img = ir_xmalloc(sizeof(float) * (size_t)px);
         int32_t *lab = ir_xmalloc(sizeof(int32_t) * (size_t)B);
-        uint64_t r = 1;
-        for (int64_t i = 0; i < px; i++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            img[i] = (float)(r >> 40) / 16777216.0f;
-        }
-        for (int64_t i = 0; i < B; i++) lab[i] = (int32_t)(i % s.classes);
+        netc_bench_batch(img, px, lab, B, s.classes);
         rt_session_set_batch(&s, img, lab);
         double loss, lr = ge.train.lr;
         int64_t ok;
         for (int i = 0; i < a->warmup && !rc; i++) rc = rt_session_train_step(&s, lr, 0, (uint64_t)i, &loss, B, &ok);
-        double t1 = now();
+        double t1 = netc_bench_now();
         for (int i = 0; i < a->steps && !rc; i++) rc = rt_session_train_step(&s, lr, 0, (uint64_t)i, &loss, B, &ok);
-        double dt = (now() - t1) / a->steps;
+        double dt = (netc_bench_now() - t1) / a->steps;
         double gflop = 3.0 * (double)st.fwd_flops * (double)B / 1e9;
         if (!rc) {
             if (a->json)

@@ -89,9 +89,9 @@ int netc_cmd_compile(const RtArgs *a) {
     if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
-    /* every fusion pattern, as the executable's own pipeline will plan it */
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, NULL};
-    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, NULL};
+    /* the patterns of --fuse, which the executable's own pipeline is given too */
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse};
+    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
     char lib[4096], obj[4200], stub[4200], exe[4200], cmd[24576];
@@ -114,7 +114,7 @@ int netc_cmd_compile(const RtArgs *a) {
                        "void netc_train_step(void *, void **, const void *);\n"
                        "void netc_eval_step(void *, void **, const void *);\n"
                        "int rt_exe_main(int, char **, const char *, const char *, size_t, const FeDefine *, int,\n"
-                       "                long long, int, NetcStepFn, NetcStepFn);\n"
+                       "                long long, int, unsigned, const long long *, NetcStepFn, NetcStepFn);\n"
                        "static const char src[] =\n");
             c_string(f, text, strlen(text));
             fprintf(f, ";\nstatic const FeDefine defs[] = {");
@@ -125,11 +125,14 @@ int netc_cmd_compile(const RtArgs *a) {
                 c_string(f, a->defines[i].value, strlen(a->defines[i].value));
                 fputs("}, ", f);
             }
-            fprintf(f, "{0, 0}};\nint main(int argc, char **argv) {\n");
+            /* the plan the object's code was compiled for: kernels and arena bytes, train then eval */
+            fprintf(f, "{0, 0}};\nstatic const long long plan[] = {%d, %lldLL, %d, %lldLL};\n", pt.nkernels,
+                    (long long)pt.arena_bytes, pe.nkernels, (long long)pe.arena_bytes);
+            fprintf(f, "int main(int argc, char **argv) {\n");
             cpu_check(f, &cpu);
-            fprintf(f, "    return rt_exe_main(argc, argv, \"%s\", src, sizeof src - 1, defs, %d, %lldLL, %d,\n"
+            fprintf(f, "    return rt_exe_main(argc, argv, \"%s\", src, sizeof src - 1, defs, %d, %lldLL, %d, %#xu, plan,\n"
                        "                       netc_train_step, netc_eval_step);\n}\n",
-                    base ? base + 1 : a->file, a->ndefines, (long long)pt.batch, ge.train.resize);
+                    base ? base + 1 : a->file, a->ndefines, (long long)pt.batch, ge.train.resize, a->fuse.off);
             if (ferror(f) | fclose(f)) rc = diag_error_noloc(&d, "cannot write %s: %s", stub, strerror(errno));
         }
     }
@@ -145,7 +148,9 @@ int netc_cmd_compile(const RtArgs *a) {
     remove(exe);
     remove(obj);
     remove(stub);
-    if (!rc && !a->quiet) printf("wrote %s (batch %lld, input %dx%d)\n", a->out, (long long)pt.batch, ge.train.resize, ge.train.resize);
+    if (!rc && !a->quiet)
+        printf("wrote %s (batch %lld, input %dx%d, kernels: train %d, eval %d)\n", a->out, (long long)pt.batch,
+               ge.train.resize, ge.train.resize, pt.nkernels, pe.nkernels);
     if (pt.g.nodes) program_free(&pt);
     if (pe.g.nodes) program_free(&pe);
     ir_free(&gt), ir_free(&ge);

@@ -2,6 +2,7 @@
  * compile, bench. */
 #include "runtime/cli.h"
 #include "runtime/pool.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ static const char *usage =
     "usage: netc COMMAND [options] FILE.net\n"
     "\n"
     "commands:\n"
-    "  check FILE          parse, elaborate and shape-check; print a summary\n"
+    "  check FILE          parse, elaborate and shape-check; print a summary (with\n"
+    "                      the kernel counts of the training and eval steps)\n"
     "  dump FILE           print the IR (--format text|dot, --train for the training\n"
     "                      graph, --memory for the memory plan, --params for the\n"
     "                      parameter list, --llvm for the generated LLVM IR,\n"
@@ -56,6 +58,10 @@ static const char *usage =
     "  --weights PATH      checkpoint for eval and predict\n"
     "  --images PATH --limit N   predict: IDX images, how many\n"
     "  --steps N --warmup N --json   bench settings\n"
+    "  --compare-fuse      bench: time the step fused as --fuse asks against the\n"
+    "                      unfused one (--fuse none), in turns, on the same weights\n"
+    "                      and batch; print both images/s, their ratio, kernel\n"
+    "                      counts, arena sizes and first-step losses\n"
     "  --verify            run the IR verifier after every pass\n"
     "  --quiet             no progress output\n"
     "  --version, --help\n";
@@ -66,12 +72,35 @@ static void register_backends(void) {
 #endif
 }
 
+/* The kernels of g's program in `mode` after fusion as --fuse asks, and the
+ * nodes they hold (what an unfused program has as many kernels). */
+static int count_kernels(const IrGraph *g, IrMode mode, const RtArgs *a, int *kernels, int *nodes, Diag *d) {
+    Program p;
+    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse};
+    int rc = pass_pipeline(g, &po, &p, d);
+    if (!rc) {
+        *kernels = p.nkernels;
+        *nodes = 0;
+        for (int k = 0; k < p.nkernels; k++) *nodes += p.kernels[k].nnodes;
+    }
+    program_free(&p);
+    return rc;
+}
+
 static int cmd_check(const RtArgs *a) {
     RtSource src = {a->file, NULL, 0};
-    IrGraph g;
+    IrGraph g, ge;
     char *text = NULL;
     Diag d;
     int rc = rt_build_graph(&src, a, IR_TRAIN, &g, &text, &d);
+    int kt = 0, nt = 0, ke = 0, ne = 0;
+    ir_init(&ge);
+    if (!rc) {
+        RtSource s2 = {a->file, text, text ? strlen(text) : 0};
+        rc = rt_build_graph(text ? &s2 : &src, a, IR_EVAL, &ge, &text, &d);
+    }
+    if (!rc) rc = count_kernels(&g, IR_TRAIN, a, &kt, &nt, &d);
+    if (!rc) rc = count_kernels(&ge, IR_EVAL, a, &ke, &ne, &d);
     if (!rc) {
         IrStats st;
         pass_stats(&g, &st);
@@ -93,8 +122,13 @@ static int cmd_check(const RtArgs *a) {
                3.0 * (double)st.fwd_flops / 1e9);
         printf("  training:    lr %g, batch %d, epochs %d, resize %d\n", g.train.lr, g.train.batch, g.train.epochs,
                g.train.resize);
+        char ft[48] = "one per node", fe[48] = "one per node";
+        if (kt < nt) snprintf(ft, sizeof ft, "fused from %d nodes", nt);
+        if (ke < ne) snprintf(fe, sizeof fe, "fused from %d nodes", ne);
+        printf("  kernels:     train %d (%s), eval %d (%s)\n", kt, ft, ke, fe);
     }
     ir_free(&g);
+    ir_free(&ge);
     free(text);
     return rc ? 1 : 0;
 }
@@ -153,7 +187,6 @@ static int cmd_dump(const RtArgs *a) {
 }
 
 int netc_cmd_compile(const RtArgs *a);
-int netc_cmd_bench(const RtArgs *a);
 
 int main(int argc, char **argv) {
     register_backends();
@@ -182,14 +215,14 @@ int main(int argc, char **argv) {
     RtArgs a;
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
-        {"check", ""},
+        {"check", "fuse"},
         {"dump", "format memory llvm params train mode dump-after kernels fuse"},
         {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse"},
         {"eval", "weights data fuse"},
         {"predict", "weights images limit fuse"},
         {"step", "in out mode lr seed fuse"},
-        {"compile", "out"},
-        {"bench", "steps warmup json lr fuse"},
+        {"compile", "out fuse"},
+        {"bench", "steps warmup json lr fuse compare-fuse"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
