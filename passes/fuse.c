@@ -338,3 +338,36 @@ void program_dump_kernels(const Program *p, FILE *f) {
         fputc('\n', f);
     }
 }
+
+int fuse_keeps_inner(const Program *p, const Kernel *k, int pos) {
+    const IrGraph *g = &p->g;
+    int n = k->nnodes;
+    const IrNode *first = ir_node(g, k->nodes[0]);
+    switch (k->pattern) {
+    case FUSE_CONV_RELU:
+        return pos == 0 && n == 2;
+    case FUSE_CONV_BN_RELU: case FUSE_CONV_BN_ADD_RELU:
+        return pos >= 1 && pos < n - 1;
+    case FUSE_BN_ACT: case FUSE_ELEMENTWISE:
+        return pos < n - 1;
+    case FUSE_BN_RELU_CONV:
+        return pos == 0;
+    case FUSE_BN_FOLD:
+        return pos == 0 || (pos == 1 && n == 3 && ir_node(g, k->nodes[2])->op == IR_OP_RELU);
+    case FUSE_RELU_BN_BWD:
+        return pos >= (first->op == IR_OP_CONV2D_BWD_DATA) && pos < n - 1;
+    default:
+        return 0;
+    }
+}
+
+int64_t program_inner_bytes(const Program *p, int k) {
+    int64_t s = 0;
+    const Kernel *kn = &p->kernels[k];
+    for (int j = 0; j < kn->nnodes; j++) {
+        const IrNode *n = ir_node(&p->g, kn->nodes[j]);
+        for (int o = 0; o < n->nout; o++)
+            if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) s += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
+    }
+    return s;
+}

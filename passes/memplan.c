@@ -102,6 +102,30 @@ int pass_plan_memory(Program *p, Diag *d) {
             p->buf[n->out[0]].alias = n->in[0];
         }
     }
+    /* values a fused kernel keeps in registers: made and read only there,
+     * and no view of them */
+    {
+        int *reader = ir_xmalloc(sizeof(int) * (size_t)(g->nvalues + 1));   /* kernel of the readers, -2: several */
+        for (int v = 0; v < g->nvalues; v++) reader[v] = -1;
+        for (int i = 0; i < g->nnodes; i++) {
+            const IrNode *n = ir_node(g, i);
+            for (int j = 0; j < n->nin; j++) {
+                int v = n->in[j];
+                if (v < 0) continue;
+                int k = kernel_of[i];
+                reader[v] = reader[v] == -1 || reader[v] == k ? k : -2;
+            }
+        }
+        for (int v = 0; v < g->nvalues; v++)
+            if (p->buf[v].kind == BUF_ALIAS) reader[root(p, v)] = -2;
+        for (int k = 0; k < p->nkernels; k++)
+            for (int j = 0; j < p->kernels[k].nnodes; j++) {
+                int v = ir_node(g, p->kernels[k].nodes[j])->out[0];
+                if (v >= 0 && p->buf[v].kind == BUF_NONE && reader[v] == k && fuse_keeps_inner(p, &p->kernels[k], j))
+                    p->buf[v].kind = BUF_INNER;
+            }
+        free(reader);
+    }
     /* lifetimes: a use extends the lifetime of the buffer's root */
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = ir_node(g, i);
@@ -169,6 +193,10 @@ int program_check_plan(const Program *p, FILE *f) {
         const BufPlan *x = &p->buf[a];
         if (x->kind == BUF_ALIAS && root(p, a) == a) { fprintf(f, "plan: %%%d aliases itself\n", a); return -1; }
         if (x->kind == BUF_PERSIST && (x->slot < 0 || x->slot >= p->nslots)) { fprintf(f, "plan: %%%d bad slot\n", a); return -1; }
+        if (x->kind == BUF_INNER && x->first != x->last) {
+            fprintf(f, "plan: %%%d kept inside a kernel but live %d..%d\n", a, x->first, x->last);
+            return -1;
+        }
         if (x->kind != BUF_ARENA) continue;
         if (x->offset < 0 || x->offset + x->bytes > p->arena_bytes || x->offset % ALIGN) {
             fprintf(f, "plan: %%%d [%lld, +%lld) outside the arena of %lld bytes or misaligned\n", a,
@@ -229,6 +257,9 @@ void program_dump_memory(const Program *p, FILE *f) {
         else if (x->kind == BUF_PERSIST)
             fprintf(f, "  %%%-6d %-12s %-10lld %-12s %-10s %s %s\n", v, kinds[p->slots[x->slot].kind],
                     (long long)x->bytes, "-", "-", t, name ? name : "");
+        else if (x->kind == BUF_INNER)
+            fprintf(f, "  %%%-6d %-12s %-10lld %-12s %4d..%-4d %s %s\n", v, "in-kernel", (long long)x->bytes, "-",
+                    x->first, x->last, t, name ? name : "");
     }
     human(p->arena_bytes, a, sizeof a);
     human(p->naive_bytes, b, sizeof b);

@@ -12,7 +12,10 @@
 
 #include "passes.h"
 
-typedef enum { BUF_NONE, BUF_ARENA, BUF_PERSIST, BUF_ALIAS } BufKind;
+/* BUF_INNER: a value its fused kernel keeps in registers (fuse_keeps_inner)
+ * and nothing else reads: no memory in the plan.  A backend that runs the
+ * kernel's nodes one after the other gives it memory of its own. */
+typedef enum { BUF_NONE, BUF_ARENA, BUF_PERSIST, BUF_ALIAS, BUF_INNER } BufKind;
 
 typedef enum {
     SLOT_PARAM,      /* trainable parameter, named like "b1.conv0.weight" */
@@ -104,6 +107,15 @@ const char *fuse_name(int pattern);
 int fuse_parse(const char *spec, FuseOptions *o, char *bad, size_t n);
 /* One line per kernel: index, pattern, its nodes (op and layer name). */
 void program_dump_kernels(const Program *p, FILE *f);
+/* Whether the fused body of kernel k's pattern keeps the first output of
+ * its node at position pos in registers when no other kernel reads it (a
+ * batch norm's output before its relu, a conv's output before the relu of
+ * its epilogue, an elementwise chain's inner results): such a value gets
+ * no memory (BUF_INNER).  The contract between the pass and the backends'
+ * fused bodies. */
+int fuse_keeps_inner(const Program *p, const Kernel *k, int pos);
+/* Bytes of kernel k's BUF_INNER values together. */
+int64_t program_inner_bytes(const Program *p, int k);
 
 /* passes/memplan.c.  Buffers of one kind (arena, persistent) may take at
  * most PROGRAM_MAX_BYTES together, the 48-bit address space of x86-64 and

@@ -282,6 +282,11 @@ static void test_same_results(void **st) {
     same_bits(&backend_cpu, "alexnet", 0);
     same_bits(&backend_cpu, "resnet18", 32);
     same_bits(&backend_cpu, "densenet", 32);
+    /* the groups node by node, their inner values in memory of their own */
+    setenv("NETC_CPU_NODE_BY_NODE", "1", 1);
+    same_bits(&backend_cpu, "resnet18", 32);
+    same_bits(&backend_cpu, "densenet", 32);
+    unsetenv("NETC_CPU_NODE_BY_NODE");
     folded_logits("lenet_bn", 0);
     folded_logits("resnet18", 32);
     folded_logits("densenet", 32);

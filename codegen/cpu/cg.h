@@ -40,6 +40,12 @@ typedef struct Cg {
      * output (conv_relu and bn_fold kernels: the fused epilogue) and writes
      * it to value y_value instead of its own output (when >= 0). */
     int relu, y_value;
+    /* Memory for BUF_INNER values, for a fused kernel run node by node (a
+     * group its fused body cannot take): a zeroed module global sized for
+     * the program's largest kernel, inner_off[v] v's offset in it. */
+    LLVMValueRef inner;
+    int64_t *inner_off;
+    const Program *inner_p;
 } Cg;
 
 /* ---- emit.c ------------------------------------------------------------- */

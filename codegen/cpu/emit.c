@@ -4,6 +4,7 @@
 #include "cg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../runtime/pool.h"
@@ -52,6 +53,8 @@ void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw) {
 void cg_dispose(Cg *cg) {
     if (cg->b) LLVMDisposeBuilder(cg->b);
     cg->b = NULL;
+    free(cg->inner_off);
+    cg->inner_off = NULL;
 }
 
 void cg_fn_attr(Cg *cg, LLVMValueRef f, const char *attr) {
@@ -391,6 +394,37 @@ static int resolve(const Program *p, int v) {
     return v;
 }
 
+/* cg->inner and cg->inner_off for program cg->p, made on first use: each
+ * kernel's inner values one after another from offset 0 (one kernel runs
+ * at a time). */
+static void inner_memory(Cg *cg) {
+    const Program *p = cg->p;
+    if (cg->inner_p == p && cg->inner) return;
+    free(cg->inner_off);
+    cg->inner_off = ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t));
+    int64_t size = 64;
+    for (int k = 0; k < p->nkernels; k++) {
+        int64_t off = 0;
+        for (int j = 0; j < p->kernels[k].nnodes; j++) {
+            const IrNode *n = ir_node(&p->g, p->kernels[k].nodes[j]);
+            for (int o = 0; o < n->nout; o++)
+                if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) {
+                    cg->inner_off[n->out[o]] = off;
+                    off += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
+                }
+        }
+        if (off > size) size = off;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%sinner", cg->prefix ? cg->prefix : "netc_");
+    LLVMTypeRef t = LLVMArrayType(cg->i64, (unsigned)(size / 8));   /* 8-byte units: up to 32 GiB */
+    cg->inner = LLVMAddGlobal(cg->mod, t, name);
+    LLVMSetInitializer(cg->inner, LLVMConstNull(t));
+    LLVMSetLinkage(cg->inner, LLVMInternalLinkage);
+    LLVMSetAlignment(cg->inner, 64);
+    cg->inner_p = p;
+}
+
 LLVMValueRef cg_vptr(Cg *cg, int v) {
     const Program *p = cg->p;
     int r = resolve(p, v);
@@ -403,6 +437,10 @@ LLVMValueRef cg_vptr(Cg *cg, int v) {
         LLVMValueRef idx = ci64(cg, bp->slot);
         LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, cg->p8, cg->slots, &idx, 1, "");
         raw = LLVMBuildLoad2(cg->b, cg->p8, sp, "");
+    } else if (bp->kind == BUF_INNER) {
+        inner_memory(cg);
+        LLVMValueRef off = ci64(cg, cg->inner_off[r]);
+        raw = LLVMBuildInBoundsGEP2(cg->b, cg->i8, LLVMBuildBitCast(cg->b, cg->inner, cg->p8, ""), &off, 1, "");
     } else {
         IR_ASSERT(!"value has no buffer");
     }

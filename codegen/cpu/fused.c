@@ -24,11 +24,14 @@
  *   elementwise                      one loop through the whole chain
  *
  * Every other pattern (and any group these cannot take: too many buffers,
- * a dropout where vectors are needed) runs its nodes one after the other.
+ * a dropout where vectors are needed) runs its nodes one after the other,
+ * the values the plan left without memory (BUF_INNER) in a module global.
  * Except for bn_fold, the arithmetic is the unfused kernels', in the same
  * order, so fused and unfused training steps give the same bits; what
  * fusion saves is the memory traffic of the tensors only the group reads. */
 #include "cg.h"
+
+#include <stdlib.h>
 
 static const IrNode *knode(const Cg *cg, const Kernel *k, int i) { return ir_node(&cg->p->g, k->nodes[i]); }
 
@@ -72,7 +75,10 @@ static int relu_epilogue(Cg *cg, const Kernel *k, int at, int bn, Diag *d) {
 int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
     int n = k->nnodes;
     Chain c;
-    switch (k->pattern) {
+    /* NETC_CPU_NODE_BY_NODE=1: every group node by node (its inner values
+     * in memory of their own), for tests of that path */
+    const char *nbn = getenv("NETC_CPU_NODE_BY_NODE");
+    switch (nbn && *nbn == '1' ? FUSE_NONE : k->pattern) {
     case FUSE_CONV_BN_RELU: case FUSE_CONV_BN_ADD_RELU:
         if (cg_emit_node(cg, k->nodes[0], d)) return -1;
         return bn_chain(cg, k, 1, n) ? emit_nodes(cg, k, 1, n, d) : 0;
