@@ -238,10 +238,12 @@ static const ConvCase conv_cases[] = {
     {3, 32, 3, 3, 48, 5, 5, 1, 1, 2, 2, 1},      /* 5x5 on 3x3 (GoogLeNet's last stage): every pair */
     {2, 17, 4, 3, 19, 3, 3, 1, 1, 1, 1, 0},      /* 4x3 maps, odd channels */
     {5, 16, 4, 4, 16, 3, 3, 1, 1, 0, 0, 1},      /* unpadded: 2x2 out (bwd data: padding 2, 4x4 out) */
-    /* direct by taps (strided, 4 input channels or fewer, 32+ outputs a row) */
+    /* direct by taps (4 input channels or fewer, 32+ outputs a row) */
     {3, 1, 64, 64, 64, 7, 7, 2, 2, 3, 3, 0},     /* ResNet-18's first conv at 64x64 */
     {2, 2, 70, 66, 13, 7, 5, 2, 2, 3, 1, 1},     /* 13 filters (6 + 6 + 1), rows of 33 outputs (two strips overlap) */
     {2, 1, 139, 139, 10, 11, 11, 4, 4, 1, 1, 1}, /* AlexNet's 11x11 at stride 4: 33x33 out, one channel a block */
+    {2, 1, 70, 66, 16, 3, 3, 1, 1, 1, 1, 1},     /* VGG's first conv: 3x3 at stride 1 */
+    {3, 3, 40, 45, 7, 5, 5, 1, 1, 0, 2, 0},      /* three channels, stride 1, unpadded rows: 41 outputs */
 };
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
