@@ -26,6 +26,7 @@ typedef struct Cg {
     LLVMTypeRef v, i1, i8, i32, i64, f32, f64, p8, pp8, pf, pi32, vf, args_t, pargs;
     LLVMTypeRef kfn_t, body_t;
     int vw;                   /* floats per host vector: 4, 8 or 16 */
+    int mr, mc;               /* the GEMM micro-kernel's rows and the rows of a packed A block (gemm.c) */
     LLVMValueRef fn;          /* function being emitted */
     LLVMValueRef arena, slots, args; /* the current kernel's parameters */
     LLVMValueRef rt_parallel_for, rt_pool_threads, rt_worker_index, rt_scratch;
@@ -247,6 +248,9 @@ void cg_emit_folded(Cg *cg, const IrNode *n, const IrNode *bn);
  * row-major with leading dimensions lda, ldb, ldc, emitted as a function
  * void name(float *A, float *B, float *C) run on one thread. */
 void cg_emit_gemm_fn(Cg *cg, const char *name, int64_t M, int64_t N, int64_t K);
+/* Sets cg->mr and cg->mc for the vector width: the micro-kernel's tile is
+ * mr rows by two vectors, its accumulators filling the register file. */
+void cg_gemm_shape(Cg *cg);
 
 /* ---- jit.c ------------------------------------------------------------------ */
 /* The CPU code is generated for: a name and LLVM feature string, the x86-64

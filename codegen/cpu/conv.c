@@ -113,20 +113,20 @@ static int conv_fwd_padrow(const ConvDims *d) {
  * packed whole, the channels one C block, and rounding the channels up to
  * NR wastes at most a sixth more than rounding them to MR does (LeNet's
  * 6-channel convs: 6% slower by NR). */
-static int padt_fits(const ConvDims *d, int64_t nr, int64_t nc) {
+static int padt_fits(const Cg *cg, const ConvDims *d, int64_t nr, int64_t nc) {
     int64_t kp = (d->k + nr - 1) / nr * nr, km = (d->k + MR - 1) / MR * MR;
     return kp <= nc && kp * d->c * d->r * d->s <= APK && kp * 6 <= km * 7;
 }
 
 static int conv_fwd_padt(const Cg *cg, const ConvDims *d) {
-    return conv_fwd_padrow(d) && padt_fits(d, NR, NC);
+    return conv_fwd_padrow(d) && padt_fits(cg, d, NR, NC);
 }
 
 /* 1x1 stride-1 unpadded convs transposed too (B_PADT straight on x) when an
  * image has at least 36 pixels: smaller ones leave most panels across two
  * images, packed. */
 static int conv_1x1_padt(const Cg *cg, const ConvDims *d) {
-    return cg_conv_direct(d) && d->h * d->w >= 36 && padt_fits(d, NR, NC);
+    return cg_conv_direct(d) && d->h * d->w >= 36 && padt_fits(cg, d, NR, NC);
 }
 
 /* The gather path with images of a pixel count that is not a multiple of
@@ -138,7 +138,7 @@ static int conv_fwd_compact(const Cg *cg, const ConvDims *d) {
 }
 
 static int64_t conv_fwd_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
-    if (cg_conv_wino(d)) return cg_wino_extra(d, nb);
+    if (cg_conv_wino(d)) return cg_wino_extra(cg, d, nb);
     if (cg_conv_small(d)) return cg_small_extra(d, nb);
     if (cg_conv_taps(d)) return 0;
     if (conv_1x1_padt(cg, d)) return 0;

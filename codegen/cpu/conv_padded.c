@@ -386,21 +386,26 @@ void cg_padt_body(Cg *cg, const GemmV *g, LLVMValueRef ukt, LLVMValueRef ukp) {
         if_begin(cg, &fp, inplace);
         if_begin(cg, &fq, packa);
         {
-            /* eight floats ending at the panel's last pixel (starting at its
-             * first when that is the grid's first or second: the 1x1 convs'
-             * images hold 36 pixels or more, x_pad has zeros after its
-             * last), the panel's six stored with two that the next step or
-             * panel overwrites (the last spills into the scratch's slack) */
-            LLVMValueRef back = icmp(cg, LLVMIntSGE, pix0, ci64(cg, 8 - MR));
-            LLVMValueRef sh = LLVMBuildSelect(cg->b, back, ci64(cg, 8 - MR), ci64(cg, 0), "");
+            /* W >= MR floats (W = 8 or 16) ending at the panel's last
+             * pixel (starting at its first when that is among the grid's
+             * first W - MR: the 1x1 convs' images hold 36 pixels or more,
+             * x_pad has zeros after its last), the panel's MR stored with
+             * W - MR that the next step or panel overwrites (the last
+             * spills into the scratch's slack) */
+            int W = MR <= 8 ? 8 : 16;
+            LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)W), pvt = LLVMPointerType(vt, 0);
+            LLVMValueRef back = icmp(cg, LLVMIntSGE, pix0, ci64(cg, W - MR));
+            LLVMValueRef sh = LLVMBuildSelect(cg->b, back, ci64(cg, W - MR), ci64(cg, 0), "");
             LLVMValueRef src = gep(cg, G(A), sub(cg, add(cg, mul(cg, im, G(XIMG)), pix0), sh));
-            int m[8];
-            for (int i = 0; i < 8; i++) m[i] = i + 8 - MR < 8 ? i + 8 - MR : i;
+            LLVMValueRef m[16];
+            for (int i = 0; i < W; i++) m[i] = ci32(cg, i + W - MR < W ? i + W - MR : i);
+            LLVMValueRef mask = LLVMConstVector(m, (unsigned)W);
             LLVMValueRef kk = for_begin(cg, &l2, ci64(cg, 0), kc, 1);
             LLVMValueRef o = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, boff, &kk, 1, ""), "");
-            LLVMValueRef v = v8ld(cg, src, o);
-            v = LLVMBuildSelect(cg->b, back, shuf8(cg, v, v, m), v, "");
-            v8st(cg, v, dst, mulc(cg, kk, MR));
+            LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, LLVMBuildBitCast(cg->b, gep(cg, src, o), pvt, ""), "");
+            LLVMSetAlignment(v, 4);
+            v = LLVMBuildSelect(cg->b, back, LLVMBuildShuffleVector(cg->b, v, v, mask, ""), v, "");
+            LLVMSetAlignment(LLVMBuildStore(cg->b, v, LLVMBuildBitCast(cg->b, gep(cg, dst, mulc(cg, kk, MR)), pvt, "")), 4);
             for_end(cg, &l2);
         }
         if_end(cg, &fq);

@@ -113,7 +113,7 @@ static void wino_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVM
     cg_memset0(cg, gep(cg, xp, ci64(cg, xend)), ci64(cg, wino_xsz(d, nb) - xend));
 }
 
-int64_t cg_wino_extra(const ConvDims *d, int64_t nb) {
+int64_t cg_wino_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
     return wino_xsz(d, nb) + cg_round16((d->r + 1) * (d->r + 1) * kp * d->c);
 }
@@ -263,7 +263,7 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     wino_pad(cg, d, nb, x, xp);
     wino_weights(cg, d, w, up);
     LLVMValueRef ukd = cg_micro_kernel_gen(cg, UK_DIRECT);
-    LLVMValueRef v[WV_COUNT] = {xp, up, y, bias ? bias : LLVMConstNull(cg->pf), gep(cg, scr, ci64(cg, cg_wino_extra(d, nb))),
+    LLVMValueRef v[WV_COUNT] = {xp, up, y, bias ? bias : LLVMConstNull(cg->pf), gep(cg, scr, ci64(cg, cg_wino_extra(cg, d, nb))),
                                 ci64(cg, d->c), ci64(cg, d->k), ci64(cg, TY), ci64(cg, TX), ci64(cg, NT), ci64(cg, tc),
                                 ci64(cg, hp), ci64(cg, wp), ci64(cg, d->p), ci64(cg, d->q)};
     Par P;

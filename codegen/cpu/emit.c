@@ -23,6 +23,7 @@ void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw) {
     cg->mod = mod;
     cg->b = LLVMCreateBuilderInContext(ctx);
     cg->vw = vw;
+    cg_gemm_shape(cg);
     cg->v = LLVMVoidTypeInContext(ctx);
     cg->i1 = LLVMInt1TypeInContext(ctx);
     cg->i8 = LLVMInt8TypeInContext(ctx);

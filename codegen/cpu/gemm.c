@@ -33,8 +33,18 @@
 #include "gemm_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "../../runtime/pool.h"
+
+void cg_gemm_shape(Cg *cg) {
+    /* 16 vector registers (AVX2, SSE): 6 rows x 2 vectors = 12
+     * accumulators, 2 B vectors and a broadcast; 32 (AVX-512): 12 x 2 */
+    cg->mr = cg->vw >= 16 ? 12 : 6;
+    cg->mc = cg->mr * (120 / cg->mr);
+    const char *e = getenv("NETC_CPU_MR");   /* tuning experiments */
+    if (e && atoi(e) >= 2 && atoi(e) <= 16) cg->mr = atoi(e), cg->mc = cg->mr * ((120 + cg->mr - 1) / cg->mr);
+}
 
 /* a multiple of 16 floats, so every thread's block stays 64-byte aligned */
 int64_t cg_gemm_scratch_floats(const Cg *cg) {

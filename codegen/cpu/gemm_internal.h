@@ -12,7 +12,9 @@
 
 /* the micro-kernel's tile MR x NR, the blocking (KC, MC, NC) and the
  * packed-A space of B_PADROW and B_PADT (APK); NR and NC need a Cg *cg */
-enum { MR = 6, KC = 256, MC = MR * 20, APK = 1 << 20 };
+enum { KC = 256, APK = 1 << 20 };
+#define MR (cg->mr)
+#define MC (cg->mc)
 #define NR (2 * cg->vw)
 #define NC (NR * 64)
 
@@ -179,7 +181,7 @@ LLVMValueRef cg_ld_or0(Cg *cg, LLVMValueRef p, LLVMValueRef i);
  * the shared floats of cg_<m>_extra() or cg_<m>_bwdw_extra() (Winograd's
  * weight gradient: cg_wbw_extra(); the forward taps: none). */
 int cg_conv_wino(const ConvDims *d);
-int64_t cg_wino_extra(const ConvDims *d, int64_t nb);
+int64_t cg_wino_extra(const Cg *cg, const ConvDims *d, int64_t nb);
 void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                  LLVMValueRef bias, LLVMValueRef scr);
 int64_t cg_wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb);
