@@ -21,14 +21,7 @@ static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef 
     return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
 }
 
-/* NULL when the output is absent or unplanned. */
-static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
-    if (k >= n->nout || n->out[k] < 0) return NULL;
-    int v = n->out[k];
-    while (cg->p->buf[v].kind == BUF_ALIAS) v = cg->p->buf[v].alias;
-    if (cg->p->buf[v].kind == BUF_NONE) return NULL;
-    return cg_vptr(cg, n->out[k]);
-}
+#define optr cg_optr
 
 /* ---- reductions ------------------------------------------------------------- */
 

@@ -161,6 +161,9 @@ int par_begin_shared(Cg *cg, Par *P, const char *key, LLVMValueRef *vals, int n,
 LLVMValueRef cg_pool(Cg *cg);          /* a->pool, in a kernel function */
 LLVMValueRef cg_nthreads(Cg *cg);      /* i64 */
 
+/* Output k of node n as float*, NULL when it is absent or unplanned
+ * (kernels.c). */
+LLVMValueRef cg_optr(Cg *cg, const IrNode *n, int k);
 /* Address of value v's buffer as float* (int32 values too: bitcast as needed). */
 LLVMValueRef cg_vptr(Cg *cg, int v);
 int64_t cg_numel(const Cg *cg, int v);

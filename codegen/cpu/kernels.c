@@ -11,8 +11,9 @@
 
 #include "../ref_kernels.h"
 
-/* NULL when the output is absent or unplanned. */
-static LLVMValueRef optr(Cg *cg, const IrNode *n, int k) {
+#define optr cg_optr
+
+LLVMValueRef cg_optr(Cg *cg, const IrNode *n, int k) {
     if (k >= n->nout || n->out[k] < 0) return NULL;
     int v = n->out[k];
     while (cg->p->buf[v].kind == BUF_ALIAS) v = cg->p->buf[v].alias;
