@@ -12,7 +12,10 @@ model:
    "gflop_per_sec": 58.8, "train_gflop_per_img": 1.913, "warmup_sec": 9.1, ...}
 
 train_gflop_per_img counts what `netc bench` counts: 3 x the forward
-multiply-adds of conv and linear layers x 2.
+multiply-adds of conv and linear layers x 2.  peak_rss_bytes is the
+process's peak resident set size after the timed steps (getrusage): with
+several --models that of the largest so far, so bench/memory.sh runs one
+model per process.
 
   /usr/bin/python3 bench/torch_step.py --models lenet_bn,resnet18 --threads 2
   /usr/bin/python3 bench/torch_step.py --models densenet --batch 16 --resize 96 --steps 2
@@ -25,6 +28,7 @@ import argparse
 import os
 import sys
 import json
+import resource
 import time
 
 import torch
@@ -58,6 +62,13 @@ def forward_flops(net, x):
     return total[0]
 
 
+def peak_rss_bytes():
+    """This process's peak resident set size so far (ru_maxrss: KiB on
+    Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
 def bench(name, steps, warmup, batch, resize, seed):
     build, res, bs, lr = MODELS[name]
     bs = batch or bs
@@ -86,13 +97,14 @@ def bench(name, steps, warmup, batch, resize, seed):
     for _ in range(steps):
         loss = step()
     dt = (time.perf_counter() - t0) / steps
+    rss = peak_rss_bytes()
     gflop_img = 3 * flops / 1e9
     return dict(framework="pytorch", model=name, torch=torch.__version__, device="cpu",
                 threads=torch.get_num_threads(), batch=bs, resize=res, steps=steps, warmup=warmup,
                 images_per_sec=round(bs / dt, 2), ms_per_step=round(dt * 1e3, 2),
                 gflop_per_sec=round(gflop_img * bs / dt, 2), train_gflop_per_img=round(gflop_img, 4),
                 warmup_sec=round(first, 3), loss=round(float(loss), 5),
-                params=sum(p.numel() for p in net.parameters()))
+                params=sum(p.numel() for p in net.parameters()), peak_rss_bytes=rss)
 
 
 def main():

@@ -4,12 +4,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 double netc_bench_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+long long netc_bench_peak_rss(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u)) return -1;
+#ifdef __APPLE__
+    return (long long)u.ru_maxrss;
+#else
+    return (long long)u.ru_maxrss * 1024;
+#endif
 }
 
 void netc_bench_batch(float *img, int64_t px, int32_t *lab, int64_t B, int classes) {
@@ -48,18 +59,23 @@ int netc_cmd_bench(const RtArgs *a) {
         for (int i = 0; i < a->steps && !rc; i++) rc = rt_session_train_step(&s, lr, 0, (uint64_t)i, &loss, B, &ok);
         double dt = (netc_bench_now() - t1) / a->steps;
         double gflop = 3.0 * (double)st.fwd_flops * (double)B / 1e9;
+        /* after the timed steps: the arena, weights, gradients, scratch and
+         * compiled code have all been touched by now */
+        long long rss = netc_bench_peak_rss();
         if (!rc) {
             if (a->json)
                 printf("{\"model\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"batch\":%lld,\"resize\":%lld,"
                        "\"images_per_sec\":%.2f,\"gflop_per_sec\":%.2f,\"ms_per_step\":%.2f,\"compile_sec\":%.3f,"
-                       "\"train_gflop_per_img\":%.4f,\"arena_bytes\":%lld,\"naive_bytes\":%lld,\"loss\":%.5f}\n",
+                       "\"train_gflop_per_img\":%.4f,\"arena_bytes\":%lld,\"naive_bytes\":%lld,\"peak_rss_bytes\":%lld,"
+                       "\"loss\":%.5f}\n",
                        a->file, s.be->name, a->threads, (long long)B, (long long)ti->d[2], (double)B / dt,
                        gflop / dt, dt * 1e3, compile, gflop / (double)B, (long long)s.train.arena_bytes,
-                       (long long)s.train.naive_bytes, loss);
+                       (long long)s.train.naive_bytes, rss, loss);
             else
-                printf("%s on %s: batch %lld, %dx%d: %.1f images/s, %.1f GFLOP/s, %.1f ms/step, compile %.2f s\n",
+                printf("%s on %s: batch %lld, %dx%d: %.1f images/s, %.1f GFLOP/s, %.1f ms/step, compile %.2f s, "
+                       "peak RSS %.1f MiB\n",
                        a->file, s.be->name, (long long)B, (int)ti->d[2], (int)ti->d[3], (double)B / dt, gflop / dt,
-                       dt * 1e3, compile);
+                       dt * 1e3, compile, (double)rss / (1 << 20));
         }
         free(img);
         free(lab);

@@ -9,7 +9,8 @@
  * change of the machine's speed and whatever one step leaves in the caches
  * fall on both alike.  The loss of each one's first step (same weights, same
  * batch) is printed beside the other's: they agree when both programs
- * compute the same thing. */
+ * compute the same thing.  Both programs live in this one process, so the
+ * peak resident set size reported is the process's, of the two together. */
 #include "bench.h"
 #include "runtime/pool.h"
 
@@ -94,6 +95,7 @@ static void report(const RtArgs *a, const Side *f, const Side *u, const IrGraph 
     double rel = rel_diff(f->first_loss, u->first_loss);
     int agree = rel <= LOSS_TOLERANCE;
     const IrType *ti = ir_type(ge, ge->input);
+    long long rss = netc_bench_peak_rss(); /* both sessions' memory together */
     if (a->json) {
         char r[32];
         if (isfinite(rel)) snprintf(r, sizeof r, "%.3g", rel);
@@ -104,12 +106,12 @@ static void report(const RtArgs *a, const Side *f, const Side *u, const IrGraph 
                "\"fused_kernels\":%d,\"unfused_kernels\":%d,\"fused_eval_kernels\":%d,\"unfused_eval_kernels\":%d,"
                "\"fused_arena_bytes\":%lld,\"unfused_arena_bytes\":%lld,\"fused_compile_sec\":%.3f,"
                "\"unfused_compile_sec\":%.3f,\"fused_first_loss\":%.6f,\"unfused_first_loss\":%.6f,"
-               "\"first_loss_rel_diff\":%s,\"losses_agree\":%s}\n",
+               "\"first_loss_rel_diff\":%s,\"losses_agree\":%s,\"peak_rss_bytes\":%lld}\n",
                a->file, f->s.be->name, a->threads, (long long)B, (long long)ti->d[2], a->steps, a->warmup, f->spec,
                fips, uips, fips / uips, f->secs * 1e3 / a->steps, u->secs * 1e3 / a->steps, ft->nkernels,
                ut->nkernels, f->s.eval.nkernels, u->s.eval.nkernels, (long long)ft->arena_bytes,
                (long long)ut->arena_bytes, f->compile_sec, u->compile_sec, f->first_loss, u->first_loss, r,
-               agree ? "true" : "false");
+               agree ? "true" : "false", rss);
     } else {
         printf("%s on %s: batch %lld, %dx%d; --fuse %s against --fuse none, %d round%s of one step each\n", a->file,
                f->s.be->name, (long long)B, (int)ti->d[2], (int)ti->d[3], f->spec, a->steps, a->steps == 1 ? "" : "s");
@@ -122,6 +124,7 @@ static void report(const RtArgs *a, const Side *f, const Side *u, const IrGraph 
         printf("  first loss  %11.6f %11.6f   %s (relative difference %.3g)\n", f->first_loss, u->first_loss,
                agree ? "agree" : "DIFFER", rel);
         printf("  compile s   %11.2f %11.2f\n", f->compile_sec, u->compile_sec);
+        printf("  peak RSS %.1f MiB, the process's: both programs together\n", (double)rss / (1 << 20));
     }
     if (!agree)
         fprintf(stderr, "netc bench: warning: the first step's loss is %.6f fused and %.6f unfused (relative difference "
