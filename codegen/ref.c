@@ -10,7 +10,7 @@
 /* A run: the program, the step's buffers, and memory of the ref's own for
  * the values a fused kernel keeps in registers (BUF_INNER): the ref runs
  * every kernel node by node, so it needs them; inner[v] is v's offset in
- * `side` while its kernel runs. */
+ * `side` (program_inner_offsets). */
 typedef struct {
     const Program *p;
     const RunCtx *c;
@@ -27,21 +27,6 @@ static void *ref_addr(const RefRun *r, int v) {
     if (b->kind == BUF_INNER) return r->side + r->inner[v];
     IR_ASSERT(b->kind == BUF_ARENA);
     return (char *)r->c->arena + b->offset;
-}
-
-/* Places kernel k's inner values in r->side (sized for the largest kernel's). */
-static void ref_place_inner(RefRun *r, int k) {
-    const Program *p = r->p;
-    const Kernel *kn = &p->kernels[k];
-    int64_t off = 0;
-    for (int j = 0; j < kn->nnodes; j++) {
-        const IrNode *n = ir_node(&p->g, kn->nodes[j]);
-        for (int o = 0; o < n->nout; o++)
-            if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) {
-                r->inner[n->out[o]] = off;
-                off += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
-            }
-    }
 }
 
 /* Conv dimensions from the input (x) and output (y) types of the forward conv. */

@@ -361,13 +361,20 @@ int fuse_keeps_inner(const Program *p, const Kernel *k, int pos) {
     }
 }
 
-int64_t program_inner_bytes(const Program *p, int k) {
-    int64_t s = 0;
-    const Kernel *kn = &p->kernels[k];
-    for (int j = 0; j < kn->nnodes; j++) {
-        const IrNode *n = ir_node(&p->g, kn->nodes[j]);
-        for (int o = 0; o < n->nout; o++)
-            if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) s += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
+int64_t program_inner_offsets(const Program *p, int64_t *off) {
+    int64_t size = 0;
+    for (int k = 0; k < p->nkernels; k++) {
+        int64_t at = 0;
+        const Kernel *kn = &p->kernels[k];
+        for (int j = 0; j < kn->nnodes; j++) {
+            const IrNode *n = ir_node(&p->g, kn->nodes[j]);
+            for (int o = 0; o < n->nout; o++)
+                if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) {
+                    off[n->out[o]] = at;
+                    at += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
+                }
+        }
+        if (at > size) size = at;
     }
-    return s;
+    return size;
 }

@@ -114,8 +114,11 @@ void program_dump_kernels(const Program *p, FILE *f);
  * no memory (BUF_INNER).  The contract between the pass and the backends'
  * fused bodies. */
 int fuse_keeps_inner(const Program *p, const Kernel *k, int pos);
-/* Bytes of kernel k's BUF_INNER values together. */
-int64_t program_inner_bytes(const Program *p, int k);
+/* Memory for BUF_INNER values, for a backend that runs their kernels node
+ * by node: off[v] (nvalues entries) is value v's offset in one block, each
+ * kernel's inner values one after another from 0 (one kernel runs at a
+ * time, 64-byte aligned); returns the block's size (0: no inner values). */
+int64_t program_inner_offsets(const Program *p, int64_t *off);
 
 /* passes/memplan.c.  Buffers of one kind (arena, persistent) may take at
  * most PROGRAM_MAX_BYTES together, the 48-bit address space of x86-64 and

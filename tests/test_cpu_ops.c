@@ -129,9 +129,6 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
         memcpy(b[v], a[v], (size_t)p->buf[v].bytes);
         memset((char *)b[v] + p->buf[v].bytes, 0xa5, 64);   /* no kernel may write past its buffer */
     }
-    /* an arena for values planned there (a fused kernel's inner values) */
-    void *ara = p->arena_bytes ? aligned_alloc(64, (size_t)(p->arena_bytes + 63) / 64 * 64) : NULL;
-    void *arb = p->arena_bytes ? aligned_alloc(64, (size_t)(p->arena_bytes + 63) / 64 * 64) : NULL;
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sa = NULL, *sb = NULL;
@@ -139,7 +136,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
-    RunCtx ra = {ara, a, 0.05, 7, 3, NULL}, rb = {arb, b, 0.05, 7, 3, pool};
+    RunCtx ra = {NULL, a, 0.05, 7, 3, NULL}, rb = {NULL, b, 0.05, 7, 3, pool};
     backend_ref.run(sa, p, &ra);
     backend_cpu.run(sb, p, &rb);
     const IrNode *n = ir_node(&p->g, c->op_node);
@@ -173,8 +170,6 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     backend_cpu.free(sb);
     backend_ref.free(sa);
     rt_pool_free(pool);
-    free(ara);
-    free(arb);
     for (int v = 0; v < nv; v++) {
         free(a[v]);
         free(b[v]);
@@ -285,9 +280,9 @@ static void conv_case_init(Case *c, const ConvCase *cc, int which) {
 }
 
 /* Case c's forward conv or linear node and a relu after it as one conv_relu
- * kernel: the node's output in the arena (read by nothing else), so the cpu
- * backend applies the relu as the product's epilogue and writes only the
- * relu's output. */
+ * kernel: the node's output kept in registers (BUF_INNER: read by nothing
+ * else), so the cpu backend applies the relu as the product's epilogue and
+ * writes only the relu's output, and ref gives it memory of its own. */
 static void relu_after(Case *c) {
     Program *p = &c->p;
     IrGraph *g = &p->g;
@@ -303,9 +298,7 @@ static void relu_after(Case *c) {
     p->slots[v] = p->slots[y];
     p->slots[v].value = v;
     p->nslots = nv;
-    p->buf[y].kind = BUF_ARENA;
-    p->buf[y].offset = 0;
-    p->arena_bytes = p->buf[y].bytes;
+    p->buf[y].kind = BUF_INNER;   /* as the memory plan marks it: read by the relu alone */
     p->kernels[0].nnodes = 2;
     p->kernels[0].nodes = realloc(p->kernels[0].nodes, 2 * sizeof(int));
     p->kernels[0].nodes[1] = r;

@@ -21,8 +21,6 @@ static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef 
     return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
 }
 
-#define optr cg_optr
-
 /* ---- reductions ------------------------------------------------------------- */
 
 /* A tensor the reductions read: a buffer p, or chain c computed in place
@@ -156,7 +154,7 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     LLVMValueRef yout = after && !after->head_out ? NULL : cg_vptr(cg, n->out[0]);
     LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
                          cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), yout ? yout : LLVMConstNull(cg->pf),
-                         train ? optr(cg, n, 1) : NULL, train ? optr(cg, n, 2) : NULL};
+                         train ? cg_optr(cg, n, 1) : NULL, train ? cg_optr(cg, n, 2) : NULL};
     for (int k = 6; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
@@ -232,8 +230,8 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
     const IrType *t = ir_type(&cg->p->g, n->in[1]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
     LLVMValueRef v[8] = {dyc ? LLVMConstNull(cg->pf) : cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
-                         cg_vptr(cg, n->in[2]), cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), optr(cg, n, 0),
-                         optr(cg, n, 1), optr(cg, n, 2)};
+                         cg_vptr(cg, n->in[2]), cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), cg_optr(cg, n, 0),
+                         cg_optr(cg, n, 1), cg_optr(cg, n, 2)};
     for (int k = 5; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],

@@ -190,14 +190,13 @@ typedef struct {
     const IrNode *dropout;        /* the one live dropout, or NULL */
     int head_out;                 /* the head is read elsewhere too: the caller stores it */
 } Chain;
-/* Whether value v is read outside nodes [from, to) of kernel k, or is
- * persistent (so must be stored). */
-int cg_value_escapes(const Cg *cg, const Kernel *k, int from, int to, int v);
-/* The chain of kernel k's nodes [from, to), whose results nodes [from,
- * use_to) read without memory (the chain, and a consumer computing it in
- * place); head: the value id the caller supplies (-1: none).  0, or -1
- * when they cannot form one. */
-int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int use_to, int head, Chain *c);
+/* Whether the plan left value v without memory (BUF_INNER: its fused
+ * kernel keeps it in registers, fuse_keeps_inner); every other value a
+ * fused body makes is stored. */
+int cg_inner(const Cg *cg, int v);
+/* The chain of kernel k's nodes [from, to); head: the value id the caller
+ * supplies (-1: none).  0, or -1 when they cannot form one. */
+int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int head, Chain *c);
 /* Whether cg_chain_eval can evaluate c on vectors. */
 int cg_chain_vec_ok(const Chain *c);
 /* A name for c's structure (bodies are shared by equal chains). */

@@ -395,27 +395,13 @@ static int resolve(const Program *p, int v) {
     return v;
 }
 
-/* cg->inner and cg->inner_off for program cg->p, made on first use: each
- * kernel's inner values one after another from offset 0 (one kernel runs
- * at a time). */
+/* cg->inner and cg->inner_off for program cg->p, made on first use. */
 static void inner_memory(Cg *cg) {
     const Program *p = cg->p;
     if (cg->inner_p == p && cg->inner) return;
     free(cg->inner_off);
     cg->inner_off = ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t));
-    int64_t size = 64;
-    for (int k = 0; k < p->nkernels; k++) {
-        int64_t off = 0;
-        for (int j = 0; j < p->kernels[k].nnodes; j++) {
-            const IrNode *n = ir_node(&p->g, p->kernels[k].nodes[j]);
-            for (int o = 0; o < n->nout; o++)
-                if (n->out[o] >= 0 && p->buf[n->out[o]].kind == BUF_INNER) {
-                    cg->inner_off[n->out[o]] = off;
-                    off += (p->buf[n->out[o]].bytes + 63) / 64 * 64;
-                }
-        }
-        if (off > size) size = off;
-    }
+    int64_t size = program_inner_offsets(p, cg->inner_off) + 64;
     char name[96];
     snprintf(name, sizeof name, "%sinner", cg->prefix ? cg->prefix : "netc_");
     LLVMTypeRef t = LLVMArrayType(cg->i64, (unsigned)(size / 8));   /* 8-byte units: up to 32 GiB */

@@ -46,7 +46,7 @@ static int emit_nodes(Cg *cg, const Kernel *k, int from, int to, Diag *d) {
 static int bn_chain(Cg *cg, const Kernel *k, int at, int to) {
     const IrNode *bn = knode(cg, k, at);
     Chain c;
-    if (bn->op != IR_OP_BATCHNORM || to <= at + 1 || cg_chain_make(cg, k, at + 1, to, to, bn->out[0], &c)) return -1;
+    if (bn->op != IR_OP_BATCHNORM || to <= at + 1 || cg_chain_make(cg, k, at + 1, to, bn->out[0], &c)) return -1;
     cg_emit_batchnorm(cg, bn, &c);
     return 0;
 }
@@ -54,13 +54,12 @@ static int bn_chain(Cg *cg, const Kernel *k, int at, int to) {
 /* Node at (a conv or linear layer, or with bn >= 0 the fold of it and the
  * batch norm at bn) with the relu at position at + 1 (+ 1) as its epilogue,
  * writing the relu's output directly; -1 (nothing emitted) when what it
- * skips is read elsewhere. */
+ * skips has memory in the plan (something else reads it). */
 static int relu_epilogue(Cg *cg, const Kernel *k, int at, int bn, Diag *d) {
     int last = bn >= 0 ? bn : at;
     const IrNode *r = knode(cg, k, last + 1);
     int v = knode(cg, k, last)->out[0];
-    if (r->op != IR_OP_RELU || r->in[0] != v || cg_value_escapes(cg, k, 0, last + 2, v) ||
-        (bn >= 0 && cg_value_escapes(cg, k, 0, last + 2, knode(cg, k, at)->out[0])))
+    if (r->op != IR_OP_RELU || r->in[0] != v || !cg_inner(cg, v) || (bn >= 0 && !cg_inner(cg, knode(cg, k, at)->out[0])))
         return -1;
     cg->relu = 1;
     cg->y_value = r->out[0];
@@ -91,7 +90,7 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
     case FUSE_RELU_BN_BWD: {
         int from = knode(cg, k, 0)->op == IR_OP_CONV2D_BWD_DATA;
         const IrNode *bn = knode(cg, k, n - 1);
-        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, n - 1, n, -1, &c) || !cg_chain_vec_ok(&c) ||
+        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, n - 1, -1, &c) || !cg_chain_vec_ok(&c) ||
             c.node[c.nops - 1]->out[0] != bn->in[0])
             break;
         if (from && cg_emit_node(cg, k->nodes[0], d)) return -1;
@@ -104,18 +103,17 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         break;
     }
     case FUSE_BN_FOLD: {
-        const IrNode *bn = knode(cg, k, 1);
-        if (n < 2 || bn->op != IR_OP_BATCHNORM || bn->in[0] != knode(cg, k, 0)->out[0] ||
-            cg_value_escapes(cg, k, 0, 2, bn->in[0]))
+        const IrNode *bn = n >= 2 ? knode(cg, k, 1) : NULL;
+        if (!bn || bn->op != IR_OP_BATCHNORM || bn->in[0] != knode(cg, k, 0)->out[0] || !cg_inner(cg, bn->in[0]))
             break;
         if (n == 3 && !relu_epilogue(cg, k, 0, 1, d)) return 0;
-        if (n > 2 && cg_chain_make(cg, k, 2, n, n, -1, &c)) break;
+        if (n > 2 && cg_chain_make(cg, k, 2, n, -1, &c)) break;
         cg_emit_folded(cg, knode(cg, k, 0), bn);
         if (n > 2) cg_emit_chain(cg, &c, cg_numel(cg, knode(cg, k, n - 1)->out[0]));
         return 0;
     }
     case FUSE_ELEMENTWISE:
-        if (cg_chain_make(cg, k, 0, n, n, -1, &c)) break;
+        if (cg_chain_make(cg, k, 0, n, -1, &c)) break;
         cg_emit_chain(cg, &c, cg_numel(cg, knode(cg, k, n - 1)->out[0]));
         return 0;
     default:

@@ -11,8 +11,6 @@
 
 #include "../ref_kernels.h"
 
-#define optr cg_optr
-
 LLVMValueRef cg_optr(Cg *cg, const IrNode *n, int k) {
     if (k >= n->nout || n->out[k] < 0) return NULL;
     int v = n->out[k];
@@ -170,21 +168,7 @@ static int resolve_buf(const Program *p, int v) {
     return v;
 }
 
-int cg_value_escapes(const Cg *cg, const Kernel *k, int from, int to, int v) {
-    const Program *p = cg->p;
-    int r = resolve_buf(p, v);
-    if (p->buf[r].kind == BUF_NONE) return 0;
-    if (p->buf[r].kind == BUF_PERSIST) return 1;
-    for (int id = 0; id < p->g.nnodes; id++) {
-        int inside = 0;
-        for (int j = from; j < to && !inside; j++) inside = k->nodes[j] == id;
-        if (inside) continue;
-        const IrNode *n = ir_node(&p->g, id);
-        for (int a = 0; a < n->nin; a++)
-            if (n->in[a] >= 0 && resolve_buf(p, n->in[a]) == r) return 1;
-    }
-    return 0;
-}
+int cg_inner(const Cg *cg, int v) { return cg->p->buf[resolve_buf(cg->p, v)].kind == BUF_INNER; }
 
 static int chain_op(IrOp op) {
     switch (op) {
@@ -204,7 +188,7 @@ static int chain_ptr(Chain *c, LLVMValueRef p) {
     return c->np++;
 }
 
-int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int use_to, int head, Chain *c) {
+int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int head, Chain *c) {
     memset(c, 0, sizeof *c);
     for (int j = from; j < to; j++) {
         const IrNode *n = ir_node(&cg->p->g, k->nodes[j]);
@@ -224,14 +208,14 @@ int cg_chain_make(Cg *cg, const Kernel *k, int from, int to, int use_to, int hea
             c->in[o][a] = s;
         }
         c->out[o] = c->out2[o] = -1;
-        if (cg_value_escapes(cg, k, from, use_to, n->out[0]) && (c->out[o] = chain_ptr(c, cg_vptr(cg, n->out[0]))) < 0)
+        if (!cg_inner(cg, n->out[0]) && (c->out[o] = chain_ptr(c, cg_vptr(cg, n->out[0]))) < 0)
             return -1;
         if (n->op == IR_OP_DROPOUT && dropout_live(n) && n->out[1] >= 0 &&
             cg->p->buf[resolve_buf(cg->p, n->out[1])].kind != BUF_NONE &&
             (c->out2[o] = chain_ptr(c, cg_vptr(cg, n->out[1]))) < 0)
             return -1;
     }
-    c->head_out = head >= 0 && cg_value_escapes(cg, k, from, use_to, head);
+    c->head_out = head >= 0 && !cg_inner(cg, head);
     return c->nops ? 0 : -1;
 }
 
@@ -452,7 +436,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
     case IR_OP_DROPOUT: {
         int64_t cnt = cg_numel(cg, n->out[0]);
         LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
-        LLVMValueRef mask = optr(cg, n, 1);
+        LLVMValueRef mask = cg_optr(cg, n, 1);
         if (!dropout_live(n)) {
             emit_copy(cg, y, x, cnt);
             return 0;
