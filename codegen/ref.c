@@ -10,23 +10,92 @@
 /* A run: the program, the step's buffers, and memory of the ref's own for
  * the values a fused kernel keeps in registers (BUF_INNER): the ref runs
  * every kernel node by node, so it needs them; inner[v] is v's offset in
- * `side` (program_inner_offsets). */
+ * `side` (program_inner_offsets).  A node's strided views (BUF_VIEW) are
+ * copied into contiguous stand-ins around it (stage), so the kernels stay
+ * the plain ones. */
+enum { REF_MAX_STAGE = IR_MAX_IN + IR_MAX_OUT };
 typedef struct {
     const Program *p;
     const RunCtx *c;
     char *side;
     int64_t *inner;
+    int nstage;
+    int stage_v[REF_MAX_STAGE];
+    char *stage[REF_MAX_STAGE];
 } RefRun;
 
-/* The address of value v's buffer in this step. */
-static void *ref_addr(const RefRun *r, int v) {
+/* Value v's first element in this step's memory. */
+static char *ref_base(const RefRun *r, int v, ValueLoc *l) {
     const Program *p = r->p;
-    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
-    const BufPlan *b = &p->buf[v];
-    if (b->kind == BUF_PERSIST) return r->c->slots[b->slot];
-    if (b->kind == BUF_INNER) return r->side + r->inner[v];
-    IR_ASSERT(b->kind == BUF_ARENA);
-    return (char *)r->c->arena + b->offset;
+    program_loc(p, v, l);
+    const BufPlan *b = &p->buf[l->root];
+    char *at;
+    if (b->kind == BUF_PERSIST) at = r->c->slots[b->slot];
+    else if (b->kind == BUF_INNER) at = r->side + r->inner[l->root];
+    else {
+        IR_ASSERT(b->kind == BUF_ARENA);
+        at = (char *)r->c->arena + b->offset;
+    }
+    return at + l->off * p->elem_bytes;
+}
+
+/* The address of value v's buffer in this step (its stand-in while staged). */
+static void *ref_addr(const RefRun *r, int v) {
+    for (int i = 0; i < r->nstage; i++)
+        if (r->stage_v[i] == v) return r->stage[i];
+    ValueLoc l;
+    char *at = ref_base(r, v, &l);
+    IR_ASSERT(!l.strided);
+    return at;
+}
+
+/* Copies image by image between v's strided place and a contiguous block. */
+static void ref_stage_copy(const RefRun *r, int v, char *flat, int in) {
+    ValueLoc l;
+    char *at = ref_base(r, v, &l);
+    size_t es = (size_t)r->p->elem_bytes, row = (size_t)l.per * es;
+    for (int64_t n = 0; n < r->p->batch; n++) {
+        char *img = at + (size_t)(n * l.istride) * es;
+        if (in) memcpy(flat + (size_t)n * row, img, row);
+        else memcpy(img, flat + (size_t)n * row, row);
+    }
+}
+
+/* Stand-ins for node n's strided inputs (filled) and outputs; 0 or -1 when
+ * out of memory. */
+static int ref_stage(RefRun *r, const IrNode *n) {
+    r->nstage = 0;
+    for (int j = 0; j < n->nin + n->nout; j++) {
+        int v = j < n->nin ? n->in[j] : n->out[j - n->nin];
+        if (v < 0) continue;
+        ValueLoc l;
+        program_loc(r->p, v, &l);
+        if (!l.strided) continue;
+        int seen = 0;
+        for (int i = 0; i < r->nstage; i++) seen |= r->stage_v[i] == v;
+        if (seen) continue;
+        IR_ASSERT(r->nstage < REF_MAX_STAGE);
+        char *flat = malloc((size_t)(l.per * r->p->batch) * (size_t)r->p->elem_bytes);
+        if (!flat) return -1;
+        if (j < n->nin) ref_stage_copy(r, v, flat, 1);
+        r->stage_v[r->nstage] = v;
+        r->stage[r->nstage++] = flat;
+    }
+    return 0;
+}
+
+/* Writes node n's staged outputs to their places (when write) and frees
+ * the stand-ins. */
+static void ref_unstage(RefRun *r, const IrNode *n, int write) {
+    for (int i = 0; i < r->nstage; i++) {
+        for (int j = 0; j < n->nout && write; j++)
+            if (n->out[j] == r->stage_v[i]) {
+                ref_stage_copy(r, r->stage_v[i], r->stage[i], 0);
+                break;
+            }
+        free(r->stage[i]);
+    }
+    r->nstage = 0;
 }
 
 /* Conv dimensions from the input (x) and output (y) types of the forward conv. */

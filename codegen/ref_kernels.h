@@ -62,6 +62,8 @@ static inline float netc_uniform(uint64_t seed, uint64_t stream, uint64_t step, 
                             T *smean, T *sinvstd, int64_t n, int64_t c, int64_t hw, float momentum, float eps); \
     void P##batchnorm_eval(const T *x, const T *gamma, const T *beta, const T *rmean, const T *rvar, \
                            T *y, int64_t n, int64_t c, int64_t hw, float eps); \
+    void P##batchnorm_apply(const T *x, const T *gamma, const T *beta, const T *smean, const T *sinvstd, \
+                            T *y, int64_t n, int64_t c, int64_t hw); \
     void P##batchnorm_bwd(const T *dy, const T *x, const T *gamma, const T *smean, const T *sinvstd, \
                           T *dx, T *dgamma, T *dbeta, int64_t n, int64_t c, int64_t hw); \
     void P##concat_part(const T *x, T *y, int64_t n, int64_t c, int64_t c0, int64_t ctot, int64_t hw); \

@@ -29,7 +29,8 @@ static void print_attr(const IrNode *n, FILE *f) {
                 a->dropout.index);
         break;
     case IR_ATTR_bn:
-        fprintf(f, " {%s momentum=%g eps=%g}", a->bn.mode == IR_TRAIN ? "train" : "eval", a->bn.momentum,
+        fprintf(f, " {%s momentum=%g eps=%g}",
+                a->bn.mode == IR_TRAIN ? "train" : a->bn.mode == IR_EVAL ? "eval" : "apply", a->bn.momentum,
                 a->bn.eps);
         break;
     case IR_ATTR_slice: fprintf(f, " {c0=%d c=%d}", a->slice.c0, a->slice.c); break;

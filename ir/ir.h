@@ -62,6 +62,10 @@ typedef struct { int out_c, in_c, kh, kw, sh, sw, ph, pw, bias; } IrConvAttr; /*
 typedef struct { int out, in, bias; } IrLinearAttr;          /* in 0: inferred */
 typedef struct { int kh, kw, sh, sw, ph, pw; } IrPoolAttr;
 typedef struct { float p; int mode; int index; } IrDropoutAttr; /* index: n-th dropout, seeds its stream */
+/* mode: IR_TRAIN, IR_EVAL, or IR_BN_APPLY: normalise x with given statistics
+ * (inputs x, gamma, beta, saved mean, saved invstd; output y), as the
+ * training batch norm did: the backward pass recomputing its output. */
+enum { IR_BN_APPLY = 2 };
 typedef struct { int mode; float momentum, eps; } IrBnAttr;
 typedef struct { int c0, c; } IrSliceAttr;
 

@@ -180,15 +180,22 @@ static int m_bn(Fuser *f, unsigned off) {
     return FUSE_NONE;
 }
 
-/* [conv2d_bwd_data | accum ->] relu_bwd -> batchnorm_bwd: the gradient
- * reaching a relu that follows a batch norm, from the conv that read the
- * relu or summed over the relu's readers */
+/* [conv2d_bwd_data | accum ->] relu_bwd -> batchnorm_bwd [-> accum]: the
+ * gradient reaching a relu that follows a batch norm, from the conv that
+ * read the relu or summed over the relu's readers; the batch norm's
+ * gradient added to another (accum(g, dx): a dense layer's input gradient,
+ * the concat's gradient slice and its own) as it is made */
 static int m_relu_bn_bwd(Fuser *f, unsigned off) {
     (void)off;
     int ns = f->nskip, nd = f->ndefer;
     IrOp first = ir_node(f->g, f->order[f->chain[0]])->op;
     if (first != IR_OP_RELU_BWD && !chain_next(f, out0(f), IR_OP_RELU_BWD, 0)) return FUSE_NONE;
-    if (chain_next(f, out0(f), IR_OP_BATCHNORM_BWD, 0)) return FUSE_RELU_BN_BWD;
+    if (chain_next(f, out0(f), IR_OP_BATCHNORM_BWD, 0)) {
+        int n = f->nchain, ns2 = f->nskip, nd2 = f->ndefer;
+        if (chain_next(f, out0(f), IR_OP_ACCUM, 1) && ir_node(f->g, f->order[f->chain[n]])->nin != 2)
+            chain_cut(f, n, ns2, nd2);
+        return FUSE_RELU_BN_BWD;
+    }
     chain_cut(f, 1, ns, nd);
     return FUSE_NONE;
 }
@@ -354,7 +361,7 @@ int fuse_keeps_inner(const Program *p, const Kernel *k, int pos) {
         return pos == 0;
     case FUSE_BN_FOLD:
         return pos == 0 || (pos == 1 && n == 3 && ir_node(g, k->nodes[2])->op == IR_OP_RELU);
-    case FUSE_RELU_BN_BWD:
+    case FUSE_RELU_BN_BWD:   /* the batch norm's dx too, when an accum ends the group */
         return pos >= (first->op == IR_OP_CONV2D_BWD_DATA) && pos < n - 1;
     default:
         return 0;

@@ -63,10 +63,11 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
     if (pass_infer_shapes(&p->g, d) || after("shapes", p, o, d)) return -1;
     if (o->mode == IR_TRAIN) {
         if (pass_autodiff(&p->g, &p->grad_of) || after("autodiff", p, o, d)) return -1;
+        if (pass_recompute(&p->g, o->plan) || after("recompute", p, o, d)) return -1;
     }
     if (pass_schedule(p) || after("schedule", p, o, d)) return -1;
     if (pass_fuse(p, o->fuse) || after("fuse", p, o, d)) return -1;
-    if (pass_plan_memory(p, d)) return -1;
+    if (pass_plan_memory(p, o->plan, d)) return -1;
     if (verify_all(o) && program_check_plan(p, d->out)) {
         diag_error_noloc(d, "internal error: the memory plan is invalid");
         return -1;
@@ -81,6 +82,8 @@ void program_free(Program *p) {
     free(p->slots);
     free(p->buf);
     free(p->grad_of);
+    free(p->view_why);
+    free(p->view_why_node);
     ir_free(&p->g);
     memset(p, 0, sizeof *p);
 }

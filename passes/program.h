@@ -5,8 +5,8 @@
  * (today: one node each; the fusion pass will group several).  Every value
  * has a buffer: either an offset in the one activation arena, a persistent
  * slot bound by the runtime (weights, gradients, running statistics, the
- * input batch), or an alias of another value's buffer (views: flatten,
- * reshape). */
+ * input batch), an alias of another value's buffer (flatten, reshape), or
+ * a view: a channel range of another value's buffer (in-place concat). */
 #ifndef NETC_PROGRAM_H
 #define NETC_PROGRAM_H
 
@@ -15,7 +15,14 @@
 /* BUF_INNER: a value its fused kernel keeps in registers (fuse_keeps_inner)
  * and nothing else reads: no memory in the plan.  A backend that runs the
  * kernel's nodes one after the other gives it memory of its own. */
-typedef enum { BUF_NONE, BUF_ARENA, BUF_PERSIST, BUF_ALIAS, BUF_INNER } BufKind;
+/* BUF_VIEW: a part of another value's buffer, `alias` (the base): element
+ * voff of each of its images onward, each image's elements in a row, images
+ * as far apart as the root's images are.  Three things make views: a
+ * concat's input placed in its slot of the concat (the producer writes
+ * there, and the concat copies nothing), a slice of a gradient (its
+ * channels of the concat's gradient), and an accumulation done in place
+ * (the sum written over its first input). */
+typedef enum { BUF_NONE, BUF_ARENA, BUF_PERSIST, BUF_ALIAS, BUF_INNER, BUF_VIEW } BufKind;
 
 typedef enum {
     SLOT_PARAM,      /* trainable parameter, named like "b1.conv0.weight" */
@@ -32,7 +39,8 @@ typedef struct {
     int64_t offset;  /* BUF_ARENA: byte offset in the arena */
     int64_t bytes;
     int slot;        /* BUF_PERSIST: index into Program.slots */
-    int alias;       /* BUF_ALIAS: value id whose buffer this shares */
+    int alias;       /* BUF_ALIAS: value id whose buffer this shares; BUF_VIEW: the base */
+    int64_t voff;    /* BUF_VIEW: first element in the base's image */
     int first, last; /* lifetime in kernel indices (inclusive) */
 } BufPlan;
 
@@ -77,7 +85,19 @@ typedef struct {
     int64_t naive_bytes;   /* every arena value in its own buffer */
     int64_t persist_bytes; /* all slots together */
     int *grad_of;          /* value -> gradient value, or NULL (eval) */
+    int64_t view_bytes;    /* the values that are views (BUF_VIEW), together */
+    /* per value: why the plan did not place this concat input in its slot
+     * (NULL: placed, or not a concat input), and the node that kept it out */
+    const char **view_why;
+    int *view_why_node;
 } Program;
+
+/* How the memory plan places values.  A NULL PlanOptions: the defaults. */
+typedef struct {
+    int concat_copy;       /* 1: every concat, slice and accumulation copies (no views) */
+    int recompute_bn_relu; /* 1: the backward pass recomputes batch norm + relu outputs
+                              (passes/recompute.c) */
+} PlanOptions;
 
 typedef struct {
     IrMode mode;
@@ -87,11 +107,17 @@ typedef struct {
     const char *dump_after;/* pass name, or NULL */
     FILE *dump_out;
     const FuseOptions *fuse;  /* NULL: every pattern on */
+    const PlanOptions *plan;  /* NULL: the defaults */
 } PipelineOptions;
 
 /* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d);
 void program_free(Program *p);
+
+/* passes/recompute.c: with o->recompute_bn_relu, gives the backward
+ * readers of a training batch norm + relu output a copy recomputed from
+ * the batch norm's input and saved statistics. */
+int pass_recompute(IrGraph *g, const PlanOptions *o);
 
 /* passes/fuse.c: regroups p's kernels (one node each, in schedule order)
  * into fused kernels, each recording its pattern.  A group's nodes are a
@@ -125,10 +151,34 @@ int64_t program_inner_offsets(const Program *p, int64_t *off);
  * arm64; a program past that is a user error at the value that crosses it
  * (shape inference's limits keep each buffer far below). */
 #define PROGRAM_MAX_BYTES ((int64_t)1 << 48)
-int pass_plan_memory(Program *p, Diag *d);
-/* Checks that no two buffers live at the same kernel overlap in the arena.
- * Returns 0 or prints the offending pair to f and returns -1. */
+int pass_plan_memory(Program *p, const PlanOptions *o, Diag *d);
+/* Where value v's elements are: in root value `root`'s buffer (BUF_ARENA,
+ * BUF_PERSIST or BUF_INNER), image n's from element off + n * istride on,
+ * per of them in a row.  strided: not the whole root (a view of part of
+ * it), so kernels must step images by istride. */
+typedef struct {
+    int root;
+    int64_t off, istride, per;
+    int strided;
+} ValueLoc;
+void program_loc(const Program *p, int v, ValueLoc *l);
+/* Whether the plan may make operand `slot` of node `node` a strided view
+ * (slot j >= 0: input j; -1 - j: output j): the kernels that read or
+ * write it step images by the view's stride.  The contract between the
+ * plan and the backends. */
+int plan_view_ok(const Program *p, const int *kernel_of, int node, int slot);
+/* Checks that no two buffers live at the same kernel overlap in the arena,
+ * and, within each buffer, that every kernel reads what the values it
+ * reads were given: no write into a buffer's part (a view) lands where a
+ * value still to be read lies.  Returns 0 or prints the offending pair to
+ * f and returns -1. */
 int program_check_plan(const Program *p, FILE *f);
 void program_dump_memory(const Program *p, FILE *f);
+/* passes/views.c: makes views (BUF_VIEW) of concat inputs, gradient slices
+ * and in-place accumulations where plan_view_ok allows, and drops the
+ * kernels left with nothing to do (kernel_of is updated). */
+void plan_views(Program *p, int *kernel_of, const PlanOptions *o);
+/* The replay half of program_check_plan. */
+int program_check_views(const Program *p, FILE *f);
 
 #endif

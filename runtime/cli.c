@@ -90,6 +90,16 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
                 return -1;
             }
         }
+        else if (!strcmp(key, "concat")) {
+            if (!strcmp(val, "inplace")) a->plan.concat_copy = 0;
+            else if (!strcmp(val, "copy")) a->plan.concat_copy = 1;
+            else return arg_error(cmd, "--concat takes inplace or copy, not `%s`", val);
+        }
+        else if (!strcmp(key, "recompute")) {
+            if (!strcmp(val, "bn-relu")) a->plan.recompute_bn_relu = 1;
+            else if (!strcmp(val, "none")) a->plan.recompute_bn_relu = 0;
+            else return arg_error(cmd, "--recompute takes bn-relu or none, not `%s`", val);
+        }
         else if (!strcmp(key, "data")) a->data = val;
         else if (!strcmp(key, "checkpoint")) a->checkpoint = val;
         else if (!strcmp(key, "metrics")) a->metrics = val;
@@ -174,7 +184,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 

@@ -15,6 +15,7 @@ typedef struct {
     const char *target;        /* --target */
     const char *cpu;           /* --cpu NAME[,+feature,...] (cpu target) */
     FuseOptions fuse;          /* --fuse (default: every pattern) */
+    PlanOptions plan;          /* --concat (default: inplace) */
     int threads;               /* --threads */
     int epochs;                /* --epochs (0: the file's) */
     double lr;                 /* --lr (0: the file's) */

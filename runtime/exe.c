@@ -19,14 +19,15 @@ static const char *exe_usage =
     "  predict  classes and probabilities: --images IDX_FILE --weights PATH --limit N\n"
     "common: --threads N (0: all cores), --quiet\n";
 
-/* fuse_off: FuseOptions.off of the programs compiled in; plan: what
+/* fuse_off, plan_flags: FuseOptions.off and PlanOptions (concat_copy, and
+ * recompute_bn_relu << 1) of the programs compiled in; plan: what
  * rt_aot_register checks them against. */
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
-                int ndefs, long long batch, int resize, unsigned fuse_off, const long long *plan, NetcStepFn train,
+                int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
                 NetcStepFn eval);
 
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
-                int ndefs, long long batch, int resize, unsigned fuse_off, const long long *plan, NetcStepFn train,
+                int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
                 NetcStepFn eval) {
     backend_register(&backend_aot);
     rt_aot_register(train, eval, plan);
@@ -54,6 +55,8 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
         a.batch = batch;
         a.resize = resize;
         a.fuse.off = fuse_off;
+        a.plan.concat_copy = plan_flags & 1;
+        a.plan.recompute_bn_relu = (plan_flags >> 1) & 1;
         a.target = "aot";
         RtSource s = {name, src, len};
         return cmds[i].run(&s, &a);

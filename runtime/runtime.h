@@ -57,6 +57,7 @@ typedef struct {
     const FuseOptions *fuse;    /* NULL: every fusion pattern */
     ThreadPool *pool;           /* NULL: a pool of `threads` of its own; else shared with
                                    other sessions run in turn, outliving this one */
+    const PlanOptions *plan;    /* NULL: the plan's defaults */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

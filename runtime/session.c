@@ -8,7 +8,7 @@
 #include <string.h>
 
 static int lower(const IrGraph *fwd, IrMode mode, Program *p, const RtSessionOptions *o, Diag *d) {
-    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse};
+    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse, o->plan};
     return pass_pipeline(fwd, &po, p, d);
 }
 

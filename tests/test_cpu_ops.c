@@ -528,7 +528,10 @@ static void test_pool(void **state) {
         /* small planes, stride 1, output the input's size (GoogLeNet's
          * branch pools): masked loads at a fixed distance, not gathers */
         {2, 5, 6, 6, 3, 3, 1, 1, 1, 1}, {1, 3, 12, 12, 3, 3, 1, 1, 1, 1}, {3, 4, 3, 3, 3, 3, 1, 1, 1, 1},
-        {1, 2, 7, 9, 5, 5, 1, 1, 2, 2}};
+        {1, 2, 7, 9, 5, 5, 1, 1, 2, 2},
+        /* planes smaller than a vector (GoogLeNet's last blocks at small
+         * resolutions): 1x1 and 2x2 outputs, many planes per thread */
+        {4, 5, 1, 1, 3, 3, 2, 2, 1, 1}, {3, 6, 2, 2, 3, 3, 1, 1, 1, 1}, {2, 9, 3, 3, 3, 3, 2, 2, 1, 1}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         IrAttr at;
         memset(&at, 0, sizeof at);

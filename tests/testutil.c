@@ -16,6 +16,8 @@ int tu_build(const char *path, IrMode mode, IrGraph *g, char **src) {
     return pass_infer_shapes(g, &d);
 }
 
+const PlanOptions *tu_plan;
+
 int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int elem_bytes, Program *p) {
     IrGraph g;
     char *src = NULL;
@@ -29,7 +31,7 @@ int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int ele
             if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = resize;
     Diag d;
     diag_init(&d, path, src, src ? strlen(src) : 0, stderr);
-    PipelineOptions po = {mode, batch, elem_bytes, 1, NULL, NULL, NULL};
+    PipelineOptions po = {mode, batch, elem_bytes, 1, NULL, NULL, NULL, tu_plan};
     int rc = pass_pipeline(&g, &po, p, &d);
     ir_free(&g);
     free(src);

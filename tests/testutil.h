@@ -12,6 +12,8 @@
 int tu_build(const char *path, IrMode mode, IrGraph *g, char **src);
 /* Builds a model and runs the pipeline at a batch and resize. */
 int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int elem_bytes, Program *p);
+/* The memory plan's options tu_program uses (NULL: the defaults). */
+extern const PlanOptions *tu_plan;
 /* Reads a whole file (NUL-terminated); NULL if unreadable. */
 char *tu_read(const char *path, size_t *len);
 /* Deterministic uniform numbers in [-1, 1). */

@@ -90,8 +90,8 @@ int netc_cmd_compile(const RtArgs *a) {
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
     /* the patterns of --fuse, which the executable's own pipeline is given too */
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse};
-    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse};
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
+    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
     char lib[4096], obj[4200], stub[4200], exe[4200], cmd[24576];
@@ -114,7 +114,7 @@ int netc_cmd_compile(const RtArgs *a) {
                        "void netc_train_step(void *, void **, const void *);\n"
                        "void netc_eval_step(void *, void **, const void *);\n"
                        "int rt_exe_main(int, char **, const char *, const char *, size_t, const FeDefine *, int,\n"
-                       "                long long, int, unsigned, const long long *, NetcStepFn, NetcStepFn);\n"
+                       "                long long, int, unsigned, int, const long long *, NetcStepFn, NetcStepFn);\n"
                        "static const char src[] =\n");
             c_string(f, text, strlen(text));
             fprintf(f, ";\nstatic const FeDefine defs[] = {");
@@ -130,9 +130,10 @@ int netc_cmd_compile(const RtArgs *a) {
                     (long long)pt.arena_bytes, pe.nkernels, (long long)pe.arena_bytes);
             fprintf(f, "int main(int argc, char **argv) {\n");
             cpu_check(f, &cpu);
-            fprintf(f, "    return rt_exe_main(argc, argv, \"%s\", src, sizeof src - 1, defs, %d, %lldLL, %d, %#xu, plan,\n"
+            fprintf(f, "    return rt_exe_main(argc, argv, \"%s\", src, sizeof src - 1, defs, %d, %lldLL, %d, %#xu, %d, plan,\n"
                        "                       netc_train_step, netc_eval_step);\n}\n",
-                    base ? base + 1 : a->file, a->ndefines, (long long)pt.batch, ge.train.resize, a->fuse.off);
+                    base ? base + 1 : a->file, a->ndefines, (long long)pt.batch, ge.train.resize, a->fuse.off,
+                    a->plan.concat_copy | a->plan.recompute_bn_relu << 1);
             if (ferror(f) | fclose(f)) rc = diag_error_noloc(&d, "cannot write %s: %s", stub, strerror(errno));
         }
     }

@@ -47,6 +47,13 @@ static const char *usage =
     "  --fuse all|none|P,...  fusion patterns to form (default all): conv_bn_relu,\n"
     "                      conv_bn_add_relu, bn_relu_conv, bn_act, relu_bn_bwd,\n"
     "                      bn_fold, elementwise\n"
+    "  --concat inplace|copy  inplace (default): concat inputs are written into\n"
+    "                      their slots, gradient slices are views, accumulations\n"
+    "                      over them are done in place; copy: every concat, slice\n"
+    "                      and accumulation copies\n"
+    "  --recompute bn-relu|none  bn-relu: the backward pass recomputes the output of\n"
+    "                      a batch norm + relu that only convs read, instead of\n"
+    "                      keeping it from the forward pass (default none)\n"
     "  --epochs N --lr X --batch N --resize N   override the file's training settings\n"
     "  --seed N            initialisation, shuffling and dropout seed (default 0)\n"
     "  --data DIR          Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
@@ -76,7 +83,7 @@ static void register_backends(void) {
  * nodes they hold (what an unfused program has as many kernels). */
 static int count_kernels(const IrGraph *g, IrMode mode, const RtArgs *a, int *kernels, int *nodes, Diag *d) {
     Program p;
-    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse};
+    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
     int rc = pass_pipeline(g, &po, &p, d);
     if (!rc) {
         *kernels = p.nkernels;
@@ -155,7 +162,7 @@ static int cmd_dump(const RtArgs *a) {
         else ir_dump(&g, stdout);
     } else if (!rc) {
         Program p;
-        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse};
+        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan};
         rc = pass_pipeline(&g, &po, &p, &d);
         if (!rc) {
             if (a->memory) program_dump_memory(&p, stdout);
@@ -215,14 +222,14 @@ int main(int argc, char **argv) {
     RtArgs a;
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
-        {"check", "fuse"},
-        {"dump", "format memory llvm params train mode dump-after kernels fuse"},
-        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse"},
-        {"eval", "weights data fuse"},
-        {"predict", "weights images limit fuse"},
-        {"step", "in out mode lr seed fuse"},
-        {"compile", "out fuse"},
-        {"bench", "steps warmup json lr fuse compare-fuse"},
+        {"check", "fuse concat recompute"},
+        {"dump", "format memory llvm params train mode dump-after kernels fuse concat recompute"},
+        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse concat recompute"},
+        {"eval", "weights data fuse concat recompute"},
+        {"predict", "weights images limit fuse concat recompute"},
+        {"step", "in out mode lr seed fuse concat recompute"},
+        {"compile", "out fuse concat recompute"},
+        {"bench", "steps warmup json lr fuse compare-fuse concat recompute"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;

@@ -23,10 +23,12 @@ static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef 
 
 /* ---- reductions ------------------------------------------------------------- */
 
-/* A tensor the reductions read: a buffer p, or chain c computed in place
- * (cp: the body's copies of its buffers; store: store what it makes). */
+/* A tensor the reductions read: a buffer p (images is floats apart, or
+ * contiguous when is is NULL: a view of a concat is strided), or chain c
+ * computed in place (cp: the body's copies of its buffers; store: store
+ * what it makes). */
 typedef struct {
-    LLVMValueRef p;
+    LLVMValueRef p, is;
     const Chain *c;
     LLVMValueRef *cp, key;
     int store;
@@ -39,11 +41,16 @@ static LLVMValueRef src_ld(Cg *cg, const Src *s, LLVMValueRef off, LLVMValueRef 
     return cg_chain_eval(cg, s->c, s->cp, s->key, NULL, i, vec, s->store);
 }
 
-typedef enum { R_SUM, R_SQDEV, R_DOTDEV } RKind;   /* x; (x-m)^2; y*(x-m) */
+/* The first element of image i's channel ch in s (c channels of hw). */
+static LLVMValueRef src_row(Cg *cg, const Src *s, LLVMValueRef i, LLVMValueRef ch, LLVMValueRef c, LLVMValueRef hw) {
+    if (s->is) return add(cg, mul(cg, i, s->is), mul(cg, ch, hw));
+    return mul(cg, add(cg, mul(cg, i, c), ch), hw);
+}
 
-/* sum over j < n of f(p[off+j], q[off+j]) in float with vector accumulators. */
-static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValueRef off, LLVMValueRef m,
-                           LLVMValueRef n) {
+typedef enum { R_SUM, R_SQDEV } RKind;   /* x; (x-m)^2 */
+
+/* sum over j < n of f(p[off+j]) in float with vector accumulators. */
+static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, LLVMValueRef off, LLVMValueRef m, LLVMValueRef n) {
     LLVMValueRef acc[2] = {var(cg, cg->vf, LLVMConstNull(cg->vf)), var(cg, cg->vf, LLVMConstNull(cg->vf))};
     int64_t step = 2 * cg->vw;
     LLVMValueRef nv = LLVMBuildAnd(cg->b, n, ci64(cg, -step), "");
@@ -53,8 +60,7 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValu
     for (int u = 0; u < 2; u++) {
         LLVMValueRef idx = addc(cg, i, u * cg->vw), x = src_ld(cg, p, off, idx, 1), t;
         if (k == R_SUM) t = x;
-        else if (k == R_SQDEV) { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
-        else t = f_mul(cg, src_ld(cg, q, off, idx, 1), f_sub(cg, x, mv));
+        else { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
         set(cg, acc[u], f_add(cg, get(cg, acc[u]), t));
     }
     for_end(cg, &l);
@@ -62,17 +68,16 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValu
     i = for_begin(cg, &l, nv, n, 1);
     LLVMValueRef x = src_ld(cg, p, off, i, 0), t;
     if (k == R_SUM) t = x;
-    else if (k == R_SQDEV) { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
-    else t = f_mul(cg, src_ld(cg, q, off, i, 0), f_sub(cg, x, m));
+    else { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
     set(cg, s, f_add(cg, get(cg, s), t));
     for_end(cg, &l);
     return get(cg, s);
 }
 
-/* reduce(R_SUM, dy) and reduce(R_DOTDEV, x, dy) in one pass over dy (each
- * sum's additions in reduce's order, so the same bits). */
-static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef off, LLVMValueRef m, LLVMValueRef n,
-                        LLVMValueRef *s1, LLVMValueRef *s2) {
+/* sum of dy and sum of dy*(x-m) in one pass over dy (x at xoff + j, dy at
+ * off + j; each sum's additions in reduce's order). */
+static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef xoff, LLVMValueRef off, LLVMValueRef m,
+                        LLVMValueRef n, LLVMValueRef *s1, LLVMValueRef *s2) {
     LLVMValueRef acc[2][2];
     for (int a = 0; a < 2; a++)
         for (int u = 0; u < 2; u++) acc[a][u] = var(cg, cg->vf, LLVMConstNull(cg->vf));
@@ -84,7 +89,7 @@ static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef off, L
     for (int u = 0; u < 2; u++) {
         LLVMValueRef idx = addc(cg, i, u * cg->vw), g = src_ld(cg, dy, off, idx, 1);
         set(cg, acc[0][u], f_add(cg, get(cg, acc[0][u]), g));
-        LLVMValueRef t = f_mul(cg, g, f_sub(cg, src_ld(cg, x, off, idx, 1), mv));
+        LLVMValueRef t = f_mul(cg, g, f_sub(cg, src_ld(cg, x, xoff, idx, 1), mv));
         set(cg, acc[1][u], f_add(cg, get(cg, acc[1][u]), t));
     }
     for_end(cg, &l);
@@ -93,7 +98,7 @@ static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef off, L
     i = for_begin(cg, &l, nv, n, 1);
     LLVMValueRef g = src_ld(cg, dy, off, i, 0);
     set(cg, s[0], f_add(cg, get(cg, s[0]), g));
-    set(cg, s[1], f_add(cg, get(cg, s[1]), f_mul(cg, g, f_sub(cg, src_ld(cg, x, off, i, 0), m))));
+    set(cg, s[1], f_add(cg, get(cg, s[1]), f_mul(cg, g, f_sub(cg, src_ld(cg, x, xoff, i, 0), m))));
     for_end(cg, &l);
     *s1 = get(cg, s[0]);
     *s2 = get(cg, s[1]);
@@ -101,17 +106,16 @@ static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef off, L
 
 LLVMValueRef cg_reduce_sum(Cg *cg, LLVMValueRef p, LLVMValueRef n) {
     Src s = {.p = p};
-    return reduce(cg, R_SUM, &s, NULL, ci64(cg, 0), NULL, n);
+    return reduce(cg, R_SUM, &s, ci64(cg, 0), NULL, n);
 }
 
 /* sum over images of reduce() of each image's channel row, in double. */
-static LLVMValueRef reduce_channel(Cg *cg, RKind k, const Src *p, const Src *q, LLVMValueRef m, LLVMValueRef ch,
+static LLVMValueRef reduce_channel(Cg *cg, RKind k, const Src *p, LLVMValueRef m, LLVMValueRef ch,
                                    LLVMValueRef nb, LLVMValueRef c, LLVMValueRef hw) {
     LLVMValueRef acc = var(cg, cg->f64, cf64(cg, 0));
     Loop l;
     LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
-    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw);
-    LLVMValueRef r = reduce(cg, k, p, q, off, m, hw);
+    LLVMValueRef r = reduce(cg, k, p, src_row(cg, p, i, ch, c, hw), m, hw);
     set(cg, acc, LLVMBuildFAdd(cg->b, get(cg, acc), fext(cg, r), ""));
     for_end(cg, &l);
     return get(cg, acc);
@@ -123,8 +127,8 @@ static void reduce_channel_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRe
     LLVMValueRef a1 = var(cg, cg->f64, cf64(cg, 0)), a2 = var(cg, cg->f64, cf64(cg, 0));
     Loop l;
     LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
-    LLVMValueRef off = mul(cg, add(cg, mul(cg, i, c), ch), hw), r1, r2;
-    reduce_pair(cg, x, dy, off, m, hw, &r1, &r2);
+    LLVMValueRef r1, r2;
+    reduce_pair(cg, x, dy, src_row(cg, x, i, ch, c, hw), src_row(cg, dy, i, ch, c, hw), m, hw, &r1, &r2);
     set(cg, a1, LLVMBuildFAdd(cg->b, get(cg, a1), fext(cg, r1), ""));
     set(cg, a2, LLVMBuildFAdd(cg->b, get(cg, a2), fext(cg, r2), ""));
     for_end(cg, &l);
@@ -134,7 +138,9 @@ static void reduce_channel_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRe
 
 /* ---- batch norm --------------------------------------------------------------- */
 
-enum { BN_VALS = 11 };
+/* the frame's values before a chain's: 8 pointers, the sizes, x's image
+ * stride, and the gradient's accum (its g, g's and the sum's strides) */
+enum { BN_VALS = 15 };
 
 /* The frame's values after the batch norm's own: the chain's buffers and
  * its key.  Returns their count. */
@@ -149,23 +155,25 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     const IrType *t = ir_type(&cg->p->g, n->in[0]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
     float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
-    int train = n->attr.bn.mode == IR_TRAIN;
+    int train = n->attr.bn.mode == IR_TRAIN, apply = n->attr.bn.mode == IR_BN_APPLY;
     /* the normalised tensor, unless only the chain reads it */
     LLVMValueRef yout = after && !after->head_out ? NULL : cg_vptr(cg, n->out[0]);
-    LLVMValueRef v[8] = {cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
+    int64_t xs;
+    LLVMValueRef v[8] = {cg_vptr_img(cg, n->in[0], &xs), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
                          cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), yout ? yout : LLVMConstNull(cg->pf),
                          train ? cg_optr(cg, n, 1) : NULL, train ? cg_optr(cg, n, 2) : NULL};
     for (int k = 6; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw), ci64(cg, xs),
+                                                LLVMConstNull(cg->pf), ci64(cg, 0), ci64(cg, 0)};
     int nv = BN_VALS + chain_vals(cg, after, vv + BN_VALS);
     unsigned eb, mb;
     memcpy(&eb, &eps, 4);
     memcpy(&mb, &mom, 4);
     char key[160], sig[128] = "";
     if (after) cg_chain_key(after, sig, sizeof sig);
-    snprintf(key, sizeof key, "bn%d_%08x_%08x%s%s", train, eb, mb, after && after->head_out ? "y" : "", sig);
+    snprintf(key, sizeof key, "bn%d_%08x_%08x%s%s", n->attr.bn.mode, eb, mb, after && after->head_out ? "y" : "", sig);
     Par P;
     LLVMValueRef b, e;
     if (!par_begin_shared(cg, &P, key, vv, nv, ci64(cg, c), &b, &e)) {
@@ -179,15 +187,15 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     LLVMValueRef unbf = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSGT, M, ci64(cg, 1)),
                                         LLVMBuildFDiv(cg->b, Mf, LLVMBuildSIToFP(cg->b, addc(cg, M, -1), cg->f64, ""), ""),
                                         cf64(cg, 1.0), "");
-    Src x = {.p = v[0]};
+    Src x = {.p = v[0], .is = vv[11]};
     Loop lc, li, lj;
     LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
     LLVMValueRef g = ld(cg, v[1], ch), bt = ld(cg, v[2], ch);
     LLVMValueRef tmean, tinv;
     if (train) {
-        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, &x, NULL, NULL, ch, NB, C, HW), Mf, "");
+        LLVMValueRef mean = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SUM, &x, NULL, ch, NB, C, HW), Mf, "");
         tmean = ftrunc(cg, mean);
-        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, &x, NULL, tmean, ch, NB, C, HW), Mf, "");
+        LLVMValueRef var_ = LLVMBuildFDiv(cg->b, reduce_channel(cg, R_SQDEV, &x, tmean, ch, NB, C, HW), Mf, "");
         LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
                                          call1(cg, "llvm.sqrt", cg->f64, LLVMBuildFAdd(cg->b, var_, cf64(cg, (double)eps), "")), "");
         tinv = ftrunc(cg, inv);
@@ -205,6 +213,9 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
                                        LLVMBuildFMul(cg->b, cf64(cg, md), mean, ""), "")), v[3], ch);
         st(cg, ftrunc(cg, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, cf64(cg, 1.0 - md), rv, ""),
                                        LLVMBuildFMul(cg->b, cf64(cg, md), unb, ""), "")), v[4], ch);
+    } else if (apply) {   /* the statistics the training batch norm saved */
+        tmean = ld(cg, v[3], ch);
+        tinv = ld(cg, v[4], ch);
     } else {
         tmean = ld(cg, v[3], ch);
         LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1.0),
@@ -214,7 +225,7 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     }
     LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
     LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
-    LLVMValueRef xp = gep(cg, v[0], off), yp = gep(cg, v[5], off);
+    LLVMValueRef xp = gep(cg, v[0], src_row(cg, &x, i, ch, C, HW)), yp = gep(cg, v[5], off);
     LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
     LLVMValueRef y = f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, ld(cg, xp, j), tmean)), tinv), bt);
     if (!after || after->head_out) st(cg, y, yp, j);
@@ -225,23 +236,25 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     par_end(cg, &P);
 }
 
-void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNode *acc) {
     /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
     const IrType *t = ir_type(&cg->p->g, n->in[1]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
-    LLVMValueRef v[8] = {dyc ? LLVMConstNull(cg->pf) : cg_vptr(cg, n->in[0]), cg_vptr(cg, n->in[1]),
-                         cg_vptr(cg, n->in[2]), cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), cg_optr(cg, n, 0),
+    int64_t xs, gs = c * hw, ds = c * hw;
+    LLVMValueRef g0 = LLVMConstNull(cg->pf), dx = acc ? cg_vptr_img(cg, acc->out[0], &ds) : cg_optr(cg, n, 0);
+    if (acc) g0 = cg_vptr_img(cg, acc->in[0], &gs);
+    LLVMValueRef v[8] = {dyc ? LLVMConstNull(cg->pf) : cg_vptr(cg, n->in[0]), cg_vptr_img(cg, n->in[1], &xs),
+                         cg_vptr(cg, n->in[2]), cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), dx,
                          cg_optr(cg, n, 1), cg_optr(cg, n, 2)};
     for (int k = 5; k < 8; k++)
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+                                                ci64(cg, nb), ci64(cg, c), ci64(cg, hw), ci64(cg, xs),
+                                                g0, ci64(cg, gs), ci64(cg, ds)};
     int nv = BN_VALS + chain_vals(cg, dyc, vv + BN_VALS);
-    char key[160] = "bnbwd", sig[128];
-    if (dyc) {
-        cg_chain_key(dyc, sig, sizeof sig);
-        snprintf(key, sizeof key, "bnbwd%s", sig);
-    }
+    char key[160], sig[128] = "";
+    if (dyc) cg_chain_key(dyc, sig, sizeof sig);
+    snprintf(key, sizeof key, "bnbwd%s%s", acc ? "acc" : "", sig);
     Par P;
     LLVMValueRef b, e;
     if (!par_begin_shared(cg, &P, key, vv, nv, ci64(cg, c), &b, &e)) {
@@ -253,7 +266,7 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
     LLVMValueRef Mf = LLVMBuildSIToFP(cg->b, mul(cg, NB, HW), cg->f64, "");
     /* dy: the chain in the sums' pass (storing what it must), then the
      * stored gradient when the chain stores it, else the chain again */
-    Src x = {.p = v[1]}, dy1 = {.p = v[0]}, dy = dy1;
+    Src x = {.p = v[1], .is = vv[11]}, dy1 = {.p = v[0]}, dy = dy1;
     if (dyc) {
         LLVMValueRef *cp = vv + BN_VALS;
         int last = dyc->out[dyc->nops - 1];
@@ -272,12 +285,15 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc) {
     if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[5], ""));
     LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), NB, 1);
     LLVMValueRef off = mul(cg, add(cg, mul(cg, i, C), ch), HW);
-    LLVMValueRef xp = gep(cg, v[1], off), dp = gep(cg, v[5], off);
+    Src gsrc = {.p = vv[12], .is = vv[13]}, dsrc = {.p = v[5], .is = vv[14]};
+    LLVMValueRef xp = gep(cg, v[1], src_row(cg, &x, i, ch, C, HW)), dp = gep(cg, v[5], src_row(cg, &dsrc, i, ch, C, HW));
+    LLVMValueRef gp = acc ? gep(cg, vv[12], src_row(cg, &gsrc, i, ch, C, HW)) : NULL;
     LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
     LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
     LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, src_ld(cg, &dy, off, j, 0)), ""), sdy, "");
     tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
-    st(cg, ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, "")), dp, j);
+    LLVMValueRef dxv = ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, ""));
+    st(cg, acc ? f_add(cg, ld(cg, gp, j), dxv) : dxv, dp, j);   /* accum's g + dx */
     for_end(cg, &lj);
     for_end(cg, &li);
     if_end(cg, &f);

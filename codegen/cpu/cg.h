@@ -47,6 +47,12 @@ typedef struct Cg {
     LLVMValueRef inner;
     int64_t *inner_off;
     const Program *inner_p;
+    /* A strided view (BUF_VIEW) a kernel that takes whole buffers reads or
+     * writes through a contiguous stand-in (cg_stage): the value, and a
+     * module global sized for the program's largest. */
+    int stage_v;
+    LLVMValueRef stage;
+    const Program *stage_p;
 } Cg;
 
 /* ---- emit.c ------------------------------------------------------------- */
@@ -164,8 +170,23 @@ LLVMValueRef cg_nthreads(Cg *cg);      /* i64 */
 /* Output k of node n as float*, NULL when it is absent or unplanned
  * (kernels.c). */
 LLVMValueRef cg_optr(Cg *cg, const IrNode *n, int k);
-/* Address of value v's buffer as float* (int32 values too: bitcast as needed). */
+/* Address of value v's buffer as float* (int32 values too: bitcast as needed).
+ * A strided view only while it is staged (its stand-in). */
 LLVMValueRef cg_vptr(Cg *cg, int v);
+/* Value v's first element, views included; *istride: floats from one
+ * image to the next (the root's image size). */
+LLVMValueRef cg_vptr_img(Cg *cg, int v, int64_t *istride);
+/* Whether v is a strided view (program_loc). */
+int cg_strided(const Cg *cg, int v);
+/* When v is a strided view: makes the next cg_vptr(v) a contiguous stand-in,
+ * filled from v when copy_in, and returns 1; else 0.  cg_unstage ends it,
+ * writing the stand-in back to v's place when copy_out. */
+int cg_stage(Cg *cg, int v, int copy_in);
+void cg_unstage(Cg *cg, int copy_out);
+/* rows copies of len floats: dst + i*dstride <- src + i*sstride, split by
+ * rows across threads. */
+void cg_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef src, int64_t sstride, int64_t len,
+                int64_t rows);
 int64_t cg_numel(const Cg *cg, int v);
 
 /* ---- kernels.c ------------------------------------------------------------- */
@@ -222,7 +243,9 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after);
 /* Its gradient; dy (or NULL): a chain (cg_chain_vec_ok, no head) whose last
  * result is n's incoming gradient, computed wherever that is read (stored
  * when needed, in the first pass). */
-void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dy);
+/* acc (or NULL): an accum(g, dx) the gradient dx is added into as it is
+ * made (g and the sum may be strided views: a concat's gradient). */
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dy, const IrNode *acc);
 
 /* ---- fused.c --------------------------------------------------------------------- */
 /* Emits kernel k (its pattern's fused body where there is one, else its

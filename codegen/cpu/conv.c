@@ -278,7 +278,18 @@ static int bwd_data_fwd(const ConvDims *d, ConvDims *t) {
     return 1;
 }
 
+static void emit_conv(Cg *cg, const IrNode *n);
+
+/* A strided y (a concat's slot) or dy (a slice of the concat's gradient)
+ * through a contiguous stand-in. */
 void cg_emit_conv(Cg *cg, const IrNode *n) {
+    int fwd = n->op == IR_OP_CONV2D;
+    cg_stage(cg, fwd ? (cg->y_value >= 0 ? cg->y_value : n->out[0]) : n->in[0], !fwd);
+    emit_conv(cg, n);
+    cg_unstage(cg, fwd);
+}
+
+static void emit_conv(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch;
     int64_t per = cg_gemm_scratch_floats(cg);
     LLVMValueRef nt = cg_nthreads(cg);

@@ -19,6 +19,7 @@ static LLVMValueRef declare(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeR
 void cg_init(Cg *cg, LLVMContextRef ctx, LLVMModuleRef mod, int vw) {
     memset(cg, 0, sizeof *cg);
     cg->y_value = -1;
+    cg->stage_v = -1;
     cg->ctx = ctx;
     cg->mod = mod;
     cg->b = LLVMCreateBuilderInContext(ctx);
@@ -390,11 +391,6 @@ void par_end(Cg *cg, Par *P) {
     cg_call(cg, cg->rt_parallel_for, a, 4);
 }
 
-static int resolve(const Program *p, int v) {
-    while (p->buf[v].kind == BUF_ALIAS) v = p->buf[v].alias;
-    return v;
-}
-
 /* cg->inner and cg->inner_off for program cg->p, made on first use. */
 static void inner_memory(Cg *cg) {
     const Program *p = cg->p;
@@ -412,9 +408,46 @@ static void inner_memory(Cg *cg) {
     cg->inner_p = p;
 }
 
-LLVMValueRef cg_vptr(Cg *cg, int v) {
+/* The module global behind cg_stage, sized for the largest strided view the
+ * program stages: a conv's or pooling's y, or their gradients' dy (the JIT
+ * zero-fills globals, so it is resident: no larger than that). */
+static void stage_memory(Cg *cg) {
     const Program *p = cg->p;
-    int r = resolve(p, v);
+    if (cg->stage_p == p && cg->stage) return;
+    int64_t size = 64;
+    for (int i = 0; i < p->g.nnodes; i++) {
+        const IrNode *n = ir_node(&p->g, i);
+        int v = -1;
+        switch (n->op) {
+        case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: v = n->out[0]; break;
+        case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
+            v = n->in[0];
+            break;
+        default: break;
+        }
+        if (v >= 0 && cg_strided(cg, v) && p->buf[v].bytes + 64 > size) size = p->buf[v].bytes + 64;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%sstage%d", cg->prefix ? cg->prefix : "netc_", cg->counter++);
+    LLVMTypeRef t = LLVMArrayType(cg->i64, (unsigned)((size + 7) / 8));
+    cg->stage = LLVMAddGlobal(cg->mod, t, name);
+    LLVMSetInitializer(cg->stage, LLVMConstNull(t));
+    LLVMSetLinkage(cg->stage, LLVMInternalLinkage);
+    LLVMSetAlignment(cg->stage, 64);
+    cg->stage_p = p;
+}
+
+int cg_strided(const Cg *cg, int v) {
+    ValueLoc l;
+    program_loc(cg->p, v, &l);
+    return l.strided;
+}
+
+LLVMValueRef cg_vptr_img(Cg *cg, int v, int64_t *istride) {
+    const Program *p = cg->p;
+    ValueLoc l;
+    program_loc(p, v, &l);
+    int r = l.root;
     const BufPlan *bp = &p->buf[r];
     LLVMValueRef raw;
     if (bp->kind == BUF_ARENA) {
@@ -431,7 +464,39 @@ LLVMValueRef cg_vptr(Cg *cg, int v) {
     } else {
         IR_ASSERT(!"value has no buffer");
     }
-    return LLVMBuildBitCast(cg->b, raw, cg->pf, "");
+    if (istride) *istride = l.istride;
+    LLVMValueRef f = LLVMBuildBitCast(cg->b, raw, cg->pf, "");
+    return l.off ? gep(cg, f, ci64(cg, l.off)) : f;
+}
+
+LLVMValueRef cg_vptr(Cg *cg, int v) {
+    if (cg_strided(cg, v)) {
+        IR_ASSERT(v == cg->stage_v && "a strided view where the kernel takes whole buffers");
+        return LLVMBuildBitCast(cg->b, cg->stage, cg->pf, "");
+    }
+    return cg_vptr_img(cg, v, NULL);
+}
+
+int cg_stage(Cg *cg, int v, int copy_in) {
+    if (v < 0 || !cg_strided(cg, v)) return 0;
+    IR_ASSERT(cg->stage_v < 0);
+    stage_memory(cg);
+    int64_t is = 0, per = cg_numel(cg, v) / cg->p->batch;
+    LLVMValueRef at = cg_vptr_img(cg, v, &is);
+    cg->stage_v = v;
+    if (copy_in) cg_rowcopy(cg, cg_vptr(cg, v), per, at, is, per, cg->p->batch);
+    return 1;
+}
+
+void cg_unstage(Cg *cg, int copy_out) {
+    int v = cg->stage_v;
+    if (v < 0) return;
+    int64_t is = 0, per = cg_numel(cg, v) / cg->p->batch;
+    if (copy_out) {
+        LLVMValueRef at = cg_vptr_img(cg, v, &is);
+        cg_rowcopy(cg, at, is, cg_vptr(cg, v), per, per, cg->p->batch);
+    }
+    cg->stage_v = -1;
 }
 
 int64_t cg_numel(const Cg *cg, int v) { return ir_numel(ir_type(&cg->p->g, v), cg->p->batch); }

@@ -89,12 +89,14 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         break;
     case FUSE_RELU_BN_BWD: {
         int from = knode(cg, k, 0)->op == IR_OP_CONV2D_BWD_DATA;
-        const IrNode *bn = knode(cg, k, n - 1);
-        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, n - 1, -1, &c) || !cg_chain_vec_ok(&c) ||
-            c.node[c.nops - 1]->out[0] != bn->in[0])
+        const IrNode *acc = knode(cg, k, n - 1)->op == IR_OP_ACCUM ? knode(cg, k, n - 1) : NULL;
+        int nb = n - (acc != NULL);   /* the batch norm's position + 1 */
+        const IrNode *bn = knode(cg, k, nb - 1);
+        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, nb - 1, -1, &c) || !cg_chain_vec_ok(&c) ||
+            c.node[c.nops - 1]->out[0] != bn->in[0] || (acc && (acc->nin != 2 || acc->in[1] != bn->out[0])))
             break;
         if (from && cg_emit_node(cg, k->nodes[0], d)) return -1;
-        cg_emit_batchnorm_bwd(cg, bn, &c);
+        cg_emit_batchnorm_bwd(cg, bn, &c, acc);
         return 0;
     }
     case FUSE_CONV_RELU: {

@@ -328,10 +328,8 @@ static void emit_copy(Cg *cg, LLVMValueRef dst, LLVMValueRef src, int64_t n) {
     cg_memcpy(cg, dst, src, ci64(cg, n));
 }
 
-/* rows copies of len floats: dst + i*dstride <- src + i*sstride, split by
- * rows across threads (concat, slice). */
-static void emit_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef src, int64_t sstride, int64_t len,
-                         int64_t rows) {
+void cg_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef src, int64_t sstride, int64_t len,
+                int64_t rows) {
     LLVMValueRef v[5] = {dst, src, ci64(cg, dstride), ci64(cg, sstride), ci64(cg, len)};
     Par P;
     LLVMValueRef b, e;
@@ -340,6 +338,43 @@ static void emit_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef
         LLVMValueRef i = for_begin(cg, &l, b, e, 1);
         cg_memcpy(cg, gep(cg, v[0], mul(cg, i, v[2])), gep(cg, v[1], mul(cg, i, v[3])), v[4]);
         for_end(cg, &l);
+    }
+    par_end(cg, &P);
+}
+
+/* accum over strided views: out = in[0] + in[1] + ... image by image (out
+ * may be in[0] itself: the accumulation in place), the additions in
+ * emit_ew's order. */
+static void emit_accum_img(Cg *cg, const IrNode *n) {
+    int64_t nb = cg->p->batch, per = cg_numel(cg, n->out[0]) / nb, is[IR_MAX_IN + 1];
+    int m = n->nin;
+    LLVMValueRef v[2 * (IR_MAX_IN + 1) + 1];
+    for (int k = 0; k <= m; k++) {
+        v[k] = cg_vptr_img(cg, k < m ? n->in[k] : n->out[0], &is[k]);
+        v[m + 1 + k] = ci64(cg, is[k]);
+    }
+    v[2 * m + 2] = ci64(cg, per);
+    char key[32];
+    snprintf(key, sizeof key, "accum_img%d", m);
+    Par P;
+    LLVMValueRef b, e;
+    if (par_begin_shared(cg, &P, key, v, 2 * m + 3, ci64(cg, nb), &b, &e)) {
+        Loop li, lj;
+        LLVMValueRef img = for_begin(cg, &li, b, e, 1), row[IR_MAX_IN + 1] = {0};
+        for (int k = 0; k <= m; k++) row[k] = gep(cg, v[k], mul(cg, img, v[m + 1 + k]));
+        LLVMValueRef N = v[2 * m + 2];
+        LLVMValueRef nv = LLVMBuildAnd(cg->b, N, ci64(cg, -cg->vw), "");
+        LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nv, cg->vw);
+        LLVMValueRef s = vld(cg, row[0], j);
+        for (int k = 1; k < m; k++) s = f_add(cg, s, vld(cg, row[k], j));
+        vst(cg, s, row[m], j);
+        for_end(cg, &lj);
+        j = for_begin(cg, &lj, nv, N, 1);
+        s = ld(cg, row[0], j);
+        for (int k = 1; k < m; k++) s = f_add(cg, s, ld(cg, row[k], j));
+        st(cg, s, row[m], j);
+        for_end(cg, &lj);
+        for_end(cg, &li);
     }
     par_end(cg, &P);
 }
@@ -420,6 +455,13 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         return 0;
     case IR_OP_RELU: case IR_OP_SIGMOID: case IR_OP_ADD: case IR_OP_ACCUM: case IR_OP_RELU_BWD:
     case IR_OP_SIGMOID_BWD: case IR_OP_DROPOUT_BWD: {
+        int strided = cg_strided(cg, n->out[0]);
+        for (int k = 0; k < n->nin; k++) strided |= cg_strided(cg, n->in[k]);
+        if (strided) {
+            IR_ASSERT(n->op == IR_OP_ACCUM);
+            emit_accum_img(cg, n);
+            return 0;
+        }
         Ew e = {.op = n->op, .nin = n->nin};
         LLVMValueRef in[IR_MAX_IN];
         for (int k = 0; k < n->nin; k++) in[k] = cg_vptr(cg, n->in[k]);
@@ -450,7 +492,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         cg_emit_batchnorm(cg, n, NULL);
         return 0;
     case IR_OP_BATCHNORM_BWD:
-        cg_emit_batchnorm_bwd(cg, n, NULL);
+        cg_emit_batchnorm_bwd(cg, n, NULL, NULL);
         return 0;
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
         cg_emit_pool(cg, n);
@@ -461,23 +503,28 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
     case IR_OP_SOFTMAX_XENT: case IR_OP_SOFTMAX_XENT_BWD:
         emit_softmax_xent(cg, n);
         return 0;
-    case IR_OP_CONCAT: {
+    case IR_OP_CONCAT: {   /* copies the inputs not placed in their slots */
         const IrType *ty = ir_type(&cg->p->g, n->out[0]);
-        int64_t ctot = ty->d[1], hw = cg_numel(cg, n->out[0]) / (nb * ctot), c0 = 0;
-        LLVMValueRef y = cg_vptr(cg, n->out[0]);
+        int64_t ctot = ty->d[1], hw = cg_numel(cg, n->out[0]) / (nb * ctot), c0 = 0, ys, xs;
+        LLVMValueRef y = cg_vptr_img(cg, n->out[0], &ys);
         for (int k = 0; k < n->nin; k++) {
-            int64_t c = ir_type(&cg->p->g, n->in[k])->d[1];
-            emit_rowcopy(cg, gep(cg, y, ci64(cg, c0 * hw)), ctot * hw, cg_vptr(cg, n->in[k]), c * hw, c * hw, nb);
+            int v = n->in[k];
+            int64_t c = ir_type(&cg->p->g, v)->d[1];
+            const BufPlan *b = &cg->p->buf[v];
+            if (!(b->kind == BUF_VIEW && b->alias == n->out[0])) {
+                LLVMValueRef x = cg_vptr_img(cg, v, &xs);
+                cg_rowcopy(cg, gep(cg, y, ci64(cg, c0 * hw)), ys, x, xs, c * hw, nb);
+            }
             c0 += c;
         }
         return 0;
     }
     case IR_OP_SLICE: {
         const IrType *tx = ir_type(&cg->p->g, n->in[0]);
-        int64_t ctot = tx->d[1], c0 = n->attr.slice.c0, c = n->attr.slice.c;
+        int64_t ctot = tx->d[1], c0 = n->attr.slice.c0, c = n->attr.slice.c, xs, ys;
         int64_t hw = cg_numel(cg, n->in[0]) / (nb * ctot);
-        LLVMValueRef x = cg_vptr(cg, n->in[0]), y = cg_vptr(cg, n->out[0]);
-        emit_rowcopy(cg, y, c * hw, gep(cg, x, ci64(cg, c0 * hw)), ctot * hw, c * hw, nb);
+        LLVMValueRef x = cg_vptr_img(cg, n->in[0], &xs), y = cg_vptr_img(cg, n->out[0], &ys);
+        cg_rowcopy(cg, y, ys, gep(cg, x, ci64(cg, c0 * hw)), xs, c * hw, nb);
         return 0;
     }
     default:

@@ -325,15 +325,17 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     }
     LLVMValueRef o0 = mulc(cg, c, vw);
     if (!bwd) {
-        /* lanes past P*Q spill into the next plane's first outputs, which
-         * this thread writes next; the last plane of its range stores them
-         * masked.  (A masked store to lines not in the cache is slow on
-         * this AMD CPU: with every plane's last chunk masked, 512x6x6
-         * planes at batch 128 took 9-11 ms, 2.9 ms now.) */
+        /* lanes past P*Q spill into the next planes' first outputs, which
+         * this thread writes next; a chunk that would spill past the planes
+         * of its range (into another thread's, or past the tensor: planes
+         * smaller than a vector spill over several) stores them masked.
+         * (A masked store to lines not in the cache is slow on this AMD
+         * CPU: with every plane's last chunk masked, 512x6x6 planes at
+         * batch 128 took 9-11 ms, 2.9 ms now.) */
         LLVMTypeRef vf = LLVMTypeOf(mx), pvf = LLVMPointerType(vf, 0);
         LLVMValueRef dst = LLVMBuildBitCast(cg->b, gep(cg, yp, o0), pvf, "");
         If fs;
-        if_begin(cg, &fs, icmp(cg, LLVMIntSLT, pl, addc(cg, e, -1)));
+        if_begin(cg, &fs, icmp(cg, LLVMIntSLE, add(cg, mul(cg, pl, PQ), addc(cg, o0, vw)), mul(cg, e, PQ)));
         LLVMSetAlignment(LLVMBuildStore(cg->b, mx, dst), 4);
         if_else(cg, &fs);
         {
@@ -412,7 +414,18 @@ static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp
     }
 }
 
+static void emit_pool(Cg *cg, const IrNode *n);
+
+/* A strided y (a concat's slot) or dy (a slice of the concat's gradient)
+ * through a contiguous stand-in. */
 void cg_emit_pool(Cg *cg, const IrNode *n) {
+    int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
+    cg_stage(cg, bwd ? n->in[0] : n->out[0], bwd);
+    emit_pool(cg, n);
+    cg_unstage(cg, !bwd);
+}
+
+static void emit_pool(Cg *cg, const IrNode *n) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
     PoolDims d = pool_dims(cg, n, xv, yv);
