@@ -32,6 +32,8 @@
 #   --python PATH    Python with PyTorch (default: $PYTHON, else Debian's
 #                    /usr/bin/python3 when it has torch, else python3)
 #   --no-torch       skip PyTorch (its columns then show -)
+#   --netc-args "A"  more netc options, e.g. "--recompute bn-relu" or
+#                    "--concat copy" (split at spaces)
 # Relative paths are taken from the directory memory.sh is started in;
 # models are read from the repository's models/.  Exit status: 0 when every
 # netc and PyTorch run succeeded, 1 otherwise (the table marks the
@@ -46,13 +48,13 @@ die() { echo "memory.sh: $*" >&2; exit 2; }
 
 ALL=alexnet,vgg11,nin,googlenet,lenet_bn,resnet18,densenet
 models=$ALL threads=$(nproc 2>/dev/null || echo 1) steps=1 warmup=1 batch="" resize="" quick=0
-netc="$root/build/netc" out="$root/bench/memory.jsonl" py="${PYTHON:-}" torch=1
+netc="$root/build/netc" out="$root/bench/memory.jsonl" py="${PYTHON:-}" torch=1 nargs=
 
 while [ $# -gt 0 ]; do
     opt=$1 val=""
     case $opt in
         --*=*) val=${opt#*=} opt=${opt%%=*} ;;
-        --models | --threads | --steps | --warmup | --batch | --resize | --netc | --out | --python)
+        --models | --threads | --steps | --warmup | --batch | --resize | --netc | --out | --python | --netc-args)
             [ $# -ge 2 ] || die "$opt needs a value"
             val=$2
             shift ;;
@@ -67,6 +69,7 @@ while [ $# -gt 0 ]; do
         --netc) netc=$(abspath "$val") ;;
         --out) out=$(abspath "$val") ;;
         --python) py=$val ;;
+        --netc-args) nargs=$val ;;
         --quick) quick=1 ;;
         --no-torch) torch=0 ;;
         -h | --help) usage; exit 0 ;;
@@ -106,6 +109,7 @@ for m in "${list[@]}"; do
     args=(bench "models/$m.net" --threads "$threads" --steps "$steps" --warmup "$warmup" --json)
     [ -n "$batch" ] && args+=(--batch "$batch")
     [ -n "$resize" ] && args+=(--resize "$resize")
+    [ -n "$nargs" ] && { read -r -a extra <<<"$nargs"; args+=("${extra[@]}"); }
     echo "$m: netc ${args[*]}" >&2
     b=${batch:-} r=${resize:-} arena=failed naive=failed nrss=failed trss=- ratio=-
     if line=$("$netc" "${args[@]}" | grep '^{' | tail -n 1) && [ -n "$line" ]; then

@@ -75,6 +75,37 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
     return 0;
 }
 
+static int arena_of(const IrGraph *fwd, const PipelineOptions *o, const PlanOptions *plan, int64_t *bytes, Diag *d) {
+    PipelineOptions q = *o;
+    q.plan = plan;
+    q.dump_after = NULL;
+    Program p;
+    int rc = pass_pipeline(fwd, &q, &p, d);
+    if (!rc) *bytes = p.arena_bytes;
+    program_free(&p);
+    return rc;
+}
+
+int pass_plan_savings(const IrGraph *fwd, const PipelineOptions *o, int64_t *inplace, int64_t *recompute, Diag *d) {
+    PlanOptions now = o->plan ? *o->plan : (PlanOptions){0, 0}, other;
+    int64_t base, alt;
+    *inplace = *recompute = 0;
+    if (arena_of(fwd, o, &now, &base, d)) return -1;
+    if (!now.concat_copy) {
+        other = now;
+        other.concat_copy = 1;
+        if (arena_of(fwd, o, &other, &alt, d)) return -1;
+        *inplace = alt - base;
+    }
+    if (now.recompute_bn_relu && o->mode == IR_TRAIN) {
+        other = now;
+        other.recompute_bn_relu = 0;
+        if (arena_of(fwd, o, &other, &alt, d)) return -1;
+        *recompute = alt - base;
+    }
+    return 0;
+}
+
 void program_free(Program *p) {
     for (int k = 0; k < p->nkernels; k++) free(p->kernels[k].nodes);
     for (int s = 0; s < p->nslots; s++) free(p->slots[s].name);

@@ -65,6 +65,10 @@ int plan_view_ok(const Program *p, const int *kernel_of, int node, int slot) {
         return slot == 1;                 /* x */
     case IR_OP_ACCUM:   /* alone, or adding a batch norm's gradient as it is made */
         return k && (k->nnodes == 1 || (k->pattern == FUSE_RELU_BN_BWD && k->nodes[k->nnodes - 1] == node));
+    case IR_OP_RELU:    /* alone, or written by its conv's epilogue */
+        return k && (k->nnodes == 1 || (k->pattern == FUSE_CONV_RELU && k->nnodes == 2 && slot == -1));
+    case IR_OP_ADD: case IR_OP_RELU_BWD: case IR_OP_SIGMOID_BWD: case IR_OP_DROPOUT_BWD:
+        return k && k->nnodes == 1;       /* alone: image by image */
     case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL:
         return slot == -1;                /* y */
     case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:

@@ -165,8 +165,15 @@ static int cmd_dump(const RtArgs *a) {
         PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan};
         rc = pass_pipeline(&g, &po, &p, &d);
         if (!rc) {
-            if (a->memory) program_dump_memory(&p, stdout);
-            else if (a->kernels) program_dump_kernels(&p, stdout);
+            int64_t sv_in, sv_re;
+            if (a->memory) {
+                if (!(rc = pass_plan_savings(&g, &po, &sv_in, &sv_re, &d))) {
+                    program_dump_memory(&p, stdout);
+                    printf("saved: %lld bytes (%.1f MiB) by in-place concat (against --concat copy), %lld bytes "
+                           "(%.1f MiB) by recompute (against --recompute none)\n", (long long)sv_in,
+                           (double)sv_in / (1 << 20), (long long)sv_re, (double)sv_re / (1 << 20));
+                }
+            } else if (a->kernels) program_dump_kernels(&p, stdout);
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;

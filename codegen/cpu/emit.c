@@ -409,7 +409,8 @@ static void inner_memory(Cg *cg) {
 }
 
 /* The module global behind cg_stage, sized for the largest strided view the
- * program stages: a conv's or pooling's y, or their gradients' dy (the JIT
+ * program stages: a conv's or pooling's y (or the relu's of its epilogue),
+ * or their gradients' dy (the JIT
  * zero-fills globals, so it is resident: no larger than that). */
 static void stage_memory(Cg *cg) {
     const Program *p = cg->p;
@@ -419,7 +420,10 @@ static void stage_memory(Cg *cg) {
         const IrNode *n = ir_node(&p->g, i);
         int v = -1;
         switch (n->op) {
-        case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: v = n->out[0]; break;
+        case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL:
+        case IR_OP_RELU:   /* a conv's relu epilogue writes it */
+            v = n->out[0];
+            break;
         case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
             v = n->in[0];
             break;

@@ -342,10 +342,11 @@ void cg_rowcopy(Cg *cg, LLVMValueRef dst, int64_t dstride, LLVMValueRef src, int
     par_end(cg, &P);
 }
 
-/* accum over strided views: out = in[0] + in[1] + ... image by image (out
- * may be in[0] itself: the accumulation in place), the additions in
- * emit_ew's order. */
-static void emit_accum_img(Cg *cg, const IrNode *n) {
+/* An elementwise op over strided views (a concat's slots, slices of its
+ * gradient), image by image: every operand's image at its own stride.  out
+ * may be in[0] itself (an accumulation in place).  The arithmetic is
+ * emit_ew's: the same bits. */
+static void emit_ew_img(Cg *cg, const IrNode *n) {
     int64_t nb = cg->p->batch, per = cg_numel(cg, n->out[0]) / nb, is[IR_MAX_IN + 1];
     int m = n->nin;
     LLVMValueRef v[2 * (IR_MAX_IN + 1) + 1];
@@ -355,24 +356,23 @@ static void emit_accum_img(Cg *cg, const IrNode *n) {
     }
     v[2 * m + 2] = ci64(cg, per);
     char key[32];
-    snprintf(key, sizeof key, "accum_img%d", m);
+    snprintf(key, sizeof key, "ew_img%d_%d", (int)n->op, m);
     Par P;
     LLVMValueRef b, e;
     if (par_begin_shared(cg, &P, key, v, 2 * m + 3, ci64(cg, nb), &b, &e)) {
         Loop li, lj;
-        LLVMValueRef img = for_begin(cg, &li, b, e, 1), row[IR_MAX_IN + 1] = {0};
+        LLVMValueRef img = for_begin(cg, &li, b, e, 1), row[IR_MAX_IN + 1] = {0}, x[IR_MAX_IN];
         for (int k = 0; k <= m; k++) row[k] = gep(cg, v[k], mul(cg, img, v[m + 1 + k]));
         LLVMValueRef N = v[2 * m + 2];
         LLVMValueRef nv = LLVMBuildAnd(cg->b, N, ci64(cg, -cg->vw), "");
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nv, cg->vw);
-        LLVMValueRef s = vld(cg, row[0], j);
-        for (int k = 1; k < m; k++) s = f_add(cg, s, vld(cg, row[k], j));
-        vst(cg, s, row[m], j);
+        for (int k = 0; k < m; k++) x[k] = vld(cg, row[k], j);
+        vst(cg, ew_vec(cg, n->op, x, m), row[m], j);
         for_end(cg, &lj);
         j = for_begin(cg, &lj, nv, N, 1);
-        s = ld(cg, row[0], j);
-        for (int k = 1; k < m; k++) s = f_add(cg, s, ld(cg, row[k], j));
-        st(cg, s, row[m], j);
+        for (int k = 0; k < m; k++) x[k] = ld(cg, row[k], j);
+        Ew ew = {.op = n->op, .nin = m};
+        st(cg, ew_apply(cg, &ew, x, j, NULL), row[m], j);
         for_end(cg, &lj);
         for_end(cg, &li);
     }
@@ -458,8 +458,8 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         int strided = cg_strided(cg, n->out[0]);
         for (int k = 0; k < n->nin; k++) strided |= cg_strided(cg, n->in[k]);
         if (strided) {
-            IR_ASSERT(n->op == IR_OP_ACCUM);
-            emit_accum_img(cg, n);
+            IR_ASSERT(n->op != IR_OP_SIGMOID);
+            emit_ew_img(cg, n);
             return 0;
         }
         Ew e = {.op = n->op, .nin = n->nin};
