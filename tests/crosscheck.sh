@@ -2,7 +2,8 @@
 # Cross-check netc against PyTorch: logits, loss, gradients, updated weights
 # and batch-norm statistics after one step of each of the seven networks of
 # the seed, in train and eval mode (tests/torch/crosscheck.py), on ref and on
-# cpu at each vector width the host can run.
+# cpu at each vector width the host can run, and on cpu with --recompute
+# bn-relu and with --concat copy for the networks they change.
 # CTest runs: bash tests/crosscheck.sh NETC_BINARY SOURCE_DIR BINARY_DIR
 # Skipped (exit 0) when Debian's python3-torch is not installed.
 set -u
@@ -24,6 +25,9 @@ run() { echo "== ${NETC_CPU:+NETC_CPU=$NETC_CPU }$*"; "$PY" "$SRC/tests/torch/cr
 run --target ref
 if "$NETC" --version | grep -q "targets:.*cpu"; then
     run --target cpu
+    # the memory plan's options: recompute (views are the default), and copies
+    run --target cpu --models densenet,googlenet,resnet18 --netc-args "--recompute bn-relu"
+    run --target cpu --models densenet,googlenet --netc-args "--concat copy"
     if "$NETC" --version | grep -q "16-wide"; then
         NETC_CPU=native,-avx512f run --target cpu
     else

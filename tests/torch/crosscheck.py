@@ -237,10 +237,13 @@ def torch_step(net0, names, x, y, mode, masks, lr, dtype):
     return out
 
 
+NETC_ARGS = []   # --netc-args: more options for every netc step
+
+
 def run_netc(netc, netfile, fin, fout, mode, batch, resize, seed, lr, target):
     cmd = [netc, "step", netfile, "--in", fin, "--out", fout, "--mode", mode,
            "--batch", str(batch), "--resize", str(resize), "--seed", str(seed),
-           "--lr", repr(lr), "--target", target, "--quiet"]
+           "--lr", repr(lr), "--target", target, "--quiet"] + NETC_ARGS
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -395,7 +398,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
     ap.add_argument("--tmpdir", default=None)
+    ap.add_argument("--netc-args", default="", help="more netc options, e.g. '--recompute bn-relu'")
     a = ap.parse_args()
+    NETC_ARGS.extend(a.netc_args.split())
 
     a.resize_for = {}
     models = [m for m in a.models.split(",") if m]
