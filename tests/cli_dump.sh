@@ -40,6 +40,14 @@ $NETC check models/vgg11.net --param ratio=0.5 >/dev/null 2>"$T/e"
 check "--param of the wrong kind exits 1, located" '[ $? -eq 1 ] && grep -q "vgg11.net:3:7: error: .ratio. is an integer" "$T/e"'
 $NETC dump --format svg $M >/dev/null 2>&1
 check "bad --format exits 2" '[ $? -eq 2 ]'
+# the memory plan: views shown as parts, the savings, the reasons, bad values
+check "dump --memory shows views and what they save" '$NETC dump --memory models/densenet.net | grep -q "^  %[0-9]* *part .* %[0-9]*+[0-9]" && $NETC dump --memory models/densenet.net | grep -q "^saved: [1-9][0-9]* bytes .* by in-place concat"'
+check "--concat copy: no views, the reason per input" '$NETC dump --memory models/densenet.net --concat copy | grep -q "^views: 0 values" && $NETC dump --memory models/densenet.net --concat copy | grep -q "not in its concat slot: .*--concat copy"'
+check "--recompute bn-relu: apply nodes, and what they save" '$NETC dump --train models/densenet.net --recompute bn-relu | grep -q "batchnorm.*{apply" && $NETC dump --memory models/densenet.net --recompute bn-relu | grep -q ", [1-9][0-9]* bytes ([^)]*) by recompute" && ! $NETC dump --memory models/densenet.net | grep -q ", [1-9][0-9]* bytes ([^)]*) by recompute"'
+$NETC check $M --concat sideways >/dev/null 2>"$T/e"
+check "bad --concat exits 2" '[ $? -eq 2 ] && grep -q "concat takes inplace or copy" "$T/e"'
+$NETC check $M --recompute all >/dev/null 2>"$T/e"
+check "bad --recompute exits 2" '[ $? -eq 2 ] && grep -q "recompute takes bn-relu or none" "$T/e"'
 $NETC check models/nowhere.net >/dev/null 2>"$T/e"
 check "missing file exits 1 with its name" '[ $? -eq 1 ] && grep -q "nowhere.net" "$T/e"'
 echo "$pass passed, $fail failed"
