@@ -40,6 +40,16 @@ $NETC train $M $Q --epochs 1 --checkpoint "$T/b.st" >/dev/null 2>&1
 $NETC train $M $Q --epochs 2 --checkpoint "$T/b.st" --resume >"$T/b.out" 2>&1
 cmp -s "$T/a.st" "$T/b.st" && ok "resume is bit-exact" || bad "resume differs: $(cat "$T/b.out")"
 
+# the same with the memory plan's views and recompute (a DenseNet at odd
+# channel counts): bit-exact resume, and the same bits as every concat copying
+D=models/extra/densenet_odd.net
+$NETC train $D $Q --epochs 2 --recompute bn-relu --checkpoint "$T/da.st" >/dev/null 2>&1
+$NETC train $D $Q --epochs 1 --recompute bn-relu --checkpoint "$T/db.st" >/dev/null 2>&1
+$NETC train $D $Q --epochs 2 --recompute bn-relu --checkpoint "$T/db.st" --resume >"$T/db.out" 2>&1
+cmp -s "$T/da.st" "$T/db.st" && ok "resume with views and recompute is bit-exact" || bad "resume with views differs: $(cat "$T/db.out")"
+$NETC train $D $Q --epochs 2 --concat copy --checkpoint "$T/dc.st" >/dev/null 2>&1
+cmp -s "$T/da.st" "$T/dc.st" && ok "views and recompute: the same checkpoint as copies" || bad "views and copies differ"
+
 # eval of a checkpoint
 $NETC eval $M --batch 64 --weights "$T/a.st" >"$T/e.out" 2>&1 && grep -q "test acc" "$T/e.out" \
     && ok "eval" || bad "eval: $(cat "$T/e.out")"
