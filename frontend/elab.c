@@ -433,7 +433,7 @@ static int exec_stmt(Elab *E, Frame *F, const Ast *s) {
         F->returned = 1;
         return 0;
     case AST_IF: {
-        int c;
+        int c = 0;
         if (eval_bool(E, F, s->a, &c))
             return -1;
         if (c)
