@@ -49,10 +49,12 @@ typedef struct Cg {
     const Program *inner_p;
     /* A strided view (BUF_VIEW) a kernel that takes whole buffers reads or
      * writes through a contiguous stand-in (cg_stage): the value, and a
-     * module global sized for the program's largest. */
+     * module global sized for the largest of the module's programs (they run
+     * one at a time: the train and eval steps share it). */
     int stage_v;
     LLVMValueRef stage;
     const Program *stage_p;
+    int64_t stage_bytes;
 } Cg;
 
 /* ---- emit.c ------------------------------------------------------------- */

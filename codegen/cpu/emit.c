@@ -431,14 +431,21 @@ static void stage_memory(Cg *cg) {
         }
         if (v >= 0 && cg_strided(cg, v) && p->buf[v].bytes + 64 > size) size = p->buf[v].bytes + 64;
     }
-    char name[96];
-    snprintf(name, sizeof name, "%sstage%d", cg->prefix ? cg->prefix : "netc_", cg->counter++);
-    LLVMTypeRef t = LLVMArrayType(cg->i64, (unsigned)((size + 7) / 8));
-    cg->stage = LLVMAddGlobal(cg->mod, t, name);
-    LLVMSetInitializer(cg->stage, LLVMConstNull(t));
-    LLVMSetLinkage(cg->stage, LLVMInternalLinkage);
-    LLVMSetAlignment(cg->stage, 64);
     cg->stage_p = p;
+    if (cg->stage && cg->stage_bytes >= size) return;
+    char name[96];
+    snprintf(name, sizeof name, "netc_stage%d", cg->counter++);
+    LLVMTypeRef t = LLVMArrayType(cg->i64, (unsigned)((size + 7) / 8));
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, t, name);
+    LLVMSetInitializer(g, LLVMConstNull(t));
+    LLVMSetLinkage(g, LLVMInternalLinkage);
+    LLVMSetAlignment(g, 64);
+    if (cg->stage) {   /* an earlier program's, too small: its uses move to this one */
+        LLVMReplaceAllUsesWith(cg->stage, LLVMConstBitCast(g, LLVMTypeOf(cg->stage)));
+        LLVMDeleteGlobal(cg->stage);
+    }
+    cg->stage = g;
+    cg->stage_bytes = size;
 }
 
 int cg_strided(const Cg *cg, int v) {
