@@ -601,14 +601,14 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
     }
     case IR_OP_COUNT: break;
     }
-    return diag_error_noloc(d, "cuda: no kernel for op %d", (int)n->op);
+    return diag_error_noloc(d, "no kernel for op %d", (int)n->op);
 }
 
 int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
     memset(s, 0, sizeof *s);
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
     Gen g = {p, open_memstream(&s->text, &s->len), s, ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t)), 0, 0, 0, 0};
-    if (!g.f) return diag_error_noloc(d, "cuda: out of memory");
+    if (!g.f) return diag_error_noloc(d, "out of memory");
     g.inner_bytes = (program_inner_offsets(p, g.inner) + 63) / 64 * 64;
     fputs(prelude, g.f);
     int rc = 0;
