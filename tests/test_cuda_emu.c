@@ -185,6 +185,22 @@ static void test_densenet(void **s) {
     assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
 }
 
+/* Overlapping 3x3 max-pool windows (stride 1, padding 1), 1x1 and 5x5
+ * convs, concat of four branches. */
+static void test_googlenet(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    assert_int_equal(step_model("googlenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
+}
+
+/* 11x11 stride-4 and 5x5 convs, 3x3 stride-2 max pools, dropout's mask
+ * (the same counter-based formula as ref), global average pooling. */
+static void test_nin(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    assert_int_equal(step_model("nin", IR_TRAIN, 2, 224, NULL, NULL), 0);
+}
+
 /* A wrong sigmoid or a wrong batch-norm mean in one kernel must be caught. */
 static void test_planted(void **s) {
     (void)s;
@@ -197,6 +213,8 @@ static void test_planted(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
+        cmocka_unit_test(test_googlenet),
+        cmocka_unit_test(test_nin),
         cmocka_unit_test(test_planted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
