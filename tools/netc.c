@@ -2,6 +2,7 @@
  * compile, bench. */
 #include "runtime/cli.h"
 #include "runtime/pool.h"
+#include "codegen/cuda/cuda_src.h"
 #include "bench.h"
 
 #include <stdio.h>
@@ -26,6 +27,7 @@ static const char *usage =
     "  dump FILE           print the IR (--format text|dot, --train for the training\n"
     "                      graph, --memory for the memory plan, --params for the\n"
     "                      parameter list, --llvm for the generated LLVM IR,\n"
+    "                      --cuda for the generated CUDA C,\n"
     "                      --kernels for the kernels the fusion pass formed,\n"
     "                      --dump-after PASS for the graph after one pass)\n"
     "  train FILE          train on Fashion-MNIST with the file's settings\n"
@@ -146,7 +148,7 @@ static int cmd_dump(const RtArgs *a) {
     IrGraph g;
     char *text = NULL;
     Diag d;
-    int program = a->train_graph || a->memory || a->llvm || a->dump_after || a->kernels;
+    int program = a->train_graph || a->memory || a->llvm || a->cuda || a->dump_after || a->kernels;
     IrMode mode = a->mode && !strcmp(a->mode, "eval") ? IR_EVAL : IR_TRAIN;
     int rc = rt_build_graph(&src, a, mode, &g, &text, &d);
     if (!rc && a->params) {
@@ -175,6 +177,13 @@ static int cmd_dump(const RtArgs *a) {
                            (double)sv_in / (1 << 20), (long long)sv_re, (double)sv_re / (1 << 20));
                 }
             } else if (a->kernels) program_dump_kernels(&p, stdout);
+            else if (a->cuda) {
+                CudaSource cs;
+                if (!(rc = cg_cuda_source(&p, &cs, &d))) {
+                    fwrite(cs.text, 1, cs.len, stdout);
+                    cg_cuda_source_free(&cs);
+                }
+            }
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;
@@ -231,7 +240,7 @@ int main(int argc, char **argv) {
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
         {"check", "fuse concat recompute"},
-        {"dump", "format memory llvm params train mode dump-after kernels fuse concat recompute"},
+        {"dump", "format memory llvm cuda params train mode dump-after kernels fuse concat recompute"},
         {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse concat recompute"},
         {"eval", "weights data fuse concat recompute"},
         {"predict", "weights images limit fuse concat recompute"},

@@ -1,0 +1,647 @@
+/* cuda_src.c - CUDA C source text for a Program (contract in cuda_src.h).
+ *
+ * Every launch is one thread per output element (or per partial sum) with
+ * its loops written to add in the order the ref backend adds, so results
+ * differ from ref by contraction and libm rounding only.  No atomics:
+ * scatters of the backward passes are written as gathers, reductions over
+ * many values as per-thread partial sums in scratch and a final launch
+ * adding them in a fixed order. */
+#include "cuda_src.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BLOCK = 256, PARTS = 64 };
+
+typedef struct {
+    const Program *p;
+    FILE *f;
+    CudaSource *s;
+    int64_t *inner;      /* BUF_INNER offsets in I */
+    int64_t inner_bytes; /* scratch starts here */
+    int64_t scratch;     /* scratch bytes this kernel needs */
+    int kernel, nl;      /* program kernel, launches so far in it */
+} Gen;
+
+static const char prelude[] =
+    "#if defined(__CUDACC__)\n"
+    "typedef unsigned long long u64;\n"
+    "#define KERNEL extern \"C\" __global__ void\n"
+    "#define DEV static __device__ __forceinline__\n"
+    "#define NETC_INF __int_as_float(0x7f800000)\n"
+    "#define NETC_NAN __int_as_float(0x7fffffff)\n"
+    "#else\n"
+    "#include \"emu.h\"\n"
+    "#endif\n"
+    "#define KARGS char *A, char *I, void **S, float lr, u64 seed, u64 step\n"
+    "DEV u64 mix64(u64 z) {\n"
+    "    z += 0x9e3779b97f4a7c15ull;\n"
+    "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;\n"
+    "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;\n"
+    "    return z ^ (z >> 31);\n"
+    "}\n"
+    "DEV float uniform(u64 seed, u64 stream, u64 step, u64 i) {\n"
+    "    u64 k = mix64(seed ^ mix64(stream * 0x100000001b3ull + mix64(step)));\n"
+    "    return (float)(mix64(k + i) >> 40) * (1.0f / 16777216.0f);\n"
+    "}\n";
+
+static void out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(Gen *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(g->f, fmt, ap);
+    va_end(ap);
+}
+
+/* The address expression of value v's buffer. */
+static void addr(Gen *g, int v, char *buf, size_t n) {
+    const Program *p = g->p;
+    ValueLoc l;
+    program_loc(p, v, &l);   /* a view here is a whole root (cg_cuda_source refuses strided ones) */
+    v = l.root;
+    long long at = (long long)(l.off * p->elem_bytes);
+    const BufPlan *b = &p->buf[v];
+    if (b->kind == BUF_PERSIST) snprintf(buf, n, "((char *)S[%d] + %lldLL)", b->slot, at);
+    else if (b->kind == BUF_INNER) snprintf(buf, n, "(I + %lldLL)", (long long)g->inner[v] + at);
+    else snprintf(buf, n, "(A + %lldLL)", (long long)b->offset + at);
+}
+
+/* Starts a launch of `threads` threads; `i` is the thread's index. */
+static void begin(Gen *g, int64_t threads) {
+    CudaSource *s = g->s;
+    s->launch = ir_xrealloc(s->launch, (size_t)(s->nlaunch + 1) * sizeof(CudaLaunch));
+    CudaLaunch *l = &s->launch[s->nlaunch++];
+    snprintf(l->name, sizeof l->name, "k%d_%d", g->kernel, g->nl++);
+    l->kernel = g->kernel;
+    l->block = BLOCK;
+    l->grid = (unsigned)((threads + BLOCK - 1) / BLOCK);
+    if (l->grid == 0) l->grid = 1;
+    out(g, "KERNEL %s(KARGS) {\n    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+           "    (void)A; (void)I; (void)S; (void)lr; (void)seed; (void)step;\n"
+           "    if (i >= %lldLL) return;\n", l->name, (long long)threads);
+}
+
+static void end(Gen *g) { out(g, "}\n"); }
+
+/* Declares `float *name` (or int) for value v. */
+static void ptr(Gen *g, const char *type, const char *name, int v) {
+    char a[64];
+    addr(g, v, a, sizeof a);
+    out(g, "    %s *%s = (%s *)%s;\n", type, name, type, a);
+}
+
+/* Scratch at byte offset off of this kernel's scratch area, as `double *name`. */
+static void scratch(Gen *g, const char *type, const char *name, int64_t off) {
+    out(g, "    %s *%s = (%s *)(I + %lldLL);\n", type, name, type, (long long)(g->inner_bytes + off));
+}
+
+static void need(Gen *g, int64_t bytes) {
+    if (bytes > g->scratch) g->scratch = bytes;
+}
+
+static void fconst(char *buf, size_t n, float x) { snprintf(buf, n, "%.9ef", (double)x); }
+
+/* ---- ops ---- */
+
+static void gen_conv(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    const IrConvAttr *a = &n->attr.conv;
+    int64_t B = g->p->batch;
+    const IrType *x, *y;
+    if (n->op == IR_OP_CONV2D) x = ir_type(gr, n->in[0]), y = ir_type(gr, n->out[0]);
+    else if (n->op == IR_OP_CONV2D_BWD_DATA) x = ir_type(gr, n->out[0]), y = ir_type(gr, n->in[0]);
+    else x = ir_type(gr, n->in[1]), y = ir_type(gr, n->in[0]);
+    long long C = x->d[1], H = x->d[2], W = x->d[3], K = y->d[1], P = y->d[2], Q = y->d[3];
+    long long R = a->kh, Sw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
+    if (n->op == IR_OP_CONV2D) {
+        begin(g, B * K * P * Q);
+        ptr(g, "float", "x", n->in[0]);
+        ptr(g, "float", "w", n->in[1]);
+        ptr(g, "float", "y", n->out[0]);
+        if (a->bias) ptr(g, "float", "b", n->in[2]);
+        out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, k = i / %lld %% %lld, nn = i / %lld;\n", Q, Q, P,
+            P * Q, K, K * P * Q);
+        out(g, "    float acc = %s;\n", a->bias ? "b[k]" : "0.0f");
+        out(g, "    for (int c = 0; c < %lld; c++)\n"
+               "        for (int r = 0; r < %lld; r++) {\n"
+               "            long long ih = p * %lld - %lld + r;\n"
+               "            if (ih < 0 || ih >= %lld) continue;\n"
+               "            for (int s = 0; s < %lld; s++) {\n"
+               "                long long iw = q * %lld - %lld + s;\n"
+               "                if (iw < 0 || iw >= %lld) continue;\n"
+               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
+               "            }\n"
+               "        }\n"
+               "    y[i] = acc;\n",
+            C, R, sh, ph, H, Sw, sw, pw, W, C, R, Sw, C, H, W);
+        end(g);
+    } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
+        /* dx[n,c,ih,iw] = sum_k,r,s w[k,c,r,s] dy[n,k,p,q] with p*sh-ph+r = ih */
+        begin(g, B * C * H * W);
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "w", n->in[1]);
+        ptr(g, "float", "dx", n->out[0]);
+        out(g, "    long long iw = i %% %lld, ih = i / %lld %% %lld, c = i / %lld %% %lld, nn = i / %lld;\n", W, W, H,
+            H * W, C, C * H * W);
+        out(g, "    float acc = 0.0f;\n"
+               "    for (int k = 0; k < %lld; k++)\n"
+               "        for (int r = 0; r < %lld; r++) {\n"
+               "            long long tp = ih + %lld - r;\n"
+               "            if (tp < 0 || tp %% %lld) continue;\n"
+               "            long long p = tp / %lld;\n"
+               "            if (p >= %lld) continue;\n"
+               "            for (int s = 0; s < %lld; s++) {\n"
+               "                long long tq = iw + %lld - s;\n"
+               "                if (tq < 0 || tq %% %lld) continue;\n"
+               "                long long q = tq / %lld;\n"
+               "                if (q >= %lld) continue;\n"
+               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * dy[((nn * %lld + k) * %lld + p) * %lld + q];\n"
+               "            }\n"
+               "        }\n"
+               "    dx[i] = acc;\n",
+            K, R, ph, sh, sh, P, Sw, pw, sw, sw, Q, C, R, Sw, K, P, Q);
+        end(g);
+    } else {
+        /* dw[k,c,r,s]: PARTS partial sums over slices of (n, p, q), then
+         * their sum in order; db likewise. */
+        long long nw = K * C * R * Sw, m = B * P * Q, len = (m + PARTS - 1) / PARTS;
+        need(g, (nw + K) * PARTS * 4);
+        begin(g, nw * PARTS);
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "x", n->in[1]);
+        scratch(g, "float", "part", 0);
+        out(g, "    long long e = i / %d, t = i %% %d;\n", PARTS, PARTS);
+        out(g, "    long long s = e %% %lld, r = e / %lld %% %lld, c = e / %lld %% %lld, k = e / %lld;\n", Sw, Sw, R,
+            R * Sw, C, C * R * Sw);
+        out(g, "    float acc = 0.0f;\n"
+               "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
+               "    for (long long j = t * %lldLL; j < j1; j++) {\n"
+               "        long long q = j %% %lld, p = j / %lld %% %lld, nn = j / %lld;\n"
+               "        long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
+               "        if (ih < 0 || ih >= %lld || iw < 0 || iw >= %lld) continue;\n"
+               "        acc += dy[((nn * %lld + k) * %lld + p) * %lld + q] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
+               "    }\n"
+               "    part[i] = acc;\n",
+            len, m, len, m, len, Q, Q, P, P * Q, sh, ph, sw, pw, H, W, K, P, Q, C, H, W);
+        end(g);
+        begin(g, nw);
+        ptr(g, "float", "dw", n->out[0]);
+        scratch(g, "float", "part", 0);
+        out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    dw[i] = acc;\n",
+            PARTS, PARTS);
+        end(g);
+        if (n->nout > 1) {
+            begin(g, K * PARTS);
+            ptr(g, "float", "dy", n->in[0]);
+            scratch(g, "float", "part", nw * PARTS * 4);
+            out(g, "    long long k = i / %d, t = i %% %d;\n    float acc = 0.0f;\n"
+                   "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
+                   "    for (long long j = t * %lldLL; j < j1; j++)\n"
+                   "        acc += dy[(j / %lld * %lld + k) * %lld + j %% %lld];\n"
+                   "    part[i] = acc;\n",
+                PARTS, PARTS, len, m, len, m, len, P * Q, K, P * Q, P * Q);
+            end(g);
+            begin(g, K);
+            ptr(g, "float", "db", n->out[1]);
+            scratch(g, "float", "part", nw * PARTS * 4);
+            out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    db[i] = acc;\n",
+                PARTS, PARTS);
+            end(g);
+        }
+    }
+}
+
+static void gen_linear(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    long long B = g->p->batch, in, o;
+    if (n->op == IR_OP_LINEAR) in = ir_type(gr, n->in[0])->d[1], o = ir_type(gr, n->out[0])->d[1];
+    else if (n->op == IR_OP_LINEAR_BWD_DATA) in = ir_type(gr, n->out[0])->d[1], o = ir_type(gr, n->in[0])->d[1];
+    else in = ir_type(gr, n->in[1])->d[1], o = ir_type(gr, n->in[0])->d[1];
+    if (n->op == IR_OP_LINEAR) {
+        begin(g, B * o);
+        ptr(g, "float", "x", n->in[0]);
+        ptr(g, "float", "w", n->in[1]);
+        ptr(g, "float", "y", n->out[0]);
+        if (n->attr.linear.bias) ptr(g, "float", "b", n->in[2]);
+        out(g, "    long long r = i / %lld, o = i %% %lld;\n    float acc = 0.0f;\n"
+               "    for (long long j = 0; j < %lld; j++) acc += x[r * %lld + j] * w[o * %lld + j];\n"
+               "    y[i] = %sacc;\n",
+            o, o, in, in, in, n->attr.linear.bias ? "b[o] + " : "");
+        end(g);
+    } else if (n->op == IR_OP_LINEAR_BWD_DATA) {
+        begin(g, B * in);
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "w", n->in[1]);
+        ptr(g, "float", "dx", n->out[0]);
+        out(g, "    long long r = i / %lld, j = i %% %lld;\n    float acc = 0.0f;\n"
+               "    for (long long o = 0; o < %lld; o++) acc += dy[r * %lld + o] * w[o * %lld + j];\n"
+               "    dx[i] = acc;\n",
+            in, in, o, o, in);
+        end(g);
+    } else {
+        begin(g, o * in);
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "x", n->in[1]);
+        ptr(g, "float", "dw", n->out[0]);
+        out(g, "    long long o = i / %lld, j = i %% %lld;\n    float acc = 0.0f;\n"
+               "    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + o] * x[r * %lld + j];\n"
+               "    dw[i] = acc;\n",
+            in, in, B, o, in);
+        end(g);
+        if (n->nout > 1) {
+            begin(g, o);
+            ptr(g, "float", "dy", n->in[0]);
+            ptr(g, "float", "db", n->out[1]);
+            out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + i];\n"
+                   "    db[i] = acc;\n",
+                B, o);
+            end(g);
+        }
+    }
+}
+
+/* One thread per element of n values: `body` uses i and the pointers. */
+static void elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body) {
+    begin(g, cnt);
+    char nm[16];
+    for (int k = 0; k < n->nin; k++) {
+        snprintf(nm, sizeof nm, "a%d", k);
+        ptr(g, "float", nm, n->in[k]);
+    }
+    for (int k = 0; k < n->nout; k++) {
+        snprintf(nm, sizeof nm, "y%d", k);
+        ptr(g, "float", nm, n->out[k]);
+    }
+    out(g, "%s", body);
+    end(g);
+}
+
+static void gen_pool(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    const IrPoolAttr *a = &n->attr.pool;
+    int fwd = n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL;
+    const IrType *x = fwd ? ir_type(gr, n->in[0]) : ir_type(gr, n->out[0]);
+    const IrType *y = fwd ? ir_type(gr, n->out[0]) : ir_type(gr, n->in[0]);
+    long long B = g->p->batch, C = x->d[1], H = x->d[2], W = x->d[3], P = y->d[2], Q = y->d[3];
+    long long kh = a->kh, kw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
+    char inv[32];
+    fconst(inv, sizeof inv, 1.0f / (float)(kh * kw));
+    /* argmax of window (p, q) of plane xp, as ref's pool_argmax */
+    char argmax[1024];
+    snprintf(argmax, sizeof argmax,
+             "        long long best = -1; float m = -NETC_INF;\n"
+             "        for (int u = 0; u < %lld; u++) {\n"
+             "            long long ih = p * %lld - %lld + u;\n"
+             "            if (ih < 0 || ih >= %lld) continue;\n"
+             "            for (int v = 0; v < %lld; v++) {\n"
+             "                long long iw = q * %lld - %lld + v;\n"
+             "                if (iw < 0 || iw >= %lld) continue;\n"
+             "                float xv = xp[ih * %lld + iw];\n"
+             "                if (best < 0 || xv > m || xv != xv) { best = ih * %lld + iw; m = xv; }\n"
+             "            }\n"
+             "        }\n",
+             kh, sh, ph, H, kw, sw, pw, W, W, W);
+    if (fwd) {
+        begin(g, B * C * P * Q);
+        ptr(g, "float", "x", n->in[0]);
+        ptr(g, "float", "y", n->out[0]);
+        out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, pl = i / %lld;\n    const float *xp = x + pl * %lld;\n",
+            Q, Q, P, P * Q, H * W);
+        if (n->op == IR_OP_MAXPOOL) {
+            out(g, "    {\n%s        y[i] = best < 0 ? -NETC_INF : xp[best];\n    }\n", argmax);
+        } else {
+            out(g, "    float acc = 0.0f;\n"
+                   "    for (int u = 0; u < %lld; u++) {\n"
+                   "        long long ih = p * %lld - %lld + u;\n"
+                   "        if (ih < 0 || ih >= %lld) continue;\n"
+                   "        for (int v = 0; v < %lld; v++) {\n"
+                   "            long long iw = q * %lld - %lld + v;\n"
+                   "            if (iw >= 0 && iw < %lld) acc += xp[ih * %lld + iw];\n"
+                   "        }\n"
+                   "    }\n"
+                   "    y[i] = acc * %s;\n",
+                kh, sh, ph, H, kw, sw, pw, W, W, inv);
+        }
+        end(g);
+        return;
+    }
+    /* backward as a gather: input (ih, iw) adds the windows (p, q), in
+     * row-major order as ref scatters them, that cover it (and, for max,
+     * whose argmax it is). */
+    begin(g, B * C * H * W);
+    ptr(g, "float", "dy", n->in[0]);
+    if (n->op == IR_OP_MAXPOOL_BWD) ptr(g, "float", "x", n->in[1]);
+    ptr(g, "float", "dx", n->out[0]);
+    out(g, "    long long jw = i %% %lld, jh = i / %lld %% %lld, pl = i / %lld;\n", W, W, H, H * W);
+    if (n->op == IR_OP_MAXPOOL_BWD) out(g, "    const float *xp = x + pl * %lld;\n", H * W);
+    out(g, "    const float *yp = dy + pl * %lld;\n    float acc = 0.0f;\n", P * Q);
+    out(g, "    long long p0 = jh + %lld - %lld + 1, q0 = jw + %lld - %lld + 1;\n", ph, kh, pw, kw);
+    out(g, "    p0 = p0 <= 0 ? 0 : (p0 + %lld - 1) / %lld;\n    q0 = q0 <= 0 ? 0 : (q0 + %lld - 1) / %lld;\n", sh, sh,
+        sw, sw);
+    out(g, "    for (long long p = p0; p < %lld && p * %lld - %lld <= jh; p++)\n"
+           "        for (long long q = q0; q < %lld && q * %lld - %lld <= jw; q++) {\n",
+        P, sh, ph, Q, sw, pw);
+    if (n->op == IR_OP_MAXPOOL_BWD)
+        out(g, "%s        if (best == jh * %lld + jw) acc += yp[p * %lld + q];\n", argmax, W, Q);
+    else
+        out(g, "            acc += yp[p * %lld + q] * %s;\n", Q, inv);
+    out(g, "        }\n    dx[i] = acc;\n");
+    end(g);
+}
+
+static void gen_global_pool(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    int fwd = n->op == IR_OP_GAVGPOOL || n->op == IR_OP_GMAXPOOL;
+    const IrType *x = fwd ? ir_type(gr, n->in[0]) : ir_type(gr, n->out[0]);
+    long long nc = g->p->batch * x->d[1], hw = x->d[2] * x->d[3];
+    char b[1024];
+    const char *argmax = "    long long best = 0;\n"
+                         "    for (long long j = 1; j < %lld; j++) if (xp[j] > xp[best] || xp[j] != xp[j]) best = j;\n";
+    switch (n->op) {
+    case IR_OP_GAVGPOOL:
+        snprintf(b, sizeof b, "    float acc = 0.0f;\n    for (long long j = 0; j < %lld; j++) acc += a0[i * %lld + j];\n"
+                              "    y0[i] = acc / (float)%lld;\n", hw, hw, hw);
+        elementwise(g, n, nc, b);
+        break;
+    case IR_OP_GAVGPOOL_BWD:
+        snprintf(b, sizeof b, "    y0[i] = a0[i / %lld] / (float)%lld;\n", hw, hw);
+        elementwise(g, n, nc * hw, b);
+        break;
+    case IR_OP_GMAXPOOL: {
+        int k = snprintf(b, sizeof b, "    const float *xp = a0 + i * %lld;\n", hw);
+        k += snprintf(b + k, sizeof b - (size_t)k, argmax, hw);
+        snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = xp[best];\n");
+        elementwise(g, n, nc, b);
+        break;
+    }
+    default: {  /* GMAXPOOL_BWD (dy, x) -> dx */
+        int k = snprintf(b, sizeof b, "    long long pl = i / %lld;\n    const float *xp = a1 + pl * %lld;\n", hw, hw);
+        k += snprintf(b + k, sizeof b - (size_t)k, argmax, hw);
+        snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = best == i %% %lld ? a0[pl] : 0.0f;\n", hw);
+        elementwise(g, n, nc * hw, b);
+    }
+    }
+}
+
+/* Batch norm statistics, as ref: per channel over m = B*hw values, sums in
+ * double: PARTS partial sums per channel (thread t adds elements t, t+PARTS,
+ * ...) and one thread per channel adding them in order. */
+static void gen_bn(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    const IrType *x = ir_type(gr, n->in[1 * (n->op == IR_OP_BATCHNORM_BWD)]);
+    long long B = g->p->batch, C = x->d[1], hw = x->rank == 4 ? x->d[2] * x->d[3] : 1, m = B * hw;
+    char elem[128];
+    snprintf(elem, sizeof elem, "(j / %lld * %lld + c) * %lld + j %% %lld", hw, C, hw, hw);
+    char ch[64];
+    snprintf(ch, sizeof ch, "    long long c = i / %lld %% %lld;\n", hw, C);
+    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_EVAL) {
+        char eps[32], b[512];
+        fconst(eps, sizeof eps, n->attr.bn.eps);
+        snprintf(b, sizeof b, "%s    float inv = (float)(1.0 / sqrt((double)a4[c] + (double)%s));\n"
+                              "    y0[i] = a1[c] * (a0[i] - a3[c]) * inv + a2[c];\n", ch, eps);
+        elementwise(g, n, B * C * hw, b);
+        return;
+    }
+    int bwd = n->op == IR_OP_BATCHNORM_BWD;
+    need(g, C * PARTS * 16 + C * 16);
+    /* pass 1 (train: sum x; bwd: sum dy, sum dy*xhat) */
+    begin(g, C * PARTS);
+    scratch(g, "double", "part", 0);
+    if (!bwd) {
+        ptr(g, "float", "x", n->in[0]);
+        out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0;\n"
+               "    for (long long j = t; j < %lld; j += %d) s += (double)x[%s];\n    part[i] = s;\n",
+            PARTS, PARTS, m, PARTS, elem);
+    } else {
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "x", n->in[1]);
+        ptr(g, "float", "mean", n->in[3]);
+        ptr(g, "float", "inv", n->in[4]);
+        out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, sx = 0, mu = (double)mean[c], iv = (double)inv[c];\n"
+               "    for (long long j = t; j < %lld; j += %d) {\n"
+               "        long long e = %s;\n"
+               "        s += (double)dy[e];\n"
+               "        sx += (double)dy[e] * ((double)x[e] - mu) * iv;\n"
+               "    }\n    part[i] = s;\n    part[%lld + i] = sx;\n",
+            PARTS, PARTS, m, PARTS, elem, C * PARTS);
+    }
+    end(g);
+    if (bwd) {
+        begin(g, C);
+        scratch(g, "double", "part", 0);
+        scratch(g, "double", "tot", C * PARTS * 16);
+        ptr(g, "float", "dgamma", n->out[1]);
+        ptr(g, "float", "dbeta", n->out[2]);
+        out(g, "    double s = 0, sx = 0;\n"
+               "    for (int t = 0; t < %d; t++) { s += part[i * %d + t]; sx += part[%lld + i * %d + t]; }\n"
+               "    tot[i] = s; tot[%lld + i] = sx;\n    dgamma[i] = (float)sx; dbeta[i] = (float)s;\n",
+            PARTS, PARTS, C * PARTS, PARTS, C);
+        end(g);
+        begin(g, B * C * hw);
+        ptr(g, "float", "dy", n->in[0]);
+        ptr(g, "float", "x", n->in[1]);
+        ptr(g, "float", "gamma", n->in[2]);
+        ptr(g, "float", "mean", n->in[3]);
+        ptr(g, "float", "inv", n->in[4]);
+        ptr(g, "float", "dx", n->out[0]);
+        scratch(g, "double", "tot", C * PARTS * 16);
+        out(g, "%s    double iv = (double)inv[c], scale = (double)gamma[c] * iv / (double)%lld;\n"
+               "    double xhat = ((double)x[i] - (double)mean[c]) * iv;\n"
+               "    dx[i] = (float)(scale * ((double)%lld * (double)dy[i] - tot[c] - xhat * tot[%lld + c]));\n",
+            ch, m, m, C);
+        end(g);
+        return;
+    }
+    /* train: mean, then sum of squares around it, then y and the stats */
+    begin(g, C);
+    scratch(g, "double", "part", 0);
+    scratch(g, "double", "tot", C * PARTS * 16);
+    out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n    tot[i] = s / (double)%lld;\n",
+        PARTS, PARTS, m);
+    end(g);
+    begin(g, C * PARTS);
+    ptr(g, "float", "x", n->in[0]);
+    scratch(g, "double", "part", 0);
+    scratch(g, "double", "tot", C * PARTS * 16);
+    out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, mu = tot[c];\n"
+           "    for (long long j = t; j < %lld; j += %d) { double dv = (double)x[%s] - mu; s += dv * dv; }\n"
+           "    part[i] = s;\n",
+        PARTS, PARTS, m, PARTS, elem);
+    end(g);
+    char eps[32], mom[32];
+    fconst(eps, sizeof eps, n->attr.bn.eps);
+    fconst(mom, sizeof mom, n->attr.bn.momentum);
+    begin(g, C);
+    scratch(g, "double", "part", 0);
+    scratch(g, "double", "tot", C * PARTS * 16);
+    ptr(g, "float", "rmean", n->in[3]);
+    ptr(g, "float", "rvar", n->in[4]);
+    ptr(g, "float", "smean", n->out[1]);
+    ptr(g, "float", "sinv", n->out[2]);
+    out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n"
+           "    double mean = tot[i], var = s / (double)%lld, invstd = 1.0 / sqrt(var + (double)%s);\n"
+           "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
+           "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
+           "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
+           "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
+        PARTS, PARTS, m, eps, mom, m, m, m - 1);
+    end(g);
+    begin(g, B * C * hw);
+    ptr(g, "float", "x", n->in[0]);
+    ptr(g, "float", "gamma", n->in[1]);
+    ptr(g, "float", "beta", n->in[2]);
+    ptr(g, "float", "y", n->out[0]);
+    ptr(g, "float", "smean", n->out[1]);
+    ptr(g, "float", "sinv", n->out[2]);
+    out(g, "%s    y[i] = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
+    end(g);
+}
+
+static int same_buffer(const Program *p, int a, int b) {
+    ValueLoc la, lb;
+    program_loc(p, a, &la);
+    program_loc(p, b, &lb);
+    return la.root == lb.root && la.off == lb.off;
+}
+
+static int gen_node(Gen *g, const IrNode *n, Diag *d) {
+    const Program *p = g->p;
+    const IrGraph *gr = &p->g;
+    int64_t B = p->batch;
+    const IrType *tx = n->nin ? ir_type(gr, n->in[0]) : NULL;
+    int64_t cnt = tx ? ir_numel(tx, B) : 0;
+    char b[2048];
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_LABELS: case IR_OP_PARAM: return 0;
+    case IR_OP_CONV2D: case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: gen_conv(g, n); return 0;
+    case IR_OP_LINEAR: case IR_OP_LINEAR_BWD_DATA: case IR_OP_LINEAR_BWD_WEIGHT: gen_linear(g, n); return 0;
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD: gen_pool(g, n); return 0;
+    case IR_OP_GAVGPOOL: case IR_OP_GMAXPOOL: case IR_OP_GAVGPOOL_BWD: case IR_OP_GMAXPOOL_BWD:
+        gen_global_pool(g, n);
+        return 0;
+    case IR_OP_BATCHNORM: case IR_OP_BATCHNORM_BWD: gen_bn(g, n); return 0;
+    case IR_OP_RELU: elementwise(g, n, cnt, "    y0[i] = a0[i] < 0.0f ? 0.0f : a0[i];\n"); return 0;
+    case IR_OP_SIGMOID: elementwise(g, n, cnt, "    y0[i] = 1.0f / (1.0f + expf(-a0[i]));\n"); return 0;
+    case IR_OP_RELU_BWD: elementwise(g, n, cnt, "    y0[i] = a1[i] > 0.0f ? a0[i] : 0.0f;\n"); return 0;
+    case IR_OP_SIGMOID_BWD: elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i] * (1.0f - a1[i]);\n"); return 0;
+    case IR_OP_ADD: elementwise(g, n, cnt, "    y0[i] = a0[i] + a1[i];\n"); return 0;
+    case IR_OP_DROPOUT_BWD: elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i];\n"); return 0;
+    case IR_OP_FLATTEN: case IR_OP_RESHAPE:
+        if (!same_buffer(p, n->in[0], n->out[0])) elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
+        return 0;
+    case IR_OP_ACCUM: {
+        int k = snprintf(b, sizeof b, "    float acc = a0[i];\n");
+        for (int j = 1; j < n->nin; j++) k += snprintf(b + k, sizeof b - (size_t)k, "    acc += a%d[i];\n", j);
+        snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = acc;\n");
+        elementwise(g, n, cnt, b);
+        return 0;
+    }
+    case IR_OP_DROPOUT: {
+        float pr = n->attr.dropout.p;
+        if (n->attr.dropout.mode != IR_TRAIN) {
+            elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
+            return 0;
+        }
+        char keep[32], pc[32];
+        fconst(keep, sizeof keep, pr < 1.0f ? 1.0f / (1.0f - pr) : 0.0f);
+        fconst(pc, sizeof pc, pr);
+        snprintf(b, sizeof b, "    float m = %s && uniform(seed, %lluull, step, (u64)i) < %s ? 0.0f : %s;\n"
+                              "    %sy0[i] = a0[i] * m;\n",
+                 pr > 0.0f ? "1" : "0", (unsigned long long)n->attr.dropout.index, pc, keep,
+                 n->nout > 1 ? "y1[i] = m; " : "");
+        elementwise(g, n, cnt, b);
+        return 0;
+    }
+    case IR_OP_CONCAT: {
+        const IrType *ty = ir_type(gr, n->out[0]);
+        long long ctot = ty->d[1], hw = ty->d[2] * ty->d[3], c0 = 0;
+        int k = snprintf(b, sizeof b, "    long long c = i / %lld %% %lld, nn = i / %lld, e = i %% %lld;\n", hw, ctot,
+                         ctot * hw, hw);
+        for (int j = 0; j < n->nin; j++) {
+            long long ck = ir_type(gr, n->in[j])->d[1];
+            k += snprintf(b + k, sizeof b - (size_t)k, "    %sif (c < %lld) y0[i] = a%d[(nn * %lld + c - %lld) * %lld + e];\n",
+                          j ? "else " : "", c0 + ck, j, ck, c0, hw);
+            c0 += ck;
+        }
+        elementwise(g, n, ir_numel(ty, B), b);
+        return 0;
+    }
+    case IR_OP_SLICE: {
+        long long ctot = tx->d[1], hw = tx->d[2] * tx->d[3], c = n->attr.slice.c, c0 = n->attr.slice.c0;
+        snprintf(b, sizeof b, "    y0[i] = a0[(i / %lld * %lld + %lld) * %lld + i %% %lld];\n", c * hw, ctot, c0, hw,
+                 c * hw);
+        elementwise(g, n, B * c * hw, b);
+        return 0;
+    }
+    case IR_OP_SGD: elementwise(g, n, cnt, "    a0[i] -= lr * a1[i];\n"); return 0;
+    case IR_OP_SOFTMAX_XENT: case IR_OP_SOFTMAX_XENT_BWD: {
+        long long K = tx->d[1];
+        char rows[1024];
+        snprintf(rows, sizeof rows,
+                 "        const float *l = lg + r * %lld;\n        int lab = labels[r];\n"
+                 "        float mx = l[0], s = 0.0f;\n"
+                 "        for (int j = 1; j < %lld; j++) if (l[j] > mx) mx = l[j];\n"
+                 "        for (int j = 0; j < %lld; j++) s += expf(l[j] - mx);\n",
+                 K, K, K);
+        begin(g, n->op == IR_OP_SOFTMAX_XENT ? 1 : B);
+        ptr(g, "float", "lg", n->in[0]);
+        ptr(g, "int", "labels", n->in[1]);
+        ptr(g, "float", "y", n->out[0]);
+        if (n->op == IR_OP_SOFTMAX_XENT)
+            out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) {\n%s"
+                   "        acc += lab < 0 || lab >= %lld ? NETC_NAN : logf(s) - (l[lab] - mx);\n    }\n"
+                   "    y[0] = acc / (float)%lld;\n",
+                (long long)B, rows, K, (long long)B);
+        else
+            out(g, "    long long r = i;\n    {\n%s"
+                   "        for (int j = 0; j < %lld; j++)\n"
+                   "            y[r * %lld + j] = lab < 0 || lab >= %lld ? NETC_NAN : (expf(l[j] - mx) / s - (j == lab ? 1.0f : 0.0f)) / (float)%lld;\n"
+                   "    }\n",
+                rows, K, K, K, (long long)B);
+        end(g);
+        return 0;
+    }
+    case IR_OP_COUNT: break;
+    }
+    return diag_error_noloc(d, "no kernel for op %d", (int)n->op);
+}
+
+int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
+    memset(s, 0, sizeof *s);
+    if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
+    /* not yet: the memory plan's strided views and recomputed batch norms */
+    for (int v = 0; v < p->g.nvalues; v++) {
+        ValueLoc l;
+        program_loc(p, v, &l);
+        if (l.strided)
+            return diag_error_noloc(d, "the cuda backend does not take the memory plan's strided views yet "
+                                       "(in-place concat): use --concat copy");
+    }
+    for (int i = 0; i < p->g.nnodes; i++)
+        if (p->g.nodes[i].op == IR_OP_BATCHNORM && p->g.nodes[i].attr.bn.mode == IR_BN_APPLY)
+            return diag_error_noloc(d, "the cuda backend does not take --recompute bn-relu yet");
+    Gen g = {p, open_memstream(&s->text, &s->len), s, ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t)), 0, 0, 0, 0};
+    if (!g.f) return diag_error_noloc(d, "out of memory");
+    g.inner_bytes = (program_inner_offsets(p, g.inner) + 63) / 64 * 64;
+    fputs(prelude, g.f);
+    int rc = 0;
+    for (int k = 0; k < p->nkernels && !rc; k++) {
+        g.kernel = k;
+        g.nl = 0;
+        out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
+        for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) rc = gen_node(&g, ir_node(&p->g, p->kernels[k].nodes[j]), d);
+    }
+    fclose(g.f);
+    free(g.inner);
+    s->side_bytes = g.inner_bytes + g.scratch;
+    if (rc) cg_cuda_source_free(s);
+    return rc;
+}
+
+void cg_cuda_source_free(CudaSource *s) {
+    free(s->text);
+    free(s->launch);
+    memset(s, 0, sizeof *s);
+}

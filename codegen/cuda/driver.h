@@ -1,0 +1,52 @@
+/* driver.h - the CUDA Driver API as a table of functions, so that tests can
+ * pass a fake driver.  cg_cuda_driver_open fills it from libcuda.so.1 with
+ * dlopen; every call below is checked and fails with a message naming the
+ * call and the driver's error. */
+#ifndef NETC_CUDA_DRIVER_H
+#define NETC_CUDA_DRIVER_H
+
+#include <stddef.h>
+#include "../../ir/diag.h"
+
+typedef unsigned long long CuPtr;   /* CUdeviceptr */
+
+/* Driver API signatures (CUresult is int; handles are opaque pointers). */
+typedef struct {
+    void *lib;   /* dlopen handle, NULL for a fake table */
+    int (*init)(unsigned);
+    int (*device_count)(int *);
+    int (*device_get)(int *, int);
+    int (*ctx_create)(void **, unsigned, int);
+    int (*ctx_destroy)(void *);
+    int (*mem_alloc)(CuPtr *, size_t);
+    int (*mem_free)(CuPtr);
+    int (*module_load)(void **, const void *, unsigned, int *, void **);
+    int (*module_unload)(void *);
+    int (*module_function)(void **, void *, const char *);
+    int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **, void **);
+    int (*synchronize)(void);
+    int (*error_name)(int, const char **);
+} CudaDriver;
+
+/* 0, or -1 with "no CUDA driver (libcuda.so.1) on this machine". */
+int cg_cuda_driver_open(CudaDriver *t, Diag *d);
+void cg_cuda_driver_close(CudaDriver *t);
+
+typedef struct {
+    const CudaDriver *t;
+    void *ctx, *module;
+    CuPtr mem;          /* one block: arena, side block, slots */
+    size_t bytes;
+} CudaDevice;
+
+/* cuInit, the first device, a context, `bytes` of device memory and the
+ * module `image` (PTX or cubin).  On failure everything acquired is
+ * released again; -1 with the message in d ("no CUDA device", "out of
+ * device memory (N bytes)", ...). */
+int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, CudaDevice *dev, Diag *d);
+/* Launches kernel `name` (grid x block threads, args as cuLaunchKernel
+ * takes them) and waits for it. */
+int cg_cuda_device_launch(CudaDevice *dev, const char *name, unsigned grid, unsigned block, void **args, Diag *d);
+void cg_cuda_device_close(CudaDevice *dev);
+
+#endif

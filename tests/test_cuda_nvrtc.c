@@ -1,0 +1,102 @@
+/* test_cuda_nvrtc.c - every kernel the cuda backend generates compiles
+ * with NVRTC: the train and eval programs of the seven networks at the
+ * batch and resolution their files give (the seed's), each program's
+ * source to PTX for compute_90 and to SASS for sm_90 (ptxas's limits).  A
+ * syntax error planted in a source must give an error carrying NVRTC's
+ * log.  Without NVRTC the test is skipped with the reason printed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/cuda/cuda_src.h"
+#include "codegen/cuda/nvrtc.h"
+#include "testutil.h"
+
+static int have_nvrtc(void) {
+    const char *why;
+    if (cg_nvrtc_available(&why)) return 1;
+    printf("skipped: %s\n", why);
+    return 0;
+}
+
+static void compile_model(const char *model) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%s.net", NETC_SOURCE_DIR, model);
+    IrGraph g;
+    char *src = NULL;
+    assert_int_equal(tu_build(path, IR_TRAIN, &g, &src), 0);
+    int64_t batch = g.train.batch;
+    int resize = g.train.resize;
+    ir_free(&g);
+    free(src);
+    for (int mode = 0; mode < 2; mode++) {
+        Program p;
+        assert_int_equal(tu_program(path, mode ? IR_EVAL : IR_TRAIN, batch, resize, 4, &p), 0);
+        Diag d;
+        diag_init(&d, "cuda", NULL, 0, stderr);
+        CudaSource cs;
+        assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+        const char *arch[] = {"compute_90", "sm_90"};
+        for (int a = 0; a < 2; a++) {
+            char *bin;
+            size_t len;
+            int rc = cg_nvrtc_compile(cs.text, model, arch[a], &bin, &len, &d);
+            printf("%s %s, batch %lld, resize %d: %d launches, %s: %s (%zu bytes)\n", model, mode ? "eval" : "train",
+                   (long long)batch, resize, cs.nlaunch, arch[a], rc ? "FAILED" : "ok", len);
+            assert_int_equal(rc, 0);
+            assert_true(len > 0);
+            free(bin);
+        }
+        cg_cuda_source_free(&cs);
+        program_free(&p);
+    }
+}
+
+#define MODEL_TEST(name, file) \
+    static void test_##name(void **s) { (void)s; if (have_nvrtc()) compile_model(file); }
+MODEL_TEST(alexnet, "alexnet")
+MODEL_TEST(vgg, "vgg11")
+MODEL_TEST(nin, "nin")
+MODEL_TEST(googlenet, "googlenet")
+MODEL_TEST(lenet, "lenet_bn")
+MODEL_TEST(resnet, "resnet18")
+MODEL_TEST(densenet, "densenet")
+
+/* A planted syntax error: the message names the failure and holds the log. */
+static void test_log(void **s) {
+    (void)s;
+    if (!have_nvrtc()) return;
+    char *msg = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&msg, &n);
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, f);
+    char *bin;
+    size_t len;
+    int rc = cg_nvrtc_compile("extern \"C\" __global__ void k(float *x) { x[0] = 1.0f }\n", "planted.cu",
+                              "compute_90", &bin, &len, &d);
+    fclose(f);
+    printf("%s", msg);
+    assert_int_equal(rc, -1);
+    assert_null(bin);
+    assert_non_null(strstr(msg, "NVRTC could not compile planted.cu"));
+    assert_non_null(strstr(msg, "planted.cu(1)"));   /* the log's location of the error */
+    free(msg);
+}
+
+int main(void) {
+    /* the cuda backend takes no strided views yet: every concat copies */
+    static const PlanOptions copy = {1, 0};
+    tu_plan = &copy;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log), cmocka_unit_test(test_lenet), cmocka_unit_test(test_alexnet),
+        cmocka_unit_test(test_vgg), cmocka_unit_test(test_nin), cmocka_unit_test(test_googlenet),
+        cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
