@@ -30,8 +30,6 @@
 #include "cpu_targets.h"
 #include "testutil.h"
 
-enum { FACTOR = 8 };
-#define FLOOR 1e-6
 
 static const char *cpu_specs[TU_MAX_CPUS];
 static int cpu_widths[TU_MAX_CPUS], ncpus;
@@ -41,10 +39,6 @@ static void **run_on(const Backend *be, const char *spec, const Program *p, Thre
     void **s = tu_slots(p, 99);
     assert_int_equal(tu_step(be, spec, p, s, pool), 0);
     return s;
-}
-
-static double at(const Program *p, void **s, int i, int64_t j) {
-    return p->elem_bytes == 8 ? ((double *)s[i])[j] : ((float *)s[i])[j];
 }
 
 static void step_model(const char *model, IrMode mode, int64_t batch, int resize) {
@@ -64,27 +58,17 @@ static void step_model(const char *model, IrMode mode, int64_t batch, int resize
         const char *worst_slot = "";
         for (int i = 0; i < p.nslots; i++) {
             if (p.slots[i].kind == SLOT_LABELS) continue;
-            int64_t n = p.slots[i].bytes / 4;
-            double scale = 1e-2, e_ref = 0, e_cpu = 0;
-            for (int64_t j = 0; j < n; j++) {
-                double x = at(&p64, r64, i, j);
-                scale = fmax(scale, fabs(x));
-                e_ref = fmax(e_ref, fabs(at(&p, r32, i, j) - x));
-                double e = fabs(at(&p, cpu, i, j) - x);
-                if (!(e <= e_cpu)) e_cpu = e;   /* NaN sticks */
-            }
-            double allowed = FACTOR * fmax(e_ref, FLOOR * scale);
-            if (!(e_cpu <= allowed)) {
+            double e_cpu, e_ref, scale, ratio;
+            if (!tu_judge(&p, &p64, r32, r64, cpu, i, &e_cpu, &e_ref, &scale, &ratio)) {
                 fprintf(stderr, "%s %s, %d-wide: slot %s: cpu vs double %g, ref vs double %g, scale %g (allowed %g)\n",
                         model, mode == IR_TRAIN ? "train" : "eval", cpu_widths[c], p.slots[i].name, e_cpu, e_ref,
-                        scale, allowed);
+                        scale, TU_FACTOR * fmax(e_ref, TU_FLOOR * scale));
                 bad = 1;
             }
-            double ratio = e_cpu / fmax(e_ref, FLOOR * scale);
             if (ratio > worst) worst = ratio, worst_slot = p.slots[i].name;
         }
         printf("%s %s, %d-wide: worst cpu/ref error against double %.2f (%s), allowed %d\n", model,
-               mode == IR_TRAIN ? "train" : "eval", cpu_widths[c], worst, worst_slot, FACTOR);
+               mode == IR_TRAIN ? "train" : "eval", cpu_widths[c], worst, worst_slot, TU_FACTOR);
         tu_slots_free(&p, cpu);
     }
     rt_pool_free(pool);

@@ -31,8 +31,6 @@
 #include "codegen/cuda/cuda_src.h"
 #include "testutil.h"
 
-enum { FACTOR = 8 };
-#define FLOOR 1e-6
 
 typedef void (*EmuLaunch)(void (*)(char *, char *, void **, float, unsigned long long, unsigned long long), unsigned,
                           unsigned, char *, char *, void **, float, unsigned long long, unsigned long long);
@@ -97,10 +95,6 @@ static char *plant(const char *text, const char *from, const char *to) {
     return r;
 }
 
-static double at(const Program *p, void **s, int i, int64_t j) {
-    return p->elem_bytes == 8 ? ((double *)s[i])[j] : ((float *)s[i])[j];
-}
-
 /* Runs a step of model on the emulated device (its source with `from`
  * replaced by `to` when from is not NULL) and judges it; returns the
  * number of slots over their bound. */
@@ -125,28 +119,18 @@ static int step_model(const char *model, IrMode mode, int64_t batch, int resize,
     const char *worst_slot = "";
     for (int i = 0; i < p.nslots; i++) {
         if (p.slots[i].kind == SLOT_LABELS) continue;
-        int64_t n = p.slots[i].bytes / 4;
-        double scale = 1e-2, e_ref = 0, e_emu = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double x = at(&p64, r64, i, j);
-            scale = fmax(scale, fabs(x));
-            e_ref = fmax(e_ref, fabs(at(&p, r32, i, j) - x));
-            double e = fabs(at(&p, emu, i, j) - x);
-            if (!(e <= e_emu)) e_emu = e;   /* NaN sticks */
-        }
-        double allowed = FACTOR * fmax(e_ref, FLOOR * scale);
-        if (!(e_emu <= allowed)) {
+        double e_emu, e_ref, scale, ratio;
+        if (!tu_judge(&p, &p64, r32, r64, emu, i, &e_emu, &e_ref, &scale, &ratio)) {
             if (!from || bad < 3)
                 fprintf(stderr, "%s %s%s: slot %s: emu vs double %g, ref vs double %g, scale %g (allowed %g)\n", model,
                         mode == IR_TRAIN ? "train" : "eval", from ? " (planted)" : "", p.slots[i].name, e_emu, e_ref,
-                        scale, allowed);
+                        scale, TU_FACTOR * fmax(e_ref, TU_FLOOR * scale));
             bad++;
         }
-        double ratio = e_emu / fmax(e_ref, FLOOR * scale);
         if (ratio > worst) worst = ratio, worst_slot = p.slots[i].name;
     }
     printf("%s %s%s: %d launches, worst emu/ref error against double %.2f (%s), allowed %d\n", model,
-           mode == IR_TRAIN ? "train" : "eval", from ? " (planted)" : "", cs.nlaunch, worst, worst_slot, FACTOR);
+           mode == IR_TRAIN ? "train" : "eval", from ? " (planted)" : "", cs.nlaunch, worst, worst_slot, TU_FACTOR);
     if (text != cs.text) free(text);
     tu_slots_free(&p, r32);
     tu_slots_free(&p64, r64);

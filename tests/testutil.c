@@ -1,6 +1,7 @@
 /* testutil.c - shared helpers for the cmocka tests. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,4 +105,27 @@ int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, Thre
     }
     free(arena);
     return rc;
+}
+
+static double tu_at(const Program *p, void **s, int i, int64_t j) {
+    return p->elem_bytes == 8 ? ((double *)s[i])[j] : ((float *)s[i])[j];
+}
+
+int tu_judge(const Program *p, const Program *p64, void **r32, void **r64, void **got, int i, double *err,
+             double *ref, double *scale, double *ratio) {
+    int64_t n = p->slots[i].bytes / 4;
+    double sc = 1e-2, e_ref = 0, e_got = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double x = tu_at(p64, r64, i, j);
+        sc = fmax(sc, fabs(x));
+        e_ref = fmax(e_ref, fabs(tu_at(p, r32, i, j) - x));
+        double e = fabs(tu_at(p, got, i, j) - x);
+        if (!(e <= e_got)) e_got = e;   /* NaN sticks */
+    }
+    double base = fmax(e_ref, TU_FLOOR * sc);
+    if (err) *err = e_got;
+    if (ref) *ref = e_ref;
+    if (scale) *scale = sc;
+    if (ratio) *ratio = e_got / base;
+    return e_got <= TU_FACTOR * base;
 }

@@ -12,6 +12,16 @@
 int tu_build(const char *path, IrMode mode, IrGraph *g, char **src);
 /* Builds a model and runs the pipeline at a batch and resize. */
 int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int elem_bytes, Program *p);
+/* Slot i of a float step's result `got` judged against the double
+ * oracle's r64 (same program planned in double, p64), by ref's own
+ * distance from double (r32): err = max|got - r64|, ref = max|r32 - r64|,
+ * scale = max(max|r64|, 1e-2); within when err <= TU_FACTOR * max(ref,
+ * TU_FLOOR * scale) (NaN never is).  Returns whether it is within; *ratio:
+ * err / max(ref, TU_FLOOR * scale); the rest for messages (any may be NULL). */
+enum { TU_FACTOR = 8 };
+#define TU_FLOOR 1e-6
+int tu_judge(const Program *p, const Program *p64, void **r32, void **r64, void **got, int i, double *err,
+             double *ref, double *scale, double *ratio);
 /* The memory plan's options tu_program uses (NULL: the defaults). */
 extern const PlanOptions *tu_plan;
 /* Reads a whole file (NUL-terminated); NULL if unreadable. */
