@@ -131,6 +131,12 @@ static inline const IrOpInfo *ir_info(IrOp op) { return &ir_op_info[op]; }
 static inline IrNode *ir_node(const IrGraph *g, int id) { return &g->nodes[id]; }
 static inline IrValue *ir_value(const IrGraph *g, int id) { return &g->values[id]; }
 static inline IrType *ir_type(const IrGraph *g, int id) { return &g->values[id].type; }
+/* Whether node n reads value v. */
+static inline int ir_reads(const IrNode *n, int v) {
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i] == v) return 1;
+    return 0;
+}
 
 /* Size limits.  Shape inference (passes/shape.c) rejects, at the layer's
  * source location, a graph that passes any of them, so that every size, byte

@@ -69,12 +69,6 @@ typedef struct {
     int defer[64], ndefer;  /* nodes passed over that run after it */
 } Fuser;
 
-static int reads(const IrNode *n, int v) {
-    for (int i = 0; i < n->nin; i++)
-        if (n->in[i] == v) return 1;
-    return 0;
-}
-
 /* The largest mark (1 chain, 2 deferred) among n's inputs. */
 static int reads_made(const Fuser *f, const IrNode *n) {
     int m = 0;
@@ -107,7 +101,7 @@ static int chain_next(Fuser *f, int v, IrOp op, int in_at) {
             const IrNode *n = ir_node(f->g, id);
             if (f->taken[id]) continue;
             int m = reads_made(f, n);
-            if (m < 2 && n->op == op && (in_at < 0 ? reads(n, v) : in_at < n->nin && n->in[in_at] == v)) {
+            if (m < 2 && n->op == op && (in_at < 0 ? ir_reads(n, v) : in_at < n->nin && n->in[in_at] == v)) {
                 chain_add(f, pos);
                 return 1;
             }
@@ -234,7 +228,7 @@ static int m_elementwise(Fuser *f, unsigned off) {
         /* the next reader of v, whatever its op: elementwise or the end */
         for (int pos = last + 1; pos < f->norder && !found; pos++) {
             const IrNode *n = ir_node(f->g, f->order[pos]);
-            if (!f->taken[f->order[pos]] && reads(n, v)) {
+            if (!f->taken[f->order[pos]] && ir_reads(n, v)) {
                 found = 1;
                 if (!is_elementwise(n->op) || !chain_next(f, v, n->op, -1))
                     return f->nchain >= 2 ? FUSE_ELEMENTWISE : FUSE_NONE;

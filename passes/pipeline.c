@@ -86,11 +86,11 @@ static int arena_of(const IrGraph *fwd, const PipelineOptions *o, const PlanOpti
     return rc;
 }
 
-int pass_plan_savings(const IrGraph *fwd, const PipelineOptions *o, int64_t *inplace, int64_t *recompute, Diag *d) {
+int pass_plan_savings(const IrGraph *fwd, const PipelineOptions *o, const Program *p, int64_t *inplace,
+                      int64_t *recompute, Diag *d) {
     PlanOptions now = o->plan ? *o->plan : (PlanOptions){0, 0}, other;
-    int64_t base, alt;
+    int64_t base = p->arena_bytes, alt;
     *inplace = *recompute = 0;
-    if (arena_of(fwd, o, &now, &base, d)) return -1;
     if (!now.concat_copy) {
         other = now;
         other.concat_copy = 1;

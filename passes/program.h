@@ -113,10 +113,11 @@ typedef struct {
 /* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d);
 void program_free(Program *p);
-/* What the plan's options save: the arena o's pipeline gives against the
- * same with --concat copy (*inplace) and without --recompute (*recompute);
- * 0 for an option that is off.  0 or -1 (reported through d). */
-int pass_plan_savings(const IrGraph *fwd, const PipelineOptions *o, int64_t *inplace, int64_t *recompute, Diag *d);
+/* What the plan's options save: the arena of p (fwd through o's pipeline)
+ * against the same with --concat copy (*inplace) and without --recompute
+ * (*recompute); 0 for an option that is off.  0 or -1 (reported through d). */
+int pass_plan_savings(const IrGraph *fwd, const PipelineOptions *o, const Program *p, int64_t *inplace,
+                      int64_t *recompute, Diag *d);
 
 /* passes/recompute.c: with o->recompute_bn_relu, gives the backward
  * readers of a training batch norm + relu output a copy recomputed from

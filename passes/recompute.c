@@ -16,13 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whether node n reads value v. */
-static int reads(const IrNode *n, int v) {
-    for (int j = 0; j < n->nin; j++)
-        if (n->in[j] == v) return 1;
-    return 0;
-}
-
 static int is_bwd(const IrNode *n) { return (ir_info(n->op)->flags & IR_F_BWD) != 0; }
 
 /* Moves node `from` (the last ones appended) to position `to`, shifting the
@@ -45,11 +38,11 @@ int pass_recompute(IrGraph *g, const PlanOptions *o) {
         if (bn->op != IR_OP_BATCHNORM || bn->attr.bn.mode != IR_TRAIN || bn->nout < 3) continue;
         int t = bn->out[0], relu = -1, nt = 0;
         for (int i = 0; i < g->nnodes; i++)
-            if (reads(ir_node(g, i), t)) nt++, relu = i;
+            if (ir_reads(ir_node(g, i), t)) nt++, relu = i;
         if (nt != 1 || ir_node(g, relu)->op != IR_OP_RELU) continue;
         int r = ir_node(g, relu)->out[0], first = -1;
         for (int i = 0; i < g->nnodes && first < 0; i++)
-            if (reads(ir_node(g, i), r) && is_bwd(ir_node(g, i))) first = i;
+            if (ir_reads(ir_node(g, i), r) && is_bwd(ir_node(g, i))) first = i;
         if (first < 0) continue;
         /* t2 = batchnorm_apply(x, gamma, beta, mean, invstd); r2 = relu(t2) */
         int in[5] = {bn->in[0], bn->in[1], bn->in[2], bn->out[1], bn->out[2]};

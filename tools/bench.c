@@ -64,7 +64,7 @@ int netc_cmd_bench(const RtArgs *a) {
         long long rss = netc_bench_peak_rss();
         int64_t sv_in = 0, sv_re = 0;
         PipelineOptions po = {IR_TRAIN, B, 4, 0, NULL, NULL, &a->fuse, &a->plan};
-        if (!rc && a->json) rc = pass_plan_savings(&gt, &po, &sv_in, &sv_re, &d);
+        if (!rc && a->json) rc = pass_plan_savings(&gt, &po, &s.train, &sv_in, &sv_re, &d);
         if (!rc) {
             if (a->json)
                 printf("{\"model\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"batch\":%lld,\"resize\":%lld,"

@@ -170,7 +170,7 @@ static int cmd_dump(const RtArgs *a) {
         if (!rc) {
             int64_t sv_in, sv_re;
             if (a->memory) {
-                if (!(rc = pass_plan_savings(&g, &po, &sv_in, &sv_re, &d))) {
+                if (!(rc = pass_plan_savings(&g, &po, &p, &sv_in, &sv_re, &d))) {
                     program_dump_memory(&p, stdout);
                     printf("saved: %lld bytes (%.1f MiB) by in-place concat (against --concat copy), %lld bytes "
                            "(%.1f MiB) by recompute (against --recompute none)\n", (long long)sv_in,

@@ -421,8 +421,10 @@ static void stage_memory(Cg *cg) {
         int v = -1;
         switch (n->op) {
         case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL:
-        case IR_OP_RELU:   /* a conv's relu epilogue writes it */
             v = n->out[0];
+            break;
+        case IR_OP_RELU:   /* when a conv's relu epilogue writes it */
+            if (ir_node(&p->g, ir_value(&p->g, n->in[0])->node)->op == IR_OP_CONV2D) v = n->out[0];
             break;
         case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
             v = n->in[0];
