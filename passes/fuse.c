@@ -174,22 +174,70 @@ static int m_bn(Fuser *f, unsigned off) {
     return FUSE_NONE;
 }
 
-/* [conv2d_bwd_data | accum ->] relu_bwd -> batchnorm_bwd [-> accum]: the
- * gradient reaching a relu that follows a batch norm, from the conv that
- * read the relu or summed over the relu's readers; the batch norm's
- * gradient added to another (accum(g, dx): a dense layer's input gradient,
- * the concat's gradient slice and its own) as it is made */
+/* The batch norm (apply mode) whose output the next relu_bwd reading v as
+ * its gradient takes for its sign (recompute.c: the relu's input made again
+ * from the x the batch norm gradient reads), added to the chain.  1, or 0
+ * with the chain as it was. */
+static int relu_sign(Fuser *f, int v) {
+    for (int pos = f->chain[f->nchain - 1] + 1; pos < f->norder; pos++) {
+        const IrNode *r = ir_node(f->g, f->order[pos]);
+        if (f->taken[f->order[pos]] || r->op != IR_OP_RELU_BWD || r->in[0] != v) continue;
+        int a = f->g->values[r->in[1]].node, n = f->nchain, ns = f->nskip, nd = f->ndefer;
+        const IrNode *an = a >= 0 ? ir_node(f->g, a) : NULL;
+        if (!an || an->op != IR_OP_BATCHNORM || an->attr.bn.mode != IR_BN_APPLY || f->taken[a]) return 0;
+        if (chain_next(f, an->in[0], IR_OP_BATCHNORM, 0) && f->order[f->chain[n]] == a) return 1;
+        chain_cut(f, n, ns, nd);
+        return 0;
+    }
+    return 0;
+}
+
+/* [batchnorm (apply) ->] [conv2d_bwd_data | accum ->] relu_bwd ->
+ * batchnorm_bwd [-> accum]: the gradient reaching a relu that follows a
+ * batch norm, from the conv that read the relu or summed over the relu's
+ * readers; the relu's sign from a recomputed batch norm (recompute.c; it
+ * goes first in the kernel); the batch norm's gradient added to another
+ * (accum(g, dx): a dense layer's input gradient, the concat's gradient
+ * slice and its own) as it is made */
 static int m_relu_bn_bwd(Fuser *f, unsigned off) {
     (void)off;
     int ns = f->nskip, nd = f->ndefer;
-    IrOp first = ir_node(f->g, f->order[f->chain[0]])->op;
-    if (first != IR_OP_RELU_BWD && !chain_next(f, out0(f), IR_OP_RELU_BWD, 0)) return FUSE_NONE;
+    const IrNode *first = ir_node(f->g, f->order[f->chain[0]]);
+    int sign = first->op == IR_OP_BATCHNORM;
+    if (sign && first->attr.bn.mode != IR_BN_APPLY) return FUSE_NONE;
+    if (sign) {
+        if (!chain_next(f, out0(f), IR_OP_RELU_BWD, 1)) return FUSE_NONE;
+    } else if (first->op != IR_OP_RELU_BWD) {
+        int v = out0(f);
+        sign = relu_sign(f, v);
+        if (!chain_next(f, v, IR_OP_RELU_BWD, 0)) {
+            chain_cut(f, 1, ns, nd);
+            return FUSE_NONE;
+        }
+    }
     if (chain_next(f, out0(f), IR_OP_BATCHNORM_BWD, 0)) {
         int n = f->nchain, ns2 = f->nskip, nd2 = f->ndefer;
         if (chain_next(f, out0(f), IR_OP_ACCUM, 1) && ir_node(f->g, f->order[f->chain[n]])->nin != 2)
             chain_cut(f, n, ns2, nd2);
+        if (sign && first->op != IR_OP_BATCHNORM) {   /* the sign's batch norm first */
+            int a = f->chain[1];
+            f->chain[1] = f->chain[0];
+            f->chain[0] = a;
+        }
         return FUSE_RELU_BN_BWD;
     }
+    chain_cut(f, 1, ns, nd);
+    return FUSE_NONE;
+}
+
+/* batchnorm (apply) -> relu -> maxpool_bwd: a max pool's input recomputed
+ * for its gradient (recompute.c), made plane by plane as the gradient reads
+ * it, so it need not exist in memory */
+static int m_bn_relu_pool_bwd(Fuser *f, unsigned off) {
+    (void)off;
+    int ns = f->nskip, nd = f->ndefer;
+    if (bn_mode(f, f->chain[0]) != IR_BN_APPLY || !chain_next(f, out0(f), IR_OP_RELU, 0)) return FUSE_NONE;
+    if (chain_next(f, out0(f), IR_OP_MAXPOOL_BWD, 1)) return FUSE_BN_RELU_POOL_BWD;
     chain_cut(f, 1, ns, nd);
     return FUSE_NONE;
 }
@@ -251,6 +299,8 @@ static const struct {
     {IR_OP_LINEAR, FUSE_BN_FOLD, IR_EVAL, m_bn_fold},
     {IR_OP_CONV2D, FUSE_CONV_RELU, -1, m_conv_relu},
     {IR_OP_LINEAR, FUSE_CONV_RELU, -1, m_conv_relu},
+    {IR_OP_BATCHNORM, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
+    {IR_OP_BATCHNORM, FUSE_BN_RELU_POOL_BWD, IR_TRAIN, m_bn_relu_pool_bwd},
     {IR_OP_BATCHNORM, -1, -1, m_bn},
     {IR_OP_CONV2D_BWD_DATA, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
     {IR_OP_ACCUM, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
@@ -343,20 +393,19 @@ void program_dump_kernels(const Program *p, FILE *f) {
 int fuse_keeps_inner(const Program *p, const Kernel *k, int pos) {
     const IrGraph *g = &p->g;
     int n = k->nnodes;
-    const IrNode *first = ir_node(g, k->nodes[0]);
     switch (k->pattern) {
     case FUSE_CONV_RELU:
         return pos == 0 && n == 2;
     case FUSE_CONV_BN_RELU: case FUSE_CONV_BN_ADD_RELU:
         return pos >= 1 && pos < n - 1;
-    case FUSE_BN_ACT: case FUSE_ELEMENTWISE:
+    case FUSE_BN_ACT: case FUSE_ELEMENTWISE: case FUSE_BN_RELU_POOL_BWD:
         return pos < n - 1;
     case FUSE_BN_RELU_CONV:
         return pos == 0;
     case FUSE_BN_FOLD:
         return pos == 0 || (pos == 1 && n == 3 && ir_node(g, k->nodes[2])->op == IR_OP_RELU);
     case FUSE_RELU_BN_BWD:   /* the batch norm's dx too, when an accum ends the group */
-        return pos >= (first->op == IR_OP_CONV2D_BWD_DATA) && pos < n - 1;
+        return pos < n - 1 && ir_node(g, k->nodes[pos])->op != IR_OP_CONV2D_BWD_DATA;
     default:
         return 0;
     }

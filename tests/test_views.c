@@ -209,6 +209,9 @@ static void test_recompute(void **st) {
     recompute_bits(&backend_cpu, "extra/densenet_odd", 3, 0);
     recompute_bits(&backend_cpu, "densenet", 2, 32);
     recompute_bits(&backend_cpu, "resnet18", 2, 32);
+    /* a stem pool large enough (25x25) for its gradient to make its input
+     * plane by plane (bn_relu_pool_bwd; small planes take another path) */
+    recompute_bits(&backend_cpu, "extra/densenet_odd", 2, 100);
 #endif
     /* at the seed's batch and resolution: the arenas of bench/README */
     Program a, b, c;
@@ -217,7 +220,7 @@ static void test_recompute(void **st) {
     plan("densenet", IR_TRAIN, 256, 96, NULL, &b);
     plan("densenet", IR_TRAIN, 256, 96, &copy_plan, &c);
     assert_true(b.arena_bytes <= c.arena_bytes * 8 / 10);
-    assert_true(a.arena_bytes <= c.arena_bytes / 2);
+    assert_true(a.arena_bytes <= c.arena_bytes * 4 / 10);
     program_free(&a), program_free(&b), program_free(&c);
 }
 

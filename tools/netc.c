@@ -48,7 +48,7 @@ static const char *usage =
     "  --threads N         worker threads (0: all cores)\n"
     "  --fuse all|none|P,...  fusion patterns to form (default all): conv_bn_relu,\n"
     "                      conv_bn_add_relu, bn_relu_conv, bn_act, relu_bn_bwd,\n"
-    "                      bn_fold, elementwise\n"
+    "                      bn_fold, elementwise, bn_relu_pool_bwd\n"
     "  --concat inplace|copy  inplace (default): concat inputs are written into\n"
     "                      their slots, gradient slices are views, accumulations\n"
     "                      over them are done in place; copy: every concat, slice\n"

@@ -34,11 +34,26 @@ typedef struct {
     int store;
 } Src;
 
-/* the element(s) at off + j */
-static LLVMValueRef src_ld(Cg *cg, const Src *s, LLVMValueRef off, LLVMValueRef j, int vec) {
+/* the element(s) at off + j; head: the chain's head there (or NULL) */
+static LLVMValueRef src_ld(Cg *cg, const Src *s, LLVMValueRef off, LLVMValueRef j, int vec, LLVMValueRef head) {
     LLVMValueRef i = add(cg, off, j);
     if (!s->c) return vec ? vld(cg, s->p, i) : ld(cg, s->p, i);
-    return cg_chain_eval(cg, s->c, s->cp, s->key, NULL, i, vec, s->store);
+    return cg_chain_eval(cg, s->c, s->cp, s->key, head, i, vec, s->store);
+}
+
+/* With --recompute, the relu gradient in a batch norm gradient's chain
+ * reads the sign of the batch norm's output (recompute.c), made here from
+ * x as cg_emit_batchnorm makes it, with the channel's gamma, beta, saved
+ * mean and inverse std: the same bits. */
+typedef struct {
+    LLVMValueRef g, b, m, i;
+} Sign;
+
+static LLVMValueRef sign_of(Cg *cg, const Sign *s, LLVMValueRef x, int vec) {
+    if (!s) return NULL;
+    LLVMValueRef g = vec ? splat(cg, s->g) : s->g, b = vec ? splat(cg, s->b) : s->b;
+    LLVMValueRef m = vec ? splat(cg, s->m) : s->m, i = vec ? splat(cg, s->i) : s->i;
+    return f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, x, m)), i), b);
 }
 
 /* The first element of image i's channel ch in s (c channels of hw). */
@@ -58,7 +73,7 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, LLVMValueRef off, LLVM
     Loop l;
     LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
     for (int u = 0; u < 2; u++) {
-        LLVMValueRef idx = addc(cg, i, u * cg->vw), x = src_ld(cg, p, off, idx, 1), t;
+        LLVMValueRef idx = addc(cg, i, u * cg->vw), x = src_ld(cg, p, off, idx, 1, NULL), t;
         if (k == R_SUM) t = x;
         else { t = f_sub(cg, x, mv); t = f_mul(cg, t, t); }
         set(cg, acc[u], f_add(cg, get(cg, acc[u]), t));
@@ -66,7 +81,7 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, LLVMValueRef off, LLVM
     for_end(cg, &l);
     LLVMValueRef s = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[0]), get(cg, acc[1]))));
     i = for_begin(cg, &l, nv, n, 1);
-    LLVMValueRef x = src_ld(cg, p, off, i, 0), t;
+    LLVMValueRef x = src_ld(cg, p, off, i, 0, NULL), t;
     if (k == R_SUM) t = x;
     else { t = f_sub(cg, x, m); t = f_mul(cg, t, t); }
     set(cg, s, f_add(cg, get(cg, s), t));
@@ -75,9 +90,10 @@ static LLVMValueRef reduce(Cg *cg, RKind k, const Src *p, LLVMValueRef off, LLVM
 }
 
 /* sum of dy and sum of dy*(x-m) in one pass over dy (x at xoff + j, dy at
- * off + j; each sum's additions in reduce's order). */
+ * off + j; each sum's additions in reduce's order; sg: dy's chain reads
+ * the sign of x's batch norm). */
 static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef xoff, LLVMValueRef off, LLVMValueRef m,
-                        LLVMValueRef n, LLVMValueRef *s1, LLVMValueRef *s2) {
+                        LLVMValueRef n, const Sign *sg, LLVMValueRef *s1, LLVMValueRef *s2) {
     LLVMValueRef acc[2][2];
     for (int a = 0; a < 2; a++)
         for (int u = 0; u < 2; u++) acc[a][u] = var(cg, cg->vf, LLVMConstNull(cg->vf));
@@ -87,18 +103,19 @@ static void reduce_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef xoff, 
     Loop l;
     LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nv, step);
     for (int u = 0; u < 2; u++) {
-        LLVMValueRef idx = addc(cg, i, u * cg->vw), g = src_ld(cg, dy, off, idx, 1);
+        LLVMValueRef idx = addc(cg, i, u * cg->vw), xv = src_ld(cg, x, xoff, idx, 1, NULL);
+        LLVMValueRef g = src_ld(cg, dy, off, idx, 1, sign_of(cg, sg, xv, 1));
         set(cg, acc[0][u], f_add(cg, get(cg, acc[0][u]), g));
-        LLVMValueRef t = f_mul(cg, g, f_sub(cg, src_ld(cg, x, xoff, idx, 1), mv));
+        LLVMValueRef t = f_mul(cg, g, f_sub(cg, xv, mv));
         set(cg, acc[1][u], f_add(cg, get(cg, acc[1][u]), t));
     }
     for_end(cg, &l);
     LLVMValueRef s[2];
     for (int a = 0; a < 2; a++) s[a] = var(cg, cg->f32, hsum(cg, f_add(cg, get(cg, acc[a][0]), get(cg, acc[a][1]))));
     i = for_begin(cg, &l, nv, n, 1);
-    LLVMValueRef g = src_ld(cg, dy, off, i, 0);
+    LLVMValueRef xv = src_ld(cg, x, xoff, i, 0, NULL), g = src_ld(cg, dy, off, i, 0, sign_of(cg, sg, xv, 0));
     set(cg, s[0], f_add(cg, get(cg, s[0]), g));
-    set(cg, s[1], f_add(cg, get(cg, s[1]), f_mul(cg, g, f_sub(cg, src_ld(cg, x, xoff, i, 0), m))));
+    set(cg, s[1], f_add(cg, get(cg, s[1]), f_mul(cg, g, f_sub(cg, xv, m))));
     for_end(cg, &l);
     *s1 = get(cg, s[0]);
     *s2 = get(cg, s[1]);
@@ -123,12 +140,12 @@ static LLVMValueRef reduce_channel(Cg *cg, RKind k, const Src *p, LLVMValueRef m
 
 /* reduce_pair() of each image's channel row, summed over images in double. */
 static void reduce_channel_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRef m, LLVMValueRef ch, LLVMValueRef nb,
-                                LLVMValueRef c, LLVMValueRef hw, LLVMValueRef *s1, LLVMValueRef *s2) {
+                                LLVMValueRef c, LLVMValueRef hw, const Sign *sg, LLVMValueRef *s1, LLVMValueRef *s2) {
     LLVMValueRef a1 = var(cg, cg->f64, cf64(cg, 0)), a2 = var(cg, cg->f64, cf64(cg, 0));
     Loop l;
     LLVMValueRef i = for_begin(cg, &l, ci64(cg, 0), nb, 1);
     LLVMValueRef r1, r2;
-    reduce_pair(cg, x, dy, src_row(cg, x, i, ch, c, hw), src_row(cg, dy, i, ch, c, hw), m, hw, &r1, &r2);
+    reduce_pair(cg, x, dy, src_row(cg, x, i, ch, c, hw), src_row(cg, dy, i, ch, c, hw), m, hw, sg, &r1, &r2);
     set(cg, a1, LLVMBuildFAdd(cg->b, get(cg, a1), fext(cg, r1), ""));
     set(cg, a2, LLVMBuildFAdd(cg->b, get(cg, a2), fext(cg, r2), ""));
     for_end(cg, &l);
@@ -139,8 +156,9 @@ static void reduce_channel_pair(Cg *cg, const Src *x, const Src *dy, LLVMValueRe
 /* ---- batch norm --------------------------------------------------------------- */
 
 /* the frame's values before a chain's: 8 pointers, the sizes, x's image
- * stride, and the gradient's accum (its g, g's and the sum's strides) */
-enum { BN_VALS = 15 };
+ * stride, the gradient's accum (its g, g's and the sum's strides), and the
+ * gradient's sign beta */
+enum { BN_VALS = 16 };
 
 /* The frame's values after the batch norm's own: the chain's buffers and
  * its key.  Returns their count. */
@@ -166,7 +184,7 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
                                                 ci64(cg, nb), ci64(cg, c), ci64(cg, hw), ci64(cg, xs),
-                                                LLVMConstNull(cg->pf), ci64(cg, 0), ci64(cg, 0)};
+                                                LLVMConstNull(cg->pf), ci64(cg, 0), ci64(cg, 0), LLVMConstNull(cg->pf)};
     int nv = BN_VALS + chain_vals(cg, after, vv + BN_VALS);
     unsigned eb, mb;
     memcpy(&eb, &eps, 4);
@@ -236,7 +254,7 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
     par_end(cg, &P);
 }
 
-void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNode *acc) {
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNode *acc, const IrNode *sign) {
     /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
     const IrType *t = ir_type(&cg->p->g, n->in[1]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
@@ -250,11 +268,12 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNo
         if (!v[k]) v[k] = LLVMConstNull(cg->pf);
     LLVMValueRef vv[BN_VALS + CHAIN_MAXP + 1] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
                                                 ci64(cg, nb), ci64(cg, c), ci64(cg, hw), ci64(cg, xs),
-                                                g0, ci64(cg, gs), ci64(cg, ds)};
+                                                g0, ci64(cg, gs), ci64(cg, ds),
+                                                sign ? cg_vptr(cg, sign->in[2]) : LLVMConstNull(cg->pf)};
     int nv = BN_VALS + chain_vals(cg, dyc, vv + BN_VALS);
     char key[160], sig[128] = "";
     if (dyc) cg_chain_key(dyc, sig, sizeof sig);
-    snprintf(key, sizeof key, "bnbwd%s%s", acc ? "acc" : "", sig);
+    snprintf(key, sizeof key, "bnbwd%s%s%s", acc ? "acc" : "", sign ? "sign" : "", sig);
     Par P;
     LLVMValueRef b, e;
     if (!par_begin_shared(cg, &P, key, vv, nv, ci64(cg, c), &b, &e)) {
@@ -277,8 +296,10 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNo
     LLVMValueRef ch = for_begin(cg, &lc, b, e, 1);
     LLVMValueRef meanf = ld(cg, v[3], ch), invf = ld(cg, v[4], ch);
     LLVMValueRef mean = fext(cg, meanf), inv = fext(cg, invf);
+    Sign sg = {sign ? ld(cg, v[2], ch) : NULL, sign ? ld(cg, vv[15], ch) : NULL, meanf, invf};
+    const Sign *sgp = sign ? &sg : NULL;
     LLVMValueRef sdy, sdyx;
-    reduce_channel_pair(cg, &x, &dy1, meanf, ch, NB, C, HW, &sdy, &sdyx);
+    reduce_channel_pair(cg, &x, &dy1, meanf, ch, NB, C, HW, sgp, &sdy, &sdyx);
     sdyx = LLVMBuildFMul(cg->b, sdyx, inv, "");
     LLVMValueRef scale = LLVMBuildFDiv(cg->b, LLVMBuildFMul(cg->b, fext(cg, ld(cg, v[2], ch)), inv, ""), Mf, "");
     If f;
@@ -289,8 +310,9 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNo
     LLVMValueRef xp = gep(cg, v[1], src_row(cg, &x, i, ch, C, HW)), dp = gep(cg, v[5], src_row(cg, &dsrc, i, ch, C, HW));
     LLVMValueRef gp = acc ? gep(cg, vv[12], src_row(cg, &gsrc, i, ch, C, HW)) : NULL;
     LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
-    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, ld(cg, xp, j)), mean, ""), inv, "");
-    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, src_ld(cg, &dy, off, j, 0)), ""), sdy, "");
+    LLVMValueRef xj = ld(cg, xp, j), hd = dy.c ? sign_of(cg, sgp, xj, 0) : NULL;
+    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, xj), mean, ""), inv, "");
+    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, src_ld(cg, &dy, off, j, 0, hd)), ""), sdy, "");
     tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
     LLVMValueRef dxv = ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, ""));
     st(cg, acc ? f_add(cg, ld(cg, gp, j), dxv) : dxv, dp, j);   /* accum's g + dx */

@@ -247,7 +247,9 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after);
  * when needed, in the first pass). */
 /* acc (or NULL): an accum(g, dx) the gradient dx is added into as it is
  * made (g and the sum may be strided views: a concat's gradient). */
-void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dy, const IrNode *acc);
+/* sign (or NULL): the batch norm (apply mode) of n's x whose output dy's
+ * chain reads (its head): the relu's sign, made from x (recompute.c). */
+void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dy, const IrNode *acc, const IrNode *sign);
 
 /* ---- fused.c --------------------------------------------------------------------- */
 /* Emits kernel k (its pattern's fused body where there is one, else its
@@ -257,6 +259,10 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d);
 /* ---- pooling.c --------------------------------------------------------------- */
 /* The body of a max or average pool node or of its gradient. */
 void cg_emit_pool(Cg *cg, const IrNode *n);
+/* A max pool gradient n whose input is relu(bn(x)), bn a batch norm in
+ * apply mode (recompute.c), made plane by plane as it reads it; -1
+ * (nothing emitted) where it cannot (small planes take another path). */
+int cg_emit_pool_bn(Cg *cg, const IrNode *n, const IrNode *bn);
 /* The body of a global average or max pool node or of its gradient. */
 void cg_emit_global_pool(Cg *cg, const IrNode *n);
 

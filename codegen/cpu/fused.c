@@ -13,7 +13,11 @@
  *   relu_bn_bwd                      [the conv's data gradient, then] the
  *                                    batch norm gradient computing accum
  *                                    and relu_bwd wherever it reads its
- *                                    incoming gradient
+ *                                    incoming gradient (the relu's sign,
+ *                                    with --recompute, from the x it reads)
+ *   bn_relu_pool_bwd                 the max pool gradient making its
+ *                                    input (a recomputed batch norm +
+ *                                    relu) plane by plane as it reads it
  *   bn_fold                          (eval) the conv or linear layer with
  *                                    the batch norm folded into its weights
  *                                    and bias, computed at the start of the
@@ -88,17 +92,29 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         if (!bn_chain(cg, k, 0, n - 1)) return cg_emit_node(cg, k->nodes[n - 1], d);
         break;
     case FUSE_RELU_BN_BWD: {
-        int from = knode(cg, k, 0)->op == IR_OP_CONV2D_BWD_DATA;
+        /* [the relu's sign: a batch norm of the x the gradient reads,]
+         * [the conv's data gradient,] the chain, the batch norm gradient */
+        const IrNode *sign = knode(cg, k, 0)->op == IR_OP_BATCHNORM ? knode(cg, k, 0) : NULL;
+        int s = sign != NULL, from = s + (knode(cg, k, s)->op == IR_OP_CONV2D_BWD_DATA);
         const IrNode *acc = knode(cg, k, n - 1)->op == IR_OP_ACCUM ? knode(cg, k, n - 1) : NULL;
         int nb = n - (acc != NULL);   /* the batch norm's position + 1 */
         const IrNode *bn = knode(cg, k, nb - 1);
-        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, nb - 1, -1, &c) || !cg_chain_vec_ok(&c) ||
-            c.node[c.nops - 1]->out[0] != bn->in[0] || (acc && (acc->nin != 2 || acc->in[1] != bn->out[0])))
+        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, nb - 1, sign ? sign->out[0] : -1, &c) ||
+            !cg_chain_vec_ok(&c) || c.node[c.nops - 1]->out[0] != bn->in[0] ||
+            (acc && (acc->nin != 2 || acc->in[1] != bn->out[0])))
             break;
-        if (from && cg_emit_node(cg, k->nodes[0], d)) return -1;
-        cg_emit_batchnorm_bwd(cg, bn, &c, acc);
+        if (sign && (c.head_out || sign->in[0] != bn->in[1] || sign->in[1] != bn->in[2] || sign->in[3] != bn->in[3] ||
+                     sign->in[4] != bn->in[4]))
+            break;
+        if (from > s && cg_emit_node(cg, k->nodes[s], d)) return -1;
+        cg_emit_batchnorm_bwd(cg, bn, &c, acc, sign);
         return 0;
     }
+    case FUSE_BN_RELU_POOL_BWD:
+        if (n == 3 && cg_inner(cg, knode(cg, k, 0)->out[0]) && cg_inner(cg, knode(cg, k, 1)->out[0]) &&
+            !cg_emit_pool_bn(cg, knode(cg, k, 2), knode(cg, k, 0)))
+            return 0;
+        break;
     case FUSE_CONV_RELU: {
         int rc = n == 2 ? relu_epilogue(cg, k, 0, -1, d) : -1;
         if (rc != -1) return rc ? -1 : 0;

@@ -492,7 +492,7 @@ int cg_emit_node(Cg *cg, int id, Diag *d) {
         cg_emit_batchnorm(cg, n, NULL);
         return 0;
     case IR_OP_BATCHNORM_BWD:
-        cg_emit_batchnorm_bwd(cg, n, NULL, NULL);
+        cg_emit_batchnorm_bwd(cg, n, NULL, NULL, NULL);
         return 0;
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
         cg_emit_pool(cg, n);

@@ -414,18 +414,52 @@ static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp
     }
 }
 
-static void emit_pool(Cg *cg, const IrNode *n);
+static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn);
 
 /* A strided y (a concat's slot) or dy (a slice of the concat's gradient)
  * through a contiguous stand-in. */
 void cg_emit_pool(Cg *cg, const IrNode *n) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     cg_stage(cg, bwd ? n->in[0] : n->out[0], bwd);
-    emit_pool(cg, n);
+    emit_pool(cg, n, NULL);
     cg_unstage(cg, !bwd);
 }
 
-static void emit_pool(Cg *cg, const IrNode *n) {
+/* The largest plane a max pool gradient recomputes its input in (on the
+ * worker's stack). */
+enum { POOL_BN_MAX_PLANE = 16384 };
+
+int cg_emit_pool_bn(Cg *cg, const IrNode *n, const IrNode *bn) {
+    PoolDims d = pool_dims(cg, n, n->out[0], n->in[0]);
+    if (n->op != IR_OP_MAXPOOL_BWD || pool_flat(&d, cg->vw) || d.h * d.w > POOL_BN_MAX_PLANE ||
+        cg_strided(cg, bn->in[0]))
+        return -1;
+    cg_stage(cg, n->in[0], 1);
+    emit_pool(cg, n, bn);
+    cg_unstage(cg, 0);
+    return 0;
+}
+
+/* Plane pl (channel ch) of relu(batchnorm_apply(x)) into buf, as
+ * cg_emit_batchnorm and cg_relu compute it: the same bits. */
+static void pool_bn_plane(Cg *cg, LLVMValueRef buf, LLVMValueRef xp, LLVMValueRef *bv, LLVMValueRef ch, int64_t hw) {
+    LLVMValueRef s[4];
+    for (int k = 0; k < 4; k++) s[k] = ld(cg, bv[k], ch);   /* gamma, beta, mean, invstd */
+    int64_t nv = hw / cg->vw * cg->vw;
+    for (int vec = 1; vec >= 0; vec--) {
+        LLVMValueRef g = vec ? splat(cg, s[0]) : s[0], b = vec ? splat(cg, s[1]) : s[1];
+        LLVMValueRef m = vec ? splat(cg, s[2]) : s[2], i = vec ? splat(cg, s[3]) : s[3];
+        Loop l;
+        LLVMValueRef j = for_begin(cg, &l, ci64(cg, vec ? 0 : nv), ci64(cg, vec ? nv : hw), vec ? cg->vw : 1);
+        LLVMValueRef x = vec ? vld(cg, xp, j) : ld(cg, xp, j);
+        LLVMValueRef y = cg_relu(cg, f_add(cg, f_mul(cg, f_mul(cg, g, f_sub(cg, x, m)), i), b));
+        if (vec) vst(cg, y, buf, j);
+        else st(cg, y, buf, j);
+        for_end(cg, &l);
+    }
+}
+
+static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
     PoolDims d = pool_dims(cg, n, xv, yv);
@@ -433,12 +467,17 @@ static void emit_pool(Cg *cg, const IrNode *n) {
     int64_t plo, phi, qlo, qhi;
     pool_inner(d.h, d.kh, d.sh, d.ph, d.p, &plo, &phi);
     pool_inner(d.w, d.kw, d.sw, d.pw, d.q, &qlo, &qhi);
-    LLVMValueRef v[3] = {cg_vptr(cg, n->in[0]), n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
+    /* bn: x's batch norm and relu, made plane by plane, are the max pool
+     * gradient's input (its x, gamma, beta, mean and invstd after dy, x
+     * and dx) */
+    LLVMValueRef v[7] = {cg_vptr(cg, n->in[0]),
+                         bn ? cg_vptr(cg, bn->in[0]) : n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
                          cg_vptr(cg, n->out[0])};
+    for (int k = 0; bn && k < 4; k++) v[3 + k] = cg_vptr(cg, bn->in[k + 1]);
     Par P;
     LLVMValueRef b, e;
     char key[128];
-    snprintf(key, sizeof key, "pool%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", (int)n->op, (long long)d.h,
+    snprintf(key, sizeof key, "pool%s%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", bn ? "bn" : "", (int)n->op, (long long)d.h,
              (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
              (long long)d.pw, (long long)d.p, (long long)d.q);
     if ((n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) && pool_flat(&d, cg->vw)) {
@@ -447,10 +486,12 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         emit_maxpool_flat(cg, n, &d, fkey, v, planes);
         return;
     }
-    if (!par_begin_shared(cg, &P, key, v, 3, ci64(cg, planes), &b, &e)) {
+    if (!par_begin_shared(cg, &P, key, v, bn ? 7 : 3, ci64(cg, planes), &b, &e)) {
         par_end(cg, &P);
         return;
     }
+    LLVMValueRef plane = bn ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->f32, (unsigned)hw), NULL), cg->pf, "")
+                            : NULL;
     LLVMValueRef best = var(cg, cg->i64, NULL), mx = var(cg, cg->f32, NULL);
     /* max pool bwd: a row's argmaxes first, then dx[argmax] += dy (keeps the
      * scattered stores away from the loads of x) */
@@ -468,6 +509,10 @@ static void emit_pool(Cg *cg, const IrNode *n) {
         cg_memset0(cg, xp, ci64(cg, hw));
     }
     xsrc = n->op == IR_OP_MAXPOOL_BWD ? gep(cg, v[1], mulc(cg, pl, hw)) : xp;
+    if (bn) {
+        pool_bn_plane(cg, plane, xsrc, v + 3, srem(cg, pl, ci64(cg, d.c)), hw);
+        xsrc = plane;
+    }
     /* rows in order: the inner ones [plo, phi) in a loop, the border ones
      * one by one, their windows' rows inside the image known here (all
      * windows slow past 4 border rows) */
