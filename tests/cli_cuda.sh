@@ -15,9 +15,11 @@ ev=$("$netc" dump --cuda --mode eval "$src/models/lenet_bn.net") || fail "dump -
 m=$(grep -c '^KERNEL k' <<<"$ev")
 [ "$m" -gt 0 ] && [ "$m" -lt "$n" ] || fail "eval has $m kernels, train $n"
 echo "cli_cuda: lenet_bn train $n launches, eval $m"
-# the memory plan's strided views are not taken yet: a clear refusal, and
-# --concat copy as the way round
-err=$("$netc" dump --cuda "$src/models/densenet.net" 2>&1 >/dev/null) && fail "dump --cuda took strided views"
-grep -q "strided views yet.*--concat copy" <<<"$err" || fail "no message for strided views: $err"
-"$netc" dump --cuda --concat copy "$src/models/densenet.net" | grep -q "__global__" || fail "dump --cuda --concat copy failed"
+# the memory plan's strided views (staged) and recompute's batch norms
+for opt in "" "--concat copy" "--recompute bn-relu"; do
+    "$netc" dump --cuda $opt "$src/models/densenet.net" | grep -q "flat\[i\] = place\[at\]" ||
+        [ "$opt" == "--concat copy" ] || fail "dump --cuda $opt: no staged view"
+done
+"$netc" dump --cuda --recompute bn-relu "$src/models/densenet.net" | grep -q "a4\[c\] + a2\[c\]" ||
+    fail "dump --cuda --recompute bn-relu: no recomputed batch norm"
 echo "cli_cuda: ok"

@@ -163,10 +163,21 @@ static void test_resnet(void **s) {
     assert_int_equal(step_model("resnet18", IR_EVAL, 2, 64, NULL, NULL), 0);
 }
 
+/* The memory plan's views: in place (strided slots and gradient slices,
+ * staged), with recompute (batch norms in apply mode, the relu's sign),
+ * and every concat copying. */
+static const PlanOptions copy_plan = {1, 0}, recompute_plan = {0, 1};
+
 static void test_densenet(void **s) {
     (void)s;
     if (!have_cc()) return;
     assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
+    tu_plan = &recompute_plan;
+    assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
+    assert_int_equal(step_model("extra/densenet_odd", IR_TRAIN, 3, 100, NULL, NULL), 0);
+    tu_plan = &copy_plan;
+    assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
+    tu_plan = NULL;
 }
 
 /* Overlapping 3x3 max-pool windows (stride 1, padding 1), 1x1 and 5x5
@@ -175,6 +186,7 @@ static void test_googlenet(void **s) {
     (void)s;
     if (!have_cc()) return;
     assert_int_equal(step_model("googlenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
+    assert_int_equal(step_model("googlenet", IR_EVAL, 2, 64, NULL, NULL), 0);
 }
 
 /* 11x11 stride-4 and 5x5 convs, 3x3 stride-2 max pools, dropout's mask
@@ -185,19 +197,23 @@ static void test_nin(void **s) {
     assert_int_equal(step_model("nin", IR_TRAIN, 2, 224, NULL, NULL), 0);
 }
 
-/* A wrong sigmoid or a wrong batch-norm mean in one kernel must be caught. */
+/* A wrong sigmoid, a wrong batch-norm mean, a wrong gather of a view or
+ * a wrong recomputed batch norm in one kernel must be caught. */
 static void test_planted(void **s) {
     (void)s;
     if (!have_cc()) return;
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "y0[i] = 1.0f / (1.0f + expf(-a0[i]))",
                            "y0[i] = 1.001f / (1.0f + expf(-a0[i]))") > 0);
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "tot[i] = s / (double)", "tot[i] = 1e-4 + s / (double)") > 0);
+    /* a view's gather off, and a recomputed batch norm off (its first: the
+     * last layer's, only whose sign the relu gradient reads) */
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "flat[i] = place[at]", "flat[i] = 1.001f * place[at]") > 0);
+    tu_plan = &recompute_plan;
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "a4[c] + a2[c]", "a4[c] + a2[c] + 0.5f") > 0);
+    tu_plan = NULL;
 }
 
 int main(void) {
-    /* the cuda backend takes no strided views yet: every concat copies */
-    static const PlanOptions copy = {1, 0};
-    tu_plan = &copy;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
         cmocka_unit_test(test_googlenet),

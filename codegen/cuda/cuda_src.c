@@ -5,7 +5,11 @@
  * differ from ref by contraction and libm rounding only.  No atomics:
  * scatters of the backward passes are written as gathers, reductions over
  * many values as per-thread partial sums in scratch and a final launch
- * adding them in a fixed order. */
+ * adding them in a fixed order.  The memory plan's strided views (in-place
+ * concat's slots, gradient slices) go through contiguous stand-ins in the
+ * kernel's scratch, as the ref backend stages them: a launch gathers each
+ * strided input before its node, another scatters each strided output
+ * after it. */
 #include "cuda_src.h"
 
 #include <stdarg.h>
@@ -23,6 +27,9 @@ typedef struct {
     int64_t inner_bytes; /* scratch starts here */
     int64_t scratch;     /* scratch bytes this kernel needs */
     int kernel, nl;      /* program kernel, launches so far in it */
+    int nst, stv[IR_MAX_IN + IR_MAX_OUT]; /* the node's staged values */
+    int64_t sto[IR_MAX_IN + IR_MAX_OUT];  /* their stand-ins' offsets in scratch */
+    int64_t sbase;       /* the node's own scratch starts here */
 } Gen;
 
 static const char prelude[] =
@@ -55,11 +62,17 @@ static void out(Gen *g, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* The address expression of value v's buffer. */
+/* The address expression of value v's buffer (of its stand-in when the
+ * node being generated stages it). */
 static void addr(Gen *g, int v, char *buf, size_t n) {
     const Program *p = g->p;
+    for (int k = 0; k < g->nst; k++)
+        if (g->stv[k] == v) {
+            snprintf(buf, n, "(I + %lldLL)", (long long)(g->inner_bytes + g->sto[k]));
+            return;
+        }
     ValueLoc l;
-    program_loc(p, v, &l);   /* a view here is a whole root (cg_cuda_source refuses strided ones) */
+    program_loc(p, v, &l);   /* a view here is a whole root or at its first image */
     v = l.root;
     long long at = (long long)(l.off * p->elem_bytes);
     const BufPlan *b = &p->buf[v];
@@ -94,11 +107,11 @@ static void ptr(Gen *g, const char *type, const char *name, int v) {
 
 /* Scratch at byte offset off of this kernel's scratch area, as `double *name`. */
 static void scratch(Gen *g, const char *type, const char *name, int64_t off) {
-    out(g, "    %s *%s = (%s *)(I + %lldLL);\n", type, name, type, (long long)(g->inner_bytes + off));
+    out(g, "    %s *%s = (%s *)(I + %lldLL);\n", type, name, type, (long long)(g->inner_bytes + g->sbase + off));
 }
 
 static void need(Gen *g, int64_t bytes) {
-    if (bytes > g->scratch) g->scratch = bytes;
+    if (g->sbase + bytes > g->scratch) g->scratch = g->sbase + bytes;
 }
 
 static void fconst(char *buf, size_t n, float x) { snprintf(buf, n, "%.9ef", (double)x); }
@@ -396,6 +409,12 @@ static void gen_bn(Gen *g, const IrNode *n) {
     snprintf(elem, sizeof elem, "(j / %lld * %lld + c) * %lld + j %% %lld", hw, C, hw, hw);
     char ch[64];
     snprintf(ch, sizeof ch, "    long long c = i / %lld %% %lld;\n", hw, C);
+    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_BN_APPLY) {   /* the saved statistics */
+        char b[512];
+        snprintf(b, sizeof b, "%s    y0[i] = a1[c] * (a0[i] - a3[c]) * a4[c] + a2[c];\n", ch);
+        elementwise(g, n, B * C * hw, b);
+        return;
+    }
     if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_EVAL) {
         char eps[32], b[512];
         fconst(eps, sizeof eps, n->attr.bn.eps);
@@ -608,21 +627,65 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
     return diag_error_noloc(d, "no kernel for op %d", (int)n->op);
 }
 
+/* A launch copying staged value k between its place and its stand-in. */
+static void stage_copy(Gen *g, int k, int in) {
+    const Program *p = g->p;
+    ValueLoc l;
+    program_loc(p, g->stv[k], &l);
+    char place[64];
+    int nst = g->nst;
+    g->nst = 0;
+    addr(g, l.root, place, sizeof place);
+    begin(g, p->batch * l.per);
+    g->nst = nst;
+    out(g, "    float *place = (float *)%s + %lldLL, *flat = (float *)(I + %lldLL);\n"
+           "    long long at = i / %lldLL * %lldLL + i %% %lldLL;\n"
+           "    %s;\n",
+        place, (long long)l.off, (long long)(g->inner_bytes + g->sto[k]), (long long)l.per, (long long)l.istride,
+        (long long)l.per, in ? "flat[i] = place[at]" : "place[at] = flat[i]");
+    end(g);
+}
+
+/* Node n with its strided inputs and outputs staged. */
+static int gen_staged(Gen *g, const IrNode *n, Diag *d) {
+    const Program *p = g->p;
+    g->nst = 0;
+    g->sbase = 0;
+    for (int j = 0; j < n->nin + n->nout; j++) {
+        int v = j < n->nin ? n->in[j] : n->out[j - n->nin], seen = 0;
+        if (v < 0) continue;
+        ValueLoc l;
+        program_loc(p, v, &l);
+        for (int k = 0; k < g->nst; k++) seen |= g->stv[k] == v;
+        if (!l.strided || seen) continue;
+        g->stv[g->nst] = v;
+        g->sto[g->nst++] = g->sbase;
+        g->sbase += (p->batch * l.per * p->elem_bytes + 63) / 64 * 64;
+    }
+    need(g, 0);
+    for (int k = 0; k < g->nst; k++)
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j] == g->stv[k]) {
+                stage_copy(g, k, 1);
+                break;
+            }
+    int rc = gen_node(g, n, d);
+    for (int k = 0; k < g->nst && !rc; k++)
+        for (int j = 0; j < n->nout; j++)
+            if (n->out[j] == g->stv[k]) {
+                stage_copy(g, k, 0);
+                break;
+            }
+    g->nst = 0;
+    g->sbase = 0;
+    return rc;
+}
+
 int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
     memset(s, 0, sizeof *s);
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
-    /* not yet: the memory plan's strided views and recomputed batch norms */
-    for (int v = 0; v < p->g.nvalues; v++) {
-        ValueLoc l;
-        program_loc(p, v, &l);
-        if (l.strided)
-            return diag_error_noloc(d, "the cuda backend does not take the memory plan's strided views yet "
-                                       "(in-place concat): use --concat copy");
-    }
-    for (int i = 0; i < p->g.nnodes; i++)
-        if (p->g.nodes[i].op == IR_OP_BATCHNORM && p->g.nodes[i].attr.bn.mode == IR_BN_APPLY)
-            return diag_error_noloc(d, "the cuda backend does not take --recompute bn-relu yet");
-    Gen g = {p, open_memstream(&s->text, &s->len), s, ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t)), 0, 0, 0, 0};
+    Gen g = {.p = p, .f = open_memstream(&s->text, &s->len), .s = s,
+             .inner = ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t))};
     if (!g.f) return diag_error_noloc(d, "out of memory");
     g.inner_bytes = (program_inner_offsets(p, g.inner) + 63) / 64 * 64;
     fputs(prelude, g.f);
@@ -631,7 +694,7 @@ int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
         g.kernel = k;
         g.nl = 0;
         out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
-        for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) rc = gen_node(&g, ir_node(&p->g, p->kernels[k].nodes[j]), d);
+        for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) rc = gen_staged(&g, ir_node(&p->g, p->kernels[k].nodes[j]), d);
     }
     fclose(g.f);
     free(g.inner);
