@@ -1,9 +1,11 @@
 /* backend.h - the backend interface.
  *
  * A backend turns a Program into something it can run, then runs one step of
- * it at a time.  The runtime owns all memory: it allocates the arena
+ * it at a time.  The runtime owns the host memory: it allocates the arena
  * (Program.arena_bytes) and one block per persistent slot, and passes them in
- * a RunCtx.  Backends hold compiled code only. */
+ * a RunCtx.  Host backends (ref, cpu) hold compiled code only and run in
+ * that memory; a device backend (cuda) keeps copies of its own, which the
+ * runtime brings up to date through put and get. */
 #ifndef NETC_BACKEND_H
 #define NETC_BACKEND_H
 
@@ -43,6 +45,15 @@ typedef struct Backend {
      * programs together, so that code they share is compiled once. */
     int (*compile_pair)(const Program *train, const Program *eval, const BackendOptions *o, void **train_state,
                         void **eval_state, Diag *d);
+    /* Optional (NULL when absent): a backend whose steps run in memory of
+     * its own (cuda: the device's), where it keeps the arena and a copy of
+     * every slot between runs.  The runtime calls put after it has written
+     * slots on the host (the batch; weights it initialised or loaded) and
+     * get before it reads them (the loss and logits; weights for a
+     * checkpoint): which holds n slot indices of p.  0, or -1 with the
+     * message printed. */
+    int (*put)(void *state, const Program *p, RunCtx *ctx, const int *which, int n);
+    int (*get)(void *state, const Program *p, RunCtx *ctx, const int *which, int n);
 } Backend;
 
 /* codegen/backend.c: the registry of backends built into this binary. */
@@ -56,5 +67,6 @@ void backend_register(const Backend *b);
 
 extern const Backend backend_ref;     /* codegen/ref.c, float */
 extern const Backend backend_ref64;   /* codegen/ref.c, double (gradient checks) */
+extern const Backend backend_cuda;    /* codegen/cuda/cuda_backend.c: NVRTC and libcuda.so.1 at run time */
 
 #endif

@@ -26,6 +26,7 @@ int64_t rt_first_nonfinite(const float *x, int64_t n) {
 static const char *nonfinite_name(float v) { return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
 
 int rt_checkpoint_save(const RtSession *s, const char *path, int epoch, uint64_t step, uint64_t seed, Diag *d) {
+    if (rt_session_to_host(s, d)) return -1;
     /* NaN weights would replace the last good checkpoint: refuse them */
     for (int i = 0; i < s->model.n; i++) {
         const RtTensor *t = &s->model.t[i];
@@ -128,6 +129,7 @@ int rt_checkpoint_load(RtSession *s, const char *path, int *epoch, uint64_t *ste
     if (!rc && rt_checkpoint_position(st, path, epoch, step, seed, err, sizeof err))
         rc = diag_error_noloc(d, "%s", err);
     rt_st_free(st);
+    rt_session_host_wrote(s);
     return rc;
 }
 

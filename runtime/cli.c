@@ -300,12 +300,14 @@ int rt_cmd_step(const RtSource *src, const RtArgs *a) {
                           sizeof err))
                 rc = diag_error_noloc(&d, "%s", err);
     }
+    rt_session_host_wrote(&s);
     double loss = 0;
     int64_t ok;
     uint64_t seed = a->seed, step = 0;
     double lr = ge.train.lr;
     if (!rc && train) rc = rt_session_train_step(&s, lr, seed, step, &loss, s.batch, &ok);
     if (!rc && !train) rc = rt_session_eval(&s, s.batch, &loss, &ok);
+    if (!rc) rc = rt_session_to_host(&s, &d);
     if (!rc) {
         const Program *p = train ? &s.train : &s.eval;
         int nout = 0, cap = s.model.n + 16;

@@ -17,7 +17,10 @@ typedef struct {
     void *data;            /* 64-byte aligned, zeroed at creation */
     int rank;
     int64_t shape[4];      /* with the batch resolved */
+    int newer;             /* with a device backend: RT_HOST_NEWER, RT_DEVICE_NEWER or 0 (the same) */
 } RtTensor;
+
+enum { RT_HOST_NEWER = 1, RT_DEVICE_NEWER = 2 };
 
 typedef struct {
     RtTensor *t;
@@ -45,6 +48,7 @@ typedef struct {
     int own_pool;               /* pool was made by rt_session_open (else shared) */
     int64_t batch;
     int classes;
+    int *train_tensor, *eval_tensor; /* per slot: its tensor in model */
 } RtSession;
 
 typedef struct {
@@ -65,6 +69,13 @@ typedef struct {
 int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_eval,
                     const RtSessionOptions *o, Diag *d);
 void rt_session_close(RtSession *s);
+/* With a device backend: the host copies of every tensor have been written
+ * (weights loaded or set by hand), so the next step uploads them. */
+void rt_session_host_wrote(RtSession *s);
+/* With a device backend: brings every tensor the device changed back to
+ * the host (before the host reads weights, gradients or statistics).  0 or
+ * -1 (reported through d). */
+int rt_session_to_host(const RtSession *s, Diag *d);
 /* images [B,C,H,W] and labels [B] go into the input slots. */
 void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labels);
 /* One SGD step on the batch set; returns the loss, and counts correct

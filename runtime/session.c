@@ -12,9 +12,12 @@ static int lower(const IrGraph *fwd, IrMode mode, Program *p, const RtSessionOpt
     return pass_pipeline(fwd, &po, p, d);
 }
 
-static int bind(RtSession *s, Program *p, void ***slots, Diag *d) {
+static int bind(RtSession *s, Program *p, void ***slots, int **tensor, Diag *d) {
     *slots = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(void *));
-    return rt_model_bind(&s->model, p, *slots, d);
+    if (rt_model_bind(&s->model, p, *slots, d)) return -1;
+    *tensor = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int));
+    for (int i = 0; i < p->nslots; i++) (*tensor)[i] = (int)(rt_model_find(&s->model, p->slots[i].name) - s->model.t);
+    return 0;
 }
 
 int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_eval, const RtSessionOptions *o,
@@ -43,13 +46,14 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
         if (o->train && s->be->compile(&s->train, &bo, &s->train_state, d)) return -1;
         if (s->be->compile(&s->eval, &bo, &s->eval_state, d)) return -1;
     }
-    if (o->train && bind(s, &s->train, &s->train_slots, d)) return -1;
-    if (bind(s, &s->eval, &s->eval_slots, d)) return -1;
+    if (o->train && bind(s, &s->train, &s->train_slots, &s->train_tensor, d)) return -1;
+    if (bind(s, &s->eval, &s->eval_slots, &s->eval_tensor, d)) return -1;
     int64_t bytes = s->eval.arena_bytes;
     if (s->has_train && s->train.arena_bytes > bytes) bytes = s->train.arena_bytes;
     s->arena = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64));
     if (!s->arena) return diag_error_noloc(d, "out of memory for the arena (%lld bytes)", (long long)bytes);
     rt_model_init(&s->model, s->has_train ? &s->train : &s->eval, 0);
+    rt_session_host_wrote(s);
     const IrType *lt = ir_type(&s->eval.g, s->eval.g.logits);
     s->classes = (int)lt->d[1];
     return 0;
@@ -64,6 +68,8 @@ void rt_session_close(RtSession *s) {
     if (s->eval.g.nodes) program_free(&s->eval);
     free(s->train_slots);
     free(s->eval_slots);
+    free(s->train_tensor);
+    free(s->eval_tensor);
     free(s->arena);
     rt_model_free(&s->model);
     if (s->own_pool) rt_pool_free(s->pool);
@@ -74,6 +80,56 @@ void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labe
     RtTensor *in = rt_model_find(&s->model, "input"), *lb = rt_model_find(&s->model, "labels");
     memcpy(in->data, images, (size_t)in->bytes);
     memcpy(lb->data, labels, (size_t)lb->bytes);
+    in->newer = lb->newer = RT_HOST_NEWER;
+}
+
+/* ---- a device backend's copies ----------------------------------------------
+ * Each tensor says which side wrote it last.  Before a program runs, what
+ * the host wrote goes up; after it, everything it wrote is newer on the
+ * device, and the loss and logits, which every step reads, come down. */
+
+void rt_session_host_wrote(RtSession *s) {
+    for (int i = 0; i < s->model.n; i++) s->model.t[i].newer = RT_HOST_NEWER;
+}
+
+/* put or get the slots of p whose tensor is newer on the other side. */
+static int sync(const RtSession *s, const Program *p, void *state, void **slots, const int *tensor, int up) {
+    const Backend *be = s->be;
+    if (!be->put) return 0;
+    int *which = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int)), n = 0;
+    for (int i = 0; i < p->nslots; i++)
+        if (s->model.t[tensor[i]].newer == (up ? RT_HOST_NEWER : RT_DEVICE_NEWER)) which[n++] = i;
+    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool};
+    int rc = n ? (up ? be->put : be->get)(state, p, &c, which, n) : 0;
+    for (int i = 0; i < n && !rc; i++) s->model.t[tensor[which[i]]].newer = 0;
+    free(which);
+    return rc;
+}
+
+/* After p ran: what it wrote is newer on the device; the loss and the
+ * logits come back. */
+static int ran(RtSession *s, const Program *p, void *state, void **slots, const int *tensor) {
+    if (!s->be->put) return 0;
+    int *which = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int)), n = 0;
+    for (int i = 0; i < p->nslots; i++) {
+        const Slot *sl = &p->slots[i];
+        RtTensor *t = &s->model.t[tensor[i]];
+        if (sl->kind == SLOT_INPUT || sl->kind == SLOT_LABELS) continue;
+        t->newer = RT_DEVICE_NEWER;
+        if (!strcmp(sl->name, "loss") || !strcmp(sl->name, "logits")) which[n++] = i, t->newer = 0;
+    }
+    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool};
+    int rc = n ? s->be->get(state, p, &c, which, n) : 0;
+    free(which);
+    return rc;
+}
+
+int rt_session_to_host(const RtSession *s, Diag *d) {
+    if (!s->be->put) return 0;
+    if ((s->has_train && sync(s, &s->train, s->train_state, s->train_slots, s->train_tensor, 0)) ||
+        sync(s, &s->eval, s->eval_state, s->eval_slots, s->eval_tensor, 0))
+        return diag_error_noloc(d, "could not read the tensors back from the %s device", s->be->name);
+    return 0;
 }
 
 /* Correct predictions and (optionally) summed cross-entropy over the first
@@ -101,7 +157,9 @@ static void score(const RtSession *s, int64_t count, double *loss_sum, int64_t *
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct) {
     RunCtx c = {s->arena, s->train_slots, lr, seed, step, s->pool};
+    if (sync(s, &s->train, s->train_state, s->train_slots, s->train_tensor, 1)) return -1;
     if (s->be->run(s->train_state, &s->train, &c)) return -1;
+    if (ran(s, &s->train, s->train_state, s->train_slots, s->train_tensor)) return -1;
     *loss = *(const float *)rt_model_find(&s->model, "loss")->data;
     score(s, count, NULL, correct);
     return 0;
@@ -109,7 +167,9 @@ int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step,
 
 int rt_session_eval(RtSession *s, int64_t count, double *loss_sum, int64_t *correct) {
     RunCtx c = {s->arena, s->eval_slots, 0, 0, 0, s->pool};
+    if (sync(s, &s->eval, s->eval_state, s->eval_slots, s->eval_tensor, 1)) return -1;
     if (s->be->run(s->eval_state, &s->eval, &c)) return -1;
+    if (ran(s, &s->eval, s->eval_state, s->eval_slots, s->eval_tensor)) return -1;
     score(s, count, loss_sum, correct);
     return 0;
 }

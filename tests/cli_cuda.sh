@@ -22,4 +22,15 @@ for opt in "" "--concat copy" "--recompute bn-relu"; do
 done
 "$netc" dump --cuda --recompute bn-relu "$src/models/densenet.net" | grep -q "a4\[c\] + a2\[c\]" ||
     fail "dump --cuda --recompute bn-relu: no recomputed batch norm"
+# --target cuda: without a driver, a clear refusal and exit status 1
+if ! "$netc" --version | grep -q "CUDA driver (libcuda.so.1) found"; then
+    for cmd in train eval bench step; do
+        err=$("$netc" $cmd "$src/models/lenet_bn.net" --target cuda --quiet 2>&1 >/dev/null)
+        rc=$?
+        [ $rc -eq 1 ] || fail "$cmd --target cuda without a driver: exit status $rc"
+        grep -q "no CUDA driver (libcuda.so.1) on this machine" <<<"$err" || fail "$cmd --target cuda: $err"
+    done
+fi
+"$netc" --version | grep -q "^targets: .*cuda" || fail "--version does not name cuda"
+"$netc" compile "$src/models/lenet_bn.net" --target cuda -o /dev/null 2>/dev/null && fail "compile --target cuda accepted"
 echo "cli_cuda: ok"

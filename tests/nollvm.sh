@@ -11,7 +11,7 @@ cmake --build "$OUT" --target netc -j2 >>"$OUT/build.log" 2>&1 || { tail -30 "$O
 N=$OUT/netc
 pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-check "--version names the targets" '$N --version | grep -q "^targets: ref$"'
+check "--version names the targets" '$N --version | grep -q "^targets: ref cuda$"'
 check "--version says LLVM is missing" '$N --version | grep -q "without LLVM"'
 check "check works" '$N check "$SRC/models/resnet18.net" | grep -q "11178378"'
 $N compile "$SRC/models/lenet_bn.net" -o "$OUT/x" >/dev/null 2>"$OUT/c.err"

@@ -59,6 +59,7 @@ static int open_side(Side *sd, const IrGraph *gt, const IrGraph *ge, const RtArg
 /* Weights and running statistics of `from` into `to` (same network: every
  * tensor has its twin of the same name and size). */
 static int copy_weights(const RtSession *from, RtSession *to, Diag *d) {
+    if (rt_session_to_host(from, d)) return -1;
     for (int i = 0; i < from->model.n; i++) {
         const RtTensor *t = &from->model.t[i];
         if (t->kind != SLOT_PARAM && t->kind != SLOT_STATE) continue;
@@ -68,6 +69,7 @@ static int copy_weights(const RtSession *from, RtSession *to, Diag *d) {
                                     t->name);
         memcpy(u->data, t->data, (size_t)t->bytes);
     }
+    rt_session_host_wrote(to);
     return 0;
 }
 

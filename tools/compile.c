@@ -80,6 +80,12 @@ int netc_cmd_compile(const RtArgs *a) {
         fprintf(stderr, "netc compile: error: give the executable's name with -o PROG\n");
         return 2;
     }
+    if (a->target && strcmp(a->target, "cpu")) {
+        fprintf(stderr, "netc compile: error: --target %s: compiled executables hold cpu code only in this version "
+                        "(an executable embedding PTX is not built yet); `netc train --target cuda` runs on a GPU\n",
+                a->target);
+        return 1;
+    }
     RtSource src = {a->file, NULL, 0};
     IrGraph gt, ge;
     char *text = NULL;

@@ -3,8 +3,10 @@
 #include "runtime/cli.h"
 #include "runtime/pool.h"
 #include "codegen/cuda/cuda_src.h"
+#include "codegen/cuda/nvrtc.h"
 #include "bench.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,8 @@ static const char *usage =
     "options:\n"
     "  --param NAME=VALUE  set a network parameter: an integer, real, boolean or\n"
     "                      list (--param ratio=1, --param drop_rate=0.3)\n"
-    "  --target T          backend: ref, cpu (default: cpu when built with LLVM)\n"
+    "  --target T          backend: ref, cpu (default: cpu when built with LLVM),\n"
+    "                      cuda (an NVIDIA GPU: needs its driver and NVRTC)\n"
     "  --cpu NAME[,+F,-F]  cpu target: the CPU to generate code for: native (the\n"
     "                      host, default; or $NETC_CPU), x86-64-v3 (AVX2), x86-64-v4\n"
     "                      (AVX-512), znver3, skylake-avx512, ...; +F/-F add or\n"
@@ -80,6 +83,7 @@ static void register_backends(void) {
 #ifdef NETC_HAVE_LLVM
     backend_register(&backend_cpu);
 #endif
+    backend_register(&backend_cuda);
 }
 
 /* The kernels of g's program in `mode` after fusion as --fuse asks, and the
@@ -231,6 +235,12 @@ int main(int argc, char **argv) {
         printf("cpu target: %s, %d-wide vectors (%s)\n", c.name, c.vw,
                c.level == 4 ? "AVX-512" : c.level == 3 ? "AVX2" : "SSE");
 #endif
+        const char *why = NULL;
+        int nvrtc = cg_nvrtc_available(&why);
+        void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        printf("cuda target: %s; %s\n", nvrtc ? "NVRTC found" : why,
+               cuda ? "CUDA driver (libcuda.so.1) found" : "no CUDA driver (libcuda.so.1) on this machine");
+        if (cuda) dlclose(cuda);
         return 0;
     }
     const char *cmd = argv[1];

@@ -12,7 +12,8 @@ int cg_cuda_driver_open(CudaDriver *t, Diag *d) {
     if (!t->lib) return diag_error_noloc(d, "no CUDA driver (libcuda.so.1) on this machine");
     static const char *names[] = {"cuInit", "cuDeviceGetCount", "cuDeviceGet", "cuCtxCreate_v2", "cuCtxDestroy_v2",
                                   "cuMemAlloc_v2", "cuMemFree_v2", "cuModuleLoadDataEx", "cuModuleUnload",
-                                  "cuModuleGetFunction", "cuLaunchKernel", "cuCtxSynchronize", "cuGetErrorName"};
+                                  "cuModuleGetFunction", "cuLaunchKernel", "cuCtxSynchronize", "cuGetErrorName",
+                                  "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2"};
     void **slot = (void **)&t->init;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!(slot[i] = dlsym(t->lib, names[i]))) {
@@ -37,10 +38,9 @@ static int fail(const CudaDriver *t, Diag *d, const char *call, int rc) {
     return diag_error_noloc(d, "%s failed: %s (%d)", call, err_name(t, rc), rc);
 }
 
-int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, CudaDevice *dev, Diag *d) {
-    memset(dev, 0, sizeof *dev);
-    dev->t = t;
+int cg_cuda_context(const CudaDriver *t, void **ctx, Diag *d) {
     int rc, n = 0, device;
+    *ctx = NULL;
     if ((rc = t->init(0))) {
         if (rc == CUDA_ERROR_NO_DEVICE) return diag_error_noloc(d, "no CUDA device");
         return fail(t, d, "cuInit", rc);
@@ -48,22 +48,52 @@ int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, Cu
     if ((rc = t->device_count(&n))) return fail(t, d, "cuDeviceGetCount", rc);
     if (n == 0) return diag_error_noloc(d, "no CUDA device");
     if ((rc = t->device_get(&device, 0))) return fail(t, d, "cuDeviceGet", rc);
-    if ((rc = t->ctx_create(&dev->ctx, 0, device))) {
-        dev->ctx = NULL;
+    if ((rc = t->ctx_create(ctx, 0, device))) {
+        *ctx = NULL;
         return fail(t, d, "cuCtxCreate", rc);
     }
-    if ((rc = t->mem_alloc(&dev->mem, bytes ? bytes : 1))) {
-        dev->mem = 0;
+    return 0;
+}
+
+int cg_cuda_alloc(const CudaDriver *t, size_t bytes, CuPtr *p, Diag *d) {
+    int rc = t->mem_alloc(p, bytes ? bytes : 1);
+    if (!rc) return 0;
+    *p = 0;
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY) return diag_error_noloc(d, "out of device memory (%zu bytes)", bytes);
+    return fail(t, d, "cuMemAlloc", rc);
+}
+
+int cg_cuda_module(const CudaDriver *t, const void *image, void **module, Diag *d) {
+    int rc = t->module_load(module, image, 0, NULL, NULL);
+    if (!rc) return 0;
+    *module = NULL;
+    return fail(t, d, "cuModuleLoadDataEx", rc);
+}
+
+int cg_cuda_function(const CudaDriver *t, void *module, const char *name, void **fn, Diag *d) {
+    int rc = t->module_function(fn, module, name);
+    if (!rc) return 0;
+    return diag_error_noloc(d, "kernel %s: cuModuleGetFunction failed: %s (%d)", name, err_name(t, rc), rc);
+}
+
+int cg_cuda_copy(const CudaDriver *t, CuPtr dev, void *host, size_t bytes, int up, Diag *d) {
+    int rc = up ? t->memcpy_htod(dev, host, bytes) : t->memcpy_dtoh(host, dev, bytes);
+    if (!rc) return 0;
+    return fail(t, d, up ? "cuMemcpyHtoD" : "cuMemcpyDtoH", rc);
+}
+
+int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, CudaDevice *dev, Diag *d) {
+    memset(dev, 0, sizeof *dev);
+    dev->t = t;
+    if (cg_cuda_context(t, &dev->ctx, d)) return -1;
+    if (cg_cuda_alloc(t, bytes, &dev->mem, d)) {
         cg_cuda_device_close(dev);
-        if (rc == CUDA_ERROR_OUT_OF_MEMORY)
-            return diag_error_noloc(d, "out of device memory (%zu bytes for the arena and parameters)", bytes);
-        return fail(t, d, "cuMemAlloc", rc);
+        return -1;
     }
     dev->bytes = bytes;
-    if ((rc = t->module_load(&dev->module, image, 0, NULL, NULL))) {
-        dev->module = NULL;
+    if (cg_cuda_module(t, image, &dev->module, d)) {
         cg_cuda_device_close(dev);
-        return fail(t, d, "cuModuleLoadDataEx", rc);
+        return -1;
     }
     return 0;
 }

@@ -26,6 +26,11 @@ typedef struct {
     int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **, void **);
     int (*synchronize)(void);
     int (*error_name)(int, const char **);
+    int (*memcpy_htod)(CuPtr, const void *, size_t);
+    int (*memcpy_dtoh)(void *, CuPtr, size_t);
+    /* A fake table's: the module images it takes are CUDA C source text (an
+     * emulated device, for tests), not PTX. */
+    int source;
 } CudaDriver;
 
 /* 0, or -1 with "no CUDA driver (libcuda.so.1) on this machine". */
@@ -48,5 +53,14 @@ int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, Cu
  * takes them) and waits for it. */
 int cg_cuda_device_launch(CudaDevice *dev, const char *name, unsigned grid, unsigned block, void **args, Diag *d);
 void cg_cuda_device_close(CudaDevice *dev);
+
+/* The pieces of the above, for the cuda backend (codegen/cuda/cuda_backend.c):
+ * each 0, or -1 with the message in d. */
+int cg_cuda_context(const CudaDriver *t, void **ctx, Diag *d);
+int cg_cuda_alloc(const CudaDriver *t, size_t bytes, CuPtr *p, Diag *d);
+int cg_cuda_module(const CudaDriver *t, const void *image, void **module, Diag *d);
+int cg_cuda_function(const CudaDriver *t, void *module, const char *name, void **fn, Diag *d);
+/* host -> device (up) or device -> host. */
+int cg_cuda_copy(const CudaDriver *t, CuPtr dev, void *host, size_t bytes, int up, Diag *d);
 
 #endif

@@ -1,0 +1,229 @@
+/* cuda_backend.c - `--target cuda`: a Program's CUDA C (cuda_src.c) through
+ * NVRTC to PTX, loaded and launched with the Driver API (driver.c).
+ *
+ * One device context per process, shared by every program compiled for it
+ * (a session's train and eval steps, the two sessions of `bench
+ * --compare-fuse`).  The arena and the side block (in-kernel values and
+ * partial sums) are shared too and grow to the largest program's: what
+ * they hold lives for one step.  Every slot gets device memory of its own
+ * the first time a program runs with it, found again by its host address,
+ * so programs that share a tensor on the host share it on the device; the
+ * runtime moves slots between the two with put and get (backend.h).  A
+ * step's launches go to the default stream, one after another, and the run
+ * waits for the last; only what the runtime asks for comes back. */
+#include "../backend.h"
+#include "cuda_src.h"
+#include "driver.h"
+#include "nvrtc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const Backend backend_cuda;
+
+static CudaDriver real;          /* libcuda.so.1, opened on first use */
+static const CudaDriver *drv;    /* the table in use: a test's, or &real */
+
+typedef struct {
+    void *host;
+    CuPtr dev;
+    size_t bytes;
+    int refs;                    /* programs bound to it */
+} DevSlot;
+
+static struct {
+    void *ctx;
+    int users;                   /* programs compiled and not yet freed */
+    CuPtr arena, side;
+    size_t arena_bytes, side_bytes;
+    DevSlot *slot;
+    int nslot;
+} dev;
+
+typedef struct {
+    CudaSource src;
+    void *module;
+    void **fn;                   /* per launch */
+    int bound;                   /* the slots have device memory */
+    int nbound;                  /* slots holding a reference (slot_of) */
+    int *slot_of;                /* per Program slot: its DevSlot */
+    CuPtr table;                 /* the device's array of slot addresses (S) */
+} CudaState;
+
+/* Tests install a fake driver table (NULL: the real one again). */
+void cg_cuda_use_driver(const CudaDriver *t);
+void cg_cuda_use_driver(const CudaDriver *t) { drv = t; }
+
+static void say(Diag *d) { diag_init(d, "cuda", NULL, 0, stderr); }
+
+/* Grows a shared block to at least `bytes` (its contents are one step's). */
+static int grow(CuPtr *p, size_t *have, size_t bytes, Diag *d) {
+    if (bytes <= *have && *p) return 0;
+    if (*p) drv->mem_free(*p);
+    *p = 0;
+    *have = 0;
+    if (cg_cuda_alloc(drv, bytes, p, d)) return -1;
+    *have = bytes;
+    return 0;
+}
+
+static void release_device(void) {
+    if (dev.users > 0) return;
+    if (dev.arena) drv->mem_free(dev.arena);
+    if (dev.side) drv->mem_free(dev.side);
+    if (dev.ctx) drv->ctx_destroy(dev.ctx);
+    free(dev.slot);
+    memset(&dev, 0, sizeof dev);
+}
+
+static void cuda_free(void *state) {
+    CudaState *st = state;
+    if (!st) return;
+    if (st->module) drv->module_unload(st->module);
+    if (st->table) drv->mem_free(st->table);
+    for (int i = 0; i < st->nbound; i++) {
+        DevSlot *s = &dev.slot[st->slot_of[i]];
+        if (--s->refs == 0 && s->dev) {
+            drv->mem_free(s->dev);
+            s->dev = 0;
+            s->host = NULL;
+        }
+    }
+    free(st->slot_of);
+    free(st->fn);
+    cg_cuda_source_free(&st->src);
+    free(st);
+    dev.users--;
+    release_device();
+}
+
+static int cuda_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
+    (void)o;
+    *state = NULL;
+    if (!drv) {
+        if (cg_cuda_driver_open(&real, d)) return -1;
+        drv = &real;
+    }
+    if (!dev.ctx && cg_cuda_context(drv, &dev.ctx, d)) return -1;
+    CudaState *st = ir_xcalloc(1, sizeof *st);
+    dev.users++;
+    int rc = cg_cuda_source(p, &st->src, d);
+    char *ptx = NULL;
+    size_t len = 0;
+    if (!rc && !drv->source) rc = cg_nvrtc_compile(st->src.text, "netc.cu", "compute_90", &ptx, &len, d);
+    if (!rc) rc = cg_cuda_module(drv, drv->source ? st->src.text : ptx, &st->module, d);
+    free(ptx);
+    st->fn = ir_xcalloc((size_t)st->src.nlaunch + 1, sizeof(void *));
+    for (int i = 0; !rc && i < st->src.nlaunch; i++)
+        rc = cg_cuda_function(drv, st->module, st->src.launch[i].name, &st->fn[i], d);
+    if (!rc) rc = grow(&dev.arena, &dev.arena_bytes, (size_t)p->arena_bytes + 64, d);
+    if (!rc) rc = grow(&dev.side, &dev.side_bytes, (size_t)st->src.side_bytes + 64, d);
+    if (!rc) rc = cg_cuda_alloc(drv, sizeof(CuPtr) * (size_t)(p->nslots + 1), &st->table, d);
+    if (rc) {
+        cuda_free(st);
+        return -1;
+    }
+    *state = st;
+    return 0;
+}
+
+/* Device memory for every slot of p (the host's tensors at ctx->slots),
+ * shared with the programs bound to the same host tensors, and the table
+ * of their addresses; a slot seen for the first time is uploaded. */
+static int bind(CudaState *st, const Program *p, RunCtx *ctx, Diag *d) {
+    if (st->bound) return 0;
+    if (st->nbound) return diag_error_noloc(d, "the device memory of an earlier step failed");
+    free(st->slot_of);
+    st->slot_of = ir_xcalloc((size_t)p->nslots + 1, sizeof(int));
+    CuPtr *table = ir_xcalloc((size_t)p->nslots + 1, sizeof(CuPtr));
+    int rc = 0;
+    for (int i = 0; i < p->nslots && !rc; i++) {
+        int k = -1;
+        for (int j = 0; j < dev.nslot && k < 0; j++)
+            if (dev.slot[j].dev && dev.slot[j].host == ctx->slots[i]) k = j;
+        if (k >= 0 && dev.slot[k].bytes < (size_t)p->slots[i].bytes) {
+            rc = diag_error_noloc(d, "internal error: slot %s is bigger than its tensor on the device", p->slots[i].name);
+            break;
+        }
+        if (k < 0) {
+            for (int j = 0; j < dev.nslot && k < 0; j++)
+                if (!dev.slot[j].dev) k = j;
+            if (k < 0) {
+                dev.slot = ir_xrealloc(dev.slot, sizeof(DevSlot) * (size_t)(dev.nslot + 1));
+                k = dev.nslot++;
+            }
+            DevSlot *s = &dev.slot[k];
+            memset(s, 0, sizeof *s);
+            s->bytes = (size_t)p->slots[i].bytes;
+            if ((rc = cg_cuda_alloc(drv, s->bytes, &s->dev, d))) break;
+            s->host = ctx->slots[i];
+            rc = cg_cuda_copy(drv, s->dev, s->host, s->bytes, 1, d);
+        }
+        dev.slot[k].refs++;
+        st->slot_of[i] = k;
+        st->nbound = i + 1;
+        table[i] = dev.slot[k].dev;
+    }
+    if (!rc) rc = cg_cuda_copy(drv, st->table, table, sizeof(CuPtr) * (size_t)(p->nslots + 1), 1, d);
+    free(table);
+    st->bound = !rc;
+    return rc;
+}
+
+static int move(void *state, const Program *p, RunCtx *ctx, const int *which, int n, int up) {
+    CudaState *st = state;
+    Diag d;
+    say(&d);
+    if (bind(st, p, ctx, &d)) return -1;
+    for (int i = 0; i < n; i++) {
+        const DevSlot *s = &dev.slot[st->slot_of[which[i]]];
+        if (cg_cuda_copy(drv, s->dev, ctx->slots[which[i]], (size_t)p->slots[which[i]].bytes, up, &d)) return -1;
+    }
+    return 0;
+}
+
+static int cuda_put(void *state, const Program *p, RunCtx *ctx, const int *which, int n) {
+    return move(state, p, ctx, which, n, 1);
+}
+
+static int cuda_get(void *state, const Program *p, RunCtx *ctx, const int *which, int n) {
+    return move(state, p, ctx, which, n, 0);
+}
+
+static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
+    CudaState *st = state;
+    Diag d;
+    say(&d);
+    if (bind(st, p, ctx, &d)) return -1;
+    float lr = (float)ctx->lr;
+    unsigned long long seed = ctx->seed, step = ctx->step;
+    void *args[6] = {&dev.arena, &dev.side, &st->table, &lr, &seed, &step};
+    for (int i = 0; i < st->src.nlaunch; i++) {
+        const CudaLaunch *l = &st->src.launch[i];
+        int rc = drv->launch(st->fn[i], l->grid, 1, 1, l->block, 1, 1, 0, NULL, args, NULL);
+        if (rc) {
+            const char *name = NULL;
+            if (!drv->error_name || drv->error_name(rc, &name) || !name) name = "unknown CUDA error";
+            return diag_error_noloc(&d, "kernel %s: cuLaunchKernel failed: %s (%d)", l->name, name, rc);
+        }
+    }
+    int rc = drv->synchronize();
+    if (rc) {
+        const char *name = NULL;
+        if (!drv->error_name || drv->error_name(rc, &name) || !name) name = "unknown CUDA error";
+        return diag_error_noloc(&d, "the step failed on the device: %s (%d)", name, rc);
+    }
+    return 0;
+}
+
+static int cuda_dump(void *state, FILE *f) {
+    const CudaState *st = state;
+    fputs(st->src.text, f);
+    return 0;
+}
+
+const Backend backend_cuda = {
+    "cuda", "CUDA C per kernel, NVRTC to PTX, run through the CUDA Driver API (needs libcuda.so.1 and a GPU)",
+    cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get,
+};

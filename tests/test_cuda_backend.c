@@ -1,0 +1,416 @@
+/* test_cuda_backend.c - `--target cuda` on an emulated device: the backend
+ * (codegen/cuda/cuda_backend.c) against a fake driver table whose device
+ * memory is host memory and whose modules are the generated CUDA C compiled
+ * for the host with codegen/cuda/emu.h.  Everything but NVRTC and the GPU
+ * runs as it would on one: device memory per slot shared by host address,
+ * the table of slot addresses, the launches in order, put and get, and the
+ * runtime's session moving tensors between host and device.
+ *   - one step of LeNet-BN (train and eval) and of DenseNet (in place, and
+ *     with recompute) judged against the double oracle as test_cuda_emu;
+ *   - a session: training steps whose losses are ref's, a checkpoint written
+ *     from the device and loaded on ref, a checkpoint loaded into the device
+ *     session and trained on from there, as ref does;
+ *   - faults: out of device memory at every allocation, a failing launch:
+ *     -1, and nothing left allocated;
+ *   - the real driver absent: "no CUDA driver (libcuda.so.1)". */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/backend.h"
+#include "codegen/cuda/driver.h"
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+void cg_cuda_use_driver(const CudaDriver *t);
+
+typedef void (*KernelFn)(char *, char *, void **, float, unsigned long long, unsigned long long);
+typedef void (*EmuLaunch)(KernelFn, unsigned, unsigned, char *, char *, void **, float, unsigned long long,
+                          unsigned long long);
+
+/* ---- the fake driver ---------------------------------------------------- */
+
+enum { MAX_FNS = 4096 };
+typedef struct {
+    void *h;
+    EmuLaunch launch;
+} Module;
+
+static struct {
+    int ctxs, mems, mods;
+    int alloc_left;   /* allocations until one fails (-1: never) */
+    int launch_rc;
+    int nfn;
+    struct { void *fn; Module *m; } fn[MAX_FNS];
+} fk;
+
+static const char *host_cc(void) {
+    const char *cc = getenv("CC");
+    return cc && *cc ? cc : "cc";
+}
+
+static int f_init(unsigned f) { (void)f; return 0; }
+static int f_count(int *n) { *n = 1; return 0; }
+static int f_get(int *dv, int i) { *dv = i; return 0; }
+static int f_ctx_create(void **c, unsigned f, int dv) { (void)f, (void)dv; fk.ctxs++; *c = &fk; return 0; }
+static int f_ctx_destroy(void *c) { (void)c; fk.ctxs--; return 0; }
+static int f_alloc(CuPtr *p, size_t n) {
+    if (fk.alloc_left == 0) return 2;
+    if (fk.alloc_left > 0) fk.alloc_left--;
+    void *m = aligned_alloc(64, (n + 127) / 64 * 64);
+    if (!m) return 2;
+    memset(m, 0, (n + 127) / 64 * 64);
+    fk.mems++;
+    *p = (CuPtr)(uintptr_t)m;
+    return 0;
+}
+static int f_free(CuPtr p) { free((void *)(uintptr_t)p); fk.mems--; return 0; }
+/* the image is CUDA C source: compiled for the host, as test_cuda_emu does */
+static int f_load(void **m, const void *img, unsigned n, int *o, void **v) {
+    (void)n, (void)o, (void)v;
+    char dir[] = "/tmp/netc_cudabe_XXXXXX", src[600], so[600], cmd[2048];
+    if (!mkdtemp(dir)) return 1;
+    snprintf(src, sizeof src, "%s/k.c", dir);
+    snprintf(so, sizeof so, "%s/k.so", dir);
+    FILE *f = fopen(src, "w");
+    if (!f) return 1;
+    fputs(img, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", host_cc(),
+             NETC_SOURCE_DIR, so, src);
+    int rc = system(cmd);
+    void *h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+    unlink(src), unlink(so), rmdir(dir);
+    if (!h) return 218;
+    Module *mod = calloc(1, sizeof *mod);
+    mod->h = h;
+    void *l = dlsym(h, "netc_emu_launch");
+    memcpy(&mod->launch, &l, sizeof l);
+    fk.mods++;
+    *m = mod;
+    return 0;
+}
+static int f_unload(void *m) {
+    Module *mod = m;
+    for (int i = 0; i < fk.nfn; i++)
+        if (fk.fn[i].m == mod) fk.fn[i].m = NULL;
+    dlclose(mod->h);
+    free(mod);
+    fk.mods--;
+    return 0;
+}
+static int f_function(void **fn, void *m, const char *name) {
+    Module *mod = m;
+    void *f = dlsym(mod->h, name);
+    if (!f || fk.nfn == MAX_FNS) return 500;
+    fk.fn[fk.nfn].fn = f;
+    fk.fn[fk.nfn++].m = mod;
+    *fn = f;
+    return 0;
+}
+static int f_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sh,
+                    void *st, void **args, void **extra) {
+    (void)gy, (void)gz, (void)by, (void)bz, (void)sh, (void)st, (void)extra;
+    if (fk.launch_rc) return fk.launch_rc;
+    Module *mod = NULL;
+    for (int i = fk.nfn - 1; i >= 0 && !mod; i--)
+        if (fk.fn[i].fn == fn) mod = fk.fn[i].m;
+    if (!mod) return 400;
+    KernelFn k;
+    memcpy(&k, &fn, sizeof k);
+    mod->launch(k, gx, bx, (char *)(uintptr_t) * (CuPtr *)args[0], (char *)(uintptr_t) * (CuPtr *)args[1],
+                (void **)(uintptr_t) * (CuPtr *)args[2], *(float *)args[3], *(unsigned long long *)args[4],
+                *(unsigned long long *)args[5]);
+    return 0;
+}
+static int f_sync(void) { return 0; }
+static int f_error_name(int rc, const char **s) {
+    *s = rc == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : rc == 719 ? "CUDA_ERROR_LAUNCH_FAILED" : "CUDA_ERROR_UNKNOWN";
+    return 0;
+}
+static int f_htod(CuPtr d, const void *h, size_t n) { memcpy((void *)(uintptr_t)d, h, n); return 0; }
+static int f_dtoh(void *h, CuPtr d, size_t n) { memcpy(h, (const void *)(uintptr_t)d, n); return 0; }
+
+static const CudaDriver fake = {NULL, f_init, f_count, f_get, f_ctx_create, f_ctx_destroy, f_alloc, f_free, f_load,
+                                f_unload, f_function, f_launch, f_sync, f_error_name, f_htod, f_dtoh, 1};
+
+static int have_cc(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", host_cc());
+    if (system(cmd) == 0) return 1;
+    printf("skipped: no host C compiler (%s) for the emulated device\n", host_cc());
+    return 0;
+}
+
+static int setup(void **s) {
+    (void)s;
+    memset(&fk, 0, sizeof fk);
+    fk.alloc_left = -1;
+    cg_cuda_use_driver(&fake);
+    return 0;
+}
+
+static void nothing_left(void) {
+    assert_int_equal(fk.ctxs, 0);
+    assert_int_equal(fk.mems, 0);
+    assert_int_equal(fk.mods, 0);
+}
+
+/* ---- one step against the oracle --------------------------------------- */
+
+static void step_model(const char *model, IrMode mode, int64_t batch, int resize) {
+    Program p, p64;
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/%s.net", NETC_SOURCE_DIR, model);
+    assert_int_equal(tu_program(path, mode, batch, resize, 4, &p), 0);
+    assert_int_equal(tu_program(path, mode, batch, resize, 8, &p64), 0);
+    void **r32 = tu_slots(&p, 5), **r64 = tu_slots(&p64, 5), **got = tu_slots(&p, 5);
+    assert_int_equal(tu_step(&backend_ref, NULL, &p, r32, NULL), 0);
+    assert_int_equal(tu_step(&backend_ref64, NULL, &p64, r64, NULL), 0);
+    /* compile, run (binding uploads every slot), get every slot back */
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    BackendOptions o = {1, 3, 0, NULL};
+    void *st;
+    assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
+    RunCtx c = {NULL, got, 0.05, 1, 0, NULL};
+    assert_int_equal(backend_cuda.run(st, &p, &c), 0);
+    for (int i = 0; i < p.nslots; i++) memset(got[i], 0xff, (size_t)p.slots[i].bytes);   /* must come back */
+    int *all = calloc((size_t)p.nslots + 1, sizeof(int));
+    for (int i = 0; i < p.nslots; i++) all[i] = i;
+    assert_int_equal(backend_cuda.get(st, &p, &c, all, p.nslots), 0);
+    backend_cuda.free(st);
+    nothing_left();
+    int bad = 0;
+    double worst = 0;
+    for (int i = 0; i < p.nslots; i++) {
+        if (p.slots[i].kind == SLOT_LABELS) continue;
+        double err, ref, scale, ratio;
+        if (!tu_judge(&p, &p64, r32, r64, got, i, &err, &ref, &scale, &ratio)) {
+            fprintf(stderr, "%s: slot %s: device %g, ref %g from double (scale %g)\n", model, p.slots[i].name, err, ref,
+                    scale);
+            bad++;
+        }
+        if (ratio > worst) worst = ratio;
+    }
+    printf("%s %s on the emulated device: worst error %.2f of ref's, allowed %d\n", model,
+           mode == IR_TRAIN ? "train" : "eval", worst, TU_FACTOR);
+    assert_int_equal(bad, 0);
+    free(all);
+    tu_slots_free(&p, r32), tu_slots_free(&p64, r64), tu_slots_free(&p, got);
+    program_free(&p), program_free(&p64);
+}
+
+static const PlanOptions recompute_plan = {0, 1};
+
+static void test_steps(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    step_model("lenet_bn", IR_TRAIN, 6, 28);
+    step_model("lenet_bn", IR_EVAL, 6, 28);
+    step_model("densenet", IR_TRAIN, 2, 48);
+    tu_plan = &recompute_plan;
+    step_model("extra/densenet_odd", IR_TRAIN, 3, 20);
+    tu_plan = NULL;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+typedef struct {
+    RtSession s;
+    IrGraph gt, ge;
+    char *t1, *t2;
+} Net;
+
+static void open_net(Net *n, const char *target) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
+    assert_int_equal(tu_build(path, IR_TRAIN, &n->gt, &n->t1), 0);
+    assert_int_equal(tu_build(path, IR_EVAL, &n->ge, &n->t2), 0);
+    RtSessionOptions o = {target, 8, 1, 0, 1, NULL, NULL, NULL, NULL};
+    Diag d;
+    diag_init(&d, target, NULL, 0, stderr);
+    assert_int_equal(rt_session_open(&n->s, &n->gt, &n->ge, &o, &d), 0);
+}
+
+static void close_net(Net *n) {
+    rt_session_close(&n->s);
+    ir_free(&n->gt), ir_free(&n->ge);
+    free(n->t1), free(n->t2);
+}
+
+static void batch(Net *n, uint64_t seed) {
+    float img[8 * 28 * 28];
+    int32_t lab[8];
+    uint64_t r = seed;
+    for (size_t i = 0; i < sizeof img / sizeof *img; i++) img[i] = (float)tu_rand(&r);
+    for (int i = 0; i < 8; i++) lab[i] = (int32_t)((seed + (uint64_t)i * 7) % 10);
+    rt_session_set_batch(&n->s, img, lab);
+}
+
+static double train(Net *n, uint64_t step) {
+    double loss;
+    int64_t ok;
+    batch(n, 100 + step);
+    assert_int_equal(rt_session_train_step(&n->s, 0.1, 1, step, &loss, 8, &ok), 0);
+    return loss;
+}
+
+static void same_loss(double a, double b, const char *what) {
+    if (fabs(a - b) > 1e-4 * fmax(1, fabs(b))) {
+        fprintf(stderr, "%s: loss %.9g on the device, %.9g on ref\n", what, a, b);
+        fail();
+    }
+}
+
+/* Every param and state tensor of a within 1e-4 of the largest of b's. */
+static void same_weights(const Net *a, const Net *b) {
+    for (int i = 0; i < b->s.model.n; i++) {
+        const RtTensor *t = &b->s.model.t[i];
+        if (t->kind != SLOT_PARAM && t->kind != SLOT_STATE) continue;
+        const RtTensor *u = rt_model_find(&a->s.model, t->name);
+        assert_non_null(u);
+        const float *x = t->data, *y = u->data;
+        double mx = 1e-2, e = 0;
+        for (int64_t j = 0; j < t->bytes / 4; j++) mx = fmax(mx, fabs(x[j])), e = fmax(e, fabs(x[j] - y[j]));
+        if (!(e <= 1e-4 * mx)) {
+            fprintf(stderr, "tensor %s: %g apart (largest %g)\n", t->name, e, mx);
+            fail();
+        }
+    }
+}
+
+static void test_session(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    char ck[] = "/tmp/netc_cudabe_ckXXXXXX";
+    int fd = mkstemp(ck);
+    assert_true(fd >= 0);
+    close(fd);
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    Net dv, rf;
+    open_net(&dv, "cuda");
+    open_net(&rf, "ref");
+    for (uint64_t k = 0; k < 3; k++) same_loss(train(&dv, k), train(&rf, k), "training");
+    /* the device's weights, written from the host */
+    assert_int_equal(rt_checkpoint_save(&dv.s, ck, 1, 3, 1, &d), 0);
+    Net back;
+    open_net(&back, "ref");
+    assert_int_equal(rt_checkpoint_load(&back.s, ck, NULL, NULL, NULL, &d), 0);
+    same_weights(&back, &rf);
+    double l1, l2;
+    int64_t o1, o2;
+    batch(&dv, 7), batch(&rf, 7);
+    assert_int_equal(rt_session_eval(&dv.s, 8, &l1, &o1), 0);
+    assert_int_equal(rt_session_eval(&rf.s, 8, &l2, &o2), 0);
+    same_loss(l1, l2, "eval");
+    /* a checkpoint loaded into the device session: it trains on from there */
+    for (uint64_t k = 3; k < 5; k++) train(&rf, k);
+    assert_int_equal(rt_checkpoint_save(&rf.s, ck, 1, 5, 1, &d), 0);
+    assert_int_equal(rt_checkpoint_load(&dv.s, ck, NULL, NULL, NULL, &d), 0);
+    same_loss(train(&dv, 5), train(&rf, 5), "training after a load");
+    assert_int_equal(rt_session_to_host(&dv.s, &d), 0);
+    same_weights(&dv, &rf);
+    close_net(&back);
+    close_net(&dv);
+    close_net(&rf);
+    unlink(ck);
+    nothing_left();
+}
+
+/* ---- faults ---------------------------------------------------------------- */
+
+static void test_faults(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    Program p;
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
+    assert_int_equal(tu_program(path, IR_TRAIN, 4, 28, 4, &p), 0);
+    void **x = tu_slots(&p, 3);
+    BackendOptions o = {1, 3, 0, NULL};
+    Diag d;
+    char *msg = NULL;
+    size_t len;
+    /* every allocation in turn fails: compile or the first run says so */
+    for (int k = 0; k < 8; k++) {
+        fk.alloc_left = k;
+        FILE *f = open_memstream(&msg, &len);
+        diag_init(&d, "cuda", NULL, 0, f);
+        void *st;
+        int rc = backend_cuda.compile(&p, &o, &st, &d), ran = 0;
+        if (!rc) {   /* the run's own message goes to stderr */
+            RunCtx c = {NULL, x, 0.05, 1, 0, NULL};
+            ran = backend_cuda.run(st, &p, &c);
+            backend_cuda.free(st);
+        }
+        fclose(f);
+        if (rc) assert_non_null(strstr(msg, "out of device memory"));
+        if (k < 4) assert_true(rc || ran);   /* arena, side block, slot table: the first slots */
+        free(msg);
+        msg = NULL;
+        nothing_left();
+    }
+    fk.alloc_left = -1;
+    /* a launch the driver refuses */
+    fk.launch_rc = 719;
+    void *st;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
+    RunCtx c = {NULL, x, 0.05, 1, 0, NULL};
+    assert_int_equal(backend_cuda.run(st, &p, &c), -1);
+    backend_cuda.free(st);
+    fk.launch_rc = 0;
+    nothing_left();
+    tu_slots_free(&p, x);
+    program_free(&p);
+}
+
+/* Without the fake, where the machine has no driver: the message. */
+static void test_no_driver(void **s) {
+    (void)s;
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (h) {
+        dlclose(h);
+        printf("skipped: this machine has a CUDA driver\n");
+        return;
+    }
+    cg_cuda_use_driver(NULL);
+    Program p;
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
+    assert_int_equal(tu_program(path, IR_EVAL, 2, 28, 4, &p), 0);
+    char *msg = NULL;
+    size_t len;
+    FILE *f = open_memstream(&msg, &len);
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, f);
+    BackendOptions o = {1, 3, 0, NULL};
+    void *st;
+    assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), -1);
+    fclose(f);
+    assert_non_null(strstr(msg, "no CUDA driver (libcuda.so.1) on this machine"));
+    free(msg);
+    program_free(&p);
+    cg_cuda_use_driver(&fake);
+}
+
+int main(void) {
+    backend_register(&backend_cuda);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_steps, setup),
+        cmocka_unit_test_setup(test_session, setup),
+        cmocka_unit_test_setup(test_faults, setup),
+        cmocka_unit_test_setup(test_no_driver, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
