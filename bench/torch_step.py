@@ -23,6 +23,11 @@ model per process.
 --batch and --resize default to the seed's values (those of models/NAME.net);
 bench/run.sh passes the values `netc bench` reports so that both sides run
 the same step.  Needs PyTorch (Debian: python3-torch).
+
+On a GPU (tests/gpu/check.sh): --device cuda runs the step there (timed
+between synchronisations, peak_device_bytes from
+torch.cuda.max_memory_allocated), --tf32 lets matrix products and
+convolutions use tf32, --compile wraps the network in torch.compile.
 """
 import argparse
 import os
@@ -69,7 +74,7 @@ def peak_rss_bytes():
     return r if sys.platform == "darwin" else r * 1024
 
 
-def bench(name, steps, warmup, batch, resize, seed):
+def bench(name, steps, warmup, batch, resize, seed, device="cpu", tf32=False, compile_=False):
     build, res, bs, lr = MODELS[name]
     bs = batch or bs
     res = resize or res
@@ -78,28 +83,45 @@ def bench(name, steps, warmup, batch, resize, seed):
     x = torch.rand(bs, 1, res, res)  # pixels in [0, 1], as netc bench feeds
     y = torch.arange(bs) % 10
     flops = forward_flops(net, x)
+    gpu = device != "cpu"
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        net, x, y = net.to(device), x.to(device), y.to(device)
+        torch.cuda.reset_peak_memory_stats()
     opt = torch.optim.SGD(net.parameters(), lr=lr)
+    run = torch.compile(net) if compile_ else net
     loss_fn = nn.CrossEntropyLoss()
     net.train()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
+        loss = loss_fn(run(x), y)
         loss.backward()
         opt.step()
         return loss
 
+    def sync():
+        if gpu:
+            torch.cuda.synchronize()
+
     t0 = time.perf_counter()
     for _ in range(warmup):
         step()
+    sync()
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
         loss = step()
+    sync()
     dt = (time.perf_counter() - t0) / steps
     rss = peak_rss_bytes()
     gflop_img = 3 * flops / 1e9
-    return dict(framework="pytorch", model=name, torch=torch.__version__, device="cpu",
+    extra = {}
+    if gpu:
+        extra = dict(gpu=torch.cuda.get_device_name(), tf32=tf32, compiled=compile_,
+                     peak_device_bytes=torch.cuda.max_memory_allocated())
+    return dict(framework="pytorch", model=name, torch=torch.__version__, device=device, **extra,
                 threads=torch.get_num_threads(), batch=bs, resize=res, steps=steps, warmup=warmup,
                 images_per_sec=round(bs / dt, 2), ms_per_step=round(dt * 1e3, 2),
                 gflop_per_sec=round(gflop_img * bs / dt, 2), train_gflop_per_img=round(gflop_img, 4),
@@ -116,6 +138,9 @@ def main():
     ap.add_argument("--batch", type=int, default=0, help="batch size (0: the seed's)")
     ap.add_argument("--resize", type=int, default=0, help="image side (0: the seed's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU)")
+    ap.add_argument("--tf32", action="store_true", help="on a GPU: tf32 matrix products and convolutions")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network")
     a = ap.parse_args()
     names = [m for m in a.models.split(",") if m]
     bad = [m for m in names if m not in MODELS]
@@ -125,7 +150,8 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     for name in names:
-        print(json.dumps(bench(name, a.steps, a.warmup, a.batch, a.resize, a.seed)), flush=True)
+        print(json.dumps(bench(name, a.steps, a.warmup, a.batch, a.resize, a.seed, a.device, a.tf32, a.compile)),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# tests/gpu/check.sh [OUTDIR] - the checks that need an NVIDIA GPU, in one
+# run of under ten minutes: build netc (without LLVM: the GPU path needs
+# none), then
+#   1. the cross-check against PyTorch (one step of each of the seven
+#      networks, train and eval: logits, loss, gradients, updated weights,
+#      batch-norm statistics; tests/torch/crosscheck.py) with --target cuda;
+#   2. `netc bench --target cuda` beside PyTorch on the same GPU, eager in
+#      fp32 and in tf32, and torch.compile for ResNet-18 and DenseNet, at the
+#      seed's batch and resolution, as a table with ratios.
+# Everything it prints also goes to OUTDIR (default $OUT, else
+# /tmp/netc-gpu): check.log, bench.jsonl, table.md.
+#
+# The machine needs the CUDA driver and NVRTC, CMake, a C compiler, and
+# Python with PyTorch; flex, bison, m4 and zlib's headers, where it lacks
+# them, as Debian packages in .gpu-debs/ (tools/gpu_debs.sh fetches them;
+# they are unpacked under /tmp, not installed).
+set -u
+cd "$(dirname "$0")/../.."
+out=${1:-${OUT:-/tmp/netc-gpu}}
+mkdir -p "$out"
+exec > >(tee "$out/check.log") 2>&1
+PY=${PYTHON:-python3}
+t0=$(date +%s)
+elapsed() { echo "[$(($(date +%s) - t0)) s]"; }
+
+if ! command -v bison >/dev/null || ! command -v flex >/dev/null; then
+    [ -d .gpu-debs ] || { echo "FAIL: no flex/bison here and no .gpu-debs/ (run tools/gpu_debs.sh)"; exit 1; }
+    root=/tmp/netc-debs
+    for f in .gpu-debs/*.deb; do dpkg -x "$f" "$root"; done
+    export PATH=$root/usr/bin:$PATH
+    export BISON_PKGDATADIR=$root/usr/share/bison M4=$root/usr/bin/m4
+    export CPATH=$root/usr/include${CPATH:+:$CPATH}
+    export LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}
+fi
+build=/tmp/netc-gpu-build
+cmake -S . -B $build -DNETC_LLVM=OFF -DNETC_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >$out/build.log 2>&1 &&
+    cmake --build $build --target netc -j"$(nproc)" >>$out/build.log 2>&1 || { tail -30 $out/build.log; echo "FAIL: build"; exit 1; }
+N=$build/netc
+"$N" --version
+nvidia-smi -L 2>/dev/null || true
+echo "$(elapsed) built"
+
+rc=0
+echo "== 1. cross-check against PyTorch, --target cuda"
+timeout 300 "$PY" tests/torch/crosscheck.py --netc "$N" --source-dir . --target cuda || rc=1
+echo "$(elapsed) cross-checked"
+
+echo "== 2. netc bench --target cuda beside PyTorch on the GPU"
+: >"$out/bench.jsonl"
+for m in lenet_bn alexnet vgg11 nin googlenet resnet18 densenet; do
+    timeout 90 "$N" bench "models/$m.net" --target cuda --steps 3 --warmup 1 --json >>"$out/bench.jsonl" || {
+        echo "netc bench $m failed or timed out"; rc=1; }
+    b=$(tail -1 "$out/bench.jsonl" | sed -n 's/.*"batch": *\([0-9]*\).*/\1/p')
+    r=$(tail -1 "$out/bench.jsonl" | sed -n 's/.*"resize": *\([0-9]*\).*/\1/p')
+    for mode in "" "--tf32"; do
+        timeout 60 "$PY" bench/torch_step.py --models "$m" --device cuda ${b:+--batch $b} ${r:+--resize $r} \
+            --steps 5 --warmup 2 $mode >>"$out/bench.jsonl" || echo "torch $m $mode failed"
+    done
+    case $m in resnet18|densenet)
+        timeout 120 "$PY" bench/torch_step.py --models "$m" --device cuda ${b:+--batch $b} ${r:+--resize $r} \
+            --steps 5 --warmup 3 --compile >>"$out/bench.jsonl" || echo "torch.compile $m failed" ;;
+    esac
+    echo "$(elapsed) $m"
+done
+"$PY" - "$out/bench.jsonl" >"$out/table.md" <<'PYEOF'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    m = r.get("model") or r.get("network", "?")
+    m = m.split("/")[-1].replace(".net", "")
+    if r.get("framework") == "pytorch":
+        key = "compile" if r.get("compiled") else ("tf32" if r.get("tf32") else "fp32")
+    else:
+        key = "netc"
+    rows.setdefault(m, {})[key] = r
+print("| network | netc images/s | PyTorch fp32 | tf32 | torch.compile | netc/fp32 | netc/tf32 |")
+print("|---|--:|--:|--:|--:|--:|--:|")
+for m, r in rows.items():
+    g = lambda k: r.get(k, {}).get("images_per_sec")
+    n, f, t, c = g("netc"), g("fp32"), g("tf32"), g("compile")
+    ratio = lambda a, b: "%.2fx" % (a / b) if a and b else ""
+    fmt = lambda v: "%.1f" % v if v else ""
+    print("| %s | %s | %s | %s | %s | %s | %s |" % (m, fmt(n), fmt(f), fmt(t), fmt(c), ratio(n, f), ratio(n, t)))
+PYEOF
+cat "$out/table.md"
+echo "$(elapsed) done, status $rc"
+exit $rc
