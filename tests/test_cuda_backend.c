@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "codegen/backend.h"
+#include "codegen/cuda/cuda_src.h"
 #include "codegen/cuda/driver.h"
 #include "runtime/runtime.h"
 #include "testutil.h"
@@ -48,6 +49,7 @@ static struct {
     int ctxs, mems, mods;
     int alloc_left;   /* allocations until one fails (-1: never) */
     int launch_rc;
+    int launches;
     int nfn;
     struct { void *fn; Module *m; } fn[MAX_FNS];
 } fk;
@@ -124,6 +126,7 @@ static int f_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx
     for (int i = fk.nfn - 1; i >= 0 && !mod; i--)
         if (fk.fn[i].fn == fn) mod = fk.fn[i].m;
     if (!mod) return 400;
+    fk.launches++;
     KernelFn k;
     memcpy(&k, &fn, sizeof k);
     mod->launch(k, gx, bx, (char *)(uintptr_t) * (CuPtr *)args[0], (char *)(uintptr_t) * (CuPtr *)args[1],
@@ -139,8 +142,16 @@ static int f_error_name(int rc, const char **s) {
 static int f_htod(CuPtr d, const void *h, size_t n) { memcpy((void *)(uintptr_t)d, h, n); return 0; }
 static int f_dtoh(void *h, CuPtr d, size_t n) { memcpy(h, (const void *)(uintptr_t)d, n); return 0; }
 
+/* events: a counter stands for the time, one unit (1 ms) a launch */
+static int f_ev_create(void **e, unsigned f) { (void)f; *e = calloc(1, sizeof(float)); fk.mems++; return 0; }
+static int f_ev_record(void *e, void *st) { (void)st; *(float *)e = (float)fk.launches; return 0; }
+static int f_ev_sync(void *e) { (void)e; return 0; }
+static int f_ev_elapsed(float *ms, void *a, void *b) { *ms = *(float *)b - *(float *)a; return 0; }
+static int f_ev_destroy(void *e) { free(e); fk.mems--; return 0; }
+
 static const CudaDriver fake = {NULL, f_init, f_count, f_get, f_ctx_create, f_ctx_destroy, f_alloc, f_free, f_load,
-                                f_unload, f_function, f_launch, f_sync, f_error_name, f_htod, f_dtoh, 1};
+                                f_unload, f_function, f_launch, f_sync, f_error_name, f_htod, f_dtoh, f_ev_create,
+                                f_ev_record, f_ev_sync, f_ev_elapsed, f_ev_destroy, 1};
 
 static int have_cc(void) {
     char cmd[300];
@@ -375,6 +386,52 @@ static void test_faults(void **s) {
     program_free(&p);
 }
 
+/* NETC_CUDA_PROFILE=1: each launch timed between two events (the fake's
+ * clock: 1 ms a launch), per kernel, over the runs after the first. */
+static void test_profile(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    Program p;
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
+    assert_int_equal(tu_program(path, IR_EVAL, 2, 28, 4, &p), 0);
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    CudaSource cs;
+    assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+    void **x = tu_slots(&p, 3);
+    char log[] = "/tmp/netc_cudabe_profXXXXXX";
+    int fd = mkstemp(log), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+    setenv("NETC_CUDA_PROFILE", "1", 1);
+    fflush(stderr);
+    dup2(fd, 2);
+    BackendOptions o = {1, 3, 0, NULL};
+    void *st;
+    int rc = backend_cuda.compile(&p, &o, &st, &d);
+    RunCtx c = {NULL, x, 0, 0, 0, NULL};
+    for (int i = 0; i < 3 && !rc; i++) rc = backend_cuda.run(st, &p, &c);
+    if (!rc) backend_cuda.free(st);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsetenv("NETC_CUDA_PROFILE");
+    assert_int_equal(rc, 0);
+    char *text = tu_read(log, NULL), want[128];
+    assert_non_null(text);
+    printf("%s", text);
+    snprintf(want, sizeof want, "cuda profile: 2 runs after the first, %d.000 ms per run", cs.nlaunch);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "conv2d conv0"));
+    free(text);
+    close(fd);
+    unlink(log);
+    cg_cuda_source_free(&cs);
+    tu_slots_free(&p, x);
+    program_free(&p);
+    nothing_left();
+}
+
 /* Without the fake, where the machine has no driver: the message. */
 static void test_no_driver(void **s) {
     (void)s;
@@ -410,6 +467,7 @@ int main(void) {
         cmocka_unit_test_setup(test_steps, setup),
         cmocka_unit_test_setup(test_session, setup),
         cmocka_unit_test_setup(test_faults, setup),
+        cmocka_unit_test_setup(test_profile, setup),
         cmocka_unit_test_setup(test_no_driver, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

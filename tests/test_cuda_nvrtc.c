@@ -89,9 +89,50 @@ static void test_log(void **s) {
     free(msg);
 }
 
+/* The cache: a second compile of the same source is read back, the same
+ * bytes; a damaged file is compiled again; NETC_CACHE_DIR= turns it off. */
+static void test_cache(void **s) {
+    (void)s;
+    if (!have_nvrtc()) return;
+    char dir[] = "/tmp/netc_cache_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("NETC_CACHE_DIR", dir, 1);
+    const char *src = "extern \"C\" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }\n";
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    char *a, *b, *c;
+    size_t la, lb, lc;
+    int hit;
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "compute_90", &a, &la, &hit, &d), 0);
+    assert_int_equal(hit, 0);
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "compute_90", &b, &lb, &hit, &d), 0);
+    assert_int_equal(hit, 1);
+    assert_true(la == lb && !memcmp(a, b, la));
+    /* another arch is another entry */
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "sm_90", &c, &lc, &hit, &d), 0);
+    assert_int_equal(hit, 0);
+    free(c);
+    /* every file cut short: compiled again */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do head -c 20 \"$f\" > \"$f.x\" && mv \"$f.x\" \"$f\"; done", dir);
+    assert_int_equal(system(cmd), 0);
+    free(b);
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "compute_90", &b, &lb, &hit, &d), 0);
+    assert_int_equal(hit, 0);
+    assert_true(la == lb && !memcmp(a, b, la));
+    free(b);
+    setenv("NETC_CACHE_DIR", "", 1);
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "compute_90", &b, &lb, &hit, &d), 0);
+    assert_int_equal(hit, 0);
+    free(a), free(b);
+    unsetenv("NETC_CACHE_DIR");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_log), cmocka_unit_test(test_lenet), cmocka_unit_test(test_alexnet),
+        cmocka_unit_test(test_log), cmocka_unit_test(test_cache), cmocka_unit_test(test_lenet), cmocka_unit_test(test_alexnet),
         cmocka_unit_test(test_vgg), cmocka_unit_test(test_nin), cmocka_unit_test(test_googlenet),
         cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
     };

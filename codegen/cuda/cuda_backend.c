@@ -10,7 +10,10 @@
  * so programs that share a tensor on the host share it on the device; the
  * runtime moves slots between the two with put and get (backend.h).  A
  * step's launches go to the default stream, one after another, and the run
- * waits for the last; only what the runtime asks for comes back. */
+ * waits for the last; only what the runtime asks for comes back.
+ * NETC_CUDA_PROFILE=1 times every launch with CUDA events (one before each
+ * and one after the last), sums them per program kernel over the runs
+ * after the first and prints the table when the program is freed. */
 #include "../backend.h"
 #include "cuda_src.h"
 #include "driver.h"
@@ -49,6 +52,10 @@ typedef struct {
     int nbound;                  /* slots holding a reference (slot_of) */
     int *slot_of;                /* per Program slot: its DevSlot */
     CuPtr table;                 /* the device's array of slot addresses (S) */
+    void **ev;                   /* NETC_CUDA_PROFILE: nlaunch + 1 events */
+    double *prof;                /* per program kernel: seconds, summed */
+    char **label;                /* per program kernel */
+    int nkernels, runs;
 } CudaState;
 
 /* Tests install a fake driver table (NULL: the real one again). */
@@ -77,9 +84,68 @@ static void release_device(void) {
     memset(&dev, 0, sizeof dev);
 }
 
+static int cmp_desc(const void *a, const void *b) {
+    double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return (x < y) - (x > y);
+}
+
+static void prof_report(const CudaState *st) {
+    if (!st->prof || st->runs < 2) return;
+    double (*rows)[2] = calloc((size_t)st->nkernels + 1, sizeof *rows), tot = 0;
+    for (int k = 0; k < st->nkernels; k++) {
+        rows[k][0] = st->prof[k] / (st->runs - 1);
+        rows[k][1] = k;
+        tot += rows[k][0];
+    }
+    qsort(rows, (size_t)st->nkernels, sizeof *rows, cmp_desc);
+    fprintf(stderr, "cuda profile: %d runs after the first, %.3f ms per run on the device\n", st->runs - 1, tot * 1e3);
+    double cum = 0;
+    for (int i = 0; i < st->nkernels && cum < 0.995 * tot; i++) {
+        cum += rows[i][0];
+        fprintf(stderr, "  %9.3f ms %5.1f%% %5.1f%%  k%-4d %s\n", rows[i][0] * 1e3, 100 * rows[i][0] / tot,
+                100 * cum / tot, (int)rows[i][1], st->label[(int)rows[i][1]]);
+    }
+    free(rows);
+}
+
+/* Event timing for st (NETC_CUDA_PROFILE=1), and each kernel's name. */
+static int prof_init(CudaState *st, const Program *p, Diag *d) {
+    const char *e = getenv("NETC_CUDA_PROFILE");
+    if (!e || strcmp(e, "1")) return 0;
+    st->nkernels = p->nkernels;
+    st->prof = ir_xcalloc((size_t)p->nkernels + 1, sizeof(double));
+    st->label = ir_xcalloc((size_t)p->nkernels + 1, sizeof(char *));
+    for (int k = 0; k < p->nkernels; k++) {
+        char buf[256];
+        size_t n = (size_t)snprintf(buf, sizeof buf, "%s", fuse_name(p->kernels[k].pattern));
+        for (int j = 0; j < p->kernels[k].nnodes && n + 8 < sizeof buf; j++) {
+            const IrNode *nd = ir_node(&p->g, p->kernels[k].nodes[j]);
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s %s%s%s", j ? "," : ":", ir_info(nd->op)->name,
+                                  nd->name ? " " : "", nd->name ? nd->name : "");
+        }
+        st->label[k] = ir_strdup(buf);
+    }
+    st->ev = ir_xcalloc((size_t)st->src.nlaunch + 1, sizeof(void *));
+    for (int i = 0; i <= st->src.nlaunch; i++)
+        if (drv->event_create(&st->ev[i], 0)) {
+            st->ev[i] = NULL;
+            return diag_error_noloc(d, "NETC_CUDA_PROFILE: cuEventCreate failed");
+        }
+    return 0;
+}
+
+static void prof_free(CudaState *st) {
+    prof_report(st);
+    for (int i = 0; st->ev && i <= st->src.nlaunch; i++)
+        if (st->ev[i]) drv->event_destroy(st->ev[i]);
+    for (int k = 0; st->label && k < st->nkernels; k++) free(st->label[k]);
+    free(st->ev), free(st->prof), free(st->label);
+}
+
 static void cuda_free(void *state) {
     CudaState *st = state;
     if (!st) return;
+    prof_free(st);
     if (st->module) drv->module_unload(st->module);
     if (st->table) drv->mem_free(st->table);
     for (int i = 0; i < st->nbound; i++) {
@@ -111,7 +177,8 @@ static int cuda_compile(const Program *p, const BackendOptions *o, void **state,
     int rc = cg_cuda_source(p, &st->src, d);
     char *ptx = NULL;
     size_t len = 0;
-    if (!rc && !drv->source) rc = cg_nvrtc_compile(st->src.text, "netc.cu", "compute_90", &ptx, &len, d);
+    int hit = 0;
+    if (!rc && !drv->source) rc = cg_nvrtc_compile_cached(st->src.text, "netc.cu", "compute_90", &ptx, &len, &hit, d);
     if (!rc) rc = cg_cuda_module(drv, drv->source ? st->src.text : ptx, &st->module, d);
     free(ptx);
     st->fn = ir_xcalloc((size_t)st->src.nlaunch + 1, sizeof(void *));
@@ -120,6 +187,7 @@ static int cuda_compile(const Program *p, const BackendOptions *o, void **state,
     if (!rc) rc = grow(&dev.arena, &dev.arena_bytes, (size_t)p->arena_bytes + 64, d);
     if (!rc) rc = grow(&dev.side, &dev.side_bytes, (size_t)st->src.side_bytes + 64, d);
     if (!rc) rc = cg_cuda_alloc(drv, sizeof(CuPtr) * (size_t)(p->nslots + 1), &st->table, d);
+    if (!rc) rc = prof_init(st, p, d);
     if (rc) {
         cuda_free(st);
         return -1;
@@ -201,6 +269,7 @@ static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
     void *args[6] = {&dev.arena, &dev.side, &st->table, &lr, &seed, &step};
     for (int i = 0; i < st->src.nlaunch; i++) {
         const CudaLaunch *l = &st->src.launch[i];
+        if (st->ev) drv->event_record(st->ev[i], NULL);
         int rc = drv->launch(st->fn[i], l->grid, 1, 1, l->block, 1, 1, 0, NULL, args, NULL);
         if (rc) {
             const char *name = NULL;
@@ -208,12 +277,18 @@ static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
             return diag_error_noloc(&d, "kernel %s: cuLaunchKernel failed: %s (%d)", l->name, name, rc);
         }
     }
+    if (st->ev) drv->event_record(st->ev[st->src.nlaunch], NULL);
     int rc = drv->synchronize();
     if (rc) {
         const char *name = NULL;
         if (!drv->error_name || drv->error_name(rc, &name) || !name) name = "unknown CUDA error";
         return diag_error_noloc(&d, "the step failed on the device: %s (%d)", name, rc);
     }
+    if (st->ev && st->runs++ > 0)
+        for (int i = 0; i < st->src.nlaunch; i++) {
+            float ms = 0;
+            if (!drv->event_elapsed(&ms, st->ev[i], st->ev[i + 1])) st->prof[st->src.launch[i].kernel] += ms * 1e-3;
+        }
     return 0;
 }
 

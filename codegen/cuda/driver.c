@@ -13,7 +13,8 @@ int cg_cuda_driver_open(CudaDriver *t, Diag *d) {
     static const char *names[] = {"cuInit", "cuDeviceGetCount", "cuDeviceGet", "cuCtxCreate_v2", "cuCtxDestroy_v2",
                                   "cuMemAlloc_v2", "cuMemFree_v2", "cuModuleLoadDataEx", "cuModuleUnload",
                                   "cuModuleGetFunction", "cuLaunchKernel", "cuCtxSynchronize", "cuGetErrorName",
-                                  "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2"};
+                                  "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuEventCreate", "cuEventRecord",
+                                  "cuEventSynchronize", "cuEventElapsedTime", "cuEventDestroy_v2"};
     void **slot = (void **)&t->init;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!(slot[i] = dlsym(t->lib, names[i]))) {

@@ -28,6 +28,11 @@ typedef struct {
     int (*error_name)(int, const char **);
     int (*memcpy_htod)(CuPtr, const void *, size_t);
     int (*memcpy_dtoh)(void *, CuPtr, size_t);
+    int (*event_create)(void **, unsigned);
+    int (*event_record)(void *, void *);
+    int (*event_synchronize)(void *);
+    int (*event_elapsed)(float *, void *, void *);
+    int (*event_destroy)(void *);
     /* A fake table's: the module images it takes are CUDA C source text (an
      * emulated device, for tests), not PTX. */
     int source;

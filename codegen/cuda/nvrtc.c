@@ -4,9 +4,12 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct _nvrtcProgram *nvrtcProgram;
 
@@ -89,5 +92,92 @@ int cg_nvrtc_compile(const char *src, const char *name, const char *arch, char *
     buf[n] = 0;
     *out = buf;
     *len = n;
+    return 0;
+}
+
+/* ---- the cache ----------------------------------------------------------
+ * A compiled module is stored as NAME-<two 64-bit hashes of arch, NVRTC's
+ * options and the source>.bin in the cache folder, written to a temporary
+ * file and renamed, so a reader sees a whole file or none; a file of the
+ * wrong size (its header gives it) is compiled again. */
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+int cg_nvrtc_cache_dir(char *buf, size_t n) {
+    const char *dir = getenv("NETC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (dir && !*dir) return -1;   /* NETC_CACHE_DIR= : no cache */
+    if (dir) snprintf(buf, n, "%s", dir);
+    else if (xdg && *xdg) snprintf(buf, n, "%s/netc", xdg);
+    else if (home && *home) snprintf(buf, n, "%s/.cache/netc", home);
+    else return -1;
+    return 0;
+}
+
+static void cache_path(const char *dir, const char *src, const char *arch, char *buf, size_t n) {
+    const char *opts = "--std=c++17 -default-device";
+    uint64_t a = fnv(1469598103934665603ull, arch, strlen(arch)), b = fnv(0x9e3779b97f4a7c15ull, arch, strlen(arch));
+    a = fnv(a, opts, strlen(opts)), b = fnv(b, opts, strlen(opts));
+    a = fnv(a, src, strlen(src)), b = fnv(b ^ 0xa5a5a5a5ull, src, strlen(src));
+    snprintf(buf, n, "%s/cuda-%s-%016llx%016llx.bin", dir, arch, (unsigned long long)a, (unsigned long long)b);
+}
+
+static int mkdirs(const char *dir) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) == 0 || access(tmp, W_OK) == 0 ? 0 : -1;
+}
+
+/* The cached module at path (malloc'd, NUL-terminated), or NULL. */
+static char *cache_read(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned long long n = 0;
+    char *buf = NULL;
+    if (fread(&n, sizeof n, 1, f) == 1 && n < (1ull << 31) && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) == n && fgetc(f) == EOF) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static void cache_write(const char *path, const char *bin, size_t len) {
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    unsigned long long n = len;
+    int ok = fwrite(&n, sizeof n, 1, f) == 1 && fwrite(bin, 1, len, f) == len;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path)) unlink(tmp);
+}
+
+int cg_nvrtc_compile_cached(const char *src, const char *name, const char *arch, char **out, size_t *len, int *hit,
+                            Diag *d) {
+    char dir[900], path[1100];
+    *hit = 0;
+    int cache = cg_nvrtc_cache_dir(dir, sizeof dir) == 0;
+    if (cache) {
+        cache_path(dir, src, arch, path, sizeof path);
+        if ((*out = cache_read(path, len))) {
+            *hit = 1;
+            return 0;
+        }
+    }
+    if (cg_nvrtc_compile(src, name, arch, out, len, d)) return -1;
+    if (cache && mkdirs(dir) == 0) cache_write(path, *out, *len);
     return 0;
 }

@@ -11,6 +11,14 @@
  * and *len; -1 with a message in d: NVRTC missing, or its error and the
  * program log. */
 int cg_nvrtc_compile(const char *src, const char *name, const char *arch, char **out, size_t *len, Diag *d);
+/* cg_nvrtc_compile through a cache on disk: a source compiled before for
+ * the same arch is read back (*hit = 1) instead of compiled.  The folder:
+ * $NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc, else ~/.cache/netc; an empty
+ * NETC_CACHE_DIR turns the cache off.  Cache faults only cost a compile. */
+int cg_nvrtc_compile_cached(const char *src, const char *name, const char *arch, char **out, size_t *len, int *hit,
+                            Diag *d);
+/* The cache folder (0), or -1 when there is none. */
+int cg_nvrtc_cache_dir(char *buf, size_t n);
 /* Whether NVRTC can be opened; when not, why (static text) in *why. */
 int cg_nvrtc_available(const char **why);
 
