@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "codegen/cpu/cpu.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "testutil.h"
 
 static double now(void) {

@@ -2,7 +2,7 @@
  * named by the hierarchical names, with the training position as metadata. */
 #include "runtime.h"
 #include "checkpoint.h"
-#include "err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 /* Fashion-MNIST loading (IDX through zlib), bilinear resize as PyTorch does
  * it, and a batch loader whose batches are made on a background thread. */
-#include "err.h"
+#include "base/err.h"
 #include "runtime/data.h"
-#include "runtime/infile.h"
+#include "base/infile.h"
 
 #include <errno.h>
 #include <limits.h>

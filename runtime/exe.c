@@ -3,7 +3,7 @@
  * passes are deterministic) and binds them to the precompiled step
  * functions, so no LLVM is needed at run time.  Batch, input size, network
  * parameters and the fusion patterns (--fuse) were fixed at compile time. */
-#include "aot.h"
+#include "../codegen/cpu/aot.h"
 #include "cli.h"
 
 #include <stdio.h>

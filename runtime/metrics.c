@@ -1,5 +1,5 @@
 /* Training metrics: the seed's epoch line, JSON lines, an SVG plot. */
-#include "err.h"
+#include "base/err.h"
 #include "runtime/metrics.h"
 
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/safetensors.h" /* rt_write_atomic */
+#include "base/outfile.h"
 
 
 int rt_format_epoch(char *buf, size_t n, int epoch, int epochs, double loss, double train_acc,

@@ -1,4 +1,5 @@
-/* Checkpoints in the safetensors format, and atomic file writing.
+/* Checkpoints in the safetensors format (written whole or not at all,
+ * base/outfile.h).
  *
  * A file is: u64 little-endian N, N bytes of JSON header (padded with spaces
  * so that the data starts 8-byte aligned), then the tensors' raw little-endian
@@ -12,18 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "base/outfile.h"
 
 #define RT_ST_MAX_RANK 8
-
-/* Writes path atomically: emit(f, ctx, ...) writes the content into the temp
- * file path.tmp.<pid>, which is then flushed, fsynced, closed and renamed over
- * path, and the directory fsynced (best effort).  On any failure the temp file
- * is removed and an existing path is left untouched.  Temp files path.tmp.PID
- * of dead processes (a killed writer's) are removed first.  emit returns 0, or -1
- * having written a message; write errors on f are caught here.  Returns 0, or
- * -1 with a message naming path in err. */
-typedef int (*RtEmitFn)(FILE *f, void *ctx, char *err, size_t errlen);
-int rt_write_atomic(const char *path, RtEmitFn emit, void *ctx, char *err, size_t errlen);
 
 /* One tensor to write.  dtype: "F32", "F64", "I32", "I64" or "U8"; bytes must
  * be the shape's product times the dtype's size. */

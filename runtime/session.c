@@ -1,7 +1,7 @@
 /* session.c - a train program and an eval program of one network, compiled
  * for one backend, sharing weights and one arena. */
 #include "runtime.h"
-#include "pool.h"
+#include "../base/pool.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include "runtime.h"
 #include "checkpoint.h"
 #include "data.h"
-#include "infile.h"
+#include "../base/infile.h"
 #include "metrics.h"
 #include "progress.h"
 

@@ -24,7 +24,7 @@
 
 #include "codegen/backend.h"
 #include "cpu_targets.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 
 /* The --cpu spec the cases run at: main runs them once per vector width
  * this host can execute. */

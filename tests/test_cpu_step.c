@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "codegen/backend.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "cpu_targets.h"
 #include "testutil.h"
 

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "codegen/backend.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "testutil.h"
 #ifdef NETC_HAVE_LLVM
 #include "codegen/cpu/cpu.h"

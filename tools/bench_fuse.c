@@ -12,7 +12,7 @@
  * compute the same thing.  Both programs live in this one process, so the
  * peak resident set size reported is the process's, of the two together. */
 #include "bench.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 
 #include <math.h>
 #include <stdio.h>

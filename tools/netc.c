@@ -1,7 +1,7 @@
 /* netc.c - the command-line driver: check, dump, train, eval, predict, step,
  * compile, bench. */
 #include "runtime/cli.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "codegen/cuda/cuda_src.h"
 #include "codegen/cuda/nvrtc.h"
 #include "bench.h"

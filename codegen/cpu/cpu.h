@@ -24,7 +24,7 @@ int cg_cpu_query(const char *spec, int for_host, CgCpuInfo *info, Diag *d);
 /* One object file with netc_train_step (from train) and netc_eval_step (from
  * eval; either may be NULL), for the CPU cpu_spec names (--cpu; NULL:
  * $NETC_CPU or the host), position independent.  Both
- * have the NetcStepFn signature of runtime/aot.h and call only runtime/pool.h
+ * have the NetcStepFn signature of codegen/cpu/aot.h and call only base/pool.h
  * and libm.  Returns 0, or -1 with the LLVM failure reported through d. */
 int cg_cpu_emit_object(const Program *train, const Program *eval, const char *cpu_spec, const char *obj_path,
                        Diag *d);

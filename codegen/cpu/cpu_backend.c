@@ -19,9 +19,9 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-#include "../../runtime/aot.h"
-#include "../../runtime/pool.h"
-#include "../../runtime/safetensors.h"
+#include "aot.h"
+#include "../../base/pool.h"
+#include "../../base/outfile.h"
 
 /* NETC_CPU_PROFILE: the JIT entry marks each kernel (rt_prof_mark), kernels
  * of every program numbered from prof_base on. */

@@ -35,7 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../../runtime/pool.h"
+#include "../../base/pool.h"
 
 void cg_gemm_shape(Cg *cg) {
     /* 16 vector registers (AVX2, SSE): 6 rows x 2 vectors = 12

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../runtime/pool.h"
+#include "../../base/pool.h"
 
 static int llvm_err(Diag *d, const char *what, LLVMErrorRef e) {
     char *msg = LLVMGetErrorMessage(e);

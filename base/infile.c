@@ -1,6 +1,6 @@
 /* infile.c - opening user-named files for reading without blocking. */
-#include "err.h"
-#include "infile.h"
+#include "base/err.h"
+#include "base/infile.h"
 
 #include <errno.h>
 #include <fcntl.h>

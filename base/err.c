@@ -1,5 +1,5 @@
 /* err.c - the runtime's user errors. */
-#include "err.h"
+#include "base/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

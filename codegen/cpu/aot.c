@@ -4,8 +4,8 @@
 
 #include <stdlib.h>
 
-#include "../codegen/backend.h"
-#include "pool.h"
+#include "../backend.h"
+#include "../../base/pool.h"
 
 static NetcStepFn aot_train, aot_eval;
 static const long long *aot_plan;

@@ -1,6 +1,6 @@
-/* err.h - the runtime's user errors: one message into a caller's buffer. */
-#ifndef NETC_RUNTIME_ERR_H
-#define NETC_RUNTIME_ERR_H
+/* err.h - user errors: one message into a caller's buffer. */
+#ifndef NETC_BASE_ERR_H
+#define NETC_BASE_ERR_H
 
 #include <stddef.h>
 

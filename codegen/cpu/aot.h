@@ -7,7 +7,7 @@
  * (JIT: "netc_step"; object files from `netc compile`: "netc_train_step" and
  * "netc_eval_step").  arena and slots are RunCtx's; the generated code calls
  * back into the runtime only through rt_parallel_for, rt_pool_threads,
- * rt_worker_index, rt_scratch (runtime/pool.h) and libm.
+ * rt_worker_index, rt_scratch (base/pool.h) and libm.
  *
  * backend_aot is a Backend whose compile step just picks the precompiled
  * entry (train or eval, by the Program's mode) registered with
@@ -15,8 +15,8 @@
  * the kernels and arena the entry was compiled for (the same source,
  * parameters, batch and --fuse give the same plan; anything else would run
  * the code on a wrong memory layout). */
-#ifndef NETC_RUNTIME_AOT_H
-#define NETC_RUNTIME_AOT_H
+#ifndef NETC_CPU_AOT_H
+#define NETC_CPU_AOT_H
 
 #include <stdint.h>
 
