@@ -1,13 +1,4 @@
-/* aot.h - the ABI between generated code and the runtime (LLVM-free).
- *
- * The cpu backend compiles a Program into one entry point
- *
- *   void netc_step(void *arena, void **slots, const NetcStepArgs *a);
- *
- * (JIT: "netc_step"; object files from `netc compile`: "netc_train_step" and
- * "netc_eval_step").  arena and slots are RunCtx's; the generated code calls
- * back into the runtime only through rt_parallel_for, rt_pool_threads,
- * rt_worker_index, rt_scratch (base/pool.h) and libm.
+/* aot.h - steps compiled ahead of time (LLVM-free).
  *
  * backend_aot is a Backend whose compile step just picks the precompiled
  * entry (train or eval, by the Program's mode) registered with
@@ -18,16 +9,8 @@
 #ifndef NETC_CPU_AOT_H
 #define NETC_CPU_AOT_H
 
-#include <stdint.h>
+#include "../../base/step.h"
 
-typedef struct {
-    double lr;         /* SGD learning rate */
-    uint64_t seed;     /* dropout seed */
-    uint64_t step;     /* global step */
-    void *pool;        /* ThreadPool *, may be NULL */
-} NetcStepArgs;
-
-typedef void (*NetcStepFn)(void *arena, void **slots, const NetcStepArgs *a);
 
 struct Backend;
 extern const struct Backend backend_aot;
