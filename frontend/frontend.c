@@ -1,6 +1,6 @@
 /* frontend.c - fe_build and fe_build_file: input checks, parse, elaborate. */
 #include "ast.h"
-#include "runtime/infile.h"
+#include "base/infile.h"
 
 #include <errno.h>
 #include <stdlib.h>
