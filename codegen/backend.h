@@ -54,6 +54,8 @@ typedef struct Backend {
      * message printed. */
     int (*put)(void *state, const Program *p, RunCtx *ctx, const int *which, int n);
     int (*get)(void *state, const Program *p, RunCtx *ctx, const int *which, int n);
+    /* Optional: the device memory the backend holds now, in bytes. */
+    long long (*device_bytes)(void);
 } Backend;
 
 /* codegen/backend.c: the registry of backends built into this binary. */

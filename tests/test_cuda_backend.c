@@ -170,6 +170,7 @@ static int setup(void **s) {
 }
 
 static void nothing_left(void) {
+    assert_int_equal(backend_cuda.device_bytes(), 0);
     assert_int_equal(fk.ctxs, 0);
     assert_int_equal(fk.mems, 0);
     assert_int_equal(fk.mods, 0);
@@ -194,6 +195,7 @@ static void step_model(const char *model, IrMode mode, int64_t batch, int resize
     assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
     RunCtx c = {NULL, got, 0.05, 1, 0, NULL};
     assert_int_equal(backend_cuda.run(st, &p, &c), 0);
+    assert_true(backend_cuda.device_bytes() >= p.arena_bytes);
     for (int i = 0; i < p.nslots; i++) memset(got[i], 0xff, (size_t)p.slots[i].bytes);   /* must come back */
     int *all = calloc((size_t)p.nslots + 1, sizeof(int));
     for (int i = 0; i < p.nslots; i++) all[i] = i;

@@ -65,15 +65,17 @@ int netc_cmd_bench(const RtArgs *a) {
         int64_t sv_in = 0, sv_re = 0;
         PipelineOptions po = {IR_TRAIN, B, 4, 0, NULL, NULL, &a->fuse, &a->plan};
         if (!rc && a->json) rc = pass_plan_savings(&gt, &po, &s.train, &sv_in, &sv_re, &d);
+        char devb[64] = "";
+        if (s.be->device_bytes) snprintf(devb, sizeof devb, ",\"device_bytes\":%lld", s.be->device_bytes());
         if (!rc) {
             if (a->json)
                 printf("{\"model\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"batch\":%lld,\"resize\":%lld,"
                        "\"images_per_sec\":%.2f,\"gflop_per_sec\":%.2f,\"ms_per_step\":%.2f,\"compile_sec\":%.3f,"
                        "\"train_gflop_per_img\":%.4f,\"arena_bytes\":%lld,\"naive_bytes\":%lld,\"peak_rss_bytes\":%lld,"
-                       "\"inplace_saved_bytes\":%lld,\"recompute_saved_bytes\":%lld,\"loss\":%.5f}\n",
+                       "\"inplace_saved_bytes\":%lld,\"recompute_saved_bytes\":%lld,\"loss\":%.5f%s}\n",
                        a->file, s.be->name, a->threads, (long long)B, (long long)ti->d[2], (double)B / dt,
                        gflop / dt, dt * 1e3, compile, gflop / (double)B, (long long)s.train.arena_bytes,
-                       (long long)s.train.naive_bytes, rss, (long long)sv_in, (long long)sv_re, loss);
+                       (long long)s.train.naive_bytes, rss, (long long)sv_in, (long long)sv_re, loss, devb);
             else
                 printf("%s on %s: batch %lld, %dx%d: %.1f images/s, %.1f GFLOP/s, %.1f ms/step, compile %.2f s, "
                        "peak RSS %.1f MiB\n",

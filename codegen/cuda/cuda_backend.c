@@ -42,6 +42,7 @@ static struct {
     size_t arena_bytes, side_bytes;
     DevSlot *slot;
     int nslot;
+    size_t held;                 /* bytes of device memory held (arena, side, slots, tables) */
 } dev;
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
     int nbound;                  /* slots holding a reference (slot_of) */
     int *slot_of;                /* per Program slot: its DevSlot */
     CuPtr table;                 /* the device's array of slot addresses (S) */
+    size_t table_bytes;
     void **ev;                   /* NETC_CUDA_PROFILE: nlaunch + 1 events */
     double *prof;                /* per program kernel: seconds, summed */
     char **label;                /* per program kernel */
@@ -64,21 +66,34 @@ void cg_cuda_use_driver(const CudaDriver *t) { drv = t; }
 
 static void say(Diag *d) { diag_init(d, "cuda", NULL, 0, stderr); }
 
+/* Device memory, counted in dev.held. */
+static int dalloc(size_t bytes, CuPtr *p, Diag *d) {
+    if (cg_cuda_alloc(drv, bytes, p, d)) return -1;
+    dev.held += bytes;
+    return 0;
+}
+
+static void dfree(CuPtr p, size_t bytes) {
+    if (!p) return;
+    drv->mem_free(p);
+    dev.held -= bytes;
+}
+
 /* Grows a shared block to at least `bytes` (its contents are one step's). */
 static int grow(CuPtr *p, size_t *have, size_t bytes, Diag *d) {
     if (bytes <= *have && *p) return 0;
-    if (*p) drv->mem_free(*p);
+    dfree(*p, *have);
     *p = 0;
     *have = 0;
-    if (cg_cuda_alloc(drv, bytes, p, d)) return -1;
+    if (dalloc(bytes, p, d)) return -1;
     *have = bytes;
     return 0;
 }
 
 static void release_device(void) {
     if (dev.users > 0) return;
-    if (dev.arena) drv->mem_free(dev.arena);
-    if (dev.side) drv->mem_free(dev.side);
+    dfree(dev.arena, dev.arena_bytes);
+    dfree(dev.side, dev.side_bytes);
     if (dev.ctx) drv->ctx_destroy(dev.ctx);
     free(dev.slot);
     memset(&dev, 0, sizeof dev);
@@ -147,11 +162,11 @@ static void cuda_free(void *state) {
     if (!st) return;
     prof_free(st);
     if (st->module) drv->module_unload(st->module);
-    if (st->table) drv->mem_free(st->table);
+    dfree(st->table, st->table_bytes);
     for (int i = 0; i < st->nbound; i++) {
         DevSlot *s = &dev.slot[st->slot_of[i]];
         if (--s->refs == 0 && s->dev) {
-            drv->mem_free(s->dev);
+            dfree(s->dev, s->bytes);
             s->dev = 0;
             s->host = NULL;
         }
@@ -186,7 +201,8 @@ static int cuda_compile(const Program *p, const BackendOptions *o, void **state,
         rc = cg_cuda_function(drv, st->module, st->src.launch[i].name, &st->fn[i], d);
     if (!rc) rc = grow(&dev.arena, &dev.arena_bytes, (size_t)p->arena_bytes + 64, d);
     if (!rc) rc = grow(&dev.side, &dev.side_bytes, (size_t)st->src.side_bytes + 64, d);
-    if (!rc) rc = cg_cuda_alloc(drv, sizeof(CuPtr) * (size_t)(p->nslots + 1), &st->table, d);
+    st->table_bytes = sizeof(CuPtr) * (size_t)(p->nslots + 1);
+    if (!rc) rc = dalloc(st->table_bytes, &st->table, d);
     if (!rc) rc = prof_init(st, p, d);
     if (rc) {
         cuda_free(st);
@@ -224,7 +240,7 @@ static int bind(CudaState *st, const Program *p, RunCtx *ctx, Diag *d) {
             DevSlot *s = &dev.slot[k];
             memset(s, 0, sizeof *s);
             s->bytes = (size_t)p->slots[i].bytes;
-            if ((rc = cg_cuda_alloc(drv, s->bytes, &s->dev, d))) break;
+            if ((rc = dalloc(s->bytes, &s->dev, d))) break;
             s->host = ctx->slots[i];
             rc = cg_cuda_copy(drv, s->dev, s->host, s->bytes, 1, d);
         }
@@ -298,7 +314,9 @@ static int cuda_dump(void *state, FILE *f) {
     return 0;
 }
 
+static long long cuda_device_bytes(void) { return (long long)dev.held; }
+
 const Backend backend_cuda = {
     "cuda", "CUDA C per kernel, NVRTC to PTX, run through the CUDA Driver API (needs libcuda.so.1 and a GPU)",
-    cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get,
+    cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get, cuda_device_bytes,
 };

@@ -78,14 +78,17 @@ for line in open(sys.argv[1]):
     else:
         key = "netc"
     rows.setdefault(m, {})[key] = r
-print("| network | netc images/s | PyTorch fp32 | tf32 | torch.compile | netc/fp32 | netc/tf32 |")
-print("|---|--:|--:|--:|--:|--:|--:|")
+print("| network | netc images/s | PyTorch fp32 | tf32 | torch.compile | netc/fp32 | netc/tf32 | netc device MiB | PyTorch peak MiB |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 for m, r in rows.items():
     g = lambda k: r.get(k, {}).get("images_per_sec")
     n, f, t, c = g("netc"), g("fp32"), g("tf32"), g("compile")
     ratio = lambda a, b: "%.2fx" % (a / b) if a and b else ""
     fmt = lambda v: "%.1f" % v if v else ""
-    print("| %s | %s | %s | %s | %s | %s | %s |" % (m, fmt(n), fmt(f), fmt(t), fmt(c), ratio(n, f), ratio(n, t)))
+    mib = lambda v: "%.0f" % (v / 2**20) if v else ""
+    nd, fd = r.get("netc", {}).get("device_bytes"), r.get("fp32", {}).get("peak_device_bytes")
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, fmt(n), fmt(f), fmt(t), fmt(c), ratio(n, f), ratio(n, t),
+                                                          mib(nd), mib(fd)))
 PYEOF
 cat "$out/table.md"
 echo "$(elapsed) done, status $rc"
