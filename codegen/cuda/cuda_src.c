@@ -11,26 +11,13 @@
  * strided input before its node, another scatters each strided output
  * after it. */
 #include "cuda_src.h"
+#include "gen.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { BLOCK = 256, PARTS = 64 };
-
-typedef struct {
-    const Program *p;
-    FILE *f;
-    CudaSource *s;
-    int64_t *inner;      /* BUF_INNER offsets in I */
-    int64_t inner_bytes; /* scratch starts here */
-    int64_t scratch;     /* scratch bytes this kernel needs */
-    int kernel, nl;      /* program kernel, launches so far in it */
-    int nst, stv[IR_MAX_IN + IR_MAX_OUT]; /* the node's staged values */
-    int64_t sto[IR_MAX_IN + IR_MAX_OUT];  /* their stand-ins' offsets in scratch */
-    int64_t sbase;       /* the node's own scratch starts here */
-} Gen;
 
 static const char prelude[] =
     "#if defined(__CUDACC__)\n"
@@ -54,8 +41,7 @@ static const char prelude[] =
     "    return (float)(mix64(k + i) >> 40) * (1.0f / 16777216.0f);\n"
     "}\n";
 
-static void out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(Gen *g, const char *fmt, ...) {
+void cu_out(Gen *g, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vfprintf(g->f, fmt, ap);
@@ -64,7 +50,7 @@ static void out(Gen *g, const char *fmt, ...) {
 
 /* The address expression of value v's buffer (of its stand-in when the
  * node being generated stages it). */
-static void addr(Gen *g, int v, char *buf, size_t n) {
+void cu_addr(Gen *g, int v, char *buf, size_t n) {
     const Program *p = g->p;
     for (int k = 0; k < g->nst; k++)
         if (g->stv[k] == v) {
@@ -82,7 +68,7 @@ static void addr(Gen *g, int v, char *buf, size_t n) {
 }
 
 /* Starts a launch of `threads` threads; `i` is the thread's index. */
-static void begin(Gen *g, int64_t threads) {
+void cu_begin(Gen *g, int64_t threads) {
     CudaSource *s = g->s;
     s->launch = ir_xrealloc(s->launch, (size_t)(s->nlaunch + 1) * sizeof(CudaLaunch));
     CudaLaunch *l = &s->launch[s->nlaunch++];
@@ -91,204 +77,46 @@ static void begin(Gen *g, int64_t threads) {
     l->block = BLOCK;
     l->grid = (unsigned)((threads + BLOCK - 1) / BLOCK);
     if (l->grid == 0) l->grid = 1;
-    out(g, "KERNEL %s(KARGS) {\n    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+    cu_out(g, "KERNEL %s(KARGS) {\n    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
            "    (void)A; (void)I; (void)S; (void)lr; (void)seed; (void)step;\n"
            "    if (i >= %lldLL) return;\n", l->name, (long long)threads);
 }
 
-static void end(Gen *g) { out(g, "}\n"); }
+void cu_end(Gen *g) { cu_out(g, "}\n"); }
 
 /* Declares `float *name` (or int) for value v. */
-static void ptr(Gen *g, const char *type, const char *name, int v) {
+void cu_ptr(Gen *g, const char *type, const char *name, int v) {
     char a[64];
-    addr(g, v, a, sizeof a);
-    out(g, "    %s *%s = (%s *)%s;\n", type, name, type, a);
+    cu_addr(g, v, a, sizeof a);
+    cu_out(g, "    %s *%s = (%s *)%s;\n", type, name, type, a);
 }
 
 /* Scratch at byte offset off of this kernel's scratch area, as `double *name`. */
-static void scratch(Gen *g, const char *type, const char *name, int64_t off) {
-    out(g, "    %s *%s = (%s *)(I + %lldLL);\n", type, name, type, (long long)(g->inner_bytes + g->sbase + off));
+void cu_scratch(Gen *g, const char *type, const char *name, int64_t off) {
+    cu_out(g, "    %s *%s = (%s *)(I + %lldLL);\n", type, name, type, (long long)(g->inner_bytes + g->sbase + off));
 }
 
-static void need(Gen *g, int64_t bytes) {
+void cu_need(Gen *g, int64_t bytes) {
     if (g->sbase + bytes > g->scratch) g->scratch = g->sbase + bytes;
 }
 
-static void fconst(char *buf, size_t n, float x) { snprintf(buf, n, "%.9ef", (double)x); }
+void cu_fconst(char *buf, size_t n, float x) { snprintf(buf, n, "%.9ef", (double)x); }
 
 /* ---- ops ---- */
 
-static void gen_conv(Gen *g, const IrNode *n) {
-    const IrGraph *gr = &g->p->g;
-    const IrConvAttr *a = &n->attr.conv;
-    int64_t B = g->p->batch;
-    const IrType *x, *y;
-    if (n->op == IR_OP_CONV2D) x = ir_type(gr, n->in[0]), y = ir_type(gr, n->out[0]);
-    else if (n->op == IR_OP_CONV2D_BWD_DATA) x = ir_type(gr, n->out[0]), y = ir_type(gr, n->in[0]);
-    else x = ir_type(gr, n->in[1]), y = ir_type(gr, n->in[0]);
-    long long C = x->d[1], H = x->d[2], W = x->d[3], K = y->d[1], P = y->d[2], Q = y->d[3];
-    long long R = a->kh, Sw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
-    if (n->op == IR_OP_CONV2D) {
-        begin(g, B * K * P * Q);
-        ptr(g, "float", "x", n->in[0]);
-        ptr(g, "float", "w", n->in[1]);
-        ptr(g, "float", "y", n->out[0]);
-        if (a->bias) ptr(g, "float", "b", n->in[2]);
-        out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, k = i / %lld %% %lld, nn = i / %lld;\n", Q, Q, P,
-            P * Q, K, K * P * Q);
-        out(g, "    float acc = %s;\n", a->bias ? "b[k]" : "0.0f");
-        out(g, "    for (int c = 0; c < %lld; c++)\n"
-               "        for (int r = 0; r < %lld; r++) {\n"
-               "            long long ih = p * %lld - %lld + r;\n"
-               "            if (ih < 0 || ih >= %lld) continue;\n"
-               "            for (int s = 0; s < %lld; s++) {\n"
-               "                long long iw = q * %lld - %lld + s;\n"
-               "                if (iw < 0 || iw >= %lld) continue;\n"
-               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
-               "            }\n"
-               "        }\n"
-               "    y[i] = acc;\n",
-            C, R, sh, ph, H, Sw, sw, pw, W, C, R, Sw, C, H, W);
-        end(g);
-    } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
-        /* dx[n,c,ih,iw] = sum_k,r,s w[k,c,r,s] dy[n,k,p,q] with p*sh-ph+r = ih */
-        begin(g, B * C * H * W);
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "w", n->in[1]);
-        ptr(g, "float", "dx", n->out[0]);
-        out(g, "    long long iw = i %% %lld, ih = i / %lld %% %lld, c = i / %lld %% %lld, nn = i / %lld;\n", W, W, H,
-            H * W, C, C * H * W);
-        out(g, "    float acc = 0.0f;\n"
-               "    for (int k = 0; k < %lld; k++)\n"
-               "        for (int r = 0; r < %lld; r++) {\n"
-               "            long long tp = ih + %lld - r;\n"
-               "            if (tp < 0 || tp %% %lld) continue;\n"
-               "            long long p = tp / %lld;\n"
-               "            if (p >= %lld) continue;\n"
-               "            for (int s = 0; s < %lld; s++) {\n"
-               "                long long tq = iw + %lld - s;\n"
-               "                if (tq < 0 || tq %% %lld) continue;\n"
-               "                long long q = tq / %lld;\n"
-               "                if (q >= %lld) continue;\n"
-               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * dy[((nn * %lld + k) * %lld + p) * %lld + q];\n"
-               "            }\n"
-               "        }\n"
-               "    dx[i] = acc;\n",
-            K, R, ph, sh, sh, P, Sw, pw, sw, sw, Q, C, R, Sw, K, P, Q);
-        end(g);
-    } else {
-        /* dw[k,c,r,s]: PARTS partial sums over slices of (n, p, q), then
-         * their sum in order; db likewise. */
-        long long nw = K * C * R * Sw, m = B * P * Q, len = (m + PARTS - 1) / PARTS;
-        need(g, (nw + K) * PARTS * 4);
-        begin(g, nw * PARTS);
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "x", n->in[1]);
-        scratch(g, "float", "part", 0);
-        out(g, "    long long e = i / %d, t = i %% %d;\n", PARTS, PARTS);
-        out(g, "    long long s = e %% %lld, r = e / %lld %% %lld, c = e / %lld %% %lld, k = e / %lld;\n", Sw, Sw, R,
-            R * Sw, C, C * R * Sw);
-        out(g, "    float acc = 0.0f;\n"
-               "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
-               "    for (long long j = t * %lldLL; j < j1; j++) {\n"
-               "        long long q = j %% %lld, p = j / %lld %% %lld, nn = j / %lld;\n"
-               "        long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
-               "        if (ih < 0 || ih >= %lld || iw < 0 || iw >= %lld) continue;\n"
-               "        acc += dy[((nn * %lld + k) * %lld + p) * %lld + q] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
-               "    }\n"
-               "    part[i] = acc;\n",
-            len, m, len, m, len, Q, Q, P, P * Q, sh, ph, sw, pw, H, W, K, P, Q, C, H, W);
-        end(g);
-        begin(g, nw);
-        ptr(g, "float", "dw", n->out[0]);
-        scratch(g, "float", "part", 0);
-        out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    dw[i] = acc;\n",
-            PARTS, PARTS);
-        end(g);
-        if (n->nout > 1) {
-            begin(g, K * PARTS);
-            ptr(g, "float", "dy", n->in[0]);
-            scratch(g, "float", "part", nw * PARTS * 4);
-            out(g, "    long long k = i / %d, t = i %% %d;\n    float acc = 0.0f;\n"
-                   "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
-                   "    for (long long j = t * %lldLL; j < j1; j++)\n"
-                   "        acc += dy[(j / %lld * %lld + k) * %lld + j %% %lld];\n"
-                   "    part[i] = acc;\n",
-                PARTS, PARTS, len, m, len, m, len, P * Q, K, P * Q, P * Q);
-            end(g);
-            begin(g, K);
-            ptr(g, "float", "db", n->out[1]);
-            scratch(g, "float", "part", nw * PARTS * 4);
-            out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    db[i] = acc;\n",
-                PARTS, PARTS);
-            end(g);
-        }
-    }
-}
-
-static void gen_linear(Gen *g, const IrNode *n) {
-    const IrGraph *gr = &g->p->g;
-    long long B = g->p->batch, in, o;
-    if (n->op == IR_OP_LINEAR) in = ir_type(gr, n->in[0])->d[1], o = ir_type(gr, n->out[0])->d[1];
-    else if (n->op == IR_OP_LINEAR_BWD_DATA) in = ir_type(gr, n->out[0])->d[1], o = ir_type(gr, n->in[0])->d[1];
-    else in = ir_type(gr, n->in[1])->d[1], o = ir_type(gr, n->in[0])->d[1];
-    if (n->op == IR_OP_LINEAR) {
-        begin(g, B * o);
-        ptr(g, "float", "x", n->in[0]);
-        ptr(g, "float", "w", n->in[1]);
-        ptr(g, "float", "y", n->out[0]);
-        if (n->attr.linear.bias) ptr(g, "float", "b", n->in[2]);
-        out(g, "    long long r = i / %lld, o = i %% %lld;\n    float acc = 0.0f;\n"
-               "    for (long long j = 0; j < %lld; j++) acc += x[r * %lld + j] * w[o * %lld + j];\n"
-               "    y[i] = %sacc;\n",
-            o, o, in, in, in, n->attr.linear.bias ? "b[o] + " : "");
-        end(g);
-    } else if (n->op == IR_OP_LINEAR_BWD_DATA) {
-        begin(g, B * in);
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "w", n->in[1]);
-        ptr(g, "float", "dx", n->out[0]);
-        out(g, "    long long r = i / %lld, j = i %% %lld;\n    float acc = 0.0f;\n"
-               "    for (long long o = 0; o < %lld; o++) acc += dy[r * %lld + o] * w[o * %lld + j];\n"
-               "    dx[i] = acc;\n",
-            in, in, o, o, in);
-        end(g);
-    } else {
-        begin(g, o * in);
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "x", n->in[1]);
-        ptr(g, "float", "dw", n->out[0]);
-        out(g, "    long long o = i / %lld, j = i %% %lld;\n    float acc = 0.0f;\n"
-               "    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + o] * x[r * %lld + j];\n"
-               "    dw[i] = acc;\n",
-            in, in, B, o, in);
-        end(g);
-        if (n->nout > 1) {
-            begin(g, o);
-            ptr(g, "float", "dy", n->in[0]);
-            ptr(g, "float", "db", n->out[1]);
-            out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + i];\n"
-                   "    db[i] = acc;\n",
-                B, o);
-            end(g);
-        }
-    }
-}
-
-/* One thread per element of n values: `body` uses i and the pointers. */
-static void elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body) {
-    begin(g, cnt);
+void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body) {
+    cu_begin(g, cnt);
     char nm[16];
     for (int k = 0; k < n->nin; k++) {
         snprintf(nm, sizeof nm, "a%d", k);
-        ptr(g, "float", nm, n->in[k]);
+        cu_ptr(g, "float", nm, n->in[k]);
     }
     for (int k = 0; k < n->nout; k++) {
         snprintf(nm, sizeof nm, "y%d", k);
-        ptr(g, "float", nm, n->out[k]);
+        cu_ptr(g, "float", nm, n->out[k]);
     }
-    out(g, "%s", body);
-    end(g);
+    cu_out(g, "%s", body);
+    cu_end(g);
 }
 
 static void gen_pool(Gen *g, const IrNode *n) {
@@ -300,7 +128,7 @@ static void gen_pool(Gen *g, const IrNode *n) {
     long long B = g->p->batch, C = x->d[1], H = x->d[2], W = x->d[3], P = y->d[2], Q = y->d[3];
     long long kh = a->kh, kw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
     char inv[32];
-    fconst(inv, sizeof inv, 1.0f / (float)(kh * kw));
+    cu_fconst(inv, sizeof inv, 1.0f / (float)(kh * kw));
     /* argmax of window (p, q) of plane xp, as ref's pool_argmax */
     char argmax[1024];
     snprintf(argmax, sizeof argmax,
@@ -317,15 +145,15 @@ static void gen_pool(Gen *g, const IrNode *n) {
              "        }\n",
              kh, sh, ph, H, kw, sw, pw, W, W, W);
     if (fwd) {
-        begin(g, B * C * P * Q);
-        ptr(g, "float", "x", n->in[0]);
-        ptr(g, "float", "y", n->out[0]);
-        out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, pl = i / %lld;\n    const float *xp = x + pl * %lld;\n",
+        cu_begin(g, B * C * P * Q);
+        cu_ptr(g, "float", "x", n->in[0]);
+        cu_ptr(g, "float", "y", n->out[0]);
+        cu_out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, pl = i / %lld;\n    const float *xp = x + pl * %lld;\n",
             Q, Q, P, P * Q, H * W);
         if (n->op == IR_OP_MAXPOOL) {
-            out(g, "    {\n%s        y[i] = best < 0 ? -NETC_INF : xp[best];\n    }\n", argmax);
+            cu_out(g, "    {\n%s        y[i] = best < 0 ? -NETC_INF : xp[best];\n    }\n", argmax);
         } else {
-            out(g, "    float acc = 0.0f;\n"
+            cu_out(g, "    float acc = 0.0f;\n"
                    "    for (int u = 0; u < %lld; u++) {\n"
                    "        long long ih = p * %lld - %lld + u;\n"
                    "        if (ih < 0 || ih >= %lld) continue;\n"
@@ -337,31 +165,31 @@ static void gen_pool(Gen *g, const IrNode *n) {
                    "    y[i] = acc * %s;\n",
                 kh, sh, ph, H, kw, sw, pw, W, W, inv);
         }
-        end(g);
+        cu_end(g);
         return;
     }
     /* backward as a gather: input (ih, iw) adds the windows (p, q), in
      * row-major order as ref scatters them, that cover it (and, for max,
      * whose argmax it is). */
-    begin(g, B * C * H * W);
-    ptr(g, "float", "dy", n->in[0]);
-    if (n->op == IR_OP_MAXPOOL_BWD) ptr(g, "float", "x", n->in[1]);
-    ptr(g, "float", "dx", n->out[0]);
-    out(g, "    long long jw = i %% %lld, jh = i / %lld %% %lld, pl = i / %lld;\n", W, W, H, H * W);
-    if (n->op == IR_OP_MAXPOOL_BWD) out(g, "    const float *xp = x + pl * %lld;\n", H * W);
-    out(g, "    const float *yp = dy + pl * %lld;\n    float acc = 0.0f;\n", P * Q);
-    out(g, "    long long p0 = jh + %lld - %lld + 1, q0 = jw + %lld - %lld + 1;\n", ph, kh, pw, kw);
-    out(g, "    p0 = p0 <= 0 ? 0 : (p0 + %lld - 1) / %lld;\n    q0 = q0 <= 0 ? 0 : (q0 + %lld - 1) / %lld;\n", sh, sh,
+    cu_begin(g, B * C * H * W);
+    cu_ptr(g, "float", "dy", n->in[0]);
+    if (n->op == IR_OP_MAXPOOL_BWD) cu_ptr(g, "float", "x", n->in[1]);
+    cu_ptr(g, "float", "dx", n->out[0]);
+    cu_out(g, "    long long jw = i %% %lld, jh = i / %lld %% %lld, pl = i / %lld;\n", W, W, H, H * W);
+    if (n->op == IR_OP_MAXPOOL_BWD) cu_out(g, "    const float *xp = x + pl * %lld;\n", H * W);
+    cu_out(g, "    const float *yp = dy + pl * %lld;\n    float acc = 0.0f;\n", P * Q);
+    cu_out(g, "    long long p0 = jh + %lld - %lld + 1, q0 = jw + %lld - %lld + 1;\n", ph, kh, pw, kw);
+    cu_out(g, "    p0 = p0 <= 0 ? 0 : (p0 + %lld - 1) / %lld;\n    q0 = q0 <= 0 ? 0 : (q0 + %lld - 1) / %lld;\n", sh, sh,
         sw, sw);
-    out(g, "    for (long long p = p0; p < %lld && p * %lld - %lld <= jh; p++)\n"
+    cu_out(g, "    for (long long p = p0; p < %lld && p * %lld - %lld <= jh; p++)\n"
            "        for (long long q = q0; q < %lld && q * %lld - %lld <= jw; q++) {\n",
         P, sh, ph, Q, sw, pw);
     if (n->op == IR_OP_MAXPOOL_BWD)
-        out(g, "%s        if (best == jh * %lld + jw) acc += yp[p * %lld + q];\n", argmax, W, Q);
+        cu_out(g, "%s        if (best == jh * %lld + jw) acc += yp[p * %lld + q];\n", argmax, W, Q);
     else
-        out(g, "            acc += yp[p * %lld + q] * %s;\n", Q, inv);
-    out(g, "        }\n    dx[i] = acc;\n");
-    end(g);
+        cu_out(g, "            acc += yp[p * %lld + q] * %s;\n", Q, inv);
+    cu_out(g, "        }\n    dx[i] = acc;\n");
+    cu_end(g);
 }
 
 static void gen_global_pool(Gen *g, const IrNode *n) {
@@ -376,24 +204,24 @@ static void gen_global_pool(Gen *g, const IrNode *n) {
     case IR_OP_GAVGPOOL:
         snprintf(b, sizeof b, "    float acc = 0.0f;\n    for (long long j = 0; j < %lld; j++) acc += a0[i * %lld + j];\n"
                               "    y0[i] = acc / (float)%lld;\n", hw, hw, hw);
-        elementwise(g, n, nc, b);
+        cu_elementwise(g, n, nc, b);
         break;
     case IR_OP_GAVGPOOL_BWD:
         snprintf(b, sizeof b, "    y0[i] = a0[i / %lld] / (float)%lld;\n", hw, hw);
-        elementwise(g, n, nc * hw, b);
+        cu_elementwise(g, n, nc * hw, b);
         break;
     case IR_OP_GMAXPOOL: {
         int k = snprintf(b, sizeof b, "    const float *xp = a0 + i * %lld;\n", hw);
         k += snprintf(b + k, sizeof b - (size_t)k, argmax, hw);
         snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = xp[best];\n");
-        elementwise(g, n, nc, b);
+        cu_elementwise(g, n, nc, b);
         break;
     }
     default: {  /* GMAXPOOL_BWD (dy, x) -> dx */
         int k = snprintf(b, sizeof b, "    long long pl = i / %lld;\n    const float *xp = a1 + pl * %lld;\n", hw, hw);
         k += snprintf(b + k, sizeof b - (size_t)k, argmax, hw);
         snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = best == i %% %lld ? a0[pl] : 0.0f;\n", hw);
-        elementwise(g, n, nc * hw, b);
+        cu_elementwise(g, n, nc * hw, b);
     }
     }
 }
@@ -412,33 +240,33 @@ static void gen_bn(Gen *g, const IrNode *n) {
     if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_BN_APPLY) {   /* the saved statistics */
         char b[512];
         snprintf(b, sizeof b, "%s    y0[i] = a1[c] * (a0[i] - a3[c]) * a4[c] + a2[c];\n", ch);
-        elementwise(g, n, B * C * hw, b);
+        cu_elementwise(g, n, B * C * hw, b);
         return;
     }
     if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_EVAL) {
         char eps[32], b[512];
-        fconst(eps, sizeof eps, n->attr.bn.eps);
+        cu_fconst(eps, sizeof eps, n->attr.bn.eps);
         snprintf(b, sizeof b, "%s    float inv = (float)(1.0 / sqrt((double)a4[c] + (double)%s));\n"
                               "    y0[i] = a1[c] * (a0[i] - a3[c]) * inv + a2[c];\n", ch, eps);
-        elementwise(g, n, B * C * hw, b);
+        cu_elementwise(g, n, B * C * hw, b);
         return;
     }
     int bwd = n->op == IR_OP_BATCHNORM_BWD;
-    need(g, C * PARTS * 16 + C * 16);
+    cu_need(g, C * PARTS * 16 + C * 16);
     /* pass 1 (train: sum x; bwd: sum dy, sum dy*xhat) */
-    begin(g, C * PARTS);
-    scratch(g, "double", "part", 0);
+    cu_begin(g, C * PARTS);
+    cu_scratch(g, "double", "part", 0);
     if (!bwd) {
-        ptr(g, "float", "x", n->in[0]);
-        out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0;\n"
+        cu_ptr(g, "float", "x", n->in[0]);
+        cu_out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0;\n"
                "    for (long long j = t; j < %lld; j += %d) s += (double)x[%s];\n    part[i] = s;\n",
             PARTS, PARTS, m, PARTS, elem);
     } else {
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "x", n->in[1]);
-        ptr(g, "float", "mean", n->in[3]);
-        ptr(g, "float", "inv", n->in[4]);
-        out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, sx = 0, mu = (double)mean[c], iv = (double)inv[c];\n"
+        cu_ptr(g, "float", "dy", n->in[0]);
+        cu_ptr(g, "float", "x", n->in[1]);
+        cu_ptr(g, "float", "mean", n->in[3]);
+        cu_ptr(g, "float", "inv", n->in[4]);
+        cu_out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, sx = 0, mu = (double)mean[c], iv = (double)inv[c];\n"
                "    for (long long j = t; j < %lld; j += %d) {\n"
                "        long long e = %s;\n"
                "        s += (double)dy[e];\n"
@@ -446,76 +274,76 @@ static void gen_bn(Gen *g, const IrNode *n) {
                "    }\n    part[i] = s;\n    part[%lld + i] = sx;\n",
             PARTS, PARTS, m, PARTS, elem, C * PARTS);
     }
-    end(g);
+    cu_end(g);
     if (bwd) {
-        begin(g, C);
-        scratch(g, "double", "part", 0);
-        scratch(g, "double", "tot", C * PARTS * 16);
-        ptr(g, "float", "dgamma", n->out[1]);
-        ptr(g, "float", "dbeta", n->out[2]);
-        out(g, "    double s = 0, sx = 0;\n"
+        cu_begin(g, C);
+        cu_scratch(g, "double", "part", 0);
+        cu_scratch(g, "double", "tot", C * PARTS * 16);
+        cu_ptr(g, "float", "dgamma", n->out[1]);
+        cu_ptr(g, "float", "dbeta", n->out[2]);
+        cu_out(g, "    double s = 0, sx = 0;\n"
                "    for (int t = 0; t < %d; t++) { s += part[i * %d + t]; sx += part[%lld + i * %d + t]; }\n"
                "    tot[i] = s; tot[%lld + i] = sx;\n    dgamma[i] = (float)sx; dbeta[i] = (float)s;\n",
             PARTS, PARTS, C * PARTS, PARTS, C);
-        end(g);
-        begin(g, B * C * hw);
-        ptr(g, "float", "dy", n->in[0]);
-        ptr(g, "float", "x", n->in[1]);
-        ptr(g, "float", "gamma", n->in[2]);
-        ptr(g, "float", "mean", n->in[3]);
-        ptr(g, "float", "inv", n->in[4]);
-        ptr(g, "float", "dx", n->out[0]);
-        scratch(g, "double", "tot", C * PARTS * 16);
-        out(g, "%s    double iv = (double)inv[c], scale = (double)gamma[c] * iv / (double)%lld;\n"
+        cu_end(g);
+        cu_begin(g, B * C * hw);
+        cu_ptr(g, "float", "dy", n->in[0]);
+        cu_ptr(g, "float", "x", n->in[1]);
+        cu_ptr(g, "float", "gamma", n->in[2]);
+        cu_ptr(g, "float", "mean", n->in[3]);
+        cu_ptr(g, "float", "inv", n->in[4]);
+        cu_ptr(g, "float", "dx", n->out[0]);
+        cu_scratch(g, "double", "tot", C * PARTS * 16);
+        cu_out(g, "%s    double iv = (double)inv[c], scale = (double)gamma[c] * iv / (double)%lld;\n"
                "    double xhat = ((double)x[i] - (double)mean[c]) * iv;\n"
                "    dx[i] = (float)(scale * ((double)%lld * (double)dy[i] - tot[c] - xhat * tot[%lld + c]));\n",
             ch, m, m, C);
-        end(g);
+        cu_end(g);
         return;
     }
     /* train: mean, then sum of squares around it, then y and the stats */
-    begin(g, C);
-    scratch(g, "double", "part", 0);
-    scratch(g, "double", "tot", C * PARTS * 16);
-    out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n    tot[i] = s / (double)%lld;\n",
+    cu_begin(g, C);
+    cu_scratch(g, "double", "part", 0);
+    cu_scratch(g, "double", "tot", C * PARTS * 16);
+    cu_out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n    tot[i] = s / (double)%lld;\n",
         PARTS, PARTS, m);
-    end(g);
-    begin(g, C * PARTS);
-    ptr(g, "float", "x", n->in[0]);
-    scratch(g, "double", "part", 0);
-    scratch(g, "double", "tot", C * PARTS * 16);
-    out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, mu = tot[c];\n"
+    cu_end(g);
+    cu_begin(g, C * PARTS);
+    cu_ptr(g, "float", "x", n->in[0]);
+    cu_scratch(g, "double", "part", 0);
+    cu_scratch(g, "double", "tot", C * PARTS * 16);
+    cu_out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, mu = tot[c];\n"
            "    for (long long j = t; j < %lld; j += %d) { double dv = (double)x[%s] - mu; s += dv * dv; }\n"
            "    part[i] = s;\n",
         PARTS, PARTS, m, PARTS, elem);
-    end(g);
+    cu_end(g);
     char eps[32], mom[32];
-    fconst(eps, sizeof eps, n->attr.bn.eps);
-    fconst(mom, sizeof mom, n->attr.bn.momentum);
-    begin(g, C);
-    scratch(g, "double", "part", 0);
-    scratch(g, "double", "tot", C * PARTS * 16);
-    ptr(g, "float", "rmean", n->in[3]);
-    ptr(g, "float", "rvar", n->in[4]);
-    ptr(g, "float", "smean", n->out[1]);
-    ptr(g, "float", "sinv", n->out[2]);
-    out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n"
+    cu_fconst(eps, sizeof eps, n->attr.bn.eps);
+    cu_fconst(mom, sizeof mom, n->attr.bn.momentum);
+    cu_begin(g, C);
+    cu_scratch(g, "double", "part", 0);
+    cu_scratch(g, "double", "tot", C * PARTS * 16);
+    cu_ptr(g, "float", "rmean", n->in[3]);
+    cu_ptr(g, "float", "rvar", n->in[4]);
+    cu_ptr(g, "float", "smean", n->out[1]);
+    cu_ptr(g, "float", "sinv", n->out[2]);
+    cu_out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n"
            "    double mean = tot[i], var = s / (double)%lld, invstd = 1.0 / sqrt(var + (double)%s);\n"
            "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
            "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
            "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
            "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
         PARTS, PARTS, m, eps, mom, m, m, m - 1);
-    end(g);
-    begin(g, B * C * hw);
-    ptr(g, "float", "x", n->in[0]);
-    ptr(g, "float", "gamma", n->in[1]);
-    ptr(g, "float", "beta", n->in[2]);
-    ptr(g, "float", "y", n->out[0]);
-    ptr(g, "float", "smean", n->out[1]);
-    ptr(g, "float", "sinv", n->out[2]);
-    out(g, "%s    y[i] = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
-    end(g);
+    cu_end(g);
+    cu_begin(g, B * C * hw);
+    cu_ptr(g, "float", "x", n->in[0]);
+    cu_ptr(g, "float", "gamma", n->in[1]);
+    cu_ptr(g, "float", "beta", n->in[2]);
+    cu_ptr(g, "float", "y", n->out[0]);
+    cu_ptr(g, "float", "smean", n->out[1]);
+    cu_ptr(g, "float", "sinv", n->out[2]);
+    cu_out(g, "%s    y[i] = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
+    cu_end(g);
 }
 
 static int same_buffer(const Program *p, int a, int b) {
@@ -534,43 +362,43 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
     char b[2048];
     switch (n->op) {
     case IR_OP_INPUT: case IR_OP_LABELS: case IR_OP_PARAM: return 0;
-    case IR_OP_CONV2D: case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: gen_conv(g, n); return 0;
-    case IR_OP_LINEAR: case IR_OP_LINEAR_BWD_DATA: case IR_OP_LINEAR_BWD_WEIGHT: gen_linear(g, n); return 0;
+    case IR_OP_CONV2D: case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: cu_gen_conv(g, n); return 0;
+    case IR_OP_LINEAR: case IR_OP_LINEAR_BWD_DATA: case IR_OP_LINEAR_BWD_WEIGHT: cu_gen_linear(g, n); return 0;
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD: gen_pool(g, n); return 0;
     case IR_OP_GAVGPOOL: case IR_OP_GMAXPOOL: case IR_OP_GAVGPOOL_BWD: case IR_OP_GMAXPOOL_BWD:
         gen_global_pool(g, n);
         return 0;
     case IR_OP_BATCHNORM: case IR_OP_BATCHNORM_BWD: gen_bn(g, n); return 0;
-    case IR_OP_RELU: elementwise(g, n, cnt, "    y0[i] = a0[i] < 0.0f ? 0.0f : a0[i];\n"); return 0;
-    case IR_OP_SIGMOID: elementwise(g, n, cnt, "    y0[i] = 1.0f / (1.0f + expf(-a0[i]));\n"); return 0;
-    case IR_OP_RELU_BWD: elementwise(g, n, cnt, "    y0[i] = a1[i] > 0.0f ? a0[i] : 0.0f;\n"); return 0;
-    case IR_OP_SIGMOID_BWD: elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i] * (1.0f - a1[i]);\n"); return 0;
-    case IR_OP_ADD: elementwise(g, n, cnt, "    y0[i] = a0[i] + a1[i];\n"); return 0;
-    case IR_OP_DROPOUT_BWD: elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i];\n"); return 0;
+    case IR_OP_RELU: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] < 0.0f ? 0.0f : a0[i];\n"); return 0;
+    case IR_OP_SIGMOID: cu_elementwise(g, n, cnt, "    y0[i] = 1.0f / (1.0f + expf(-a0[i]));\n"); return 0;
+    case IR_OP_RELU_BWD: cu_elementwise(g, n, cnt, "    y0[i] = a1[i] > 0.0f ? a0[i] : 0.0f;\n"); return 0;
+    case IR_OP_SIGMOID_BWD: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i] * (1.0f - a1[i]);\n"); return 0;
+    case IR_OP_ADD: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] + a1[i];\n"); return 0;
+    case IR_OP_DROPOUT_BWD: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i];\n"); return 0;
     case IR_OP_FLATTEN: case IR_OP_RESHAPE:
-        if (!same_buffer(p, n->in[0], n->out[0])) elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
+        if (!same_buffer(p, n->in[0], n->out[0])) cu_elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
         return 0;
     case IR_OP_ACCUM: {
         int k = snprintf(b, sizeof b, "    float acc = a0[i];\n");
         for (int j = 1; j < n->nin; j++) k += snprintf(b + k, sizeof b - (size_t)k, "    acc += a%d[i];\n", j);
         snprintf(b + k, sizeof b - (size_t)k, "    y0[i] = acc;\n");
-        elementwise(g, n, cnt, b);
+        cu_elementwise(g, n, cnt, b);
         return 0;
     }
     case IR_OP_DROPOUT: {
         float pr = n->attr.dropout.p;
         if (n->attr.dropout.mode != IR_TRAIN) {
-            elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
+            cu_elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
             return 0;
         }
         char keep[32], pc[32];
-        fconst(keep, sizeof keep, pr < 1.0f ? 1.0f / (1.0f - pr) : 0.0f);
-        fconst(pc, sizeof pc, pr);
+        cu_fconst(keep, sizeof keep, pr < 1.0f ? 1.0f / (1.0f - pr) : 0.0f);
+        cu_fconst(pc, sizeof pc, pr);
         snprintf(b, sizeof b, "    float m = %s && uniform(seed, %lluull, step, (u64)i) < %s ? 0.0f : %s;\n"
                               "    %sy0[i] = a0[i] * m;\n",
                  pr > 0.0f ? "1" : "0", (unsigned long long)n->attr.dropout.index, pc, keep,
                  n->nout > 1 ? "y1[i] = m; " : "");
-        elementwise(g, n, cnt, b);
+        cu_elementwise(g, n, cnt, b);
         return 0;
     }
     case IR_OP_CONCAT: {
@@ -584,17 +412,17 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
                           j ? "else " : "", c0 + ck, j, ck, c0, hw);
             c0 += ck;
         }
-        elementwise(g, n, ir_numel(ty, B), b);
+        cu_elementwise(g, n, ir_numel(ty, B), b);
         return 0;
     }
     case IR_OP_SLICE: {
         long long ctot = tx->d[1], hw = tx->d[2] * tx->d[3], c = n->attr.slice.c, c0 = n->attr.slice.c0;
         snprintf(b, sizeof b, "    y0[i] = a0[(i / %lld * %lld + %lld) * %lld + i %% %lld];\n", c * hw, ctot, c0, hw,
                  c * hw);
-        elementwise(g, n, B * c * hw, b);
+        cu_elementwise(g, n, B * c * hw, b);
         return 0;
     }
-    case IR_OP_SGD: elementwise(g, n, cnt, "    a0[i] -= lr * a1[i];\n"); return 0;
+    case IR_OP_SGD: cu_elementwise(g, n, cnt, "    a0[i] -= lr * a1[i];\n"); return 0;
     case IR_OP_SOFTMAX_XENT: case IR_OP_SOFTMAX_XENT_BWD: {
         long long K = tx->d[1];
         char rows[1024];
@@ -604,22 +432,22 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
                  "        for (int j = 1; j < %lld; j++) if (l[j] > mx) mx = l[j];\n"
                  "        for (int j = 0; j < %lld; j++) s += expf(l[j] - mx);\n",
                  K, K, K);
-        begin(g, n->op == IR_OP_SOFTMAX_XENT ? 1 : B);
-        ptr(g, "float", "lg", n->in[0]);
-        ptr(g, "int", "labels", n->in[1]);
-        ptr(g, "float", "y", n->out[0]);
+        cu_begin(g, n->op == IR_OP_SOFTMAX_XENT ? 1 : B);
+        cu_ptr(g, "float", "lg", n->in[0]);
+        cu_ptr(g, "int", "labels", n->in[1]);
+        cu_ptr(g, "float", "y", n->out[0]);
         if (n->op == IR_OP_SOFTMAX_XENT)
-            out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) {\n%s"
+            cu_out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) {\n%s"
                    "        acc += lab < 0 || lab >= %lld ? NETC_NAN : logf(s) - (l[lab] - mx);\n    }\n"
                    "    y[0] = acc / (float)%lld;\n",
                 (long long)B, rows, K, (long long)B);
         else
-            out(g, "    long long r = i;\n    {\n%s"
+            cu_out(g, "    long long r = i;\n    {\n%s"
                    "        for (int j = 0; j < %lld; j++)\n"
                    "            y[r * %lld + j] = lab < 0 || lab >= %lld ? NETC_NAN : (expf(l[j] - mx) / s - (j == lab ? 1.0f : 0.0f)) / (float)%lld;\n"
                    "    }\n",
                 rows, K, K, K, (long long)B);
-        end(g);
+        cu_end(g);
         return 0;
     }
     case IR_OP_COUNT: break;
@@ -635,15 +463,15 @@ static void stage_copy(Gen *g, int k, int in) {
     char place[64];
     int nst = g->nst;
     g->nst = 0;
-    addr(g, l.root, place, sizeof place);
-    begin(g, p->batch * l.per);
+    cu_addr(g, l.root, place, sizeof place);
+    cu_begin(g, p->batch * l.per);
     g->nst = nst;
-    out(g, "    float *place = (float *)%s + %lldLL, *flat = (float *)(I + %lldLL);\n"
+    cu_out(g, "    float *place = (float *)%s + %lldLL, *flat = (float *)(I + %lldLL);\n"
            "    long long at = i / %lldLL * %lldLL + i %% %lldLL;\n"
            "    %s;\n",
         place, (long long)l.off, (long long)(g->inner_bytes + g->sto[k]), (long long)l.per, (long long)l.istride,
         (long long)l.per, in ? "flat[i] = place[at]" : "place[at] = flat[i]");
-    end(g);
+    cu_end(g);
 }
 
 /* Node n with its strided inputs and outputs staged. */
@@ -662,7 +490,7 @@ static int gen_staged(Gen *g, const IrNode *n, Diag *d) {
         g->sto[g->nst++] = g->sbase;
         g->sbase += (p->batch * l.per * p->elem_bytes + 63) / 64 * 64;
     }
-    need(g, 0);
+    cu_need(g, 0);
     for (int k = 0; k < g->nst; k++)
         for (int j = 0; j < n->nin; j++)
             if (n->in[j] == g->stv[k]) {
@@ -693,7 +521,7 @@ int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
     for (int k = 0; k < p->nkernels && !rc; k++) {
         g.kernel = k;
         g.nl = 0;
-        out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
+        cu_out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
         for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) rc = gen_staged(&g, ir_node(&p->g, p->kernels[k].nodes[j]), d);
     }
     fclose(g.f);

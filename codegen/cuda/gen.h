@@ -1,0 +1,46 @@
+/* gen.h - the CUDA C generator's internals, shared by cuda_src.c (the
+ * program, elementwise ops, pooling, batch norm, staging) and cuda_conv.c
+ * (convolutions and linear layers). */
+#ifndef NETC_CUDA_GEN_H
+#define NETC_CUDA_GEN_H
+
+#include <stdio.h>
+#include "cuda_src.h"
+
+enum { BLOCK = 256, PARTS = 64 };
+
+typedef struct {
+    const Program *p;
+    FILE *f;
+    CudaSource *s;
+    int64_t *inner;      /* BUF_INNER offsets in I */
+    int64_t inner_bytes; /* scratch starts here */
+    int64_t scratch;     /* scratch bytes this kernel needs */
+    int kernel, nl;      /* program kernel, launches so far in it */
+    int nst, stv[IR_MAX_IN + IR_MAX_OUT]; /* the node's staged values */
+    int64_t sto[IR_MAX_IN + IR_MAX_OUT];  /* their stand-ins' offsets in scratch */
+    int64_t sbase;       /* the node's own scratch starts here */
+} Gen;
+
+void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The address expression of value v's buffer (its stand-in when staged). */
+void cu_addr(Gen *g, int v, char *buf, size_t n);
+/* Starts a launch of `threads` threads, one per element; `i` is the
+ * thread's index (threads past the end return at once). */
+void cu_begin(Gen *g, int64_t threads);
+void cu_end(Gen *g);
+/* Declares `type *name` for value v. */
+void cu_ptr(Gen *g, const char *type, const char *name, int v);
+/* `type *name` at byte offset off of this node's scratch. */
+void cu_scratch(Gen *g, const char *type, const char *name, int64_t off);
+/* This node needs `bytes` of scratch. */
+void cu_need(Gen *g, int64_t bytes);
+void cu_fconst(char *buf, size_t n, float x);
+/* One launch of cnt threads: a0.. the inputs, y0.. the outputs, body per i. */
+void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body);
+
+/* cuda_conv.c */
+void cu_gen_conv(Gen *g, const IrNode *n);
+void cu_gen_linear(Gen *g, const IrNode *n);
+
+#endif
