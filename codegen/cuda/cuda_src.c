@@ -19,6 +19,10 @@
 #include <string.h>
 
 
+/* What every source starts with.  netc_tf32 rounds a float to tf32 as the
+ * tensor cores take it: cvt.rna.tf32.f32 where the device has it (sm_80
+ * on), the same bits by integer arithmetic elsewhere; emu.h gives the
+ * host's. */
 static const char prelude[] =
     "#if defined(__CUDACC__)\n"
     "typedef unsigned long long u64;\n"
@@ -26,6 +30,17 @@ static const char prelude[] =
     "#define DEV static __device__ __forceinline__\n"
     "#define NETC_INF __int_as_float(0x7f800000)\n"
     "#define NETC_NAN __int_as_float(0x7fffffff)\n"
+    "DEV float netc_tf32(float x) {\n"
+    "#if __CUDA_ARCH__ >= 800\n"
+    "    unsigned u;\n"
+    "    asm(\"cvt.rna.tf32.f32 %0, %1;\" : \"=r\"(u) : \"f\"(x));\n"
+    "    return __uint_as_float(u);\n"
+    "#else\n"
+    "    unsigned u = __float_as_uint(x);\n"
+    "    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;\n"
+    "    return __uint_as_float(u & 0xffffe000u);\n"
+    "#endif\n"
+    "}\n"
     "#else\n"
     "#include \"emu.h\"\n"
     "#endif\n"
