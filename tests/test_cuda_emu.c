@@ -154,6 +154,11 @@ static void test_lenet(void **s) {
     if (!have_cc()) return;
     assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
     assert_int_equal(step_model("lenet_bn", IR_EVAL, 6, 28, NULL, NULL), 0);
+    /* the simple convolutions, one thread per output */
+    setenv("NETC_CUDA_SIMPLE", "1", 1);
+    assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
+    assert_int_equal(step_model("resnet18", IR_TRAIN, 2, 32, NULL, NULL), 0);
+    unsetenv("NETC_CUDA_SIMPLE");
 }
 
 static void test_resnet(void **s) {
@@ -205,6 +210,9 @@ static void test_planted(void **s) {
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "y0[i] = 1.0f / (1.0f + expf(-a0[i]))",
                            "y0[i] = 1.001f / (1.0f + expf(-a0[i]))") > 0);
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "tot[i] = s / (double)", "tot[i] = 1e-4 + s / (double)") > 0);
+    /* a tiled convolution without its second barrier: the next slice's
+     * loads overwrite shared memory the others still read */
+    assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "        __syncthreads();\n    }\n", "    }\n") > 0);
     /* a view's gather off, and a recomputed batch norm off (its first: the
      * last layer's, only whose sign the relu gradient reads) */
     assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "flat[i] = place[at]", "flat[i] = 1.001f * place[at]") > 0);

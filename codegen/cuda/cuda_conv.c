@@ -1,8 +1,62 @@
 /* cuda_conv.c - CUDA C for convolutions and linear layers, forward and
- * both gradients (contract in gen.h). */
+ * both gradients (contract in gen.h).
+ *
+ * Convolutions are implicit GEMMs, C[m][n] = init(m) + sum over k of
+ * A(m, k) B(k, n) with the operands gathered from the tensors: a block of
+ * BLOCK threads computes a TM x TN tile of C, each thread 4 x 4 of it in
+ * registers, through TK-deep slices of A and B staged in shared memory by
+ * the block's cooperative loads (a tap in the padding reads 0).  Every
+ * output adds its terms in k's order, one after another, as the simple
+ * kernels (one thread per output, NETC_CUDA_SIMPLE=1) and ref do, so the
+ * two differ by contraction and the padding's zero terms only.  A weight
+ * gradient's long reduction is cut into PARTS parts, as in the simple
+ * kernel, summed in order by a second launch. */
 #include "gen.h"
 
-void cu_gen_conv(Gen *g, const IrNode *n) {
+#include <stdlib.h>
+#include <string.h>
+
+enum { TM = 64, TN = 64, TK = 8 };
+
+typedef struct {
+    long long M, N, KD;
+    int parts;            /* the reduction's parts: 1, or PARTS into scratch */
+    const char *a, *b;    /* statements setting float v to A(m, k), B(k, n), both in range */
+    const char *init;     /* the accumulator's start: an expression of m */
+    const char *store;    /* a statement storing float r, C's (m, n) (of part `part`) */
+} Tiled;
+
+/* A weight gradient's PARTS partial sums (in scratch at 0, per weight) added
+ * in order, and the bias gradient's, as parts then their sum. */
+static void simple_conv_sums(Gen *g, const IrNode *n, long long nw, long long K, long long m, long long PQ) {
+    long long len = (m + PARTS - 1) / PARTS;
+    cu_begin(g, nw);
+    cu_ptr(g, "float", "dw", n->out[0]);
+    cu_scratch(g, "float", "part", 0);
+    cu_out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    dw[i] = acc;\n",
+        PARTS, PARTS);
+    cu_end(g);
+    if (n->nout > 1) {
+        cu_begin(g, K * PARTS);
+        cu_ptr(g, "float", "dy", n->in[0]);
+        cu_scratch(g, "float", "part", nw * PARTS * 4);
+        cu_out(g, "    long long k = i / %d, t = i %% %d;\n    float acc = 0.0f;\n"
+               "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
+               "    for (long long j = t * %lldLL; j < j1; j++)\n"
+               "        acc += dy[(j / %lld * %lld + k) * %lld + j %% %lld];\n"
+               "    part[i] = acc;\n",
+            PARTS, PARTS, len, m, len, m, len, PQ, K, PQ, PQ);
+        cu_end(g);
+        cu_begin(g, K);
+        cu_ptr(g, "float", "db", n->out[1]);
+        cu_scratch(g, "float", "part", nw * PARTS * 4);
+        cu_out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    db[i] = acc;\n",
+            PARTS, PARTS);
+        cu_end(g);
+    }
+}
+
+static void simple_conv(Gen *g, const IrNode *n) {
     const IrGraph *gr = &g->p->g;
     const IrConvAttr *a = &n->attr.conv;
     int64_t B = g->p->batch;
@@ -83,30 +137,7 @@ void cu_gen_conv(Gen *g, const IrNode *n) {
                "    part[i] = acc;\n",
             len, m, len, m, len, Q, Q, P, P * Q, sh, ph, sw, pw, H, W, K, P, Q, C, H, W);
         cu_end(g);
-        cu_begin(g, nw);
-        cu_ptr(g, "float", "dw", n->out[0]);
-        cu_scratch(g, "float", "part", 0);
-        cu_out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    dw[i] = acc;\n",
-            PARTS, PARTS);
-        cu_end(g);
-        if (n->nout > 1) {
-            cu_begin(g, K * PARTS);
-            cu_ptr(g, "float", "dy", n->in[0]);
-            cu_scratch(g, "float", "part", nw * PARTS * 4);
-            cu_out(g, "    long long k = i / %d, t = i %% %d;\n    float acc = 0.0f;\n"
-                   "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
-                   "    for (long long j = t * %lldLL; j < j1; j++)\n"
-                   "        acc += dy[(j / %lld * %lld + k) * %lld + j %% %lld];\n"
-                   "    part[i] = acc;\n",
-                PARTS, PARTS, len, m, len, m, len, P * Q, K, P * Q, P * Q);
-            cu_end(g);
-            cu_begin(g, K);
-            cu_ptr(g, "float", "db", n->out[1]);
-            cu_scratch(g, "float", "part", nw * PARTS * 4);
-            cu_out(g, "    float acc = 0.0f;\n    for (int t = 0; t < %d; t++) acc += part[i * %d + t];\n    db[i] = acc;\n",
-                PARTS, PARTS);
-            cu_end(g);
-        }
+        simple_conv_sums(g, n, nw, K, m, P * Q);
     }
 }
 
@@ -160,3 +191,154 @@ void cu_gen_linear(Gen *g, const IrNode *n) {
 }
 
 /* One thread per element of n values: `body` uses i and the pointers. */
+
+static void tiled(Gen *g, const Tiled *t, const IrNode *n, void (*decl)(Gen *, const IrNode *)) {
+    long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
+    cu_begin_blocks(g, mt * nt * t->parts);
+    decl(g, n);
+    cu_out(g,
+           "    __shared__ float As[%d][%d];\n"
+           "    __shared__ float Bs[%d][%d];\n"
+           "    const int t = threadIdx.x, tm = t / 16, tn = t %% 16;\n"
+           "    const long long bm = blockIdx.x %% %lldLL, bn = blockIdx.x / %lldLL %% %lldLL, part = blockIdx.x / %lldLL;\n"
+           "    const long long k0 = part * %lldLL, k1 = k0 + %lldLL < %lldLL ? k0 + %lldLL : %lldLL;\n"
+           "    (void)part;\n"
+           "    float acc[4][4];\n"
+           "    for (int i0 = 0; i0 < 4; i0++) {\n"
+           "        long long m = bm * %d + tm * 4 + i0;\n"
+           "        for (int j0 = 0; j0 < 4; j0++) acc[i0][j0] = m < %lldLL ? (%s) : 0.0f;\n"
+           "    }\n",
+           TK, TM, TK, TN, mt, mt, nt, mt * nt, klen, klen, t->KD, klen, t->KD, TM, t->M, t->init);
+    cu_out(g,
+           "    for (long long kb = k0; kb < k1; kb += %d) {\n"
+           "        for (int u = 0; u < %d; u++) {\n"
+           "            int e = t + %d * u, kk = e %% %d, mm = e / %d;\n"
+           "            long long m = bm * %d + mm, k = kb + kk;\n"
+           "            float v = 0.0f;\n"
+           "            if (m < %lldLL && k < k1) { %s }\n"
+           "            As[kk][mm] = v;\n"
+           "        }\n"
+           "        for (int u = 0; u < %d; u++) {\n"
+           "            int e = t + %d * u, nn = e %% %d, kk = e / %d;\n"
+           "            long long n = bn * %d + nn, k = kb + kk;\n"
+           "            float v = 0.0f;\n"
+           "            if (n < %lldLL && k < k1) { %s }\n"
+           "            Bs[kk][nn] = v;\n"
+           "        }\n"
+           "        __syncthreads();\n"
+           "        for (int kk = 0; kk < %d; kk++) {\n"
+           "            float a[4], b[4];\n"
+           "            for (int q = 0; q < 4; q++) a[q] = As[kk][tm * 4 + q], b[q] = Bs[kk][tn * 4 + q];\n"
+           "            for (int x0 = 0; x0 < 4; x0++)\n"
+           "                for (int y0 = 0; y0 < 4; y0++) acc[x0][y0] += a[x0] * b[y0];\n"
+           "        }\n"
+           "        __syncthreads();\n"
+           "    }\n",
+           TK, TM * TK / BLOCK, BLOCK, TK, TK, TM, t->M, t->a, TN * TK / BLOCK, BLOCK, TN, TN, TN, t->N, t->b, TK);
+    cu_out(g,
+           "    for (int x0 = 0; x0 < 4; x0++)\n"
+           "        for (int y0 = 0; y0 < 4; y0++) {\n"
+           "            long long m = bm * %d + tm * 4 + x0, n = bn * %d + tn * 4 + y0;\n"
+           "            if (m >= %lldLL || n >= %lldLL) continue;\n"
+           "            float r = acc[x0][y0];\n"
+           "            %s\n"
+           "        }\n",
+           TM, TN, t->M, t->N, t->store);
+    cu_end(g);
+}
+
+static const IrConvAttr *conv_dims(Gen *g, const IrNode *n, long long d[10]) {
+    const IrGraph *gr = &g->p->g;
+    const IrType *x, *y;
+    if (n->op == IR_OP_CONV2D) x = ir_type(gr, n->in[0]), y = ir_type(gr, n->out[0]);
+    else if (n->op == IR_OP_CONV2D_BWD_DATA) x = ir_type(gr, n->out[0]), y = ir_type(gr, n->in[0]);
+    else x = ir_type(gr, n->in[1]), y = ir_type(gr, n->in[0]);
+    const IrConvAttr *a = &n->attr.conv;
+    long long v[10] = {x->d[1], x->d[2], x->d[3], y->d[1], y->d[2], y->d[3], a->kh, a->kw, a->sh, a->sw};
+    memcpy(d, v, sizeof v);
+    return a;
+}
+
+static void decl_fwd(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "x", n->in[0]);
+    cu_ptr(g, "float", "w", n->in[1]);
+    cu_ptr(g, "float", "y", n->out[0]);
+    if (n->attr.conv.bias) cu_ptr(g, "float", "bias", n->in[2]);
+}
+
+static void decl_data(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "dy", n->in[0]);
+    cu_ptr(g, "float", "w", n->in[1]);
+    cu_ptr(g, "float", "dx", n->out[0]);
+}
+
+static void decl_weight(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "dy", n->in[0]);
+    cu_ptr(g, "float", "x", n->in[1]);
+    cu_scratch(g, "float", "partbuf", 0);
+}
+
+static void tiled_conv(Gen *g, const IrNode *n) {
+    long long d[10];
+    const IrConvAttr *at = conv_dims(g, n, d);
+    long long C = d[0], H = d[1], W = d[2], K = d[3], P = d[4], Q = d[5], R = d[6], S = d[7], sh = d[8], sw = d[9];
+    long long ph = at->ph, pw = at->pw, B = g->p->batch;
+    char a[512], b[1024], init[64], store[256];
+    Tiled t = {0, 0, 0, 1, a, b, init, store};
+    if (n->op == IR_OP_CONV2D) {
+        /* m: output channel, n: (image, p, q), k: (c, r, s) */
+        t.M = K, t.N = B * P * Q, t.KD = C * R * S;
+        snprintf(a, sizeof a, "v = w[m * %lldLL + k];", t.KD);
+        snprintf(b, sizeof b,
+                 "long long q = n %% %lld, p = n / %lld %% %lld, img = n / %lld;\n"
+                 "                long long s = k %% %lld, r = k / %lld %% %lld, c = k / %lld;\n"
+                 "                long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
+                 "                if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) v = x[((img * %lld + c) * %lld + ih) * %lld + iw];",
+                 Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
+        snprintf(init, sizeof init, "%s", at->bias ? "bias[m]" : "0.0f");
+        snprintf(store, sizeof store, "y[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", P * Q, K, P * Q, P * Q);
+        tiled(g, &t, n, decl_fwd);
+    } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
+        /* m: input channel, n: (image, ih, iw), k: (output channel, r, s) */
+        t.M = C, t.N = B * H * W, t.KD = K * R * S;
+        snprintf(a, sizeof a, "long long s = k %% %lld, r = k / %lld %% %lld, ko = k / %lld;\n"
+                              "                v = w[((ko * %lld + m) * %lld + r) * %lld + s];",
+                 S, S, R, R * S, C, R, S);
+        snprintf(b, sizeof b,
+                 "long long iw = n %% %lld, ih = n / %lld %% %lld, img = n / %lld;\n"
+                 "                long long s = k %% %lld, r = k / %lld %% %lld, ko = k / %lld;\n"
+                 "                long long tp = ih + %lld - r, tq = iw + %lld - s;\n"
+                 "                if (tp >= 0 && tq >= 0 && tp %% %lld == 0 && tq %% %lld == 0 && tp / %lld < %lld && tq / %lld < %lld)\n"
+                 "                    v = dy[((img * %lld + ko) * %lld + tp / %lld) * %lld + tq / %lld];",
+                 W, W, H, H * W, S, S, R, R * S, ph, pw, sh, sw, sh, P, sw, Q, K, P, sh, Q, sw);
+        snprintf(init, sizeof init, "0.0f");
+        snprintf(store, sizeof store, "dx[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", H * W, C, H * W, H * W);
+        tiled(g, &t, n, decl_data);
+    } else {
+        /* m: output channel, n: (c, r, s), k: (image, p, q) in PARTS parts */
+        long long nw = K * C * R * S;
+        t.M = K, t.N = C * R * S, t.KD = B * P * Q, t.parts = PARTS;
+        cu_need(g, (nw + K) * PARTS * 4);
+        snprintf(a, sizeof a, "long long q = k %% %lld, p = k / %lld %% %lld, img = k / %lld;\n"
+                              "                v = dy[((img * %lld + m) * %lld + p) * %lld + q];",
+                 Q, Q, P, P * Q, K, P, Q);
+        snprintf(b, sizeof b,
+                 "long long q = k %% %lld, p = k / %lld %% %lld, img = k / %lld;\n"
+                 "                long long s = n %% %lld, r = n / %lld %% %lld, c = n / %lld;\n"
+                 "                long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
+                 "                if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) v = x[((img * %lld + c) * %lld + ih) * %lld + iw];",
+                 Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
+        snprintf(init, sizeof init, "0.0f");
+        snprintf(store, sizeof store, "partbuf[(m * %lldLL + n) * %d + part] = r;", t.N, PARTS);
+        tiled(g, &t, n, decl_weight);
+        /* the parts in order, then the bias gradient, as the simple kernel */
+        simple_conv_sums(g, n, nw, K, B * P * Q, P * Q);
+    }
+}
+
+void cu_gen_conv(Gen *g, const IrNode *n) {
+    const char *e = getenv("NETC_CUDA_SIMPLE");
+    if (e && !strcmp(e, "1")) simple_conv(g, n);
+    else tiled_conv(g, n);
+}
+

@@ -97,6 +97,17 @@ void cu_begin(Gen *g, int64_t threads) {
            "    if (i >= %lldLL) return;\n", l->name, (long long)threads);
 }
 
+void cu_begin_blocks(Gen *g, int64_t blocks) {
+    CudaSource *s = g->s;
+    s->launch = ir_xrealloc(s->launch, (size_t)(s->nlaunch + 1) * sizeof(CudaLaunch));
+    CudaLaunch *l = &s->launch[s->nlaunch++];
+    snprintf(l->name, sizeof l->name, "k%d_%d", g->kernel, g->nl++);
+    l->kernel = g->kernel;
+    l->block = BLOCK;
+    l->grid = (unsigned)(blocks > 0 ? blocks : 1);
+    cu_out(g, "KERNEL %s(KARGS) {\n    (void)A; (void)I; (void)S; (void)lr; (void)seed; (void)step;\n", l->name);
+}
+
 void cu_end(Gen *g) { cu_out(g, "}\n"); }
 
 /* Declares `float *name` (or int) for value v. */

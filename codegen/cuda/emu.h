@@ -37,10 +37,15 @@
 #ifndef NETC_CUDA_EMU_H
 #define NETC_CUDA_EMU_H
 
-/* ucontext and MAP_ANONYMOUS are outside ISO C: -std=c11 hides them. */
+/* ucontext and MAP_ANONYMOUS are outside ISO C: -std=c11 hides them.  A
+ * fiber is entered the first time by setcontext and after that by
+ * _longjmp, which keeps the signal mask (swapcontext makes a system call
+ * for it at every switch: a tiled kernel switches twice per thread per
+ * slice); _FORTIFY_SOURCE's longjmp check refuses jumps between stacks. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#undef _FORTIFY_SOURCE
 
 #include <math.h>
 #include <stddef.h>
@@ -48,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -71,7 +77,9 @@ typedef void (*netc_emu_fn)(char *, char *, void **, float, u64, u64);
 enum { NETC_EMU_STACK = 256 << 10 };
 
 typedef struct NetcFiber {
-    ucontext_t uc;
+    ucontext_t uc;          /* its start */
+    jmp_buf jb;             /* where it waits */
+    int started;
     char *map;              /* guard page, then the stack */
     unsigned tid;           /* its thread: linear index in the block */
     struct NetcFiber *next; /* free list */
@@ -102,7 +110,7 @@ static struct {
     NetcFiber *cur, *free;
     NetcFiber **all;            /* every fiber of the launch, to unmap */
     unsigned nall;
-    ucontext_t main;
+    jmp_buf main;               /* the scheduler, between fibers */
 } netc_emu;
 
 static void netc_emu_die(const char *why) {
@@ -135,7 +143,7 @@ static void netc_emu_slow(void) {
 /* The current thread waits: back to the scheduler until released. */
 static void netc_emu_yield(void) {
     NetcFiber *self = netc_emu.cur;
-    swapcontext(&self->uc, &netc_emu.main);
+    if (!_setjmp(self->jb)) _longjmp(netc_emu.main, 1);
     netc_emu_ids(self->tid);
 }
 
@@ -229,7 +237,7 @@ static void netc_emu_worker(void) {
         if (!netc_emu.slow && netc_emu_advance()) continue;
         self->next = netc_emu.free;
         netc_emu.free = self;
-        swapcontext(&self->uc, &netc_emu.main);
+        if (!_setjmp(self->jb)) _longjmp(netc_emu.main, 1);
     }
 }
 
@@ -277,7 +285,11 @@ static void netc_emu_schedule(void) {
             continue;
         }
         netc_emu.cur = fb;
-        swapcontext(&netc_emu.main, &fb->uc);
+        if (!_setjmp(netc_emu.main)) {
+            if (fb->started) _longjmp(fb->jb, 1);
+            fb->started = 1;
+            setcontext(&fb->uc);
+        }
     }
 }
 

@@ -28,6 +28,9 @@ void cu_addr(Gen *g, int v, char *buf, size_t n);
 /* Starts a launch of `threads` threads, one per element; `i` is the
  * thread's index (threads past the end return at once). */
 void cu_begin(Gen *g, int64_t threads);
+/* Starts a launch of `blocks` blocks of BLOCK threads that all run to the
+ * end (they may synchronise); no `i`. */
+void cu_begin_blocks(Gen *g, int64_t blocks);
 void cu_end(Gen *g);
 /* Declares `type *name` for value v. */
 void cu_ptr(Gen *g, const char *type, const char *name, int v);
