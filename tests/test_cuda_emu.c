@@ -202,6 +202,15 @@ static void test_nin(void **s) {
     assert_int_equal(step_model("nin", IR_TRAIN, 2, 224, NULL, NULL), 0);
 }
 
+/* 11x11 stride-4 and 5x5 convs, overlapping 3x3 max pools, dropout and
+ * three large linear layers (AlexNet); 3x3 convs in five stages (VGG). */
+static void test_alexnet_vgg(void **s) {
+    (void)s;
+    if (!have_cc()) return;
+    assert_int_equal(step_model("alexnet", IR_TRAIN, 1, 224, NULL, NULL), 0);
+    assert_int_equal(step_model("vgg11", IR_TRAIN, 1, 224, NULL, NULL), 0);
+}
+
 /* A wrong sigmoid, a wrong batch-norm mean, a wrong gather of a view or
  * a wrong recomputed batch norm in one kernel must be caught. */
 static void test_planted(void **s) {
@@ -225,7 +234,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
         cmocka_unit_test(test_googlenet),
-        cmocka_unit_test(test_nin),
+        cmocka_unit_test(test_nin), cmocka_unit_test(test_alexnet_vgg),
         cmocka_unit_test(test_planted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,7 +141,20 @@ static void simple_conv(Gen *g, const IrNode *n) {
     }
 }
 
-void cu_gen_linear(Gen *g, const IrNode *n) {
+/* A linear layer's bias gradient (when it has one): one thread per feature
+ * adding the batch's rows in order. */
+static void linear_bias_grad(Gen *g, const IrNode *n, long long B, long long o) {
+    if (n->nout < 2) return;
+    cu_begin(g, o);
+    cu_ptr(g, "float", "dy", n->in[0]);
+    cu_ptr(g, "float", "db", n->out[1]);
+    cu_out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + i];\n"
+              "    db[i] = acc;\n",
+           B, o);
+    cu_end(g);
+}
+
+static void simple_linear(Gen *g, const IrNode *n) {
     const IrGraph *gr = &g->p->g;
     long long B = g->p->batch, in, o;
     if (n->op == IR_OP_LINEAR) in = ir_type(gr, n->in[0])->d[1], o = ir_type(gr, n->out[0])->d[1];
@@ -178,15 +191,7 @@ void cu_gen_linear(Gen *g, const IrNode *n) {
                "    dw[i] = acc;\n",
             in, in, B, o, in);
         cu_end(g);
-        if (n->nout > 1) {
-            cu_begin(g, o);
-            cu_ptr(g, "float", "dy", n->in[0]);
-            cu_ptr(g, "float", "db", n->out[1]);
-            cu_out(g, "    float acc = 0.0f;\n    for (long long r = 0; r < %lld; r++) acc += dy[r * %lld + i];\n"
-                   "    db[i] = acc;\n",
-                B, o);
-            cu_end(g);
-        }
+        linear_bias_grad(g, n, B, o);
     }
 }
 
@@ -342,3 +347,60 @@ void cu_gen_conv(Gen *g, const IrNode *n) {
     else tiled_conv(g, n);
 }
 
+
+static void decl_lin_fwd(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "x", n->in[0]);
+    cu_ptr(g, "float", "w", n->in[1]);
+    cu_ptr(g, "float", "y", n->out[0]);
+    if (n->attr.linear.bias) cu_ptr(g, "float", "bias", n->in[2]);
+}
+
+static void decl_lin_data(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "dy", n->in[0]);
+    cu_ptr(g, "float", "w", n->in[1]);
+    cu_ptr(g, "float", "dx", n->out[0]);
+}
+
+static void decl_lin_weight(Gen *g, const IrNode *n) {
+    cu_ptr(g, "float", "dy", n->in[0]);
+    cu_ptr(g, "float", "x", n->in[1]);
+    cu_ptr(g, "float", "dw", n->out[0]);
+}
+
+/* Linear layers as tiled GEMMs (rows r of the batch, in features j, out
+ * features o); the bias gradient stays one thread per feature. */
+static void tiled_linear(Gen *g, const IrNode *n) {
+    const IrGraph *gr = &g->p->g;
+    long long B = g->p->batch, in, o;
+    if (n->op == IR_OP_LINEAR) in = ir_type(gr, n->in[0])->d[1], o = ir_type(gr, n->out[0])->d[1];
+    else if (n->op == IR_OP_LINEAR_BWD_DATA) in = ir_type(gr, n->out[0])->d[1], o = ir_type(gr, n->in[0])->d[1];
+    else in = ir_type(gr, n->in[1])->d[1], o = ir_type(gr, n->in[0])->d[1];
+    char a[256], b[256], store[256];
+    Tiled t = {0, 0, 0, 1, a, b, "0.0f", store};
+    if (n->op == IR_OP_LINEAR) {   /* m: o, n: r, k: j */
+        t.M = o, t.N = B, t.KD = in;
+        snprintf(a, sizeof a, "v = w[m * %lldLL + k];", in);
+        snprintf(b, sizeof b, "v = x[n * %lldLL + k];", in);
+        snprintf(store, sizeof store, "y[n * %lldLL + m] = %sr;", o, n->attr.linear.bias ? "bias[m] + " : "");
+        tiled(g, &t, n, decl_lin_fwd);
+    } else if (n->op == IR_OP_LINEAR_BWD_DATA) {   /* m: j, n: r, k: o */
+        t.M = in, t.N = B, t.KD = o;
+        snprintf(a, sizeof a, "v = w[k * %lldLL + m];", in);
+        snprintf(b, sizeof b, "v = dy[n * %lldLL + k];", o);
+        snprintf(store, sizeof store, "dx[n * %lldLL + m] = r;", in);
+        tiled(g, &t, n, decl_lin_data);
+    } else {   /* m: o, n: j, k: r */
+        t.M = o, t.N = in, t.KD = B;
+        snprintf(a, sizeof a, "v = dy[k * %lldLL + m];", o);
+        snprintf(b, sizeof b, "v = x[k * %lldLL + n];", in);
+        snprintf(store, sizeof store, "dw[m * %lldLL + n] = r;", in);
+        tiled(g, &t, n, decl_lin_weight);
+        linear_bias_grad(g, n, B, o);
+    }
+}
+
+void cu_gen_linear(Gen *g, const IrNode *n) {
+    const char *e = getenv("NETC_CUDA_SIMPLE");
+    if (e && !strcmp(e, "1")) simple_linear(g, n);
+    else tiled_linear(g, n);
+}
