@@ -54,11 +54,6 @@ static struct {
     struct { void *fn; Module *m; } fn[MAX_FNS];
 } fk;
 
-static const char *host_cc(void) {
-    const char *cc = getenv("CC");
-    return cc && *cc ? cc : "cc";
-}
-
 static int f_init(unsigned f) { (void)f; return 0; }
 static int f_count(int *n) { *n = 1; return 0; }
 static int f_get(int *dv, int i) { *dv = i; return 0; }
@@ -78,19 +73,7 @@ static int f_free(CuPtr p) { free((void *)(uintptr_t)p); fk.mems--; return 0; }
 /* the image is CUDA C source: compiled for the host, as test_cuda_emu does */
 static int f_load(void **m, const void *img, unsigned n, int *o, void **v) {
     (void)n, (void)o, (void)v;
-    char dir[] = "/tmp/netc_cudabe_XXXXXX", src[600], so[600], cmd[2048];
-    if (!mkdtemp(dir)) return 1;
-    snprintf(src, sizeof src, "%s/k.c", dir);
-    snprintf(so, sizeof so, "%s/k.so", dir);
-    FILE *f = fopen(src, "w");
-    if (!f) return 1;
-    fputs(img, f);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", host_cc(),
-             NETC_SOURCE_DIR, so, src);
-    int rc = system(cmd);
-    void *h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-    unlink(src), unlink(so), rmdir(dir);
+    void *h = tu_host_so(img, NULL);
     if (!h) return 218;
     Module *mod = calloc(1, sizeof *mod);
     mod->h = h;
@@ -152,14 +135,6 @@ static int f_ev_destroy(void *e) { free(e); fk.mems--; return 0; }
 static const CudaDriver fake = {NULL, f_init, f_count, f_get, f_ctx_create, f_ctx_destroy, f_alloc, f_free, f_load,
                                 f_unload, f_function, f_launch, f_sync, f_error_name, f_htod, f_dtoh, f_ev_create,
                                 f_ev_record, f_ev_sync, f_ev_elapsed, f_ev_destroy, 1};
-
-static int have_cc(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", host_cc());
-    if (system(cmd) == 0) return 1;
-    printf("skipped: no host C compiler (%s) for the emulated device\n", host_cc());
-    return 0;
-}
 
 static int setup(void **s) {
     (void)s;
@@ -226,7 +201,7 @@ static const PlanOptions recompute_plan = {0, 1};
 
 static void test_steps(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     step_model("lenet_bn", IR_TRAIN, 6, 28);
     step_model("lenet_bn", IR_EVAL, 6, 28);
     step_model("densenet", IR_TRAIN, 2, 48);
@@ -303,7 +278,7 @@ static void same_weights(const Net *a, const Net *b) {
 
 static void test_session(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     char ck[] = "/tmp/netc_cudabe_ckXXXXXX";
     int fd = mkstemp(ck);
     assert_true(fd >= 0);
@@ -344,7 +319,7 @@ static void test_session(void **s) {
 
 static void test_faults(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     Program p;
     char path[512];
     snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
@@ -392,7 +367,7 @@ static void test_faults(void **s) {
  * clock: 1 ms a launch), per kernel, over the runs after the first. */
 static void test_profile(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     Program p;
     char path[512];
     snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);

@@ -35,37 +35,16 @@
 typedef void (*EmuLaunch)(void (*)(char *, char *, void **, float, unsigned long long, unsigned long long), unsigned,
                           unsigned, char *, char *, void **, float, unsigned long long, unsigned long long);
 
-static const char *host_cc(void) {
-    const char *cc = getenv("CC");
-    return cc && *cc ? cc : "cc";
-}
 
 /* Compiles text for the host and runs its launches on slots s (lr 0.05,
  * dropout seed 1, step 0, as tu_step).  0, or -1 after printing why. */
 static int emu_step(const Program *p, const CudaSource *cs, const char *text, void **s) {
-    char dir[] = "/tmp/netc_emu_XXXXXX", src[600], so[600], cmd[2048];
-    if (!mkdtemp(dir)) return -1;
-    snprintf(src, sizeof src, "%s/k.c", dir);
-    snprintf(so, sizeof so, "%s/k.so", dir);
-    FILE *f = fopen(src, "w");
-    if (!f) return -1;
-    fputs(text, f);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", host_cc(),
-             NETC_SOURCE_DIR, so, src);
-    int rc = system(cmd);
-    void *h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-    unlink(src);
-    unlink(so);
-    rmdir(dir);
-    if (!h) {
-        fprintf(stderr, "emu: %s failed (%s)\n", cmd, rc ? "compile" : dlerror());
-        return -1;
-    }
+    void *h = tu_host_so(text, NULL);
+    if (!h) return -1;
     EmuLaunch launch = (EmuLaunch)dlsym(h, "netc_emu_launch");
     char *arena = aligned_alloc(64, (size_t)p->arena_bytes + 64);
     char *side = aligned_alloc(64, (size_t)cs->side_bytes + 64);
-    rc = launch ? 0 : -1;
+    int rc = launch ? 0 : -1;
     for (int i = 0; i < cs->nlaunch && rc == 0; i++) {
         void *fn = dlsym(h, cs->launch[i].name);
         if (!fn) {
@@ -83,18 +62,6 @@ static int emu_step(const Program *p, const CudaSource *cs, const char *text, vo
     return rc;
 }
 
-/* Replaces the first `from` in text by `to` (the plant); NULL if absent. */
-static char *plant(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    if (!at) return NULL;
-    size_t a = (size_t)(at - text), lf = strlen(from), lt = strlen(to), n = strlen(text);
-    char *r = malloc(n - lf + lt + 1);
-    memcpy(r, text, a);
-    memcpy(r + a, to, lt);
-    memcpy(r + a + lt, at + lf, n - a - lf + 1);
-    return r;
-}
-
 /* Runs a step of model on the emulated device (its source with `from`
  * replaced by `to` when from is not NULL) and judges it; returns the
  * number of slots over their bound. */
@@ -108,7 +75,7 @@ static int step_model(const char *model, IrMode mode, int64_t batch, int resize,
     diag_init(&d, "cuda", NULL, 0, stderr);
     CudaSource cs;
     assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
-    char *text = from ? plant(cs.text, from, to) : cs.text;
+    char *text = from ? tu_plant(cs.text, from, to) : cs.text;
     assert_non_null(text);
     void **r32 = tu_slots(&p, 99), **r64 = tu_slots(&p64, 99), **emu = tu_slots(&p, 99);
     assert_int_equal(tu_step(&backend_ref, NULL, &p, r32, NULL), 0);
@@ -141,17 +108,9 @@ static int step_model(const char *model, IrMode mode, int64_t batch, int resize,
     return bad;
 }
 
-static int have_cc(void) {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", host_cc());
-    if (system(cmd) == 0) return 1;
-    printf("skipped: no host C compiler (%s) for the emulated device\n", host_cc());
-    return 0;
-}
-
 static void test_lenet(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
     assert_int_equal(step_model("lenet_bn", IR_EVAL, 6, 28, NULL, NULL), 0);
     /* the simple convolutions, one thread per output */
@@ -163,7 +122,7 @@ static void test_lenet(void **s) {
 
 static void test_resnet(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("resnet18", IR_TRAIN, 2, 64, NULL, NULL), 0);
     assert_int_equal(step_model("resnet18", IR_EVAL, 2, 64, NULL, NULL), 0);
 }
@@ -175,7 +134,7 @@ static const PlanOptions copy_plan = {1, 0}, recompute_plan = {0, 1};
 
 static void test_densenet(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
     tu_plan = &recompute_plan;
     assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
@@ -189,7 +148,7 @@ static void test_densenet(void **s) {
  * convs, concat of four branches. */
 static void test_googlenet(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("googlenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
     assert_int_equal(step_model("googlenet", IR_EVAL, 2, 64, NULL, NULL), 0);
 }
@@ -198,7 +157,7 @@ static void test_googlenet(void **s) {
  * (the same counter-based formula as ref), global average pooling. */
 static void test_nin(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("nin", IR_TRAIN, 2, 224, NULL, NULL), 0);
 }
 
@@ -206,7 +165,7 @@ static void test_nin(void **s) {
  * three large linear layers (AlexNet); 3x3 convs in five stages (VGG). */
 static void test_alexnet_vgg(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_int_equal(step_model("alexnet", IR_TRAIN, 1, 224, NULL, NULL), 0);
     assert_int_equal(step_model("vgg11", IR_TRAIN, 1, 224, NULL, NULL), 0);
 }
@@ -215,7 +174,7 @@ static void test_alexnet_vgg(void **s) {
  * a wrong recomputed batch norm in one kernel must be caught. */
 static void test_planted(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "y0[i] = 1.0f / (1.0f + expf(-a0[i]))",
                            "y0[i] = 1.001f / (1.0f + expf(-a0[i]))") > 0);
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "tot[i] = s / (double)", "tot[i] = 1e-4 + s / (double)") > 0);

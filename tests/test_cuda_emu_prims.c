@@ -158,38 +158,6 @@ static const char kernels[] =
     "    else __syncwarp();\n"
     "}\n";
 
-static const char *host_cc(void) {
-    const char *cc = getenv("CC");
-    return cc && *cc ? cc : "cc";
-}
-
-static int have_cc(void) {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", host_cc());
-    if (system(cmd) == 0) return 1;
-    printf("skipped: no host C compiler (%s) for the emulated device\n", host_cc());
-    return 0;
-}
-
-/* Replaces the first `from` in text by `to`; NULL if absent. */
-static char *plant(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    if (!at) return NULL;
-    size_t a = (size_t)(at - text), lf = strlen(from), lt = strlen(to), n = strlen(text);
-    char *r = malloc(n - lf + lt + 1);
-    memcpy(r, text, a);
-    memcpy(r + a, to, lt);
-    memcpy(r + a + lt, at + lf, n - a - lf + 1);
-    return r;
-}
-
-static int write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
 /* The generator's prelude: its source for a small program up to the
  * first kernel, so these kernels see what generated ones see. */
 static char *prelude(void) {
@@ -223,35 +191,20 @@ typedef struct {
 } Emu;
 
 static void emu_open(Emu *e, const char *k, const char *hfrom, const char *hto) {
-    char dir[] = "/tmp/netc_prims_XXXXXX", src[600], so[600], hdr[600], cmd[2048];
-    assert_non_null(mkdtemp(dir));
-    snprintf(src, sizeof src, "%s/k.c", dir);
-    snprintf(so, sizeof so, "%s/k.so", dir);
-    snprintf(hdr, sizeof hdr, "%s/emu.h", dir);
-    char *pre = prelude();
+    char *pre = prelude(), *ph = NULL;
     size_t n = strlen(pre) + strlen(k) + 1;
     char *text = malloc(n);
     snprintf(text, n, "%s%s", pre, k);
-    assert_int_equal(write_file(src, text), 0);
-    free(pre);
-    free(text);
     if (hfrom) { /* "emu.h" is found beside the source first */
-        snprintf(cmd, sizeof cmd, "%s/codegen/cuda/emu.h", NETC_SOURCE_DIR);
-        char *h = tu_read(cmd, NULL), *ph = h ? plant(h, hfrom, hto) : NULL;
+        char path[600];
+        snprintf(path, sizeof path, "%s/codegen/cuda/emu.h", NETC_SOURCE_DIR);
+        char *h = tu_read(path, NULL);
+        ph = h ? tu_plant(h, hfrom, hto) : NULL;
         assert_non_null(ph);
-        assert_int_equal(write_file(hdr, ph), 0);
         free(h);
-        free(ph);
     }
-    snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", host_cc(),
-             NETC_SOURCE_DIR, so, src);
-    int rc = system(cmd);
-    e->h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-    if (!e->h) fprintf(stderr, "emu: %s failed (%s)\n", cmd, rc ? "compile" : dlerror());
-    unlink(src);
-    unlink(so);
-    unlink(hdr);
-    rmdir(dir);
+    e->h = tu_host_so(text, ph);
+    free(pre), free(text), free(ph);
     assert_non_null(e->h);
     void *l = dlsym(e->h, "netc_emu_launch"), *l3 = dlsym(e->h, "netc_emu_launch3");
     assert_non_null(l);
@@ -446,7 +399,7 @@ static int check_tf32(Emu *e) {
 /* ---- the tests ---- */
 
 static void with_emu(int (*check)(Emu *)) {
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     Emu e;
     emu_open(&e, kernels, NULL, NULL);
     assert_int_equal(check(&e), 0);
@@ -465,7 +418,7 @@ static void test_early(void **s) { (void)s, with_emu(check_early); }
  * __syncwarp for it: the launch must abort with a message, not hang. */
 static void test_stuck(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     Emu e;
     emu_open(&e, kernels, NULL, NULL);
     fflush(NULL);
@@ -512,7 +465,7 @@ static void test_nvrtc(void **s) {
 /* A plant in the kernels (kfrom -> kto) or in the header (hfrom -> hto)
  * must make check find wrong values. */
 static void planted(int (*check)(Emu *), const char *kfrom, const char *kto, const char *hfrom, const char *hto) {
-    char *k = kfrom ? plant(kernels, kfrom, kto) : (char *)kernels;
+    char *k = kfrom ? tu_plant(kernels, kfrom, kto) : (char *)kernels;
     assert_non_null(k);
     Emu e;
     emu_open(&e, k, hfrom, hto);
@@ -524,7 +477,7 @@ static void planted(int (*check)(Emu *), const char *kfrom, const char *kto, con
 
 static void test_planted(void **s) {
     (void)s;
-    if (!have_cc()) return;
+    if (!tu_have_cc()) return;
     /* the kernels: a barrier dropped, a wrong lane */
     planted(check_reduce, "part[t + s];\n        __syncthreads();", "part[t + s];", NULL, NULL);
     planted(check_matmul, "__syncthreads(); /* tiles read */", "", NULL, NULL);

@@ -1,5 +1,7 @@
 /* testutil.c - shared helpers for the cmocka tests. */
 #include "testutil.h"
+#include <dlfcn.h>
+#include <unistd.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -128,4 +130,54 @@ int tu_judge(const Program *p, const Program *p64, void **r32, void **r64, void 
     if (scale) *scale = sc;
     if (ratio) *ratio = e_got / base;
     return e_got <= TU_FACTOR * base;
+}
+
+const char *tu_host_cc(void) {
+    const char *cc = getenv("CC");
+    return cc && *cc ? cc : "cc";
+}
+
+int tu_have_cc(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", tu_host_cc());
+    if (system(cmd) == 0) return 1;
+    printf("skipped: no host C compiler (%s) for the emulated device\n", tu_host_cc());
+    return 0;
+}
+
+static int tu_write(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+void *tu_host_so(const char *text, const char *emu_h) {
+    char dir[] = "/tmp/netc_emu_XXXXXX", src[600], so[600], hdr[600], cmd[2048];
+    if (!mkdtemp(dir)) return NULL;
+    snprintf(src, sizeof src, "%s/k.c", dir);
+    snprintf(so, sizeof so, "%s/k.so", dir);
+    snprintf(hdr, sizeof hdr, "%s/emu.h", dir);
+    void *h = NULL;
+    int rc = tu_write(src, text) || (emu_h && tu_write(hdr, emu_h));
+    if (!rc) {
+        snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", tu_host_cc(),
+                 NETC_SOURCE_DIR, so, src);
+        rc = system(cmd);
+        h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+        if (!h) fprintf(stderr, "emu: %s failed (%s)\n", cmd, rc ? "compile" : dlerror());
+    }
+    unlink(src), unlink(so), unlink(hdr), rmdir(dir);
+    return h;
+}
+
+char *tu_plant(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    if (!at) return NULL;
+    size_t a = (size_t)(at - text), lf = strlen(from), lt = strlen(to), n = strlen(text);
+    char *r = malloc(n - lf + lt + 1);
+    memcpy(r, text, a);
+    memcpy(r + a, to, lt);
+    memcpy(r + a + lt, at + lf, n - a - lf + 1);
+    return r;
 }

@@ -41,4 +41,16 @@ void tu_slots_free(const Program *p, void **s);
  * printing why. */
 int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, ThreadPool *pool);
 
+/* The emulated device (codegen/cuda/emu.h): the host C compiler ($CC, else
+ * cc); whether it runs (else prints why the test is skipped); text compiled
+ * by it into a shared object and opened (-std=c11 -O1, codegen/cuda on the
+ * include path; emu_h, when not NULL, is an emu.h put beside the source,
+ * found first), NULL after printing why. */
+const char *tu_host_cc(void);
+int tu_have_cc(void);
+void *tu_host_so(const char *text, const char *emu_h);
+/* text with its first `from` replaced by `to` (a planted error), malloc'd;
+ * NULL when from is absent. */
+char *tu_plant(const char *text, const char *from, const char *to);
+
 #endif

@@ -197,7 +197,27 @@ static void simple_linear(Gen *g, const IrNode *n) {
 
 /* One thread per element of n values: `body` uses i and the pointers. */
 
-static void tiled(Gen *g, const Tiled *t, const IrNode *n, void (*decl)(Gen *, const IrNode *)) {
+/* The operands' pointers of conv or linear node n, by the names the tiled
+ * kernels' snippets use. */
+static void decl(Gen *g, const IrNode *n) {
+    int bias = n->op == IR_OP_CONV2D ? n->attr.conv.bias : n->op == IR_OP_LINEAR ? n->attr.linear.bias : 0;
+    switch (n->op) {
+    case IR_OP_CONV2D: case IR_OP_LINEAR:
+        cu_ptr(g, "float", "x", n->in[0]), cu_ptr(g, "float", "w", n->in[1]), cu_ptr(g, "float", "y", n->out[0]);
+        if (bias) cu_ptr(g, "float", "bias", n->in[2]);
+        break;
+    case IR_OP_CONV2D_BWD_DATA: case IR_OP_LINEAR_BWD_DATA:
+        cu_ptr(g, "float", "dy", n->in[0]), cu_ptr(g, "float", "w", n->in[1]), cu_ptr(g, "float", "dx", n->out[0]);
+        break;
+    default:   /* the weight gradients: a conv's parts go to scratch */
+        cu_ptr(g, "float", "dy", n->in[0]), cu_ptr(g, "float", "x", n->in[1]);
+        if (n->op == IR_OP_CONV2D_BWD_WEIGHT) cu_scratch(g, "float", "partbuf", 0);
+        else cu_ptr(g, "float", "dw", n->out[0]);
+        break;
+    }
+}
+
+static void tiled(Gen *g, const Tiled *t, const IrNode *n) {
     long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
     cu_begin_blocks(g, mt * nt * t->parts);
     decl(g, n);
@@ -264,25 +284,6 @@ static const IrConvAttr *conv_dims(Gen *g, const IrNode *n, long long d[10]) {
     return a;
 }
 
-static void decl_fwd(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "x", n->in[0]);
-    cu_ptr(g, "float", "w", n->in[1]);
-    cu_ptr(g, "float", "y", n->out[0]);
-    if (n->attr.conv.bias) cu_ptr(g, "float", "bias", n->in[2]);
-}
-
-static void decl_data(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "dy", n->in[0]);
-    cu_ptr(g, "float", "w", n->in[1]);
-    cu_ptr(g, "float", "dx", n->out[0]);
-}
-
-static void decl_weight(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "dy", n->in[0]);
-    cu_ptr(g, "float", "x", n->in[1]);
-    cu_scratch(g, "float", "partbuf", 0);
-}
-
 static void tiled_conv(Gen *g, const IrNode *n) {
     long long d[10];
     const IrConvAttr *at = conv_dims(g, n, d);
@@ -302,7 +303,7 @@ static void tiled_conv(Gen *g, const IrNode *n) {
                  Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
         snprintf(init, sizeof init, "%s", at->bias ? "bias[m]" : "0.0f");
         snprintf(store, sizeof store, "y[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", P * Q, K, P * Q, P * Q);
-        tiled(g, &t, n, decl_fwd);
+        tiled(g, &t, n);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* m: input channel, n: (image, ih, iw), k: (output channel, r, s) */
         t.M = C, t.N = B * H * W, t.KD = K * R * S;
@@ -318,7 +319,7 @@ static void tiled_conv(Gen *g, const IrNode *n) {
                  W, W, H, H * W, S, S, R, R * S, ph, pw, sh, sw, sh, P, sw, Q, K, P, sh, Q, sw);
         snprintf(init, sizeof init, "0.0f");
         snprintf(store, sizeof store, "dx[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", H * W, C, H * W, H * W);
-        tiled(g, &t, n, decl_data);
+        tiled(g, &t, n);
     } else {
         /* m: output channel, n: (c, r, s), k: (image, p, q) in PARTS parts */
         long long nw = K * C * R * S;
@@ -335,7 +336,7 @@ static void tiled_conv(Gen *g, const IrNode *n) {
                  Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
         snprintf(init, sizeof init, "0.0f");
         snprintf(store, sizeof store, "partbuf[(m * %lldLL + n) * %d + part] = r;", t.N, PARTS);
-        tiled(g, &t, n, decl_weight);
+        tiled(g, &t, n);
         /* the parts in order, then the bias gradient, as the simple kernel */
         simple_conv_sums(g, n, nw, K, B * P * Q, P * Q);
     }
@@ -347,25 +348,6 @@ void cu_gen_conv(Gen *g, const IrNode *n) {
     else tiled_conv(g, n);
 }
 
-
-static void decl_lin_fwd(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "x", n->in[0]);
-    cu_ptr(g, "float", "w", n->in[1]);
-    cu_ptr(g, "float", "y", n->out[0]);
-    if (n->attr.linear.bias) cu_ptr(g, "float", "bias", n->in[2]);
-}
-
-static void decl_lin_data(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "dy", n->in[0]);
-    cu_ptr(g, "float", "w", n->in[1]);
-    cu_ptr(g, "float", "dx", n->out[0]);
-}
-
-static void decl_lin_weight(Gen *g, const IrNode *n) {
-    cu_ptr(g, "float", "dy", n->in[0]);
-    cu_ptr(g, "float", "x", n->in[1]);
-    cu_ptr(g, "float", "dw", n->out[0]);
-}
 
 /* Linear layers as tiled GEMMs (rows r of the batch, in features j, out
  * features o); the bias gradient stays one thread per feature. */
@@ -382,19 +364,19 @@ static void tiled_linear(Gen *g, const IrNode *n) {
         snprintf(a, sizeof a, "v = w[m * %lldLL + k];", in);
         snprintf(b, sizeof b, "v = x[n * %lldLL + k];", in);
         snprintf(store, sizeof store, "y[n * %lldLL + m] = %sr;", o, n->attr.linear.bias ? "bias[m] + " : "");
-        tiled(g, &t, n, decl_lin_fwd);
+        tiled(g, &t, n);
     } else if (n->op == IR_OP_LINEAR_BWD_DATA) {   /* m: j, n: r, k: o */
         t.M = in, t.N = B, t.KD = o;
         snprintf(a, sizeof a, "v = w[k * %lldLL + m];", in);
         snprintf(b, sizeof b, "v = dy[n * %lldLL + k];", o);
         snprintf(store, sizeof store, "dx[n * %lldLL + m] = r;", in);
-        tiled(g, &t, n, decl_lin_data);
+        tiled(g, &t, n);
     } else {   /* m: o, n: j, k: r */
         t.M = o, t.N = in, t.KD = B;
         snprintf(a, sizeof a, "v = dy[k * %lldLL + m];", o);
         snprintf(b, sizeof b, "v = x[k * %lldLL + n];", in);
         snprintf(store, sizeof store, "dw[m * %lldLL + n] = r;", in);
-        tiled(g, &t, n, decl_lin_weight);
+        tiled(g, &t, n);
         linear_bias_grad(g, n, B, o);
     }
 }
