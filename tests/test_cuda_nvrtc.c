@@ -24,6 +24,30 @@ static int have_nvrtc(void) {
     return 0;
 }
 
+/* ptxas's report (-v) of every kernel in log: the largest register count
+ * and shared memory, and the spill stores and loads, summed. */
+static void ptxas_report(const char *log, long *regs, long *smem, long *spills) {
+    *regs = *smem = *spills = 0;
+    for (const char *l = log; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+        const char *at;
+        long v;
+        if ((at = strstr(l, "Used ")) && sscanf(at, "Used %ld registers", &v) == 1 && v > *regs) *regs = v;
+        const char *eol = strchr(l, '\n');
+        for (at = l; (at = strstr(at, " bytes ")) && (!eol || at < eol); at += 7) {
+            const char *b = at;
+            while (b > l && (b[-1] >= '0' && b[-1] <= '9')) b--;
+            v = strtol(b, NULL, 10);
+            if (!strncmp(at, " bytes smem", 11) && v > *smem) *smem = v;
+            if (!strncmp(at, " bytes spill", 12)) *spills += v;
+        }
+    }
+}
+
+/* The budget every kernel is held to on sm_90 (an H200: 255 registers a
+ * thread, 227 KiB of shared memory a block): no spills at all, and the
+ * tiles' 4 KiB of shared memory. */
+enum { SPILL_BUDGET = 0, SMEM_BUDGET = 4096, REG_LIMIT = 255 };
+
 static void compile_model(const char *model) {
     char path[512];
     snprintf(path, sizeof path, "%s/models/%s.net", NETC_SOURCE_DIR, model);
@@ -43,14 +67,25 @@ static void compile_model(const char *model) {
         assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
         const char *arch[] = {"compute_90", "sm_90"};
         for (int a = 0; a < 2; a++) {
-            char *bin;
+            char *bin, *log;
             size_t len;
-            int rc = cg_nvrtc_compile(cs.text, model, arch[a], &bin, &len, &d);
-            printf("%s %s, batch %lld, resize %d: %d launches, %s: %s (%zu bytes)\n", model, mode ? "eval" : "train",
+            int rc = cg_nvrtc_compile_log(cs.text, model, arch[a], a == 1, &bin, &len, &log, &d);
+            printf("%s %s, batch %lld, resize %d: %d launches, %s: %s (%zu bytes)", model, mode ? "eval" : "train",
                    (long long)batch, resize, cs.nlaunch, arch[a], rc ? "FAILED" : "ok", len);
             assert_int_equal(rc, 0);
             assert_true(len > 0);
+            if (a == 1) {   /* ptxas's report */
+                long regs, smem, spills;
+                ptxas_report(log, &regs, &smem, &spills);
+                printf(": at most %ld registers and %ld bytes of shared memory a kernel, %ld bytes spilled", regs,
+                       smem, spills);
+                assert_true(regs > 0 && regs <= REG_LIMIT);
+                assert_true(smem <= SMEM_BUDGET);
+                assert_true(spills <= SPILL_BUDGET);
+            }
+            printf("\n");
             free(bin);
+            free(log);
         }
         cg_cuda_source_free(&cs);
         program_free(&p);

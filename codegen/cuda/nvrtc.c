@@ -57,29 +57,41 @@ int cg_nvrtc_available(const char **why) {
     return nv_why == NULL;
 }
 
+static char *prog_log(nvrtcProgram prog) {
+    size_t n = 0;
+    char *log = NULL;
+    if (nv.log_size(prog, &n) == 0 && (log = malloc(n + 1)) && nv.log(prog, log) == 0) log[n] = 0;
+    return log;
+}
+
 int cg_nvrtc_compile(const char *src, const char *name, const char *arch, char **out, size_t *len, Diag *d) {
+    return cg_nvrtc_compile_log(src, name, arch, 0, out, len, NULL, d);
+}
+
+int cg_nvrtc_compile_log(const char *src, const char *name, const char *arch, int verbose, char **out, size_t *len,
+                         char **log_out, Diag *d) {
     *out = NULL;
     *len = 0;
+    if (log_out) *log_out = NULL;
     const char *why;
     if (!cg_nvrtc_available(&why)) return diag_error_noloc(d, "%s", why);
     int sass = strncmp(arch, "sm_", 3) == 0;
     char opt_arch[64];
     snprintf(opt_arch, sizeof opt_arch, "--gpu-architecture=%s", arch);
-    const char *opts[] = {opt_arch, "--std=c++17", "-default-device"};
+    const char *opts[] = {opt_arch, "--std=c++17", "-default-device", "--ptxas-options=-v"};
     nvrtcProgram prog;
     int rc = nv.create(&prog, src, name, 0, NULL, NULL);
     if (rc) return diag_error_noloc(d, "nvrtcCreateProgram: %s", nv.error_string(rc));
-    rc = nv.compile(prog, 3, opts);
+    rc = nv.compile(prog, verbose && sass ? 4 : 3, opts);
     if (rc) {
-        size_t n = 0;
-        char *log = NULL;
-        if (nv.log_size(prog, &n) == 0 && (log = malloc(n + 1)) && nv.log(prog, log) == 0) log[n] = 0;
+        char *log = prog_log(prog);
         diag_error_noloc(d, "NVRTC could not compile %s for %s (%s):\n%s", name, arch, nv.error_string(rc),
                          log ? log : "(no log)");
         free(log);
         nv.destroy(&prog);
         return -1;
     }
+    if (log_out) *log_out = prog_log(prog);
     size_t n = 0;
     rc = sass ? nv.cubin_size(prog, &n) : nv.ptx_size(prog, &n);
     char *buf = rc ? NULL : malloc(n + 1);
@@ -87,6 +99,7 @@ int cg_nvrtc_compile(const char *src, const char *name, const char *arch, char *
     nv.destroy(&prog);
     if (rc || !buf) {
         free(buf);
+        if (log_out) free(*log_out), *log_out = NULL;
         return diag_error_noloc(d, "NVRTC gave no %s for %s", sass ? "cubin" : "PTX", name);
     }
     buf[n] = 0;

@@ -11,6 +11,11 @@
  * and *len; -1 with a message in d: NVRTC missing, or its error and the
  * program log. */
 int cg_nvrtc_compile(const char *src, const char *name, const char *arch, char **out, size_t *len, Diag *d);
+/* The same, keeping NVRTC's program log (malloc'd) in *log; with verbose
+ * and an sm_ arch, ptxas reports each kernel's registers, spills and
+ * shared memory there (--ptxas-options=-v). */
+int cg_nvrtc_compile_log(const char *src, const char *name, const char *arch, int verbose, char **out, size_t *len,
+                         char **log, Diag *d);
 /* cg_nvrtc_compile through a cache on disk: a source compiled before for
  * the same arch is read back (*hit = 1) instead of compiled.  The folder:
  * $NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc, else ~/.cache/netc; an empty
