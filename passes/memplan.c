@@ -110,6 +110,33 @@ static int64_t place(Program *p, const int *order, int n, int64_t (*busy)[2]) {
     return top;
 }
 
+/* A relu_bn_bwd kernel that makes its incoming gradient with a conv's data
+ * gradient (dy) writes the batch norm's dx over it: dy is read only there,
+ * and every backend reads each element of dy before it writes that element
+ * of dx (the batch norm gradient's last pass goes element by element, each
+ * channel in one task; run node by node, the relu gradient has read dy
+ * before).  DenseNet's transitions: the peak with --recompute. */
+static void inplace_bn_bwd(Program *p, const int *kernel_of) {
+    const IrGraph *g = &p->g;
+    for (int k = 0; k < p->nkernels; k++) {
+        const Kernel *kn = &p->kernels[k];
+        const IrNode *bn = ir_node(g, kn->nodes[kn->nnodes - 1]), *d = NULL;
+        if (kn->pattern != FUSE_RELU_BN_BWD || bn->op != IR_OP_BATCHNORM_BWD) continue;
+        for (int j = 0; j < kn->nnodes; j++)
+            if (ir_node(g, kn->nodes[j])->op == IR_OP_CONV2D_BWD_DATA) d = ir_node(g, kn->nodes[j]);
+        if (!d) continue;
+        int v = d->out[0], w = bn->out[0], ok = p->buf[v].kind == BUF_NONE && p->buf[w].kind == BUF_NONE &&
+                                               p->buf[v].bytes == p->buf[w].bytes;
+        for (int i = 0; ok && i < g->nnodes; i++)
+            if (ir_reads(ir_node(g, i), v) && kernel_of[i] != k) ok = 0;
+        for (int u = 0; ok && u < g->nvalues; u++)
+            if ((p->buf[u].kind == BUF_ALIAS || p->buf[u].kind == BUF_VIEW) && p->buf[u].alias == v) ok = 0;
+        if (!ok) continue;
+        p->buf[w].kind = BUF_ALIAS;
+        p->buf[w].alias = v;
+    }
+}
+
 int pass_plan_memory(Program *p, const PlanOptions *o, Diag *d) {
     IrGraph *g = &p->g;
     p->buf = ir_xcalloc((size_t)g->nvalues, sizeof(BufPlan));
@@ -184,6 +211,7 @@ int pass_plan_memory(Program *p, const PlanOptions *o, Diag *d) {
         free(reader);
     }
     plan_views(p, kernel_of, o);
+    inplace_bn_bwd(p, kernel_of);
     /* lifetimes: from the first kernel that writes or reads a buffer (its
      * own value or a view or alias of it) to the last */
     for (int v = 0; v < g->nvalues; v++) p->buf[v].first = p->buf[v].last = -1;
