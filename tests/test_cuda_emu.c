@@ -175,8 +175,11 @@ static void test_alexnet_vgg(void **s) {
 static void test_planted(void **s) {
     (void)s;
     if (!tu_have_cc()) return;
-    assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "y0[i] = 1.0f / (1.0f + expf(-a0[i]))",
-                           "y0[i] = 1.001f / (1.0f + expf(-a0[i]))") > 0);
+    /* the residual add in a batch norm's last launch off */
+    assert_true(step_model("resnet18", IR_TRAIN, 2, 32, "    v = v + o", "    v = v - o") > 0);
+    /* (the sigmoid after a batch norm, in the batch norm's last launch) */
+    assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "v = 1.0f / (1.0f + expf(-v))",
+                           "v = 1.001f / (1.0f + expf(-v))") > 0);
     assert_true(step_model("lenet_bn", IR_TRAIN, 6, 28, "tot[i] = s / (double)", "tot[i] = 1e-4 + s / (double)") > 0);
     /* a tiled convolution without its second barrier: the next slice's
      * loads overwrite shared memory the others still read */

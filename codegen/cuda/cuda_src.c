@@ -255,6 +255,36 @@ static void gen_global_pool(Gen *g, const IrNode *n) {
 /* Batch norm statistics, as ref: per channel over m = B*hw values, sums in
  * double: PARTS partial sums per channel (thread t adds elements t, t+PARTS,
  * ...) and one thread per channel adding them in order. */
+/* The store of batch norm bn's output v (a float at i), with the chain of
+ * elementwise nodes the fusion pass grouped after it (relu, sigmoid, the
+ * residual add) applied in the same launch, as their own kernels compute
+ * them; each value stored only where the plan gave it memory (a group's
+ * inner values have none). */
+static void bn_store(Gen *g, const IrNode *bn) {
+    int cur = bn->out[0];
+    if (!g->nchain || g->p->buf[cur].kind != BUF_INNER) {
+        cu_ptr(g, "float", "yb", cur);
+        cu_out(g, "    yb[i] = v;\n");
+    }
+    for (int j = 0; j < g->nchain; j++) {
+        const IrNode *c = g->chain[j];
+        char nm[16];
+        if (c->op == IR_OP_RELU) cu_out(g, "    v = v < 0.0f ? 0.0f : v;\n");
+        else if (c->op == IR_OP_SIGMOID) cu_out(g, "    v = 1.0f / (1.0f + expf(-v));\n");
+        else {   /* add */
+            snprintf(nm, sizeof nm, "o%d", j);
+            cu_ptr(g, "float", nm, c->in[0] == cur ? c->in[1] : c->in[0]);
+            cu_out(g, c->in[0] == cur ? "    v = v + %s[i];\n" : "    v = %s[i] + v;\n", nm);
+        }
+        cur = c->out[0];
+        if (j == g->nchain - 1 || g->p->buf[cur].kind != BUF_INNER) {
+            snprintf(nm, sizeof nm, "z%d", j);
+            cu_ptr(g, "float", nm, cur);
+            cu_out(g, "    %s[i] = v;\n", nm);
+        }
+    }
+}
+
 static void gen_bn(Gen *g, const IrNode *n) {
     const IrGraph *gr = &g->p->g;
     const IrType *x = ir_type(gr, n->in[1 * (n->op == IR_OP_BATCHNORM_BWD)]);
@@ -263,18 +293,20 @@ static void gen_bn(Gen *g, const IrNode *n) {
     snprintf(elem, sizeof elem, "(j / %lld * %lld + c) * %lld + j %% %lld", hw, C, hw, hw);
     char ch[64];
     snprintf(ch, sizeof ch, "    long long c = i / %lld %% %lld;\n", hw, C);
-    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_BN_APPLY) {   /* the saved statistics */
-        char b[512];
-        snprintf(b, sizeof b, "%s    y0[i] = a1[c] * (a0[i] - a3[c]) * a4[c] + a2[c];\n", ch);
-        cu_elementwise(g, n, B * C * hw, b);
-        return;
-    }
-    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode == IR_EVAL) {
-        char eps[32], b[512];
-        cu_fconst(eps, sizeof eps, n->attr.bn.eps);
-        snprintf(b, sizeof b, "%s    float inv = (float)(1.0 / sqrt((double)a4[c] + (double)%s));\n"
-                              "    y0[i] = a1[c] * (a0[i] - a3[c]) * inv + a2[c];\n", ch, eps);
-        cu_elementwise(g, n, B * C * hw, b);
+    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode != IR_TRAIN) {   /* apply: the saved statistics */
+        cu_begin(g, B * C * hw);
+        const char *nm[5] = {"a0", "a1", "a2", "a3", "a4"};
+        for (int k = 0; k < 5; k++) cu_ptr(g, "float", nm[k], n->in[k]);
+        if (n->attr.bn.mode == IR_BN_APPLY) {
+            cu_out(g, "%s    float v = a1[c] * (a0[i] - a3[c]) * a4[c] + a2[c];\n", ch);
+        } else {
+            char eps[32];
+            cu_fconst(eps, sizeof eps, n->attr.bn.eps);
+            cu_out(g, "%s    float inv = (float)(1.0 / sqrt((double)a4[c] + (double)%s));\n"
+                      "    float v = a1[c] * (a0[i] - a3[c]) * inv + a2[c];\n", ch, eps);
+        }
+        bn_store(g, n);
+        cu_end(g);
         return;
     }
     int bwd = n->op == IR_OP_BATCHNORM_BWD;
@@ -365,10 +397,10 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_ptr(g, "float", "x", n->in[0]);
     cu_ptr(g, "float", "gamma", n->in[1]);
     cu_ptr(g, "float", "beta", n->in[2]);
-    cu_ptr(g, "float", "y", n->out[0]);
     cu_ptr(g, "float", "smean", n->out[1]);
     cu_ptr(g, "float", "sinv", n->out[2]);
-    cu_out(g, "%s    y[i] = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
+    cu_out(g, "%s    float v = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
+    bn_store(g, n);
     cu_end(g);
 }
 
@@ -535,6 +567,32 @@ static int gen_staged(Gen *g, const IrNode *n, Diag *d) {
     return rc;
 }
 
+/* A batch norm at position j of kernel k (forward, not its gradient) that
+ * a fused group follows with relu, sigmoid or the residual add, each
+ * reading the one before: they go into its last launch (g->chain), when
+ * none of their values is a strided view.  Returns how many. */
+static int bn_chain(Gen *g, const Kernel *k, int j) {
+    const Program *p = g->p;
+    const IrNode *bn = ir_node(&p->g, k->nodes[j]);
+    g->nchain = 0;
+    if (bn->op != IR_OP_BATCHNORM || k->pattern == FUSE_NONE || k->pattern == FUSE_BN_FOLD) return 0;
+    int cur = bn->out[0];
+    for (int i = j + 1; i < k->nnodes && g->nchain < 8; i++) {
+        const IrNode *c = ir_node(&p->g, k->nodes[i]);
+        if ((c->op != IR_OP_RELU && c->op != IR_OP_SIGMOID && c->op != IR_OP_ADD) || !ir_reads(c, cur)) break;
+        int strided = 0;
+        for (int q = 0; q < c->nin + 1; q++) {
+            ValueLoc l;
+            program_loc(p, q < c->nin ? c->in[q] : c->out[0], &l);
+            strided |= l.strided;
+        }
+        if (strided || (c->op == IR_OP_ADD && c->in[0] == c->in[1])) break;
+        g->chain[g->nchain++] = c;
+        cur = c->out[0];
+    }
+    return g->nchain;
+}
+
 int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
     memset(s, 0, sizeof *s);
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
@@ -548,7 +606,13 @@ int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
         g.kernel = k;
         g.nl = 0;
         cu_out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
-        for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) rc = gen_staged(&g, ir_node(&p->g, p->kernels[k].nodes[j]), d);
+        for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) {
+            const IrNode *n = ir_node(&p->g, p->kernels[k].nodes[j]);
+            int c = bn_chain(&g, &p->kernels[k], j);
+            rc = gen_staged(&g, n, d);
+            g.nchain = 0;
+            j += c;
+        }
     }
     fclose(g.f);
     free(g.inner);

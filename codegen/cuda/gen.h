@@ -20,6 +20,8 @@ typedef struct {
     int nst, stv[IR_MAX_IN + IR_MAX_OUT]; /* the node's staged values */
     int64_t sto[IR_MAX_IN + IR_MAX_OUT];  /* their stand-ins' offsets in scratch */
     int64_t sbase;       /* the node's own scratch starts here */
+    const IrNode *chain[8]; /* elementwise nodes the batch norm being made applies as it stores */
+    int nchain;
 } Gen;
 
 void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
