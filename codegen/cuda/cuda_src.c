@@ -82,29 +82,28 @@ void cu_addr(Gen *g, int v, char *buf, size_t n) {
     else snprintf(buf, n, "(A + %lldLL)", (long long)b->offset + at);
 }
 
-/* Starts a launch of `threads` threads; `i` is the thread's index. */
-void cu_begin(Gen *g, int64_t threads) {
+/* A new launch of this kernel: grid blocks of BLOCK threads. */
+static const CudaLaunch *launch(Gen *g, int64_t grid) {
     CudaSource *s = g->s;
     s->launch = ir_xrealloc(s->launch, (size_t)(s->nlaunch + 1) * sizeof(CudaLaunch));
     CudaLaunch *l = &s->launch[s->nlaunch++];
     snprintf(l->name, sizeof l->name, "k%d_%d", g->kernel, g->nl++);
     l->kernel = g->kernel;
     l->block = BLOCK;
-    l->grid = (unsigned)((threads + BLOCK - 1) / BLOCK);
-    if (l->grid == 0) l->grid = 1;
+    l->grid = (unsigned)(grid > 0 ? grid : 1);
+    return l;
+}
+
+/* Starts a launch of `threads` threads; `i` is the thread's index. */
+void cu_begin(Gen *g, int64_t threads) {
+    const CudaLaunch *l = launch(g, (threads + BLOCK - 1) / BLOCK);
     cu_out(g, "KERNEL %s(KARGS) {\n    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
            "    (void)A; (void)I; (void)S; (void)lr; (void)seed; (void)step;\n"
            "    if (i >= %lldLL) return;\n", l->name, (long long)threads);
 }
 
 void cu_begin_blocks(Gen *g, int64_t blocks) {
-    CudaSource *s = g->s;
-    s->launch = ir_xrealloc(s->launch, (size_t)(s->nlaunch + 1) * sizeof(CudaLaunch));
-    CudaLaunch *l = &s->launch[s->nlaunch++];
-    snprintf(l->name, sizeof l->name, "k%d_%d", g->kernel, g->nl++);
-    l->kernel = g->kernel;
-    l->block = BLOCK;
-    l->grid = (unsigned)(blocks > 0 ? blocks : 1);
+    const CudaLaunch *l = launch(g, blocks);
     cu_out(g, "KERNEL %s(KARGS) {\n    (void)A; (void)I; (void)S; (void)lr; (void)seed; (void)step;\n", l->name);
 }
 
