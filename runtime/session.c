@@ -106,8 +106,8 @@ static int sync(const RtSession *s, const Program *p, void *state, void **slots,
     return rc;
 }
 
-/* After p ran: what it wrote is newer on the device; the loss and the
- * logits come back. */
+/* After p ran: what it wrote is newer on the device (an eval program
+ * writes no weights or statistics); the loss and the logits come back. */
 static int ran(RtSession *s, const Program *p, void *state, void **slots, const int *tensor) {
     if (!s->be->put) return 0;
     int *which = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int)), n = 0;
@@ -115,6 +115,7 @@ static int ran(RtSession *s, const Program *p, void *state, void **slots, const 
         const Slot *sl = &p->slots[i];
         RtTensor *t = &s->model.t[tensor[i]];
         if (sl->kind == SLOT_INPUT || sl->kind == SLOT_LABELS) continue;
+        if (p->g.mode == IR_EVAL && (sl->kind == SLOT_PARAM || sl->kind == SLOT_STATE)) continue;
         t->newer = RT_DEVICE_NEWER;
         if (!strcmp(sl->name, "loss") || !strcmp(sl->name, "logits")) which[n++] = i, t->newer = 0;
     }
