@@ -17,6 +17,13 @@
 
 static LLVMValueRef fext(Cg *cg, LLVMValueRef x) { return LLVMBuildFPExt(cg->b, x, cg->f64, ""); }
 static LLVMValueRef ftrunc(Cg *cg, LLVMValueRef x) { return LLVMBuildFPTrunc(cg->b, x, cg->f32, ""); }
+/* x (a double) as itself or splat to vw lanes */
+static LLVMValueRef dsplat(Cg *cg, LLVMValueRef x, int vec) {
+    if (!vec) return x;
+    LLVMTypeRef vt = LLVMVectorType(cg->f64, (unsigned)cg->vw);
+    LLVMValueRef u = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, LLVMConstInt(cg->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(cg->b, u, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)cg->vw)), "");
+}
 static LLVMValueRef call1(Cg *cg, const char *intr, LLVMTypeRef t, LLVMValueRef x) {
     return cg_call(cg, cg_intrinsic(cg, intr, &t, 1), &x, 1);
 }
@@ -309,14 +316,24 @@ void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNo
     Src gsrc = {.p = vv[12], .is = vv[13]}, dsrc = {.p = v[5], .is = vv[14]};
     LLVMValueRef xp = gep(cg, v[1], src_row(cg, &x, i, ch, C, HW)), dp = gep(cg, v[5], src_row(cg, &dsrc, i, ch, C, HW));
     LLVMValueRef gp = acc ? gep(cg, vv[12], src_row(cg, &gsrc, i, ch, C, HW)) : NULL;
-    LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), HW, 1);
-    LLVMValueRef xj = ld(cg, xp, j), hd = dy.c ? sign_of(cg, sgp, xj, 0) : NULL;
-    LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, fext(cg, xj), mean, ""), inv, "");
-    LLVMValueRef tt = LLVMBuildFSub(cg->b, LLVMBuildFMul(cg->b, Mf, fext(cg, src_ld(cg, &dy, off, j, 0, hd)), ""), sdy, "");
-    tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, sdyx, ""), "");
-    LLVMValueRef dxv = ftrunc(cg, LLVMBuildFMul(cg->b, scale, tt, ""));
-    st(cg, acc ? f_add(cg, ld(cg, gp, j), dxv) : dxv, dp, j);   /* accum's g + dx */
-    for_end(cg, &lj);
+    /* vw elements at a time, then the row's tail one by one: the same
+     * operations in double on each element, so the same bits either way */
+    LLVMValueRef nvec = LLVMBuildAnd(cg->b, HW, ci64(cg, -cg->vw), "");
+    for (int vec = 1; vec >= 0; vec--) {
+        LLVMTypeRef dt = vec ? LLVMVectorType(cg->f64, (unsigned)cg->vw) : cg->f64;
+        LLVMValueRef dm = dsplat(cg, mean, vec), di = dsplat(cg, inv, vec), dM = dsplat(cg, Mf, vec);
+        LLVMValueRef dsy = dsplat(cg, sdy, vec), dsx = dsplat(cg, sdyx, vec), dsc = dsplat(cg, scale, vec);
+        LLVMValueRef j = for_begin(cg, &lj, vec ? ci64(cg, 0) : nvec, vec ? nvec : HW, vec ? cg->vw : 1);
+        LLVMValueRef xj = vec ? vld(cg, xp, j) : ld(cg, xp, j), hd = dy.c ? sign_of(cg, sgp, xj, vec) : NULL;
+        LLVMValueRef xhat = LLVMBuildFMul(cg->b, LLVMBuildFSub(cg->b, LLVMBuildFPExt(cg->b, xj, dt, ""), dm, ""), di, "");
+        LLVMValueRef tt = LLVMBuildFSub(
+            cg->b, LLVMBuildFMul(cg->b, dM, LLVMBuildFPExt(cg->b, src_ld(cg, &dy, off, j, vec, hd), dt, ""), ""), dsy, "");
+        tt = LLVMBuildFSub(cg->b, tt, LLVMBuildFMul(cg->b, xhat, dsx, ""), "");
+        LLVMValueRef dxv = LLVMBuildFPTrunc(cg->b, LLVMBuildFMul(cg->b, dsc, tt, ""), vec ? cg->vf : cg->f32, "");
+        if (acc) dxv = f_add(cg, vec ? vld(cg, gp, j) : ld(cg, gp, j), dxv);   /* accum's g + dx */
+        (vec ? vst : st)(cg, dxv, dp, j);
+        for_end(cg, &lj);
+    }
     for_end(cg, &li);
     if_end(cg, &f);
     if_begin(cg, &f, LLVMBuildIsNotNull(cg->b, v[6], ""));

@@ -75,6 +75,29 @@ static int relu_epilogue(Cg *cg, const Kernel *k, int at, int bn, Diag *d) {
     return rc ? -2 : 0;
 }
 
+/* The training batch norm whose relu output the one relu gradient among
+ * nodes [from, to) reads, when it normalised the x of bn (a batch norm
+ * gradient) with the statistics bn reads; *head is then that relu output.
+ * NULL otherwise. */
+static const IrNode *train_bn_of_relu(const Cg *cg, const Kernel *k, int from, int to, const IrNode *bn, int *head) {
+    const IrGraph *g = &cg->p->g;
+    const IrNode *rb = NULL;
+    for (int i = from; i < to; i++)
+        if (knode(cg, k, i)->op == IR_OP_RELU_BWD) {
+            if (rb) return NULL;
+            rb = knode(cg, k, i);
+        }
+    if (!rb || ir_value(g, rb->in[1])->node < 0) return NULL;
+    const IrNode *r = ir_node(g, ir_value(g, rb->in[1])->node);
+    if (r->op != IR_OP_RELU || ir_value(g, r->in[0])->node < 0) return NULL;
+    const IrNode *f = ir_node(g, ir_value(g, r->in[0])->node);
+    if (f->op != IR_OP_BATCHNORM || f->attr.bn.mode != IR_TRAIN || f->in[0] != bn->in[1] || f->in[1] != bn->in[2] ||
+        f->nout < 3 || f->out[1] != bn->in[3] || f->out[2] != bn->in[4])
+        return NULL;
+    *head = rb->in[1];
+    return f;
+}
+
 int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
     int n = k->nnodes;
     Chain c;
@@ -99,13 +122,21 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         const IrNode *acc = knode(cg, k, n - 1)->op == IR_OP_ACCUM ? knode(cg, k, n - 1) : NULL;
         int nb = n - (acc != NULL);   /* the batch norm's position + 1 */
         const IrNode *bn = knode(cg, k, nb - 1);
-        if (bn->op != IR_OP_BATCHNORM_BWD || cg_chain_make(cg, k, from, nb - 1, sign ? sign->out[0] : -1, &c) ||
+        if (bn->op != IR_OP_BATCHNORM_BWD) break;
+        /* without recompute: a relu gradient of relu(the training batch
+         * norm of this x) takes its sign from x too, as the recomputed one
+         * does (y > 0 exactly where relu(y) > 0), not from the stored relu
+         * output: a stream less to read in both passes */
+        int head = sign ? sign->out[0] : -1;
+        const IrNode *fwd = sign ? NULL : train_bn_of_relu(cg, k, from, nb - 1, bn, &head);
+        if (cg_chain_make(cg, k, from, nb - 1, head, &c) ||
             !cg_chain_vec_ok(&c) || c.node[c.nops - 1]->out[0] != bn->in[0] ||
             (acc && (acc->nin != 2 || acc->in[1] != bn->out[0])))
             break;
         if (sign && (c.head_out || sign->in[0] != bn->in[1] || sign->in[1] != bn->in[2] || sign->in[3] != bn->in[3] ||
                      sign->in[4] != bn->in[4]))
             break;
+        if (fwd) sign = fwd;   /* its beta is what the gradient's sign reads of it */
         if (from > s && cg_emit_node(cg, k->nodes[s], d)) return -1;
         cg_emit_batchnorm_bwd(cg, bn, &c, acc, sign);
         return 0;
