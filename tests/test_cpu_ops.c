@@ -665,5 +665,16 @@ int main(void) {
         printf("---- --cpu %s (%d-wide)\n", specs[i], widths[i]);
         failed += cmocka_run_group_tests(tests, NULL, NULL);
     }
+    /* the gathers (conv packing, Winograd, pooling) in the form this host
+     * does not take by default, so both are checked on every machine */
+    const struct CMUnitTest gathers[] = {cmocka_unit_test(test_pool), cmocka_unit_test(test_conv),
+                                         cmocka_unit_test(test_linear)};
+    for (int form = 0; form < 2 && n; form++) {
+        setenv("NETC_CPU_GATHER", form ? "lanes" : "hw", 1);
+        cpu_spec = specs[0];
+        printf("---- --cpu %s (%d-wide), gathers %s\n", specs[0], widths[0], form ? "lane by lane" : "as instructions");
+        failed += cmocka_run_group_tests(gathers, NULL, NULL);
+    }
+    unsetenv("NETC_CPU_GATHER");
     return failed;
 }

@@ -26,6 +26,7 @@ typedef struct Cg {
     LLVMTypeRef v, i1, i8, i32, i64, f32, f64, p8, pp8, pf, pi32, vf, args_t, pargs;
     LLVMTypeRef kfn_t, body_t;
     int vw;                   /* floats per host vector: 4, 8 or 16 */
+    int hw_gather;            /* cg_gather emits the gather instruction (else lane by lane) */
     int mr, mc;               /* the GEMM micro-kernel's rows and the rows of a packed A block (gemm.c) */
     LLVMValueRef fn;          /* function being emitted */
     LLVMValueRef arena, slots, args; /* the current kernel's parameters */
@@ -293,6 +294,7 @@ typedef struct {
     char name[64];
     char features[8192];
     int level, vw;
+    int hw_gather;   /* gathers as the instruction: cg_cpu_select says when */
 } CgCpu;
 /* Parses a --cpu spec, NAME[,+feature|,-feature...]: NAME is `native` (the
  * host's name and features, queried, not assumed) or one of a table of x86

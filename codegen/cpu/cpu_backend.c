@@ -395,6 +395,7 @@ static int cpu_compile_many(const Program **ps, int n, const BackendOptions *o, 
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
     cg_init(&cg, ctx, mod, cpu.vw);
+    cg.hw_gather = cpu.hw_gather;
     int timing = getenv("NETC_CPU_TIMING") != NULL;
     double t0 = now_s();
     int rc = 0;
@@ -503,6 +504,7 @@ int cg_cpu_emit_object(const Program *train, const Program *eval, const char *cp
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("netc", ctx);
     Cg cg;
     cg_init(&cg, ctx, mod, cpu.vw);
+    cg.hw_gather = cpu.hw_gather;
     int rc = 0;
     if (train) rc = cg_build_program(&cg, train, "netc_train_step", "t_", d);
     if (rc == 0 && eval) rc = cg_build_program(&cg, eval, "netc_eval_step", "e_", d);
