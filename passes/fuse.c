@@ -242,6 +242,25 @@ static int m_bn_relu_pool_bwd(Fuser *f, unsigned off) {
     return FUSE_NONE;
 }
 
+/* maxpool_bwd -> relu_bwd where the pool's input is the relu's output (conv
+ * -> relu -> maxpool): the pool's gradient lands only where that output is
+ * positive, so the relu's gradient is the pool's, masked as it is added.  A
+ * relu after a batch norm is left to relu_bn_bwd. */
+static int m_pool_relu_bwd(Fuser *f, unsigned off) {
+    (void)off;
+    const IrNode *pool = ir_node(f->g, f->order[f->chain[0]]);
+    int relu = f->g->values[pool->in[1]].node;
+    const IrNode *rn = relu >= 0 ? ir_node(f->g, relu) : NULL;
+    if (!rn || rn->op != IR_OP_RELU) return FUSE_NONE;
+    int src = f->g->values[rn->in[0]].node;
+    if (src >= 0 && ir_node(f->g, src)->op == IR_OP_BATCHNORM) return FUSE_NONE;
+    int ns = f->nskip, nd = f->ndefer;
+    if (!chain_next(f, pool->out[0], IR_OP_RELU_BWD, 0)) return FUSE_NONE;
+    if (ir_node(f->g, f->order[f->chain[1]])->in[1] == pool->in[1]) return FUSE_POOL_RELU_BWD;
+    chain_cut(f, 1, ns, nd);
+    return FUSE_NONE;
+}
+
 /* conv2d | linear -> batchnorm (eval) [-> relu | sigmoid | add -> relu] */
 static int m_bn_fold(Fuser *f, unsigned off) {
     (void)off;
@@ -305,6 +324,7 @@ static const struct {
     {IR_OP_CONV2D_BWD_DATA, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
     {IR_OP_ACCUM, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
     {IR_OP_RELU_BWD, FUSE_RELU_BN_BWD, IR_TRAIN, m_relu_bn_bwd},
+    {IR_OP_MAXPOOL_BWD, FUSE_POOL_RELU_BWD, IR_TRAIN, m_pool_relu_bwd},
 };
 
 static void emit(Fuser *f, const int *pos, int n, int pattern) {
@@ -394,7 +414,7 @@ int fuse_keeps_inner(const Program *p, const Kernel *k, int pos) {
     const IrGraph *g = &p->g;
     int n = k->nnodes;
     switch (k->pattern) {
-    case FUSE_CONV_RELU:
+    case FUSE_CONV_RELU: case FUSE_POOL_RELU_BWD:
         return pos == 0 && n == 2;
     case FUSE_CONV_BN_RELU: case FUSE_CONV_BN_ADD_RELU:
         return pos >= 1 && pos < n - 1;

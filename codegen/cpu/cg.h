@@ -264,6 +264,10 @@ void cg_emit_pool(Cg *cg, const IrNode *n);
  * apply mode (recompute.c), made plane by plane as it reads it; -1
  * (nothing emitted) where it cannot (small planes take another path). */
 int cg_emit_pool_bn(Cg *cg, const IrNode *n, const IrNode *bn);
+/* A max pool gradient n and the relu_bwd after it whose sign is the pool's
+ * input (pool_relu_bwd) in one body writing relu's output; -1 (nothing
+ * emitted) where it cannot (the pool's gradient in memory, strided views). */
+int cg_emit_pool_relu(Cg *cg, const IrNode *n, const IrNode *relu);
 /* The body of a global average or max pool node or of its gradient. */
 void cg_emit_global_pool(Cg *cg, const IrNode *n);
 

@@ -18,6 +18,9 @@
  *   bn_relu_pool_bwd                 the max pool gradient making its
  *                                    input (a recomputed batch norm +
  *                                    relu) plane by plane as it reads it
+ *   pool_relu_bwd                    the max pool gradient adding dy only
+ *                                    where its input, the relu's output,
+ *                                    is positive: the relu's gradient
  *   bn_fold                          (eval) the conv or linear layer with
  *                                    the batch norm folded into its weights
  *                                    and bias, computed at the start of the
@@ -145,6 +148,9 @@ int cg_emit_kernel(Cg *cg, const Kernel *k, Diag *d) {
         if (n == 3 && cg_inner(cg, knode(cg, k, 0)->out[0]) && cg_inner(cg, knode(cg, k, 1)->out[0]) &&
             !cg_emit_pool_bn(cg, knode(cg, k, 2), knode(cg, k, 0)))
             return 0;
+        break;
+    case FUSE_POOL_RELU_BWD:
+        if (n == 2 && !cg_emit_pool_relu(cg, knode(cg, k, 0), knode(cg, k, 1))) return 0;
         break;
     case FUSE_CONV_RELU: {
         int rc = n == 2 ? relu_epilogue(cg, k, 0, -1, d) : -1;

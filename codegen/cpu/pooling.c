@@ -212,6 +212,16 @@ static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t ou
     *hi = b;
 }
 
+/* Whether dy at argmax bi (-1: none) is added to dx: with relu (the
+ * relu_bwd of pool_relu_bwd after it) only where the input there, the
+ * relu's output, is positive, as relu_bwd's select keeps it. */
+static LLVMValueRef scatter_ok(Cg *cg, LLVMValueRef bi, LLVMValueRef xsrc, int relu) {
+    LLVMValueRef ok = icmp(cg, LLVMIntSGE, bi, ci64(cg, 0));
+    if (!relu) return ok;
+    LLVMValueRef at = sel(cg, ok, bi, ci64(cg, 0));
+    return LLVMBuildAnd(cg->b, ok, fcmp(cg, LLVMRealOGT, ld(cg, xsrc, at), cf32(cg, 0)), "");
+}
+
 /* Max pool on small planes (rows too short for pool_max_vec): the output
  * plane seen as one run of P*Q outputs, vw at a time; each window element is
  * gathered at offsets from a constant table ([chunk][element][lane]:
@@ -227,7 +237,7 @@ static int pool_flat(const PoolDims *d, int vw) {
 }
 
 static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const char *key, LLVMValueRef *v0,
-                              int64_t planes) {
+                              int64_t planes, int relu) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
     int64_t pq = d->p * d->q, hw = d->h * d->w, ke = d->kh * d->kw, nch = (pq + vw - 1) / vw;
     int64_t nt = nch * ke * vw;
@@ -260,7 +270,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     free(delta);
     LLVMValueRef v[8] = {v0[0], v0[1], v0[2], g, gd, ci64(cg, pq), ci64(cg, hw), ci64(cg, nch)};
     char skey[64];
-    snprintf(skey, sizeof skey, "flatpool%d_%lld_%d", (int)n->op, (long long)ke, contig);
+    snprintf(skey, sizeof skey, "flatpool%d_%lld_%d%s", (int)n->op, (long long)ke, contig, relu ? "_relu" : "");
     Par P;
     LLVMValueRef b, e;
     if (!par_begin_shared(cg, &P, skey, v, 8, ci64(cg, planes), &b, &e)) {
@@ -357,7 +367,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), PQ, 1);
         LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &o, 1, ""), "");
         If f;
-        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+        if_begin(cg, &f, scatter_ok(cg, bi, xsrc, relu));
         st(cg, f_add(cg, ld(cg, dx, bi), ld(cg, yp, o)), dx, bi);
         if_end(cg, &f);
         for_end(cg, &lo);
@@ -373,7 +383,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
  * rest one by one; max pool bwd then adds dy at the row's argmaxes. */
 static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef xsrc,
                      LLVMValueRef p, int64_t qlo, int64_t qhi, uint64_t rows, int border, LLVMValueRef best,
-                     LLVMValueRef mx, LLVMValueRef idxbuf) {
+                     LLVMValueRef mx, LLVMValueRef idxbuf, int relu) {
     int vw = cg->vw, maxp = n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD;
     Loop lq;
     LLVMValueRef q;
@@ -407,22 +417,33 @@ static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp
         q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d->q), 1);
         LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""), "");
         If f;
-        if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+        if_begin(cg, &f, scatter_ok(cg, bi, xsrc, relu));
         st(cg, f_add(cg, ld(cg, xp, bi), ld(cg, yp, add(cg, mulc(cg, p, d->q), q))), xp, bi);
         if_end(cg, &f);
         for_end(cg, &lq);
     }
 }
 
-static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn);
+static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn, const IrNode *relu);
 
 /* A strided y (a concat's slot) or dy (a slice of the concat's gradient)
  * through a contiguous stand-in. */
 void cg_emit_pool(Cg *cg, const IrNode *n) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     cg_stage(cg, bwd ? n->in[0] : n->out[0], bwd);
-    emit_pool(cg, n, NULL);
+    emit_pool(cg, n, NULL, NULL);
     cg_unstage(cg, !bwd);
+}
+
+int cg_emit_pool_relu(Cg *cg, const IrNode *n, const IrNode *relu) {
+    if (n->op != IR_OP_MAXPOOL_BWD || relu->op != IR_OP_RELU_BWD || relu->in[0] != n->out[0] ||
+        relu->in[1] != n->in[1] || !cg_inner(cg, n->out[0]) || cg_strided(cg, relu->out[0]) ||
+        cg_strided(cg, n->in[1]))
+        return -1;
+    cg_stage(cg, n->in[0], 1);
+    emit_pool(cg, n, NULL, relu);
+    cg_unstage(cg, 0);
+    return 0;
 }
 
 /* The largest plane a max pool gradient recomputes its input in (on the
@@ -435,7 +456,7 @@ int cg_emit_pool_bn(Cg *cg, const IrNode *n, const IrNode *bn) {
         cg_strided(cg, bn->in[0]))
         return -1;
     cg_stage(cg, n->in[0], 1);
-    emit_pool(cg, n, bn);
+    emit_pool(cg, n, bn, NULL);
     cg_unstage(cg, 0);
     return 0;
 }
@@ -459,7 +480,7 @@ static void pool_bn_plane(Cg *cg, LLVMValueRef buf, LLVMValueRef xp, LLVMValueRe
     }
 }
 
-static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn) {
+static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn, const IrNode *relu) {
     int bwd = n->op == IR_OP_MAXPOOL_BWD || n->op == IR_OP_AVGPOOL_BWD;
     int xv = bwd ? n->out[0] : n->in[0], yv = bwd ? n->in[0] : n->out[0];
     PoolDims d = pool_dims(cg, n, xv, yv);
@@ -472,18 +493,18 @@ static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn) {
      * and dx) */
     LLVMValueRef v[7] = {cg_vptr(cg, n->in[0]),
                          bn ? cg_vptr(cg, bn->in[0]) : n->nin > 1 ? cg_vptr(cg, n->in[1]) : LLVMConstNull(cg->pf),
-                         cg_vptr(cg, n->out[0])};
+                         cg_vptr(cg, relu ? relu->out[0] : n->out[0])};
     for (int k = 0; bn && k < 4; k++) v[3 + k] = cg_vptr(cg, bn->in[k + 1]);
     Par P;
     LLVMValueRef b, e;
     char key[128];
-    snprintf(key, sizeof key, "pool%s%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", bn ? "bn" : "", (int)n->op, (long long)d.h,
+    snprintf(key, sizeof key, "pool%s%d_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld_%lld", bn ? "bn" : relu ? "relu" : "", (int)n->op, (long long)d.h,
              (long long)d.w, (long long)d.kh, (long long)d.kw, (long long)d.sh, (long long)d.sw, (long long)d.ph,
              (long long)d.pw, (long long)d.p, (long long)d.q);
     if ((n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD) && pool_flat(&d, cg->vw)) {
         char fkey[140];
         snprintf(fkey, sizeof fkey, "flat%s", key);
-        emit_maxpool_flat(cg, n, &d, fkey, v, planes);
+        emit_maxpool_flat(cg, n, &d, fkey, v, planes, relu != NULL);
         return;
     }
     if (!par_begin_shared(cg, &P, key, v, bn ? 7 : 3, ci64(cg, planes), &b, &e)) {
@@ -534,7 +555,7 @@ static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn) {
             }
             if (nborder > 4) rows = 0;
         }
-        pool_row(cg, n, &d, xp, yp, xsrc, p, qlo, qhi, rows, border, best, mx, idxbuf);
+        pool_row(cg, n, &d, xp, yp, xsrc, p, qlo, qhi, rows, border, best, mx, idxbuf, relu != NULL);
         if (!border) for_end(cg, &lp);
     }
     for_end(cg, &ll);
