@@ -233,8 +233,9 @@ int main(int argc, char **argv) {
         diag_init(&d, "netc", NULL, 0, stderr);
         CgCpuInfo c;
         if (cg_cpu_query(NULL, 1, &c, &d)) return 1;
-        printf("cpu target: %s, %d-wide vectors (%s)\n", c.name, c.vw,
-               c.level == 4 ? "AVX-512" : c.level == 3 ? "AVX2" : "SSE");
+        printf("cpu target: %s, %d-wide vectors (%s)%s\n", c.name, c.vw,
+               c.level == 4 ? "AVX-512" : c.level == 3 ? "AVX2" : "SSE",
+               c.level < 3 ? "" : c.hw_gather ? ", gathers as instructions" : ", gathers lane by lane");
 #endif
         const char *why = NULL;
         int nvrtc = cg_nvrtc_available(&why);

@@ -16,6 +16,7 @@ extern const Backend backend_cpu;
 typedef struct {
     char name[64];
     int level, vw;
+    int hw_gather;   /* gathers as the instruction (Intel cores), else lane by lane */
 } CgCpuInfo;
 /* 0, or -1 with d reported when the spec is bad or (for_host) this host
  * cannot run that code. */

@@ -151,6 +151,44 @@ typedef struct {
     LLVMValueRef relu;      /* i1: this is the last k block of a GEMM with a ReLU epilogue */
 } Tiles;
 
+/* A tile computed into tile[MR][NR] added (or stored) into C where it does
+ * not fit C's layout directly: mr < MR rows, nr < NR columns, or columns
+ * crossing from image cn into the next (CPQ >= NR: at most one crossing),
+ * row by row as two masked NR-lane stores, one per image; the same sums as
+ * the element loop it replaces (conv outputs of 12x12 or 6x6 pixels cross
+ * an image in one 32-column panel in nine, or in most). */
+static void tile_back(Cg *cg, const GemmV *g, const Tiles *t, LLVMValueRef tile, LLVMValueRef crow, LLVMValueRef cn,
+                      LLVMValueRef cpix, LLVMValueRef mr, LLVMValueRef nr) {
+    LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)NR), pv = LLVMPointerType(vt, 0);
+    LLVMValueRef lanes = cg_lane_ids(cg), split = sub(cg, G(CPQ), cpix);
+    LLVMValueRef live = LLVMBuildICmp(cg->b, LLVMIntSLT, lanes, cg_vs32(cg, nr), "");
+    LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntSLT, lanes, cg_vs32(cg, split), "");
+    LLVMValueRef m1 = LLVMBuildAnd(cg->b, live, first, ""), m2 = LLVMBuildAnd(cg->b, live, LLVMBuildNot(cg->b, first, ""), "");
+    LLVMValueRef zero = LLVMConstNull(vt);
+    LLVMTypeRef sovl[2] = {vt, pv};
+    LLVMValueRef store = cg_intrinsic(cg, "llvm.masked.store", sovl, 2);
+    LLVMValueRef o1 = add(cg, crow, add(cg, mul(cg, cn, G(CIMG)), cpix));
+    LLVMValueRef o2 = add(cg, crow, sub(cg, mul(cg, addc(cg, cn, 1), G(CIMG)), split));
+    Loop li;
+    LLVMValueRef i = for_begin(cg, &li, ci64(cg, 0), mr, 1);
+    LLVMValueRef ri = mul(cg, i, G(LDC));
+    /* not inbounds: lanes of the second address before the split are off */
+    LLVMValueRef i1 = add(cg, o1, ri), i2 = add(cg, o2, ri);
+    LLVMValueRef p1 = LLVMBuildBitCast(cg->b, LLVMBuildGEP2(cg->b, cg->f32, G(C), &i1, 1, ""), pv, "");
+    LLVMValueRef p2 = LLVMBuildBitCast(cg->b, LLVMBuildGEP2(cg->b, cg->f32, G(C), &i2, 1, ""), pv, "");
+    LLVMValueRef tp = LLVMBuildBitCast(cg->b, gep(cg, tile, mulc(cg, i, NR)), pv, "");
+    LLVMValueRef tv = LLVMBuildLoad2(cg->b, vt, tp, "");
+    LLVMSetAlignment(tv, 4);
+    LLVMValueRef old = cg_masked_load(cg, LLVMBuildBitCast(cg->b, p2, cg->pf, ""), m2,
+                                      cg_masked_load(cg, LLVMBuildBitCast(cg->b, p1, cg->pf, ""), m1, zero));
+    old = LLVMBuildSelect(cg->b, t->accb, old, zero, "");
+    LLVMValueRef nv = cg_relu_if(cg, t->relu, LLVMBuildFAdd(cg->b, old, tv, ""));
+    LLVMValueRef a1[4] = {nv, p1, ci32(cg, 4), m1}, a2[4] = {nv, p2, ci32(cg, 4), m2};
+    cg_call(cg, store, a1, 4);
+    cg_call(cg, store, a2, 4);
+    for_end(cg, &li);
+}
+
 static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
     BKind bk = g->bk;
     int direct = bk == B_PADROW;
@@ -213,6 +251,10 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
         LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), utab};
         cg_call(cg, t->ukr, a, nargs);
         Loop li, lj;
+        If fv;
+        if_begin(cg, &fv, icmp(cg, LLVMIntSGE, G(CPQ), ci64(cg, NR)));
+        tile_back(cg, g, t, tile, crow, cn, cpix, mr, nr);
+        if_else(cg, &fv);
         set(cg, t->vn, cn);
         set(cg, t->vq, cpix);
         LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), nr, 1);
@@ -225,6 +267,7 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
         for_end(cg, &li);
         cg_bump2(cg, t->vn, t->vq, G(CPQ));
         for_end(cg, &lj);
+        if_end(cg, &fv);
     }
     if_end(cg, &fi);
     for_end(cg, &lir);

@@ -160,6 +160,7 @@ int cg_cpu_query(const char *spec, int for_host, CgCpuInfo *info, Diag *d) {
     snprintf(info->name, sizeof info->name, "%s", c.name);
     info->level = c.level;
     info->vw = c.vw;
+    info->hw_gather = c.hw_gather;
     return 0;
 }
 
