@@ -16,7 +16,7 @@
  * plane; the forward product keeps 6 channels x 2V outputs in registers
  * (5 or 4 when that divides K: no remainder body) and does per tap two
  * loads, six weight broadcasts and twelve FMAs; the weight gradient keeps
- * 3 (or 2) channels x 4 taps of a kernel row in registers, per V outputs
+ * 2 to 4 channels (4 with AVX-512) x 4 taps of a kernel row in registers, per V outputs
  * three dy loads and four x loads for twelve FMAs, over blocks of
  * TAPS_PB rows, its V lanes summed at the end.  The weight gradient splits
  * the batch into TAPS_CHUNKS fixed chunks summed in order: the same bits
@@ -169,10 +169,11 @@ void cg_taps_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     par_end(cg, &P);
 }
 
-/* the weight gradient's blocks: TAPS_KB2 channels x TAPS_SG taps of a kernel
- * row in registers, TAPS_KB2 dy loads and TAPS_SG loads of x per 12 FMAs
+/* the weight gradient's blocks: up to TAPS_KB2 channels (one less on AVX2) x
+ * TAPS_SG taps of a kernel row in registers, a dy load per channel and
+ * TAPS_SG loads of x per 12 (AVX2) or 16 FMAs
  * (one channel x 7 taps: 8 loads per 7 FMAs, 1.3x slower) */
-enum { TAPS_KB2 = 3, TAPS_SG = 4 };
+enum { TAPS_KB2 = 4, TAPS_SG = 4 };
 
 int64_t cg_taps_bwdw_extra(const Cg *cg, const ConvDims *d) {
     return cg_round16(TAPS_CHUNKS * d->k * d->c * d->r * d->s * cg->vw);
@@ -232,7 +233,9 @@ static void taps_bwdw_block(Cg *cg, const ConvDims *d, LLVMValueRef xs, LLVMValu
  * (the chunks' partial sums), then the threads' scratch */
 void cg_taps_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMValueRef x, LLVMValueRef dw,
                       LLVMValueRef scr) {
-    int V = cg->vw, kb = taps_kb(d->k, TAPS_KB2);
+    /* 4 channels on AVX-512 (16 accumulators of its 32 registers; ResNet-18's
+     * first weight gradient 30-32 -> 27-28 ms), 3 on AVX2 */
+    int V = cg->vw, kb = taps_kb(d->k, V >= 16 ? TAPS_KB2 : TAPS_KB2 - 1);
     int64_t crs = d->c * d->r * d->s, nch = nb < TAPS_CHUNKS ? nb : TAPS_CHUNKS, kfull = d->k / kb * kb;
     {
         LLVMValueRef v[3 + TL_COUNT] = {dy, x, scr}, *lim = v + 3;
