@@ -156,7 +156,7 @@ typedef struct {
  * crossing from image cn into the next (CPQ >= NR: at most one crossing),
  * row by row as two masked NR-lane stores, one per image; the same sums as
  * the element loop it replaces (conv outputs of 12x12 or 6x6 pixels cross
- * an image in one 32-column panel in nine, or in most). */
+ * an image in one 32-column panel in nine, or in most).  AVX-512 only. */
 static void tile_back(Cg *cg, const GemmV *g, const Tiles *t, LLVMValueRef tile, LLVMValueRef crow, LLVMValueRef cn,
                       LLVMValueRef cpix, LLVMValueRef mr, LLVMValueRef nr) {
     LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)NR), pv = LLVMPointerType(vt, 0);
@@ -251,8 +251,10 @@ static void emit_tiles(Cg *cg, const GemmV *g, const Tiles *t) {
         LLVMValueRef a[7] = {apan, bpan, tile, ci64(cg, NR), kc, ci64(cg, 0), utab};
         cg_call(cg, t->ukr, a, nargs);
         Loop li, lj;
+        /* AVX-512: masked stores are one instruction with a mask register
+         * (AVX2's vmaskmovps stores are slow on AMD's cores) */
         If fv;
-        if_begin(cg, &fv, icmp(cg, LLVMIntSGE, G(CPQ), ci64(cg, NR)));
+        if_begin(cg, &fv, cg->vw >= 16 ? icmp(cg, LLVMIntSGE, G(CPQ), ci64(cg, NR)) : LLVMConstInt(cg->i1, 0, 0));
         tile_back(cg, g, t, tile, crow, cn, cpix, mr, nr);
         if_else(cg, &fv);
         set(cg, t->vn, cn);

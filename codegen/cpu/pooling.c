@@ -212,14 +212,17 @@ static void pool_inner(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t ou
     *hi = b;
 }
 
-/* Whether dy at argmax bi (-1: none) is added to dx: with relu (the
- * relu_bwd of pool_relu_bwd after it) only where the input there, the
- * relu's output, is positive, as relu_bwd's select keeps it. */
-static LLVMValueRef scatter_ok(Cg *cg, LLVMValueRef bi, LLVMValueRef xsrc, int relu) {
-    LLVMValueRef ok = icmp(cg, LLVMIntSGE, bi, ci64(cg, 0));
-    if (!relu) return ok;
-    LLVMValueRef at = sel(cg, ok, bi, ci64(cg, 0));
-    return LLVMBuildAnd(cg->b, ok, fcmp(cg, LLVMRealOGT, ld(cg, xsrc, at), cf32(cg, 0)), "");
+/* dx[bi] += g where bi (-1: none) is a window's argmax; with relu (the
+ * relu_bwd of pool_relu_bwd after it) g is 0 where the input there, the
+ * relu's output, is not positive: every window adding to that element
+ * adds 0 to the +0 it started as, which is relu_bwd's select of 0 (a
+ * select, not a branch: the sign is a coin toss to the predictor). */
+static void scatter_add(Cg *cg, LLVMValueRef dx, LLVMValueRef bi, LLVMValueRef g, LLVMValueRef xsrc, int relu) {
+    If f;
+    if_begin(cg, &f, icmp(cg, LLVMIntSGE, bi, ci64(cg, 0)));
+    if (relu) g = sel(cg, fcmp(cg, LLVMRealOGT, ld(cg, xsrc, bi), cf32(cg, 0)), g, cf32(cg, 0));
+    st(cg, f_add(cg, ld(cg, dx, bi), g), dx, bi);
+    if_end(cg, &f);
 }
 
 /* Max pool on small planes (rows too short for pool_max_vec): the output
@@ -366,10 +369,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         /* dx[argmax] += dy, in output order */
         LLVMValueRef o = for_begin(cg, &lo, ci64(cg, 0), PQ, 1);
         LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &o, 1, ""), "");
-        If f;
-        if_begin(cg, &f, scatter_ok(cg, bi, xsrc, relu));
-        st(cg, f_add(cg, ld(cg, dx, bi), ld(cg, yp, o)), dx, bi);
-        if_end(cg, &f);
+        scatter_add(cg, dx, bi, ld(cg, yp, o), xsrc, relu);
         for_end(cg, &lo);
     }
     for_end(cg, &ll);
@@ -380,13 +380,33 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
  * windows inside the image along the row vw at a time (max pools; rows:
  * the window rows inside the image, 0 for none known, border: p is a
  * border row) with the row's last block overlapping its predecessor, the
- * rest one by one; max pool bwd then adds dy at the row's argmaxes. */
+ * rest one by one; max pool bwd stores the row's argmaxes in one half of
+ * idxbuf (by p's parity) and then adds the previous row's dy at its
+ * argmaxes, from the other half: rows in order as before, the argmaxes
+ * read back long after their vector stores (a scalar load of a lane just
+ * stored by a vector store waits for the store to retire: ResNet-18's and
+ * GoogLeNet's stem pool gradients spent a quarter of their time there). */
+static void pool_scatter_row(Cg *cg, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef xsrc,
+                             LLVMValueRef p, LLVMValueRef buf, int relu) {
+    Loop lq;
+    LLVMValueRef q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d->q), 1);
+    LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, buf, &q, 1, ""), "");
+    scatter_add(cg, xp, bi, ld(cg, yp, add(cg, mulc(cg, p, d->q), q)), xsrc, relu);
+    for_end(cg, &lq);
+}
+
+static LLVMValueRef row_buf(Cg *cg, const PoolDims *d, LLVMValueRef idxbuf, LLVMValueRef p) {
+    LLVMValueRef at = mulc(cg, LLVMBuildAnd(cg->b, p, ci64(cg, 1), ""), d->q);
+    return LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &at, 1, "");
+}
+
 static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef xsrc,
                      LLVMValueRef p, int64_t qlo, int64_t qhi, uint64_t rows, int border, LLVMValueRef best,
-                     LLVMValueRef mx, LLVMValueRef idxbuf, int relu) {
+                     LLVMValueRef mx, LLVMValueRef idxbuf2, int relu) {
     int vw = cg->vw, maxp = n->op == IR_OP_MAXPOOL || n->op == IR_OP_MAXPOOL_BWD;
     Loop lq;
     LLVMValueRef q;
+    LLVMValueRef idxbuf = n->op == IR_OP_MAXPOOL_BWD ? row_buf(cg, d, idxbuf2, p) : idxbuf2;
     /* wide loads of at most 64 floats (strides up to 64 / vw) */
     int vec = maxp && rows && qhi - qlo >= vw && d->sw * vw <= 64;
     if (!vec && border) {
@@ -414,13 +434,11 @@ static void pool_row(Cg *cg, const IrNode *n, const PoolDims *d, LLVMValueRef xp
     pool_window_slow(cg, n, d, xp, yp, xsrc, p, q, add(cg, mulc(cg, p, d->q), q), best, mx, idxbuf);
     for_end(cg, &lq);
     if (n->op == IR_OP_MAXPOOL_BWD) {
-        q = for_begin(cg, &lq, ci64(cg, 0), ci64(cg, d->q), 1);
-        LLVMValueRef bi = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, idxbuf, &q, 1, ""), "");
         If f;
-        if_begin(cg, &f, scatter_ok(cg, bi, xsrc, relu));
-        st(cg, f_add(cg, ld(cg, xp, bi), ld(cg, yp, add(cg, mulc(cg, p, d->q), q))), xp, bi);
+        if_begin(cg, &f, icmp(cg, LLVMIntSGT, p, ci64(cg, 0)));
+        LLVMValueRef pp = addc(cg, p, -1);
+        pool_scatter_row(cg, d, xp, yp, xsrc, pp, row_buf(cg, d, idxbuf2, pp), relu);
         if_end(cg, &f);
-        for_end(cg, &lq);
     }
 }
 
@@ -514,9 +532,9 @@ static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn, const IrNode *r
     LLVMValueRef plane = bn ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->f32, (unsigned)hw), NULL), cg->pf, "")
                             : NULL;
     LLVMValueRef best = var(cg, cg->i64, NULL), mx = var(cg, cg->f32, NULL);
-    /* max pool bwd: a row's argmaxes first, then dx[argmax] += dy (keeps the
-     * scattered stores away from the loads of x) */
-    LLVMValueRef idxbuf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)d.q), NULL),
+    /* max pool bwd: a row's argmaxes first, then the previous row's dx[argmax]
+     * += dy (keeps the scattered stores away from the loads of x), pool_row */
+    LLVMValueRef idxbuf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)(2 * d.q)), NULL),
                                            LLVMPointerType(cg->i64, 0), "");
     Loop ll, lp;
     LLVMValueRef pl = for_begin(cg, &ll, b, e, 1);
@@ -557,6 +575,10 @@ static void emit_pool(Cg *cg, const IrNode *n, const IrNode *bn, const IrNode *r
         }
         pool_row(cg, n, &d, xp, yp, xsrc, p, qlo, qhi, rows, border, best, mx, idxbuf, relu != NULL);
         if (!border) for_end(cg, &lp);
+    }
+    if (n->op == IR_OP_MAXPOOL_BWD) {   /* the last row's dy */
+        LLVMValueRef pl1 = ci64(cg, d.p - 1);
+        pool_scatter_row(cg, &d, xp, yp, xsrc, pl1, row_buf(cg, &d, idxbuf, pl1), relu != NULL);
     }
     for_end(cg, &ll);
     par_end(cg, &P);
