@@ -453,15 +453,21 @@ void cg_emit_pool(Cg *cg, const IrNode *n) {
     cg_unstage(cg, !bwd);
 }
 
+/* A max pool gradient fused with what makes its input (bn) or reads its
+ * output (relu), dy through a contiguous stand-in when strided. */
+static int pool_bwd_fused(Cg *cg, const IrNode *n, const IrNode *bn, const IrNode *relu) {
+    cg_stage(cg, n->in[0], 1);
+    emit_pool(cg, n, bn, relu);
+    cg_unstage(cg, 0);
+    return 0;
+}
+
 int cg_emit_pool_relu(Cg *cg, const IrNode *n, const IrNode *relu) {
     if (n->op != IR_OP_MAXPOOL_BWD || relu->op != IR_OP_RELU_BWD || relu->in[0] != n->out[0] ||
         relu->in[1] != n->in[1] || !cg_inner(cg, n->out[0]) || cg_strided(cg, relu->out[0]) ||
         cg_strided(cg, n->in[1]))
         return -1;
-    cg_stage(cg, n->in[0], 1);
-    emit_pool(cg, n, NULL, relu);
-    cg_unstage(cg, 0);
-    return 0;
+    return pool_bwd_fused(cg, n, NULL, relu);
 }
 
 /* The largest plane a max pool gradient recomputes its input in (on the
@@ -473,10 +479,7 @@ int cg_emit_pool_bn(Cg *cg, const IrNode *n, const IrNode *bn) {
     if (n->op != IR_OP_MAXPOOL_BWD || pool_flat(&d, cg->vw) || d.h * d.w > POOL_BN_MAX_PLANE ||
         cg_strided(cg, bn->in[0]))
         return -1;
-    cg_stage(cg, n->in[0], 1);
-    emit_pool(cg, n, bn, NULL);
-    cg_unstage(cg, 0);
-    return 0;
+    return pool_bwd_fused(cg, n, bn, NULL);
 }
 
 /* Plane pl (channel ch) of relu(batchnorm_apply(x)) into buf, as
