@@ -178,7 +178,8 @@ LLVMTargetMachineRef cg_host_tm(const CgCpu *c, LLVMRelocMode reloc, Diag *d) {
          * gathers (AMD's) and expands every masked gather the vectoriser
          * forms into a branch per lane, slower than the instruction itself:
          * keep the instruction.  (The packing and pooling code's own gathers
-         * are lane by lane, branch-free: cg_gather.) */
+         * are cg_gather's: the instruction on Intel cores, else lane by lane,
+         * branch-free; CgCpu.hw_gather.) */
         char feat[sizeof c->features + 16];
         snprintf(feat, sizeof feat, "%s%s", c->features, c->level >= 3 ? ",+fast-gather" : "");
         tm = LLVMCreateTargetMachine(target, triple, c->name, feat, LLVMCodeGenLevelAggressive, reloc,
