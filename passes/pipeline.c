@@ -49,6 +49,22 @@ static int pass_schedule(Program *p) {
     return 0;
 }
 
+/* Removes the SGD nodes (no_update).  They have no outputs, so only the
+ * producers recorded in the values of later nodes need renumbering. */
+static void drop_updates(IrGraph *g) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].op == IR_OP_SGD) {
+            free(g->nodes[i].name);
+            continue;
+        }
+        g->nodes[k] = g->nodes[i];
+        for (int j = 0; j < g->nodes[k].nout; j++) g->values[g->nodes[k].out[j]].node = k;
+        k++;
+    }
+    g->nnodes = k;
+}
+
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d) {
     memset(p, 0, sizeof *p);
     ir_clone(&p->g, fwd);
@@ -62,7 +78,9 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
     }
     if (pass_infer_shapes(&p->g, d) || after("shapes", p, o, d)) return -1;
     if (o->mode == IR_TRAIN) {
-        if (pass_autodiff(&p->g, &p->grad_of) || after("autodiff", p, o, d)) return -1;
+        if (pass_autodiff(&p->g, &p->grad_of)) return -1;
+        if (o->no_update) drop_updates(&p->g);
+        if (after("autodiff", p, o, d)) return -1;
         if (pass_recompute(&p->g, o->plan) || after("recompute", p, o, d)) return -1;
     }
     if (pass_schedule(p) || after("schedule", p, o, d)) return -1;

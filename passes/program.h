@@ -108,6 +108,9 @@ typedef struct {
     FILE *dump_out;
     const FuseOptions *fuse;  /* NULL: every pattern on */
     const PlanOptions *plan;  /* NULL: the defaults */
+    int no_update;         /* train: no SGD nodes; the step ends with the gradients in their
+                              slots (data parallel: the runtime sums them over the ranks and
+                              updates the weights itself) */
 } PipelineOptions;
 
 /* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */

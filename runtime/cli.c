@@ -1,14 +1,17 @@
 /* cli.c - the commands shared by `netc` and compiled executables. */
 #include "cli.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "data.h"
 #include "safetensors.h"
 #include "../codegen/ref_kernels.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int arg_error(const char *cmd, const char *fmt, const char *what) {
     fprintf(stderr, "netc %s: error: ", cmd);
@@ -185,7 +188,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan, 0};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 
@@ -196,23 +199,111 @@ static void close_all(RtSession *s, IrGraph *gt, IrGraph *ge, char *text) {
     free(text);
 }
 
-int rt_cmd_train(const RtSource *src, const RtArgs *a) {
+/* The threads of one rank of a job: those of the cores it may run on
+ * (mpirun binds each rank to its own core or cores), shared among the
+ * job's ranks on this machine. */
+static int rank_threads(void) {
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+    int share = (int)(online / rt_dist_local_size());
+    int t = mine < share ? mine : share;
+    return t > 0 ? t : 1;
+}
+
+/* Data parallel (under mpirun): every rank runs the same command.  The
+ * batch is split evenly among the ranks, the ranks check at start-up that
+ * they run the same network and settings (a hash of the source and the
+ * flags), and only rank 0 speaks.  *b receives this rank's batch. */
+static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
+    int ranks = rt_dist_size(), lead = rt_dist_rank() == 0;
+    if (a->target && !strcmp(a->target, "aot"))
+        return lead ? diag_error_noloc(d, "this executable was compiled for one process; for data-parallel "
+                                          "training run `mpirun -np %d netc train` on the .net file", ranks) : -1;
+    IrGraph g;
+    char *text = NULL;
+    if (rt_build_graph(src, a, IR_EVAL, &g, &text, d)) {
+        ir_free(&g);
+        free(text);
+        return -1;
+    }
+    int64_t B = g.train.batch;
+    const char *t = text ? text : src->src;
+    size_t len = text ? strlen(text) : src->len;
+    uint64_t h = rt_hash(RT_HASH_INIT, t, len);
+    char flags[512];
+    snprintf(flags, sizeof flags, "%lld %.17g %d %d %llu %u %d %d %s %s %d", (long long)B, g.train.lr,
+             g.train.epochs, g.train.resize, (unsigned long long)a->seed, a->fuse.off, a->plan.concat_copy,
+             a->plan.recompute_bn_relu, a->target ? a->target : "", a->checkpoint ? "ckpt" : "", a->resume);
+    h = rt_hash(h, flags, strlen(flags));
+    for (int i = 0; i < a->ndefines; i++) {
+        h = rt_hash(h, a->defines[i].name, strlen(a->defines[i].name) + 1);
+        h = rt_hash(h, a->defines[i].value, strlen(a->defines[i].value) + 1);
+    }
+    ir_free(&g);
+    free(text);
+    int who = rt_dist_agree(h);
+    if (who == -2) return -1;
+    if (who >= 0)
+        return lead ? diag_error_noloc(d, "rank %d runs another network, or the same with other settings, than "
+                                          "rank 0; every rank must run the same command on the same .net file",
+                                       who) : -1;
+    if (B % ranks)
+        return lead ? diag_error_noloc(d, "batch %lld does not split evenly among %d ranks (each takes an equal "
+                                          "part of every batch); give --batch %lld or %lld", (long long)B, ranks,
+                                       (long long)(B / ranks * ranks > 0 ? B / ranks * ranks : ranks),
+                                       (long long)((B / ranks + 1) * ranks)) : -1;
+    a->batch = B / ranks;
+    if (!a->threads) a->threads = rank_threads();
+    return 0;
+}
+
+int rt_cmd_train(const RtSource *src, const RtArgs *args) {
     RtSession s;
     IrGraph gt, ge;
-    char *text = NULL;
+    char *text = NULL, err[512];
     Diag d;
-    int rc = rt_open_session(src, a, 1, &s, &gt, &ge, &text, &d);
+    RtArgs a1 = *args, *a = &a1;
+    if (rt_dist_start(err, sizeof err)) {
+        fprintf(stderr, "netc: error: %s\n", err);
+        return 1;
+    }
+    int ranks = rt_dist_size(), lead = rt_dist_rank() == 0;
+    memset(&s, 0, sizeof s);
+    ir_init(&gt), ir_init(&ge);
+    diag_init(&d, src->name, NULL, 0, stderr);
+    int rc = ranks > 1 ? dist_setup(src, a, &d) : 0;
+    if (!rc) {
+        if (ranks > 1) {
+            RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1};
+            rc = rt_build_graph(src, a, IR_TRAIN, &gt, &text, &d);
+            RtSource s2 = {src->name, text ? text : src->src, text ? strlen(text) : src->len};
+            if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
+            so.batch = ge.train.batch;
+            if (!rc) rc = rt_session_open(&s, &gt, &ge, &so, &d);
+        } else {
+            rc = rt_open_session(src, a, 1, &s, &gt, &ge, &text, &d);
+        }
+    }
     if (!rc) {
         const char *base = strrchr(src->name, '/');
-        RtTrainOptions o = {ge.train.epochs, ge.train.lr, ge.train.batch, ge.train.resize, a->seed, a->data,
+        RtTrainOptions o = {ge.train.epochs, ge.train.lr, ge.train.batch * ranks, ge.train.resize, a->seed, a->data,
                             a->checkpoint, a->resume, a->metrics, a->plot, base ? base + 1 : src->name,
                             a->max_steps, a->quiet};
-        if (!a->quiet)
+        if (!a->quiet && lead && ranks > 1)
+            fprintf(stderr, "training %s on %s, %d ranks (batch %lld each, %d thread%s each): lr %g, batch %lld, %d "
+                            "epochs, resize %d, seed %llu\n", o.title, s.be->name, ranks, (long long)ge.train.batch,
+                    a->threads, a->threads == 1 ? "" : "s", o.lr, (long long)o.batch, o.epochs, o.resize,
+                    (unsigned long long)o.seed);
+        else if (!a->quiet && lead)
             fprintf(stderr, "training %s on %s: lr %g, batch %lld, %d epochs, resize %d, seed %llu\n", o.title,
                     s.be->name, o.lr, (long long)o.batch, o.epochs, o.resize, (unsigned long long)o.seed);
         rc = rt_train(&s, &o, &d);
     }
     close_all(&s, &gt, &ge, text);
+    /* a rank that failed leaves without MPI_Finalize (which would wait for
+     * the others): mpirun then ends the whole job */
+    if (!rc) rt_dist_finish();
     return rc ? 1 : 0;
 }
 

@@ -516,6 +516,7 @@ typedef struct {
 struct RtLoader {
     const RtDataset *ds;
     int batch, resize, shuffle, drop_last;
+    int part, parts; /* batch b is images [(b * parts + part) * batch, +batch) of the order */
     uint64_t seed;
     int64_t nbatches;
     int64_t *order;  /* (n) this epoch's order */
@@ -539,9 +540,11 @@ static void fill_slot(RtLoader *l, Slot *s, int64_t b)
 {
     const RtDataset *ds = l->ds;
     size_t img = (size_t)l->resize * l->resize, src = (size_t)ds->h * ds->w;
-    int64_t first = b * l->batch, count = ds->n - first;
+    int64_t first = (b * l->parts + l->part) * l->batch, count = ds->n - first;
     if (count > l->batch)
         count = l->batch;
+    if (count < 0)
+        count = 0;
     for (int64_t k = 0; k < count; k++) {
         int64_t idx = l->order[first + k];
         const uint8_t *px = ds->pixels + (size_t)idx * src;
@@ -601,8 +604,14 @@ static void loader_release(RtLoader *l)
 RtLoader *rt_loader_new(const RtDataset *ds, int batch, int resize, int shuffle, int drop_last,
                         uint64_t seed)
 {
+    return rt_loader_new_part(ds, batch, resize, shuffle, drop_last, seed, 0, 1);
+}
+
+RtLoader *rt_loader_new_part(const RtDataset *ds, int batch, int resize, int shuffle, int drop_last,
+                             uint64_t seed, int part, int parts)
+{
     if (!ds || ds->n <= 0 || !ds->pixels || !ds->labels || batch <= 0 || batch > (1 << 20) ||
-        resize <= 0 || resize > 4096)
+        resize <= 0 || resize > 4096 || parts < 1 || parts > (1 << 20) / batch || part < 0 || part >= parts)
         return NULL;
     RtLoader *l = calloc(1, sizeof *l);
     if (!l)
@@ -613,7 +622,10 @@ RtLoader *rt_loader_new(const RtDataset *ds, int batch, int resize, int shuffle,
     l->shuffle = shuffle;
     l->drop_last = drop_last;
     l->seed = seed;
-    l->nbatches = drop_last ? ds->n / batch : (ds->n + batch - 1) / batch;
+    l->part = part;
+    l->parts = parts;
+    int64_t whole = (int64_t)batch * parts;
+    l->nbatches = drop_last ? ds->n / whole : (ds->n + whole - 1) / whole;
     l->order = malloc((size_t)ds->n * sizeof *l->order);
     l->scratch = malloc((size_t)ds->h * ds->w * sizeof(float));
     int ok = l->order && l->scratch &&

@@ -51,6 +51,12 @@ typedef struct RtLoader RtLoader;
  * out a last partial batch.  NULL on bad arguments or out of memory. */
 RtLoader *rt_loader_new(const RtDataset *ds, int batch, int resize, int shuffle,
                         int drop_last, uint64_t seed);
+/* One rank's part of each batch, for data-parallel training: the batches
+ * are those of a loader of batch * parts images (the same order on every
+ * rank), and this loader hands out images [part * batch, (part + 1) * batch)
+ * of each (a last partial batch may leave a part with none: count 0). */
+RtLoader *rt_loader_new_part(const RtDataset *ds, int batch, int resize, int shuffle,
+                             int drop_last, uint64_t seed, int part, int parts);
 
 /* Starts epoch `epoch` (any integer; it picks the order) at batch 0, or at
  * batch first_batch to resume mid-epoch.  Cancels whatever epoch was running.
@@ -66,6 +72,8 @@ int rt_loader_next(RtLoader *l, float *images, int32_t *labels);
 
 /* Batches per epoch: n/batch with drop_last, else ceil(n/batch). */
 int64_t rt_loader_batches(const RtLoader *l);
+/* (rt_loader_next returns 0 both at the end of an epoch and for an empty
+ * part: a part's consumer counts rt_loader_batches() calls.) */
 
 /* Stops the thread (also mid-epoch) and frees everything.  NULL is fine. */
 void rt_loader_free(RtLoader *l);

@@ -49,6 +49,14 @@ typedef struct {
     int64_t batch;
     int classes;
     int *train_tensor, *eval_tensor; /* per slot: its tensor in model */
+    /* data parallel (RtSessionOptions.dist): the train program stops at the
+     * gradients; each step sums them over the ranks in one buffer (with the
+     * loss and the correct count) and updates the weights here */
+    int dist;
+    int nupd;                   /* parameters */
+    int *upd_param, *upd_grad;  /* per parameter: its tensor and its gradient's, in model */
+    float *dist_buf;            /* every gradient, then the loss and the correct count */
+    int64_t dist_n;             /* floats in dist_buf */
 } RtSession;
 
 typedef struct {
@@ -62,6 +70,8 @@ typedef struct {
     ThreadPool *pool;           /* NULL: a pool of `threads` of its own; else shared with
                                    other sessions run in turn, outliving this one */
     const PlanOptions *plan;    /* NULL: the plan's defaults */
+    int dist;                   /* one of rt_dist_size() ranks training one model (runtime/dist.h):
+                                   batch is this rank's part of the batch */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and
@@ -79,9 +89,14 @@ int rt_session_to_host(const RtSession *s, Diag *d);
 /* images [B,C,H,W] and labels [B] go into the input slots. */
 void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labels);
 /* One SGD step on the batch set; returns the loss, and counts correct
- * predictions among the first `count` rows. */
+ * predictions among the first `count` rows.  Data parallel: the loss is
+ * the mean of the ranks' losses (that of the whole batch) and the count
+ * is over every rank's rows, the same on every rank. */
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct);
+/* Data parallel: rank 0's weights (params) and running statistics
+ * (state) to every rank.  0 or -1 (reported). */
+int rt_session_bcast(RtSession *s, int params, int state, Diag *d);
 /* Eval-mode forward of the batch set: summed loss and correct count over the
  * first `count` rows. */
 int rt_session_eval(RtSession *s, int64_t count, double *loss_sum, int64_t *correct);

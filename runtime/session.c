@@ -1,6 +1,7 @@
 /* session.c - a train program and an eval program of one network, compiled
  * for one backend, sharing weights and one arena. */
 #include "runtime.h"
+#include "dist.h"
 #include "../base/pool.h"
 
 #include <math.h>
@@ -8,7 +9,7 @@
 #include <string.h>
 
 static int lower(const IrGraph *fwd, IrMode mode, Program *p, const RtSessionOptions *o, Diag *d) {
-    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse, o->plan};
+    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse, o->plan, mode == IR_TRAIN && o->dist};
     return pass_pipeline(fwd, &po, p, d);
 }
 
@@ -17,6 +18,35 @@ static int bind(RtSession *s, Program *p, void ***slots, int **tensor, Diag *d) 
     if (rt_model_bind(&s->model, p, *slots, d)) return -1;
     *tensor = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int));
     for (int i = 0; i < p->nslots; i++) (*tensor)[i] = (int)(rt_model_find(&s->model, p->slots[i].name) - s->model.t);
+    return 0;
+}
+
+/* The parameters the runtime updates (data parallel) and the buffer their
+ * gradients are summed in. */
+static int dist_open(RtSession *s, Diag *d) {
+    if (s->be->put)
+        return diag_error_noloc(d, "data-parallel training runs on the ref and cpu targets, not on %s",
+                                s->be->name);
+    s->dist = 1;
+    s->upd_param = ir_xcalloc((size_t)(s->train.nslots + 1), sizeof(int));
+    s->upd_grad = ir_xcalloc((size_t)(s->train.nslots + 1), sizeof(int));
+    s->dist_n = 2;
+    for (int i = 0; i < s->train.nslots; i++) {
+        const Slot *sl = &s->train.slots[i];
+        if (sl->kind != SLOT_GRAD) continue;
+        size_t len = strlen(sl->name);
+        char *pname = ir_strdup(sl->name);
+        if (len > 5) pname[len - 5] = 0; /* "<param>.grad" */
+        RtTensor *w = rt_model_find(&s->model, pname), *g = &s->model.t[s->train_tensor[i]];
+        free(pname);
+        if (!w || w->bytes != g->bytes)
+            return diag_error_noloc(d, "internal error: no parameter for gradient %s", sl->name);
+        s->upd_param[s->nupd] = (int)(w - s->model.t);
+        s->upd_grad[s->nupd++] = (int)(g - s->model.t);
+        s->dist_n += g->bytes / (int64_t)sizeof(float);
+    }
+    s->dist_buf = aligned_alloc(64, (size_t)(s->dist_n * (int64_t)sizeof(float) + 63) / 64 * 64);
+    if (!s->dist_buf) return diag_error_noloc(d, "out of memory for the gradient buffer");
     return 0;
 }
 
@@ -56,6 +86,7 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     rt_session_host_wrote(s);
     const IrType *lt = ir_type(&s->eval.g, s->eval.g.logits);
     s->classes = (int)lt->d[1];
+    if (o->train && o->dist) return dist_open(s, d);
     return 0;
 }
 
@@ -71,6 +102,9 @@ void rt_session_close(RtSession *s) {
     free(s->train_tensor);
     free(s->eval_tensor);
     free(s->arena);
+    free(s->upd_param);
+    free(s->upd_grad);
+    free(s->dist_buf);
     rt_model_free(&s->model);
     if (s->own_pool) rt_pool_free(s->pool);
     memset(s, 0, sizeof *s);
@@ -155,6 +189,33 @@ static void score(const RtSession *s, int64_t count, double *loss_sum, int64_t *
     *correct = ok;
 }
 
+/* Data parallel, after the step: every rank's gradients, losses and
+ * correct counts summed in one allreduce; then SGD with the mean gradient
+ * (each rank's loss is the mean over its rows, and all ranks have as many). */
+static int dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
+    float *b = s->dist_buf;
+    int64_t k = 0;
+    for (int i = 0; i < s->nupd; i++) {
+        const RtTensor *g = &s->model.t[s->upd_grad[i]];
+        memcpy(b + k, g->data, (size_t)g->bytes);
+        k += g->bytes / (int64_t)sizeof(float);
+    }
+    b[k] = (float)*loss, b[k + 1] = (float)*correct;
+    if (rt_dist_sum_f32(b, s->dist_n)) return -1;
+    float scale = 1.0f / (float)rt_dist_size(), flr = (float)lr;
+    k = 0;
+    for (int i = 0; i < s->nupd; i++) {
+        RtTensor *w = &s->model.t[s->upd_param[i]];
+        float *wd = w->data;
+        int64_t n = w->bytes / (int64_t)sizeof(float);
+        for (int64_t j = 0; j < n; j++) wd[j] -= flr * (b[k + j] * scale);
+        k += n;
+    }
+    *loss = (double)b[k] * (double)scale;
+    *correct = (int64_t)b[k + 1];
+    return 0;
+}
+
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct) {
     RunCtx c = {s->arena, s->train_slots, lr, seed, step, s->pool};
@@ -163,6 +224,16 @@ int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step,
     if (ran(s, &s->train, s->train_state, s->train_slots, s->train_tensor)) return -1;
     *loss = *(const float *)rt_model_find(&s->model, "loss")->data;
     score(s, count, NULL, correct);
+    return s->dist ? dist_update(s, lr, loss, correct) : 0;
+}
+
+int rt_session_bcast(RtSession *s, int params, int state, Diag *d) {
+    for (int i = 0; i < s->model.n; i++) {
+        RtTensor *t = &s->model.t[i];
+        if (!((params && t->kind == SLOT_PARAM) || (state && t->kind == SLOT_STATE))) continue;
+        if (rt_dist_bcast(t->data, t->bytes))
+            return diag_error_noloc(d, "could not send rank 0's %s to the other ranks", t->name);
+    }
     return 0;
 }
 

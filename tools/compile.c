@@ -22,6 +22,10 @@ int netc_cmd_compile(const RtArgs *a) {
 #else
 #include "codegen/cpu/cpu.h"
 
+#ifndef NETC_EXE_LIBS
+#define NETC_EXE_LIBS "" /* what the runtime library needs besides zlib, pthreads and libm (MPI) */
+#endif
+
 /* The runtime library: $NETC_LIB, else libnetc_core.a beside this netc. */
 static int find_runtime_lib(char *buf, size_t n) {
     const char *env = getenv("NETC_LIB");
@@ -96,8 +100,8 @@ int netc_cmd_compile(const RtArgs *a) {
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
     /* the patterns of --fuse, which the executable's own pipeline is given too */
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
-    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
+    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
     char lib[4096], obj[4200], stub[4200], exe[4200], cmd[24576];
@@ -147,7 +151,8 @@ int netc_cmd_compile(const RtArgs *a) {
         const char *cc = getenv("CC") ? getenv("CC") : "cc";
         /* linked beside PROG, then renamed over it: a failed link (a full
          * disk) leaves no partial PROG and keeps an old one */
-        snprintf(cmd, sizeof cmd, "%s -O2 -o '%s' '%s' '%s' '%s' -lz -lpthread -lm", cc, exe, stub, obj, lib);
+        snprintf(cmd, sizeof cmd, "%s -O2 -o '%s' '%s' '%s' '%s' %s -lz -lpthread -lm", cc, exe, stub, obj, lib,
+                 NETC_EXE_LIBS);
         if (system(cmd) != 0) rc = diag_error_noloc(&d, "linking %s failed: %s", a->out, cmd);
         else if (rename(exe, a->out) != 0)
             rc = diag_error_noloc(&d, "cannot write %s: %s", a->out, strerror(errno));

@@ -1,6 +1,7 @@
 /* netc.c - the command-line driver: check, dump, train, eval, predict, step,
  * compile, bench. */
 #include "runtime/cli.h"
+#include "runtime/dist.h"
 #include "base/pool.h"
 #include "codegen/cuda/cuda_src.h"
 #include "codegen/cuda/nvrtc.h"
@@ -91,7 +92,7 @@ static void register_backends(void) {
  * nodes they hold (what an unfused program has as many kernels). */
 static int count_kernels(const IrGraph *g, IrMode mode, const RtArgs *a, int *kernels, int *nodes, Diag *d) {
     Program p;
-    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan};
+    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
     int rc = pass_pipeline(g, &po, &p, d);
     if (!rc) {
         *kernels = p.nkernels;
@@ -170,7 +171,7 @@ static int cmd_dump(const RtArgs *a) {
         else ir_dump(&g, stdout);
     } else if (!rc) {
         Program p;
-        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan};
+        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan, 0};
         rc = pass_pipeline(&g, &po, &p, &d);
         if (!rc) {
             int64_t sv_in, sv_re;
@@ -243,6 +244,8 @@ int main(int argc, char **argv) {
         printf("cuda target: %s; %s\n", nvrtc ? "NVRTC found" : why,
                cuda ? "CUDA driver (libcuda.so.1) found" : "no CUDA driver (libcuda.so.1) on this machine");
         if (cuda) dlclose(cuda);
+        printf("data parallel: %s\n", rt_dist_built() ? "MPI (mpirun -np N netc train FILE)"
+                                                       : "none (built without MPI: libopenmpi-dev)");
         return 0;
     }
     const char *cmd = argv[1];

@@ -3,7 +3,7 @@
 # train that is missing on a Debian machine.  Safe to run again.
 set -eu
 pkgs="build-essential cmake flex bison libcmocka-dev zlib1g-dev llvm-dev clang libclang-rt-14-dev
-      dataset-fashion-mnist python3-torch"
+      dataset-fashion-mnist python3-torch libopenmpi-dev openmpi-bin"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
