@@ -3,6 +3,7 @@
  * correct; every other backend is tested against it. */
 #include "backend.h"
 #include "ref_kernels.h"
+#include "../base/syncbn.h"
 
 #include <stdlib.h>
 #include <string.h>

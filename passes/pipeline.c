@@ -84,7 +84,14 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
         if (pass_recompute(&p->g, o->plan) || after("recompute", p, o, d)) return -1;
     }
     if (pass_schedule(p) || after("schedule", p, o, d)) return -1;
-    if (pass_fuse(p, o->fuse) || after("fuse", p, o, d)) return -1;
+    FuseOptions fo = o->fuse ? *o->fuse : (FuseOptions){0};
+    if (o->mode == IR_TRAIN && o->sync_bn) {
+        /* the patterns that compute a training batch norm's statistics */
+        p->sync_bn = 1;
+        fo.off |= 1u << FUSE_CONV_BN_RELU | 1u << FUSE_CONV_BN_ADD_RELU | 1u << FUSE_BN_RELU_CONV |
+                  1u << FUSE_BN_ACT | 1u << FUSE_RELU_BN_BWD;
+    }
+    if (pass_fuse(p, &fo) || after("fuse", p, o, d)) return -1;
     if (pass_plan_memory(p, o->plan, d)) return -1;
     if (verify_all(o) && program_check_plan(p, d->out)) {
         diag_error_noloc(d, "internal error: the memory plan is invalid");

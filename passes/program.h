@@ -90,6 +90,10 @@ typedef struct {
      * (NULL: placed, or not a concat input), and the node that kept it out */
     const char **view_why;
     int *view_why_node;
+    /* training batch norms take their statistics over every rank of a
+     * data-parallel job: backends run them (and their gradients) through
+     * base/syncbn.h, and the fusion pass leaves them alone */
+    int sync_bn;
 } Program;
 
 /* How the memory plan places values.  A NULL PlanOptions: the defaults. */
@@ -111,6 +115,7 @@ typedef struct {
     int no_update;         /* train: no SGD nodes; the step ends with the gradients in their
                               slots (data parallel: the runtime sums them over the ranks and
                               updates the weights itself) */
+    int sync_bn;           /* train: batch-norm statistics over every rank (Program.sync_bn) */
 } PipelineOptions;
 
 /* passes/pipeline.c: forward graph (shapes inferred) -> program.  Clones fwd. */

@@ -60,7 +60,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         if (strcmp(key, "o") == 0) strcpy(key, "out");
         if (!allowed_flag(allowed, key)) return arg_error(cmd, "unknown option `%s`", s);
         static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", "kernels",
-                                      "compare-fuse", "cuda", NULL};
+                                      "compare-fuse", "cuda", "sync-bn", NULL};
         int is_bool = 0;
         for (int b = 0; bools[b]; b++) is_bool |= strcmp(key, bools[b]) == 0;
         if (is_bool) {
@@ -76,6 +76,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             if (!strcmp(key, "kernels")) a->kernels = 1;
             if (!strcmp(key, "cuda")) a->cuda = 1;
             if (!strcmp(key, "compare-fuse")) a->compare_fuse = 1;
+            if (!strcmp(key, "sync-bn")) a->sync_bn = 1;
             continue;
         }
         if (eq) val = eq + 1;
@@ -188,7 +189,7 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan, 0};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan, 0, 0};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 
@@ -232,9 +233,10 @@ static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
     size_t len = text ? strlen(text) : src->len;
     uint64_t h = rt_hash(RT_HASH_INIT, t, len);
     char flags[512];
-    snprintf(flags, sizeof flags, "%lld %.17g %d %d %llu %u %d %d %s %s %d", (long long)B, g.train.lr,
+    snprintf(flags, sizeof flags, "%lld %.17g %d %d %llu %u %d %d %s %s %d %d", (long long)B, g.train.lr,
              g.train.epochs, g.train.resize, (unsigned long long)a->seed, a->fuse.off, a->plan.concat_copy,
-             a->plan.recompute_bn_relu, a->target ? a->target : "", a->checkpoint ? "ckpt" : "", a->resume);
+             a->plan.recompute_bn_relu, a->target ? a->target : "", a->checkpoint ? "ckpt" : "", a->resume,
+             a->sync_bn);
     h = rt_hash(h, flags, strlen(flags));
     for (int i = 0; i < a->ndefines; i++) {
         h = rt_hash(h, a->defines[i].name, strlen(a->defines[i].name) + 1);
@@ -275,7 +277,8 @@ int rt_cmd_train(const RtSource *src, const RtArgs *args) {
     int rc = ranks > 1 ? dist_setup(src, a, &d) : 0;
     if (!rc) {
         if (ranks > 1) {
-            RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1};
+            RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1,
+                                   a->sync_bn};
             rc = rt_build_graph(src, a, IR_TRAIN, &gt, &text, &d);
             RtSource s2 = {src->name, text ? text : src->src, text ? strlen(text) : src->len};
             if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
@@ -291,9 +294,10 @@ int rt_cmd_train(const RtSource *src, const RtArgs *args) {
                             a->checkpoint, a->resume, a->metrics, a->plot, base ? base + 1 : src->name,
                             a->max_steps, a->quiet};
         if (!a->quiet && lead && ranks > 1)
-            fprintf(stderr, "training %s on %s, %d ranks (batch %lld each, %d thread%s each): lr %g, batch %lld, %d "
-                            "epochs, resize %d, seed %llu\n", o.title, s.be->name, ranks, (long long)ge.train.batch,
-                    a->threads, a->threads == 1 ? "" : "s", o.lr, (long long)o.batch, o.epochs, o.resize,
+            fprintf(stderr, "training %s on %s, %d ranks (batch %lld each, %d thread%s each, batch-norm statistics "
+                            "%s): lr %g, batch %lld, %d epochs, resize %d, seed %llu\n", o.title, s.be->name, ranks,
+                    (long long)ge.train.batch, a->threads, a->threads == 1 ? "" : "s",
+                    a->sync_bn ? "over all ranks" : "per rank", o.lr, (long long)o.batch, o.epochs, o.resize,
                     (unsigned long long)o.seed);
         else if (!a->quiet && lead)
             fprintf(stderr, "training %s on %s: lr %g, batch %lld, %d epochs, resize %d, seed %llu\n", o.title,

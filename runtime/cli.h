@@ -36,6 +36,7 @@ typedef struct {
     int memory, llvm, params, train_graph, kernels, cuda; /* dump flags */
     int steps, warmup, json;   /* bench */
     int compare_fuse;          /* bench --compare-fuse */
+    int sync_bn;               /* train --sync-bn (under mpirun) */
     int max_steps;             /* --max-steps */
     int verify;                /* --verify */
     int quiet;

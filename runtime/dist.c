@@ -6,6 +6,7 @@
  * with a message rather than a hang (mpirun also ends the job when a rank
  * exits with an error). */
 #include "dist.h"
+#include "../base/syncbn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,8 @@ static int wait_for(MPI_Request *r, const char *what) {
     }
 }
 
+static void syncbn_sum(double *buf, int64_t n);
+
 /* MPI_Init waits for every rank of the job: a watchdog ends this one
  * when another never starts. */
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -137,6 +140,7 @@ int rt_dist_start(char *err, size_t n) {
         MPI_Comm_size(node, &local_);
         MPI_Comm_free(&node);
     }
+    rt_syncbn_set_sum(syncbn_sum);
     return 0;
 }
 
@@ -168,6 +172,14 @@ static int sum(void *buf, int64_t n, MPI_Datatype t, size_t esz) {
 }
 
 int rt_dist_sum_f32(float *buf, int64_t n) { return sum(buf, n, MPI_FLOAT, sizeof(float)); }
+
+/* base/syncbn.h's sums, which cannot report a failure: it ends the job */
+static void syncbn_sum(double *buf, int64_t n) {
+    if (sum(buf, n, MPI_DOUBLE, sizeof(double))) {
+        fprintf(stderr, "netc: error: rank %d: could not sum the batch-norm statistics over the ranks\n", rank_);
+        rt_dist_abort(1);
+    }
+}
 int rt_dist_sum_f64(double *buf, int64_t n) { return sum(buf, n, MPI_DOUBLE, sizeof(double)); }
 
 int rt_dist_bcast(void *buf, int64_t bytes) {

@@ -72,6 +72,8 @@ typedef struct {
     const PlanOptions *plan;    /* NULL: the plan's defaults */
     int dist;                   /* one of rt_dist_size() ranks training one model (runtime/dist.h):
                                    batch is this rank's part of the batch */
+    int sync_bn;                /* with dist: training batch norms take the statistics of the
+                                   whole batch, over every rank (base/syncbn.h) */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

@@ -9,7 +9,8 @@
 #include <string.h>
 
 static int lower(const IrGraph *fwd, IrMode mode, Program *p, const RtSessionOptions *o, Diag *d) {
-    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse, o->plan, mode == IR_TRAIN && o->dist};
+    PipelineOptions po = {mode, o->batch, 4, o->verify, NULL, NULL, o->fuse, o->plan, mode == IR_TRAIN && o->dist,
+                          mode == IR_TRAIN && o->dist && o->sync_bn};
     return pass_pipeline(fwd, &po, p, d);
 }
 

@@ -4,6 +4,8 @@
 #   - equivalence: a network without batch norm or dropout (LeNet-5) trained
 #     by 2 ranks of batch B/2 ends with the weights of 1 process of batch B,
 #     to fp32 tolerance, and far nearer to them than to where it started;
+#   - with --sync-bn, the same for LeNet-BN (on cpu and ref), where each
+#     rank's own batch-norm statistics (the default) make a difference;
 #   - LeNet-BN on 2 ranks (batch-norm statistics per rank) reaches the test
 #     accuracy of 1 process within a point after 2 epochs;
 #   - --resume with another number of ranks, and rank 0 alone writing;
@@ -71,6 +73,36 @@ if [ -f "$T/one.st" ] && [ -f "$T/two.st" ]; then
 fi
 grep -c "^epoch" "$T/two.out" | grep -qx 1 && ok "rank 0 alone prints the epoch line" \
     || bad "epoch lines from 2 ranks: $(cat "$T/two.out")"
+
+# --sync-bn: LeNet-BN's batch norms over the whole batch, on cpu and on ref
+# (lr 0.1: at the seed's 1.0 the first steps amplify any rounding)
+B=models/lenet_bn.net
+for tgt in cpu ref; do
+    Q="--quiet --batch 64 --lr 0.1 --epochs 1 --max-steps 12 --target $tgt"
+    $NETC train $B $Q --max-steps 1 --threads 1 --lr 1e-30 --checkpoint "$T/i.st" >/dev/null 2>&1
+    $NETC train $B $Q --threads 1 --checkpoint "$T/one.st" >/dev/null 2>&1 || bad "LeNet-BN, 1 process, $tgt"
+    $M2 $NETC train $B $Q --sync-bn --checkpoint "$T/sync.st" >"$T/sync.out" 2>&1 \
+        || bad "LeNet-BN --sync-bn, $tgt: $(tail -5 "$T/sync.out")"
+    $M2 $NETC train $B $Q --checkpoint "$T/own.st" >/dev/null 2>&1 || bad "LeNet-BN, 2 ranks, $tgt"
+    read -r d moved < <(/usr/bin/python3 "$T/cmp.py" "$T/one.st" "$T/sync.st" "$T/i.st")
+    read -r down _ < <(/usr/bin/python3 "$T/cmp.py" "$T/one.st" "$T/own.st" "$T/i.st")
+    if /usr/bin/python3 -c "import sys; sys.exit(not ($d <= 5e-5 and $moved >= 1e-3 and $down >= 1e-3))"; then
+        ok "$tgt: 2 ranks --sync-bn = 1 process after 12 steps of LeNet-BN (rel. difference $d; each rank's own statistics: $down; moved $moved)"
+    else
+        bad "$tgt: 2 ranks --sync-bn vs 1 process: rel. difference $d (limit 5e-5), own statistics $down (should be >= 1e-3), moved $moved"
+    fi
+done
+
+# and a small DenseNet (batch norms over concatenations, odd channel counts)
+D=models/extra/densenet_odd.net
+Q="--quiet --batch 8 --lr 0.05 --epochs 1 --max-steps 3"
+$NETC train $D $Q --max-steps 1 --threads 1 --lr 1e-30 --checkpoint "$T/i.st" >/dev/null 2>&1
+$NETC train $D $Q --threads 1 --checkpoint "$T/one.st" >/dev/null 2>&1 || bad "DenseNet, 1 process"
+$M2 $NETC train $D $Q --sync-bn --checkpoint "$T/sync.st" >"$T/sync.out" 2>&1 || bad "DenseNet --sync-bn: $(tail -5 "$T/sync.out")"
+read -r d moved < <(/usr/bin/python3 "$T/cmp.py" "$T/one.st" "$T/sync.st" "$T/i.st")
+/usr/bin/python3 -c "import sys; sys.exit(not ($d <= 5e-5 and $moved >= 1e-3))" \
+    && ok "2 ranks x batch 4 --sync-bn = 1 process x batch 8 for $D (rel. difference $d; moved $moved)" \
+    || bad "$D --sync-bn: rel. difference $d (limit 5e-5), moved $moved"
 
 # ---- LeNet-BN: accuracy within a point after 2 epochs --------------------------
 B=models/lenet_bn.net

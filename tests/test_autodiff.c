@@ -38,7 +38,7 @@ static void net_open(Net *n, const char *src, int size) {
     for (int i = 0; i < g.nnodes; i++)
         if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = size;
     assert_int_equal(pass_infer_shapes(&g, &d), 0);
-    PipelineOptions po = {IR_TRAIN, BATCH, 8, 1, NULL, NULL, NULL, NULL, 0};
+    PipelineOptions po = {IR_TRAIN, BATCH, 8, 1, NULL, NULL, NULL, NULL, 0, 0};
     assert_int_equal(pass_pipeline(&g, &po, &n->p, &d), 0);
     ir_free(&g);
     assert_int_equal(program_check_plan(&n->p, stderr), 0);

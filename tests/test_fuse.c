@@ -38,7 +38,7 @@ static int program_of(const char *model, IrMode mode, int64_t batch, int resize,
             if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = resize;
     Diag d;
     diag_init(&d, path, src, strlen(src), stderr);
-    PipelineOptions po = {mode, batch, 4, 1, NULL, NULL, fo, tu_plan};
+    PipelineOptions po = {mode, batch, 4, 1, NULL, NULL, fo, tu_plan, 0, 0};
     int rc = pass_pipeline(&g, &po, p, &d);
     ir_free(&g);
     free(src);

@@ -45,7 +45,7 @@ static char *pipeline(const char *src, int64_t batch, Program *p, int *rc) {
     FILE *mf = open_memstream(&out, &n);
     Diag d;
     diag_init(&d, "mem.net", src, strlen(src), mf);
-    PipelineOptions po = {IR_TRAIN, batch, 4, 1, NULL, NULL, NULL, NULL};
+    PipelineOptions po = {IR_TRAIN, batch, 4, 1, NULL, NULL, NULL, NULL, 0, 0};
     *rc = pass_pipeline(&g, &po, p, &d);
     fclose(mf);
     ir_free(&g);

@@ -34,7 +34,7 @@ int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int ele
             if (g.nodes[i].op == IR_OP_INPUT) g.nodes[i].attr.input.h = g.nodes[i].attr.input.w = resize;
     Diag d;
     diag_init(&d, path, src, src ? strlen(src) : 0, stderr);
-    PipelineOptions po = {mode, batch, elem_bytes, 1, NULL, NULL, NULL, tu_plan, 0};
+    PipelineOptions po = {mode, batch, elem_bytes, 1, NULL, NULL, NULL, tu_plan, 0, 0};
     int rc = pass_pipeline(&g, &po, p, &d);
     ir_free(&g);
     free(src);

@@ -63,7 +63,7 @@ int netc_cmd_bench(const RtArgs *a) {
          * compiled code have all been touched by now */
         long long rss = netc_bench_peak_rss();
         int64_t sv_in = 0, sv_re = 0;
-        PipelineOptions po = {IR_TRAIN, B, 4, 0, NULL, NULL, &a->fuse, &a->plan, 0};
+        PipelineOptions po = {IR_TRAIN, B, 4, 0, NULL, NULL, &a->fuse, &a->plan, 0, 0};
         if (!rc && a->json) rc = pass_plan_savings(&gt, &po, &s.train, &sv_in, &sv_re, &d);
         char devb[64] = "";
         if (s.be->device_bytes) snprintf(devb, sizeof devb, ",\"device_bytes\":%lld", s.be->device_bytes());

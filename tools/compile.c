@@ -100,8 +100,8 @@ int netc_cmd_compile(const RtArgs *a) {
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
     /* the patterns of --fuse, which the executable's own pipeline is given too */
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
-    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0, 0};
+    PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0, 0};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
     char lib[4096], obj[4200], stub[4200], exe[4200], cmd[24576];

@@ -70,6 +70,8 @@ static const char *usage =
     "  --metrics PATH      one JSON line per epoch\n"
     "  --plot PATH         SVG of loss and accuracies per epoch\n"
     "  --max-steps N       stop every epoch after N steps (quick runs)\n"
+    "  --sync-bn           train under mpirun: batch-norm statistics over the whole\n"
+    "                      batch, every rank's part (default: each rank's own)\n"
     "  --weights PATH      checkpoint for eval and predict\n"
     "  --images PATH --limit N   predict: IDX images, how many\n"
     "  --steps N --warmup N --json   bench settings\n"
@@ -92,7 +94,7 @@ static void register_backends(void) {
  * nodes they hold (what an unfused program has as many kernels). */
 static int count_kernels(const IrGraph *g, IrMode mode, const RtArgs *a, int *kernels, int *nodes, Diag *d) {
     Program p;
-    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0};
+    PipelineOptions po = {mode, g->train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0, 0};
     int rc = pass_pipeline(g, &po, &p, d);
     if (!rc) {
         *kernels = p.nkernels;
@@ -171,7 +173,7 @@ static int cmd_dump(const RtArgs *a) {
         else ir_dump(&g, stdout);
     } else if (!rc) {
         Program p;
-        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan, 0};
+        PipelineOptions po = {mode, g.train.batch, 4, 1, a->dump_after, stdout, &a->fuse, &a->plan, 0, 0};
         rc = pass_pipeline(&g, &po, &p, &d);
         if (!rc) {
             int64_t sv_in, sv_re;
@@ -256,7 +258,7 @@ int main(int argc, char **argv) {
     struct { const char *name, *flags; } cmds[] = {
         {"check", "fuse concat recompute"},
         {"dump", "format memory llvm cuda params train mode dump-after kernels fuse concat recompute"},
-        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse concat recompute"},
+        {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse concat recompute sync-bn"},
         {"eval", "weights data fuse concat recompute"},
         {"predict", "weights images limit fuse concat recompute"},
         {"step", "in out mode lr seed fuse concat recompute"},

@@ -176,7 +176,41 @@ static int chain_vals(Cg *cg, const Chain *c, LLVMValueRef *v) {
     return c->np + 1;
 }
 
+/* --sync-bn: a training batch norm (or its gradient) as a call of
+ * base/syncbn.h's, which sums its statistics over the ranks. */
+static void emit_syncbn(Cg *cg, const IrNode *n, int bwd) {
+    int xin = bwd ? 1 : 0;
+    const IrType *t = ir_type(&cg->p->g, n->in[xin]);
+    int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[xin]) / (nb * c), xs;
+    LLVMValueRef x = cg_vptr_img(cg, n->in[xin], &xs), null = LLVMConstNull(cg->pf);
+    LLVMValueRef o[3];
+    for (int k = 0; k < 3; k++) o[k] = k < n->nout && cg_optr(cg, n, k) ? cg_optr(cg, n, k) : null;
+    LLVMTypeRef i64 = cg->i64, pf = cg->pf;
+    if (!bwd) {
+        LLVMTypeRef ps[15] = {cg->p8, pf, i64, pf, pf, pf, pf, pf, pf, pf, i64, i64, i64, cg->f32, cg->f32};
+        LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_syncbn_fwd");
+        if (!f) f = LLVMAddFunction(cg->mod, "rt_syncbn_fwd", LLVMFunctionType(cg->v, ps, 15, 0));
+        LLVMValueRef a[15] = {cg_pool(cg), x, ci64(cg, xs), cg_vptr(cg, n->in[1]), cg_vptr(cg, n->in[2]),
+                              cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), o[0], o[1], o[2],
+                              ci64(cg, nb), ci64(cg, c), ci64(cg, hw),
+                              LLVMConstReal(cg->f32, n->attr.bn.momentum), LLVMConstReal(cg->f32, n->attr.bn.eps)};
+        cg_call(cg, f, a, 15);
+    } else {
+        LLVMTypeRef ps[13] = {cg->p8, pf, pf, i64, pf, pf, pf, pf, pf, pf, i64, i64, i64};
+        LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "rt_syncbn_bwd");
+        if (!f) f = LLVMAddFunction(cg->mod, "rt_syncbn_bwd", LLVMFunctionType(cg->v, ps, 13, 0));
+        LLVMValueRef a[13] = {cg_pool(cg), cg_vptr(cg, n->in[0]), x, ci64(cg, xs), cg_vptr(cg, n->in[2]),
+                              cg_vptr(cg, n->in[3]), cg_vptr(cg, n->in[4]), o[0], o[1], o[2],
+                              ci64(cg, nb), ci64(cg, c), ci64(cg, hw)};
+        cg_call(cg, f, a, 13);
+    }
+}
+
 void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
+    if (cg->p->sync_bn && n->attr.bn.mode == IR_TRAIN && !after) {
+        emit_syncbn(cg, n, 0);
+        return;
+    }
     const IrType *t = ir_type(&cg->p->g, n->in[0]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[0]) / (nb * c);
     float eps = n->attr.bn.eps, mom = n->attr.bn.momentum;
@@ -263,6 +297,10 @@ void cg_emit_batchnorm(Cg *cg, const IrNode *n, const Chain *after) {
 
 void cg_emit_batchnorm_bwd(Cg *cg, const IrNode *n, const Chain *dyc, const IrNode *acc, const IrNode *sign) {
     /* (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta */
+    if (cg->p->sync_bn && !dyc && !acc && !sign) {
+        emit_syncbn(cg, n, 1);
+        return;
+    }
     const IrType *t = ir_type(&cg->p->g, n->in[1]);
     int64_t nb = cg->p->batch, c = t->d[1], hw = cg_numel(cg, n->in[1]) / (nb * c);
     int64_t xs, gs = c * hw, ds = c * hw;

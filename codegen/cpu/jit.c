@@ -2,6 +2,7 @@
  * manager), ORC LLJIT, and object-file emission.  Every LLVM failure is
  * reported through diag_error_noloc with what failed. */
 #include "cg.h"
+#include "../../base/syncbn.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Support.h>
@@ -242,6 +243,8 @@ static int define_runtime(CgJit *j, Diag *d) {
         {"rt_worker_index", (void *)rt_worker_index},
         {"rt_scratch", (void *)rt_scratch},
         {"rt_prof_mark", (void *)rt_prof_mark},
+        {"rt_syncbn_fwd", (void *)rt_syncbn_fwd},
+        {"rt_syncbn_bwd", (void *)rt_syncbn_bwd},
     };
     enum { N = sizeof syms / sizeof syms[0] };
     LLVMJITCSymbolMapPair pairs[N];
