@@ -135,7 +135,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             struct { const char *k; long long lo, hi; } ints[] = {
                 {"epochs", 1, RT_MAX_EPOCHS}, {"batch", 1, 1 << 16}, {"resize", 1, 1024}, {"seed", 0, 1LL << 62},
                 {"threads", 0, 1024}, {"steps", 1, 1000000}, {"warmup", 0, 1000}, {"max-steps", 0, 1 << 30},
-                {"limit", 1, 1 << 30}};
+                {"limit", 1, 1 << 30}, {"ranks", 1, 1 << 16}};
             int found = 0;
             for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
                 if (strcmp(key, ints[k].k)) continue;
@@ -143,6 +143,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
                 if (parse_int(cmd, key, val, ints[k].lo, ints[k].hi, &x)) return -1;
                 if (!strcmp(key, "epochs")) a->epochs = (int)x;
                 if (!strcmp(key, "batch")) a->batch = x;
+                if (!strcmp(key, "ranks")) a->ranks = (int)x;
                 if (!strcmp(key, "resize")) a->resize = (int)x;
                 if (!strcmp(key, "seed")) a->seed = (uint64_t)x;
                 if (!strcmp(key, "threads")) a->threads = (int)x;
@@ -218,9 +219,15 @@ static int rank_threads(void) {
  * flags), and only rank 0 speaks.  *b receives this rank's batch. */
 static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
     int ranks = rt_dist_size(), lead = rt_dist_rank() == 0;
-    if (a->target && !strcmp(a->target, "aot"))
-        return lead ? diag_error_noloc(d, "this executable was compiled for one process; for data-parallel "
-                                          "training run `mpirun -np %d netc train` on the .net file", ranks) : -1;
+    int aot = a->target && !strcmp(a->target, "aot"); /* an executable: its batch is a rank's */
+    if (aot && a->ranks <= 1)
+        return lead ? diag_error_noloc(d, "this executable was compiled for one process and runs as one of %d ranks; "
+                                          "`netc compile --ranks %d` builds one for mpirun -np %d", ranks, ranks,
+                                       ranks) : -1;
+    if (aot && a->ranks != ranks)
+        return lead ? diag_error_noloc(d, "this executable was compiled for %d ranks (netc compile --ranks %d) and "
+                                          "runs as %d; start it with mpirun -np %d", a->ranks, a->ranks, ranks,
+                                       a->ranks) : -1;
     IrGraph g;
     char *text = NULL;
     if (rt_build_graph(src, a, IR_EVAL, &g, &text, d)) {
@@ -228,7 +235,7 @@ static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
         free(text);
         return -1;
     }
-    int64_t B = g.train.batch;
+    int64_t B = aot ? g.train.batch * ranks : g.train.batch;
     const char *t = text ? text : src->src;
     size_t len = text ? strlen(text) : src->len;
     uint64_t h = rt_hash(RT_HASH_INIT, t, len);
@@ -250,7 +257,7 @@ static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
         return lead ? diag_error_noloc(d, "rank %d runs another network, or the same with other settings, than "
                                           "rank 0; every rank must run the same command on the same .net file",
                                        who) : -1;
-    if (B % ranks)
+    if (B % ranks && !aot)
         return lead ? diag_error_noloc(d, "batch %lld does not split evenly among %d ranks (each takes an equal "
                                           "part of every batch); give --batch %lld or %lld", (long long)B, ranks,
                                        (long long)(B / ranks * ranks > 0 ? B / ranks * ranks : ranks),
@@ -274,9 +281,9 @@ int rt_cmd_train(const RtSource *src, const RtArgs *args) {
     memset(&s, 0, sizeof s);
     ir_init(&gt), ir_init(&ge);
     diag_init(&d, src->name, NULL, 0, stderr);
-    int rc = ranks > 1 ? dist_setup(src, a, &d) : 0;
+    int rc = ranks > 1 || a->ranks > 1 ? dist_setup(src, a, &d) : 0;
     if (!rc) {
-        if (ranks > 1) {
+        if (ranks > 1 || a->ranks > 1) {
             RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1,
                                    a->sync_bn};
             rc = rt_build_graph(src, a, IR_TRAIN, &gt, &text, &d);

@@ -20,7 +20,8 @@ static const char *exe_usage =
     "common: --threads N (0: all cores), --quiet\n";
 
 /* fuse_off, plan_flags: FuseOptions.off and PlanOptions (concat_copy, and
- * recompute_bn_relu << 1) of the programs compiled in; plan: what
+ * recompute_bn_relu << 1) of the programs compiled in, sync_bn << 2, and
+ * ranks << 8 (netc compile --ranks: batch is then one rank's); plan: what
  * rt_aot_register checks them against. */
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
                 int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
@@ -57,6 +58,8 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
         a.fuse.off = fuse_off;
         a.plan.concat_copy = plan_flags & 1;
         a.plan.recompute_bn_relu = (plan_flags >> 1) & 1;
+        a.sync_bn = (plan_flags >> 2) & 1;
+        a.ranks = plan_flags >> 8;
         a.target = "aot";
         RtSource s = {name, src, len};
         return cmds[i].run(&s, &a);

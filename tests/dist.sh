@@ -130,6 +130,19 @@ $M2 $NETC train $B --quiet --epochs 4 --max-steps 20 --checkpoint "$T/bn2.st" --
     && grep -q "^epoch 4/4" "$T/r2.out" && ok "1 process's checkpoint resumed by 2 ranks" \
     || bad "resume on 2 ranks: $(tail -5 "$T/r2.out")"
 
+# ---- an executable from netc compile --ranks 2 ------------------------------------------
+if "$NETC" --version | grep -q "targets:.*cpu"; then
+    Q="--quiet --epochs 1 --max-steps 6"
+    $NETC compile $B --batch 64 --ranks 2 --sync-bn -o "$T/exe" >"$T/c.out" 2>&1 || bad "compile --ranks 2: $(cat "$T/c.out")"
+    $M2 "$T/exe" train $Q --checkpoint "$T/exe.st" >"$T/e.out" 2>&1 || bad "the executable on 2 ranks: $(tail -5 "$T/e.out")"
+    $M2 $NETC train $B $Q --batch 64 --sync-bn --checkpoint "$T/jit.st" >/dev/null 2>&1
+    cmp -s "$T/exe.st" "$T/jit.st" && ok "netc compile --ranks 2 --sync-bn: the executable on 2 ranks = netc train on 2 ranks, byte for byte" \
+        || bad "the executable's weights differ from netc train's on 2 ranks"
+    "$T/exe" train $Q >"$T/e1.out" 2>&1
+    [ $? -eq 1 ] && grep -q "compiled for 2 ranks .* start it with mpirun -np 2" "$T/e1.out" \
+        && ok "the executable refuses to run as one process" || bad "the executable alone: $(cat "$T/e1.out")"
+fi
+
 # ---- faults ------------------------------------------------------------------------
 # expect_fail NAME PATTERN CMD... : the job ends within 120 s, non-zero, printing PATTERN
 expect_fail() {

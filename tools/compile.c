@@ -95,12 +95,27 @@ int netc_cmd_compile(const RtArgs *a) {
     char *text = NULL;
     ir_init(&gt), ir_init(&ge);
     int rc = rt_build_graph(&src, a, IR_TRAIN, &gt, &text, &d);
+    /* --ranks N: the programs of one rank of N (its part of the batch; the
+     * train program stops at the gradients, which the runtime sums) */
+    RtArgs ar = *a;
+    int ranks = a->ranks > 1 ? a->ranks : 0;
+    if (!rc && ranks) {
+        int64_t B = gt.train.batch;
+        if (B % ranks) rc = diag_error_noloc(&d, "batch %lld does not split evenly among %d ranks", (long long)B, ranks);
+        ar.batch = B / ranks;
+        ir_free(&gt);
+        free(text);
+        text = NULL;
+        if (!rc) rc = rt_build_graph(&src, &ar, IR_TRAIN, &gt, &text, &d);
+    }
+    a = &ar;
     RtSource s2 = {a->file, text, text ? strlen(text) : 0};
     if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
     Program pt, pe;
     memset(&pt, 0, sizeof pt), memset(&pe, 0, sizeof pe);
     /* the patterns of --fuse, which the executable's own pipeline is given too */
-    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0, 0};
+    PipelineOptions ot = {IR_TRAIN, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, ranks > 0,
+                          ranks > 0 && a->sync_bn};
     PipelineOptions oe = {IR_EVAL, gt.train.batch, 4, a->verify, NULL, NULL, &a->fuse, &a->plan, 0, 0};
     if (!rc) rc = pass_pipeline(&gt, &ot, &pt, &d);
     if (!rc) rc = pass_pipeline(&ge, &oe, &pe, &d);
@@ -143,7 +158,7 @@ int netc_cmd_compile(const RtArgs *a) {
             fprintf(f, "    return rt_exe_main(argc, argv, \"%s\", src, sizeof src - 1, defs, %d, %lldLL, %d, %#xu, %d, plan,\n"
                        "                       netc_train_step, netc_eval_step);\n}\n",
                     base ? base + 1 : a->file, a->ndefines, (long long)pt.batch, ge.train.resize, a->fuse.off,
-                    a->plan.concat_copy | a->plan.recompute_bn_relu << 1);
+                    a->plan.concat_copy | a->plan.recompute_bn_relu << 1 | (ranks && a->sync_bn) << 2 | ranks << 8);
             if (ferror(f) | fclose(f)) rc = diag_error_noloc(&d, "cannot write %s: %s", stub, strerror(errno));
         }
     }
@@ -160,7 +175,11 @@ int netc_cmd_compile(const RtArgs *a) {
     remove(exe);
     remove(obj);
     remove(stub);
-    if (!rc && !a->quiet)
+    if (!rc && !a->quiet && ranks)
+        printf("wrote %s (batch %lld on each of %d ranks: run it with mpirun -np %d; batch-norm statistics %s; "
+               "input %dx%d, kernels: train %d, eval %d)\n", a->out, (long long)pt.batch, ranks, ranks,
+               a->sync_bn ? "over all ranks" : "per rank", ge.train.resize, ge.train.resize, pt.nkernels, pe.nkernels);
+    else if (!rc && !a->quiet)
         printf("wrote %s (batch %lld, input %dx%d, kernels: train %d, eval %d)\n", a->out, (long long)pt.batch,
                ge.train.resize, ge.train.resize, pt.nkernels, pe.nkernels);
     if (pt.g.nodes) program_free(&pt);

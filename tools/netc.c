@@ -262,7 +262,7 @@ int main(int argc, char **argv) {
         {"eval", "weights data fuse concat recompute"},
         {"predict", "weights images limit fuse concat recompute"},
         {"step", "in out mode lr seed fuse concat recompute"},
-        {"compile", "out fuse concat recompute"},
+        {"compile", "out fuse concat recompute ranks sync-bn"},
         {"bench", "steps warmup json lr fuse compare-fuse concat recompute"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
