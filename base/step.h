@@ -8,7 +8,8 @@
  * "netc_eval_step").  arena and slots are RunCtx's; the generated code calls
  * back into the runtime only through rt_parallel_for, rt_pool_threads,
  * rt_worker_index, rt_scratch (base/pool.h), rt_syncbn_fwd and
- * rt_syncbn_bwd (base/syncbn.h, --sync-bn only) and libm. */
+ * rt_syncbn_bwd (base/syncbn.h, --sync-bn only), rt_grads_ready
+ * (base/gradready.h, data-parallel programs only) and libm. */
 #ifndef NETC_BASE_STEP_H
 #define NETC_BASE_STEP_H
 

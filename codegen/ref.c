@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "ref_kernels.h"
 #include "../base/syncbn.h"
+#include "../base/gradready.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -65,6 +65,23 @@ static void drop_updates(IrGraph *g) {
     g->nnodes = k;
 }
 
+/* Program.grad_final: the kernel of each gradient slot's producer, the
+ * last writer of its buffer (an accumulation in place is the producer of
+ * the sum; the contributions written before it are views into it). */
+static void mark_grad_final(Program *p) {
+    int *kernel_of = ir_xmalloc(sizeof(int) * (size_t)(p->g.nnodes + 1));
+    for (int i = 0; i < p->g.nnodes; i++) kernel_of[i] = -1;
+    for (int k = 0; k < p->nkernels; k++)
+        for (int j = 0; j < p->kernels[k].nnodes; j++) kernel_of[p->kernels[k].nodes[j]] = k;
+    p->grad_final = ir_xcalloc((size_t)(p->nkernels + 1), sizeof(int));
+    for (int i = 0; i < p->nslots; i++) {
+        if (p->slots[i].kind != SLOT_GRAD) continue;
+        int k = kernel_of[ir_value(&p->g, p->slots[i].value)->node];
+        p->grad_final[k >= 0 ? k : p->nkernels - 1]++; /* (a producer without a kernel of its own: a view) */
+    }
+    free(kernel_of);
+}
+
 int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag *d) {
     memset(p, 0, sizeof *p);
     ir_clone(&p->g, fwd);
@@ -97,6 +114,7 @@ int pass_pipeline(const IrGraph *fwd, const PipelineOptions *o, Program *p, Diag
         diag_error_noloc(d, "internal error: the memory plan is invalid");
         return -1;
     }
+    if (o->mode == IR_TRAIN && o->no_update) mark_grad_final(p);
     return 0;
 }
 
@@ -140,6 +158,7 @@ void program_free(Program *p) {
     free(p->grad_of);
     free(p->view_why);
     free(p->view_why_node);
+    free(p->grad_final);
     ir_free(&p->g);
     memset(p, 0, sizeof *p);
 }

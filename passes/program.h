@@ -94,6 +94,10 @@ typedef struct {
      * data-parallel job: backends run them (and their gradients) through
      * base/syncbn.h, and the fusion pass leaves them alone */
     int sync_bn;
+    /* no_update: per kernel, how many parameter gradients it wrote last
+     * (the backends call rt_grads_ready(k) after kernel k where non-zero,
+     * base/gradready.h); NULL otherwise */
+    int *grad_final;
 } Program;
 
 /* How the memory plan places values.  A NULL PlanOptions: the defaults. */

@@ -267,34 +267,31 @@ static int dist_setup(const RtSource *src, RtArgs *a, Diag *d) {
     return 0;
 }
 
+int rt_open_train_session(const RtSource *src, RtArgs *a, RtSession *s, IrGraph *gt, IrGraph *ge, char **text,
+                          Diag *d) {
+    char err[512];
+    memset(s, 0, sizeof *s);
+    ir_init(gt), ir_init(ge);
+    diag_init(d, src->name, NULL, 0, stderr);
+    if (rt_dist_start(err, sizeof err)) return diag_error_noloc(d, "%s", err);
+    if (rt_dist_size() == 1 && a->ranks <= 1) return rt_open_session(src, a, 1, s, gt, ge, text, d);
+    if (dist_setup(src, a, d)) return -1;
+    RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1, a->sync_bn};
+    if (rt_build_graph(src, a, IR_TRAIN, gt, text, d)) return -1;
+    RtSource s2 = {src->name, *text ? *text : src->src, *text ? strlen(*text) : src->len};
+    if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
+    so.batch = ge->train.batch;
+    return rt_session_open(s, gt, ge, &so, d);
+}
+
 int rt_cmd_train(const RtSource *src, const RtArgs *args) {
     RtSession s;
     IrGraph gt, ge;
-    char *text = NULL, err[512];
+    char *text = NULL;
     Diag d;
     RtArgs a1 = *args, *a = &a1;
-    if (rt_dist_start(err, sizeof err)) {
-        fprintf(stderr, "netc: error: %s\n", err);
-        return 1;
-    }
+    int rc = rt_open_train_session(src, a, &s, &gt, &ge, &text, &d);
     int ranks = rt_dist_size(), lead = rt_dist_rank() == 0;
-    memset(&s, 0, sizeof s);
-    ir_init(&gt), ir_init(&ge);
-    diag_init(&d, src->name, NULL, 0, stderr);
-    int rc = ranks > 1 || a->ranks > 1 ? dist_setup(src, a, &d) : 0;
-    if (!rc) {
-        if (ranks > 1 || a->ranks > 1) {
-            RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1,
-                                   a->sync_bn};
-            rc = rt_build_graph(src, a, IR_TRAIN, &gt, &text, &d);
-            RtSource s2 = {src->name, text ? text : src->src, text ? strlen(text) : src->len};
-            if (!rc) rc = rt_build_graph(&s2, a, IR_EVAL, &ge, &text, &d);
-            so.batch = ge.train.batch;
-            if (!rc) rc = rt_session_open(&s, &gt, &ge, &so, &d);
-        } else {
-            rc = rt_open_session(src, a, 1, &s, &gt, &ge, &text, &d);
-        }
-    }
     if (!rc) {
         const char *base = strrchr(src->name, '/');
         RtTrainOptions o = {ge.train.epochs, ge.train.lr, ge.train.batch * ranks, ge.train.resize, a->seed, a->data,

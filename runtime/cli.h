@@ -68,6 +68,11 @@ int rt_build_graph(const RtSource *src, const RtArgs *a, IrMode mode, IrGraph *g
 int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *s, IrGraph *gt, IrGraph *ge,
                     char **text, Diag *d);
 
+/* The session of `train` (and `bench`): under mpirun, one rank's, its
+ * part of the batch in a->batch and its threads in a->threads (checked
+ * to match the other ranks' network and settings). */
+int rt_open_train_session(const RtSource *src, RtArgs *a, RtSession *s, IrGraph *gt, IrGraph *ge, char **text,
+                          Diag *d);
 int rt_cmd_train(const RtSource *src, const RtArgs *a);
 int rt_cmd_eval(const RtSource *src, const RtArgs *a);
 int rt_cmd_predict(const RtSource *src, const RtArgs *a);

@@ -182,6 +182,37 @@ static void syncbn_sum(double *buf, int64_t n) {
 }
 int rt_dist_sum_f64(double *buf, int64_t n) { return sum(buf, n, MPI_DOUBLE, sizeof(double)); }
 
+/* the sums started and not yet waited for */
+enum { MAX_PENDING = 1024 };
+static MPI_Request pending[MAX_PENDING];
+static int npending;
+
+int rt_dist_isum_f32(float *buf, int64_t n) {
+    if (!mpi_on) return MAX_PENDING;
+    if (n > PIECE || npending == MAX_PENDING) return sum(buf, n, MPI_FLOAT, sizeof(float)) ? -1 : MAX_PENDING;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &pending[npending]);
+    if (rc != MPI_SUCCESS) return mpi_failed(rc, "allreduce");
+    return npending++;
+}
+
+void rt_dist_progress(void) {
+    for (int i = 0; i < npending; i++)
+        if (pending[i] != MPI_REQUEST_NULL) {
+            int done = 0;
+            MPI_Test(&pending[i], &done, MPI_STATUS_IGNORE); /* a failure shows in rt_dist_wait */
+        }
+}
+
+/* Handles are waited for in the order they were started; the last wait
+ * empties the table. */
+int rt_dist_wait(int h) {
+    if (h == MAX_PENDING) return 0;
+    if (h < 0 || h >= npending) return -1;
+    int rc = pending[h] == MPI_REQUEST_NULL ? 0 : wait_for(&pending[h], "an allreduce of gradients");
+    if (h == npending - 1) npending = 0;
+    return rc;
+}
+
 int rt_dist_bcast(void *buf, int64_t bytes) {
     if (!mpi_on) return 0;
     for (int64_t i = 0; i < bytes; i += PIECE) {
@@ -236,6 +267,9 @@ void rt_dist_abort(int code) {
 }
 
 int rt_dist_sum_f32(float *buf, int64_t n) { return (void)buf, (void)n, 0; }
+int rt_dist_isum_f32(float *buf, int64_t n) { return (void)buf, (void)n, 0; }
+int rt_dist_wait(int handle) { return (void)handle, 0; }
+void rt_dist_progress(void) {}
 int rt_dist_sum_f64(double *buf, int64_t n) { return (void)buf, (void)n, 0; }
 int rt_dist_bcast(void *buf, int64_t bytes) { return (void)buf, (void)bytes, 0; }
 int rt_dist_agree(uint64_t h) { return (void)h, -1; }

@@ -34,6 +34,12 @@ int rt_dist_built(void);
  * OpenMPI's default algorithms).  0, or -1 with a message printed. */
 int rt_dist_sum_f32(float *buf, int64_t n);
 int rt_dist_sum_f64(double *buf, int64_t n);
+/* The same, started now and finished by rt_dist_wait: returns a handle
+ * (>= 0), or -1 with a message printed.  rt_dist_progress lets MPI move
+ * the started sums on (call it now and then). */
+int rt_dist_isum_f32(float *buf, int64_t n);
+int rt_dist_wait(int handle);
+void rt_dist_progress(void);
 /* Rank 0's bytes to every rank.  0 or -1. */
 int rt_dist_bcast(void *buf, int64_t bytes);
 /* Compares every rank's h with rank 0's: -1 when all agree, else the

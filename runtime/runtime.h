@@ -53,10 +53,13 @@ typedef struct {
      * gradients; each step sums them over the ranks in one buffer (with the
      * loss and the correct count) and updates the weights here */
     int dist;
-    int nupd;                   /* parameters */
+    int nupd;                   /* parameters, in the order their gradients become final */
     int *upd_param, *upd_grad;  /* per parameter: its tensor and its gradient's, in model */
-    float *dist_buf;            /* every gradient, then the loss and the correct count */
+    float *dist_buf;            /* every gradient in that order, then the loss and the correct count */
     int64_t dist_n;             /* floats in dist_buf */
+    struct RtBucket *buckets;   /* runtime/dist_step.c */
+    int nbuckets;
+    double dist_sec;            /* time waiting for the allreduces after the steps, all steps together */
 } RtSession;
 
 typedef struct {
@@ -96,6 +99,14 @@ void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labe
  * is over every rank's rows, the same on every rank. */
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct);
+/* runtime/dist_step.c, for rt_session_*: the gradient buckets of a
+ * data-parallel session, summed as they become final during the step
+ * (begin/end bracket the step), then the update. */
+int rt_dist_open(RtSession *s, Diag *d);
+void rt_dist_step_begin(RtSession *s);
+void rt_dist_step_end(RtSession *s);
+int rt_dist_update(RtSession *s, double lr, double *loss, int64_t *correct);
+void rt_dist_close(RtSession *s);
 /* Data parallel: rank 0's weights (params) and running statistics
  * (state) to every rank.  0 or -1 (reported). */
 int rt_session_bcast(RtSession *s, int params, int state, Diag *d);

@@ -22,35 +22,6 @@ static int bind(RtSession *s, Program *p, void ***slots, int **tensor, Diag *d) 
     return 0;
 }
 
-/* The parameters the runtime updates (data parallel) and the buffer their
- * gradients are summed in. */
-static int dist_open(RtSession *s, Diag *d) {
-    if (s->be->put)
-        return diag_error_noloc(d, "data-parallel training runs on the ref and cpu targets, not on %s",
-                                s->be->name);
-    s->dist = 1;
-    s->upd_param = ir_xcalloc((size_t)(s->train.nslots + 1), sizeof(int));
-    s->upd_grad = ir_xcalloc((size_t)(s->train.nslots + 1), sizeof(int));
-    s->dist_n = 2;
-    for (int i = 0; i < s->train.nslots; i++) {
-        const Slot *sl = &s->train.slots[i];
-        if (sl->kind != SLOT_GRAD) continue;
-        size_t len = strlen(sl->name);
-        char *pname = ir_strdup(sl->name);
-        if (len > 5) pname[len - 5] = 0; /* "<param>.grad" */
-        RtTensor *w = rt_model_find(&s->model, pname), *g = &s->model.t[s->train_tensor[i]];
-        free(pname);
-        if (!w || w->bytes != g->bytes)
-            return diag_error_noloc(d, "internal error: no parameter for gradient %s", sl->name);
-        s->upd_param[s->nupd] = (int)(w - s->model.t);
-        s->upd_grad[s->nupd++] = (int)(g - s->model.t);
-        s->dist_n += g->bytes / (int64_t)sizeof(float);
-    }
-    s->dist_buf = aligned_alloc(64, (size_t)(s->dist_n * (int64_t)sizeof(float) + 63) / 64 * 64);
-    if (!s->dist_buf) return diag_error_noloc(d, "out of memory for the gradient buffer");
-    return 0;
-}
-
 int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_eval, const RtSessionOptions *o,
                     Diag *d) {
     memset(s, 0, sizeof *s);
@@ -87,7 +58,7 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     rt_session_host_wrote(s);
     const IrType *lt = ir_type(&s->eval.g, s->eval.g.logits);
     s->classes = (int)lt->d[1];
-    if (o->train && o->dist) return dist_open(s, d);
+    if (o->train && o->dist) return rt_dist_open(s, d);
     return 0;
 }
 
@@ -103,9 +74,7 @@ void rt_session_close(RtSession *s) {
     free(s->train_tensor);
     free(s->eval_tensor);
     free(s->arena);
-    free(s->upd_param);
-    free(s->upd_grad);
-    free(s->dist_buf);
+    rt_dist_close(s);
     rt_model_free(&s->model);
     if (s->own_pool) rt_pool_free(s->pool);
     memset(s, 0, sizeof *s);
@@ -190,42 +159,17 @@ static void score(const RtSession *s, int64_t count, double *loss_sum, int64_t *
     *correct = ok;
 }
 
-/* Data parallel, after the step: every rank's gradients, losses and
- * correct counts summed in one allreduce; then SGD with the mean gradient
- * (each rank's loss is the mean over its rows, and all ranks have as many). */
-static int dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
-    float *b = s->dist_buf;
-    int64_t k = 0;
-    for (int i = 0; i < s->nupd; i++) {
-        const RtTensor *g = &s->model.t[s->upd_grad[i]];
-        memcpy(b + k, g->data, (size_t)g->bytes);
-        k += g->bytes / (int64_t)sizeof(float);
-    }
-    b[k] = (float)*loss, b[k + 1] = (float)*correct;
-    if (rt_dist_sum_f32(b, s->dist_n)) return -1;
-    float scale = 1.0f / (float)rt_dist_size(), flr = (float)lr;
-    k = 0;
-    for (int i = 0; i < s->nupd; i++) {
-        RtTensor *w = &s->model.t[s->upd_param[i]];
-        float *wd = w->data;
-        int64_t n = w->bytes / (int64_t)sizeof(float);
-        for (int64_t j = 0; j < n; j++) wd[j] -= flr * (b[k + j] * scale);
-        k += n;
-    }
-    *loss = (double)b[k] * (double)scale;
-    *correct = (int64_t)b[k + 1];
-    return 0;
-}
-
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct) {
     RunCtx c = {s->arena, s->train_slots, lr, seed, step, s->pool};
     if (sync(s, &s->train, s->train_state, s->train_slots, s->train_tensor, 1)) return -1;
-    if (s->be->run(s->train_state, &s->train, &c)) return -1;
-    if (ran(s, &s->train, s->train_state, s->train_slots, s->train_tensor)) return -1;
+    if (s->dist) rt_dist_step_begin(s);
+    int rc = s->be->run(s->train_state, &s->train, &c);
+    if (s->dist) rt_dist_step_end(s);
+    if (rc || ran(s, &s->train, s->train_state, s->train_slots, s->train_tensor)) return -1;
     *loss = *(const float *)rt_model_find(&s->model, "loss")->data;
     score(s, count, NULL, correct);
-    return s->dist ? dist_update(s, lr, loss, correct) : 0;
+    return s->dist ? rt_dist_update(s, lr, loss, correct) : 0;
 }
 
 int rt_session_bcast(RtSession *s, int params, int state, Diag *d) {

@@ -71,6 +71,11 @@ if [ -f "$T/one.st" ] && [ -f "$T/two.st" ]; then
         bad "2 ranks x batch 32 vs 1 process x batch 64: rel. difference $d (limit 2e-5), moved $moved"
     fi
 fi
+# the gradients summed in buckets of one kernel's gradients each, started
+# during the backward pass: the same bits as the default buckets
+NETC_DIST_BUCKET=1 $M2 $NETC train $L $Q --max-steps 12 --checkpoint "$T/two1.st" >/dev/null 2>&1
+cmp -s "$T/two.st" "$T/two1.st" && ok "buckets of every gradient-final kernel: the same weights, byte for byte" \
+    || bad "NETC_DIST_BUCKET=1 changed the weights"
 grep -c "^epoch" "$T/two.out" | grep -qx 1 && ok "rank 0 alone prints the epoch line" \
     || bad "epoch lines from 2 ranks: $(cat "$T/two.out")"
 

@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
         {"predict", "weights images limit fuse concat recompute"},
         {"step", "in out mode lr seed fuse concat recompute"},
         {"compile", "out fuse concat recompute ranks sync-bn"},
-        {"bench", "steps warmup json lr fuse compare-fuse concat recompute"},
+        {"bench", "steps warmup json lr fuse compare-fuse concat recompute sync-bn"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;

@@ -75,12 +75,22 @@ static int cg_build_program_prof(Cg *cg, const Program *p, const char *entry, co
             mark = LLVMGetNamedFunction(cg->mod, "rt_prof_mark");
             if (!mark) mark = LLVMAddFunction(cg->mod, "rt_prof_mark", ft);
         }
+        LLVMValueRef ready = NULL;
+        if (p->grad_final) {
+            LLVMTypeRef ft = LLVMFunctionType(cg->v, &cg->i64, 1, 0);
+            ready = LLVMGetNamedFunction(cg->mod, "rt_grads_ready");
+            if (!ready) ready = LLVMAddFunction(cg->mod, "rt_grads_ready", ft);
+        }
         for (int k = 0; k < p->nkernels; k++) {
             if (mark) {
                 LLVMValueRef kk = ci64(cg, prof_base + k);
                 cg_call(cg, mark, &kk, 1);
             }
             cg_call(cg, kfn[k], a, 3);
+            if (ready && p->grad_final[k]) { /* base/gradready.h */
+                LLVMValueRef kk = ci64(cg, k);
+                cg_call(cg, ready, &kk, 1);
+            }
         }
         if (mark) {
             LLVMValueRef kk = ci64(cg, -1);

@@ -3,6 +3,7 @@
  * reported through diag_error_noloc with what failed. */
 #include "cg.h"
 #include "../../base/syncbn.h"
+#include "../../base/gradready.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Support.h>
@@ -245,6 +246,7 @@ static int define_runtime(CgJit *j, Diag *d) {
         {"rt_prof_mark", (void *)rt_prof_mark},
         {"rt_syncbn_fwd", (void *)rt_syncbn_fwd},
         {"rt_syncbn_bwd", (void *)rt_syncbn_bwd},
+        {"rt_grads_ready", (void *)rt_grads_ready},
     };
     enum { N = sizeof syms / sizeof syms[0] };
     LLVMJITCSymbolMapPair pairs[N];
