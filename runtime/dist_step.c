@@ -7,6 +7,10 @@
  * count, goes after the step; then every rank applies the same SGD update
  * with the mean gradient.
  *
+ * On a device backend (cuda), whose step does not call back, every bucket
+ * goes after the step: the gradients are brought to the host, summed there,
+ * and the updated weights go back up before the next step.
+ *
  * A bucket closes at a kernel boundary once it holds NETC_DIST_BUCKET bytes
  * (default 4 MiB).  The sums are elementwise, so the bucketing changes no
  * result: with two ranks the bits are those of one allreduce of everything. */
@@ -54,9 +58,6 @@ static int *final_kernels(const Program *p) {
 }
 
 int rt_dist_open(RtSession *s, Diag *d) {
-    if (s->be->put)
-        return diag_error_noloc(d, "data-parallel training runs on the ref and cpu targets, not on %s",
-                                s->be->name);
     const Program *p = &s->train;
     s->dist = 1;
     int *fk = final_kernels(p), *order = ir_xmalloc(sizeof(int) * (size_t)(p->nslots + 1)), n = 0;
@@ -69,6 +70,7 @@ int rt_dist_open(RtSession *s, Diag *d) {
         }
     s->upd_param = ir_xcalloc((size_t)(n + 1), sizeof(int));
     s->upd_grad = ir_xcalloc((size_t)(n + 1), sizeof(int));
+    s->upd_slot = order; /* (its first n entries) */
     s->buckets = ir_xcalloc((size_t)(n + 1), sizeof(struct RtBucket));
     int64_t off = 0, limit = bucket_bytes() / (int64_t)sizeof(float);
     for (int q = 0; q < n; q++) {
@@ -79,7 +81,7 @@ int rt_dist_open(RtSession *s, Diag *d) {
         RtTensor *w = rt_model_find(&s->model, pname), *g = &s->model.t[s->train_tensor[order[q]]];
         free(pname);
         if (!w || w->bytes != g->bytes) {
-            free(fk), free(order);
+            free(fk);
             return diag_error_noloc(d, "internal error: no parameter for gradient %s", sl->name);
         }
         s->upd_param[q] = (int)(w - s->model.t), s->upd_grad[q] = (int)(g - s->model.t);
@@ -95,7 +97,7 @@ int rt_dist_open(RtSession *s, Diag *d) {
     if (n == 0 || s->buckets[s->nbuckets].n) s->nbuckets++;
     s->nupd = n;
     s->dist_n = off + 2;
-    free(fk), free(order);
+    free(fk);
     s->dist_buf = aligned_alloc(64, (size_t)(s->dist_n * (int64_t)sizeof(float) + 63) / 64 * 64);
     if (!s->dist_buf) return diag_error_noloc(d, "out of memory for the gradient buffer");
     return 0;
@@ -104,6 +106,7 @@ int rt_dist_open(RtSession *s, Diag *d) {
 void rt_dist_close(RtSession *s) {
     free(s->upd_param);
     free(s->upd_grad);
+    free(s->upd_slot);
     free(s->buckets);
     free(s->dist_buf);
 }
@@ -141,6 +144,14 @@ void rt_dist_step_end(RtSession *s) { rt_grads_ready_set(NULL, NULL); (void)s; }
 int rt_dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
     float *buf = s->dist_buf;
     int rc = 0;
+    /* a device backend: the gradients come to the host, are summed over MPI
+     * there, and the weights the host updates go back before the next step
+     * (NCCL, which would sum them on the devices, is not wired in) */
+    if (s->be->get) {
+        RunCtx c = {s->arena, s->train_slots, 0, 0, 0, s->pool};
+        if (s->nupd && s->be->get(s->train_state, &s->train, &c, s->upd_slot, s->nupd)) return -1;
+        for (int i = 0; i < s->nupd; i++) s->model.t[s->upd_grad[i]].newer = 0;
+    }
     /* the buckets whose kernels did not call (a backend without the hook) */
     for (int i = 0; i + 1 < s->nbuckets; i++)
         if (s->buckets[i].handle == -1) {
@@ -163,6 +174,7 @@ int rt_dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
         float *wd = w->data;
         int64_t n = w->bytes / (int64_t)sizeof(float);
         for (int64_t j = 0; j < n; j++) wd[j] -= flr * (buf[k + j] * scale);
+        if (s->be->put) w->newer = RT_HOST_NEWER;
         k += n;
     }
     *loss = (double)buf[k] * (double)scale;

@@ -55,6 +55,7 @@ typedef struct {
     int dist;
     int nupd;                   /* parameters, in the order their gradients become final */
     int *upd_param, *upd_grad;  /* per parameter: its tensor and its gradient's, in model */
+    int *upd_slot;              /* per parameter: its gradient's slot in the train program */
     float *dist_buf;            /* every gradient in that order, then the loss and the correct count */
     int64_t dist_n;             /* floats in dist_buf */
     struct RtBucket *buckets;   /* runtime/dist_step.c */

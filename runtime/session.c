@@ -173,11 +173,13 @@ int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step,
 }
 
 int rt_session_bcast(RtSession *s, int params, int state, Diag *d) {
+    if (rt_session_to_host(s, d)) return -1; /* (a device backend) */
     for (int i = 0; i < s->model.n; i++) {
         RtTensor *t = &s->model.t[i];
         if (!((params && t->kind == SLOT_PARAM) || (state && t->kind == SLOT_STATE))) continue;
         if (rt_dist_bcast(t->data, t->bytes))
             return diag_error_noloc(d, "could not send rank 0's %s to the other ranks", t->name);
+        if (s->be->put) t->newer = RT_HOST_NEWER;
     }
     return 0;
 }

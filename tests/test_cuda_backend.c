@@ -10,6 +10,7 @@
  *   - a session: training steps whose losses are ref's, a checkpoint written
  *     from the device and loaded on ref, a checkpoint loaded into the device
  *     session and trained on from there, as ref does;
+ *   - a data-parallel session (gradients summed on the host) as ref's;
  *   - faults: out of device memory at every allocation, a failing launch:
  *     -1, and nothing left allocated;
  *   - the real driver absent: "no CUDA driver (libcuda.so.1)". */
@@ -218,16 +219,19 @@ typedef struct {
     char *t1, *t2;
 } Net;
 
-static void open_net(Net *n, const char *target) {
+/* dist: a data-parallel session (a job of one rank here: no mpirun) */
+static void open_net_dist(Net *n, const char *target, int dist) {
     char path[512];
     snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
     assert_int_equal(tu_build(path, IR_TRAIN, &n->gt, &n->t1), 0);
     assert_int_equal(tu_build(path, IR_EVAL, &n->ge, &n->t2), 0);
-    RtSessionOptions o = {target, 8, 1, 0, 1, NULL, NULL, NULL, NULL, 0, 0};
+    RtSessionOptions o = {target, 8, 1, 0, 1, NULL, NULL, NULL, NULL, dist, 0};
     Diag d;
     diag_init(&d, target, NULL, 0, stderr);
     assert_int_equal(rt_session_open(&n->s, &n->gt, &n->ge, &o, &d), 0);
 }
+
+static void open_net(Net *n, const char *target) { open_net_dist(n, target, 0); }
 
 static void close_net(Net *n) {
     rt_session_close(&n->s);
@@ -312,6 +316,27 @@ static void test_session(void **s) {
     close_net(&dv);
     close_net(&rf);
     unlink(ck);
+    nothing_left();
+}
+
+/* Data parallel on the device: the step stops at the gradients, which come
+ * to the host, are summed there (over one rank here) and update the host's
+ * weights, which go back up before the next step: the same losses and
+ * weights as ref's ordinary session. */
+static void test_dist_session(void **s) {
+    (void)s;
+    if (!tu_have_cc()) return;
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    Net dv, rf;
+    open_net_dist(&dv, "cuda", 1);
+    open_net(&rf, "ref");
+    assert_true(dv.s.dist && dv.s.nupd > 0);
+    for (uint64_t k = 0; k < 4; k++) same_loss(train(&dv, k), train(&rf, k), "data-parallel training");
+    assert_int_equal(rt_session_to_host(&dv.s, &d), 0);
+    same_weights(&dv, &rf);
+    close_net(&dv);
+    close_net(&rf);
     nothing_left();
 }
 
@@ -443,6 +468,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_steps, setup),
         cmocka_unit_test_setup(test_session, setup),
+        cmocka_unit_test_setup(test_dist_session, setup),
         cmocka_unit_test_setup(test_faults, setup),
         cmocka_unit_test_setup(test_profile, setup),
         cmocka_unit_test_setup(test_no_driver, setup),

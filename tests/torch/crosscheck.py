@@ -69,7 +69,15 @@ MODELS = {
     "resnet18": (resnet18, "resnet18.net", 96, 0.05, 4),
     "densenet": (densenet, "densenet.net", 96, 0.1, 4),
     # beyond the seven: the networks of models/extra/ (tests/torch/extra_models.py)
-    "resnet34": (resnet34, "extra/resnet34.net", 64, 0.05, 4),
+    # eval only, as DenseNet-121: ResNet-34's training step at batch 4 is
+    # chaotic in fp32 (36 train-mode batch norms, 2x2 maps in the last stage
+    # at 64x64: a ReLU input within rounding of zero switches in one fp32
+    # program and not in another).  Over seeds 0-4, the 1e-3 check of its
+    # gradients failed for netc's ref (seed 3), for the cpu backend's SSE
+    # code (seed 3) and its AVX2 code (seeds 0, 1, 3), each time on tensors
+    # where PyTorch's own fp32 happened not to switch.  Its training step is
+    # judged against ref64 on random data in test_cpu_step instead.
+    "resnet34": (resnet34, "extra/resnet34.net", 64, 0.05, 4, ("eval",)),
     # eval only: through 120 train-mode batch norms over a batch of 4,
     # PyTorch's own fp32 gradients are up to 1e-2 from its fp64 ones, so a
     # 1e-3 check of the training step cannot tell right from wrong there
