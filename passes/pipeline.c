@@ -74,10 +74,13 @@ static void mark_grad_final(Program *p) {
     for (int k = 0; k < p->nkernels; k++)
         for (int j = 0; j < p->kernels[k].nnodes; j++) kernel_of[p->kernels[k].nodes[j]] = k;
     p->grad_final = ir_xcalloc((size_t)(p->nkernels + 1), sizeof(int));
+    p->grad_kernel = ir_xmalloc(sizeof(int) * (size_t)(p->nslots + 1));
     for (int i = 0; i < p->nslots; i++) {
+        p->grad_kernel[i] = -1;
         if (p->slots[i].kind != SLOT_GRAD) continue;
         int k = kernel_of[ir_value(&p->g, p->slots[i].value)->node];
-        p->grad_final[k >= 0 ? k : p->nkernels - 1]++; /* (a producer without a kernel of its own: a view) */
+        p->grad_kernel[i] = k >= 0 ? k : p->nkernels - 1; /* (a producer without a kernel of its own: a view) */
+        p->grad_final[p->grad_kernel[i]]++;
     }
     free(kernel_of);
 }
@@ -159,6 +162,7 @@ void program_free(Program *p) {
     free(p->view_why);
     free(p->view_why_node);
     free(p->grad_final);
+    free(p->grad_kernel);
     ir_free(&p->g);
     memset(p, 0, sizeof *p);
 }

@@ -96,8 +96,9 @@ typedef struct {
     int sync_bn;
     /* no_update: per kernel, how many parameter gradients it wrote last
      * (the backends call rt_grads_ready(k) after kernel k where non-zero,
-     * base/gradready.h); NULL otherwise */
-    int *grad_final;
+     * base/gradready.h), and per slot the kernel after which its gradient
+     * is final (-1: not a gradient); NULL otherwise */
+    int *grad_final, *grad_kernel;
 } Program;
 
 /* How the memory plan places values.  A NULL PlanOptions: the defaults. */

@@ -171,7 +171,6 @@ static int sum(void *buf, int64_t n, MPI_Datatype t, size_t esz) {
     return 0;
 }
 
-int rt_dist_sum_f32(float *buf, int64_t n) { return sum(buf, n, MPI_FLOAT, sizeof(float)); }
 
 /* base/syncbn.h's sums, which cannot report a failure: it ends the job */
 static void syncbn_sum(double *buf, int64_t n) {
@@ -266,7 +265,6 @@ void rt_dist_abort(int code) {
     exit(code);
 }
 
-int rt_dist_sum_f32(float *buf, int64_t n) { return (void)buf, (void)n, 0; }
 int rt_dist_isum_f32(float *buf, int64_t n) { return (void)buf, (void)n, 0; }
 int rt_dist_wait(int handle) { return (void)handle, 0; }
 void rt_dist_progress(void) {}

@@ -29,12 +29,11 @@ int rt_dist_local_size(void);
 /* Whether this netc was built with MPI. */
 int rt_dist_built(void);
 
-/* Sums n floats (or doubles) over all ranks, in place, on every rank.
+/* Sums n doubles over all ranks, in place, on every rank.
  * The order of the sum is MPI's (fixed for a fixed job size with
  * OpenMPI's default algorithms).  0, or -1 with a message printed. */
-int rt_dist_sum_f32(float *buf, int64_t n);
 int rt_dist_sum_f64(double *buf, int64_t n);
-/* The same, started now and finished by rt_dist_wait: returns a handle
+/* The same for floats, started now and finished by rt_dist_wait: a handle
  * (>= 0), or -1 with a message printed.  rt_dist_progress lets MPI move
  * the started sums on (call it now and then). */
 int rt_dist_isum_f32(float *buf, int64_t n);

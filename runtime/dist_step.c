@@ -41,26 +41,11 @@ static int64_t bucket_bytes(void) {
     return b > 0 ? b : 4 << 20;
 }
 
-/* Each gradient slot's final kernel: that of its producer (Program.grad_final
- * counts them per kernel). */
-static int *final_kernels(const Program *p) {
-    int *kernel_of = ir_xmalloc(sizeof(int) * (size_t)(p->g.nnodes + 1)), *fk;
-    for (int i = 0; i < p->g.nnodes; i++) kernel_of[i] = -1;
-    for (int k = 0; k < p->nkernels; k++)
-        for (int j = 0; j < p->kernels[k].nnodes; j++) kernel_of[p->kernels[k].nodes[j]] = k;
-    fk = ir_xmalloc(sizeof(int) * (size_t)(p->nslots + 1));
-    for (int i = 0; i < p->nslots; i++) {
-        int k = p->slots[i].kind == SLOT_GRAD ? kernel_of[ir_value(&p->g, p->slots[i].value)->node] : -1;
-        fk[i] = p->slots[i].kind == SLOT_GRAD && k < 0 ? p->nkernels - 1 : k;
-    }
-    free(kernel_of);
-    return fk;
-}
-
 int rt_dist_open(RtSession *s, Diag *d) {
     const Program *p = &s->train;
     s->dist = 1;
-    int *fk = final_kernels(p), *order = ir_xmalloc(sizeof(int) * (size_t)(p->nslots + 1)), n = 0;
+    const int *fk = p->grad_kernel; /* the pipeline's, with no_update */
+    int *order = ir_xmalloc(sizeof(int) * (size_t)(p->nslots + 1)), n = 0;
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].kind == SLOT_GRAD) order[n++] = i;
     for (int i = 1; i < n; i++) /* by final kernel, stably */
@@ -81,7 +66,6 @@ int rt_dist_open(RtSession *s, Diag *d) {
         RtTensor *w = rt_model_find(&s->model, pname), *g = &s->model.t[s->train_tensor[order[q]]];
         free(pname);
         if (!w || w->bytes != g->bytes) {
-            free(fk);
             return diag_error_noloc(d, "internal error: no parameter for gradient %s", sl->name);
         }
         s->upd_param[q] = (int)(w - s->model.t), s->upd_grad[q] = (int)(g - s->model.t);
@@ -97,7 +81,6 @@ int rt_dist_open(RtSession *s, Diag *d) {
     if (n == 0 || s->buckets[s->nbuckets].n) s->nbuckets++;
     s->nupd = n;
     s->dist_n = off + 2;
-    free(fk);
     s->dist_buf = aligned_alloc(64, (size_t)(s->dist_n * (int64_t)sizeof(float) + 63) / 64 * 64);
     if (!s->dist_buf) return diag_error_noloc(d, "out of memory for the gradient buffer");
     return 0;
