@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     void *arena = aligned_alloc(64, (size_t)(p.arena_bytes + 127) / 64 * 64);
     Diag d;
     diag_init(&d, argv[1], NULL, 0, stderr);
-    BackendOptions o = {threads, 3, 0, NULL};
+    BackendOptions o = {threads, 3, 0, NULL, 0};
     void *s;
     double t0 = now();
     if (backend_cpu.compile(&p, &o, &s, &d)) return 1;

@@ -29,7 +29,25 @@ typedef struct {
     int opt_level;          /* 0..3 */
     int verbose;
     const char *cpu;        /* cpu: --cpu NAME[,+feature,...]; NULL: $NETC_CPU or native */
+    int device;             /* cuda: which device (modulo their number); a rank's local rank */
 } BackendOptions;
+
+/* A data-parallel train program (one that stops at the gradients) as the
+ * runtime's step sees it (runtime/dist_step.c): the gradients in the order
+ * they become final, packed in buckets. */
+typedef struct {
+    int rank, size;
+    int n;                      /* gradients */
+    const int *grad, *param;    /* [n]: slots of p: each gradient and its parameter */
+    int nbuckets;
+    const int *bucket_end;      /* [nbuckets]: bucket b holds gradients [end[b-1], end[b]) */
+    const int *bucket_kernel;   /* [nbuckets]: the kernel after which all of them are final */
+    /* the runtime's collectives (MPI): rank 0's bytes to every rank, 0 or
+     * -1; -1 when every rank passes the same h, else a rank that differs */
+    int (*bcast)(void *buf, int64_t bytes);
+    int (*agree)(uint64_t h);
+    char why[256];              /* out: why the backend does not sum them itself */
+} BackendDist;
 
 typedef struct Backend {
     const char *name;       /* "ref", "cpu", "cuda" */
@@ -56,6 +74,14 @@ typedef struct Backend {
     int (*get)(void *state, const Program *p, RunCtx *ctx, const int *which, int n);
     /* Optional: the device memory the backend holds now, in bytes. */
     long long (*device_bytes)(void);
+    /* Optional: for a data-parallel train program p (compiled as state),
+     * the backend sums the gradients over the ranks itself (cuda: NCCL,
+     * each bucket as soon as its kernel has run) and applies the SGD
+     * update with the mean gradient in its run, so that the weights stay
+     * where they are.  Called on every rank alike.  0: it does; 1: it
+     * cannot here, with the reason in bd->why (the same answer on every
+     * rank; the runtime then sums on the host); -1: an error, printed. */
+    int (*dist_open)(void *state, const Program *p, BackendDist *bd, Diag *d);
 } Backend;
 
 /* codegen/backend.c: the registry of backends built into this binary. */

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #endif
 
-static int started, rank_, size_ = 1, local_ = 1;
+static int started, rank_, size_ = 1, local_ = 1, local_rank_;
 
 uint64_t rt_hash(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
@@ -41,6 +41,7 @@ static int launched_size(void) {
 int rt_dist_rank(void) { return rank_; }
 int rt_dist_size(void) { return size_; }
 int rt_dist_local_size(void) { return local_; }
+int rt_dist_local_rank(void) { return local_rank_; }
 
 #ifdef NETC_HAVE_MPI
 static int mpi_on;
@@ -138,6 +139,7 @@ int rt_dist_start(char *err, size_t n) {
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
         MPI_Comm_size(node, &local_);
+        MPI_Comm_rank(node, &local_rank_);
         MPI_Comm_free(&node);
     }
     rt_syncbn_set_sum(syncbn_sum);

@@ -26,6 +26,8 @@ int rt_dist_rank(void);
 int rt_dist_size(void);
 /* Ranks of this job on this machine (for the default thread count). */
 int rt_dist_local_size(void);
+/* This rank's place among them, from 0 (the device it takes). */
+int rt_dist_local_rank(void);
 /* Whether this netc was built with MPI. */
 int rt_dist_built(void);
 

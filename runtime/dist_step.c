@@ -7,9 +7,12 @@
  * count, goes after the step; then every rank applies the same SGD update
  * with the mean gradient.
  *
- * On a device backend (cuda), whose step does not call back, every bucket
- * goes after the step: the gradients are brought to the host, summed there,
- * and the updated weights go back up before the next step.
+ * A device backend that sums them itself (cuda with NCCL: Backend.dist_open)
+ * gets the buckets and does all of that on the devices; the host then sums
+ * only the loss and the count.  On one that does not (no NCCL, or
+ * NETC_NCCL=0), whose step does not call back, every bucket goes after the
+ * step: the gradients are brought to the host, summed there, and the
+ * updated weights go back up before the next step.
  *
  * A bucket closes at a kernel boundary once it holds NETC_DIST_BUCKET bytes
  * (default 4 MiB).  The sums are elementwise, so the bucketing changes no
@@ -39,6 +42,28 @@ static int64_t bucket_bytes(void) {
     const char *v = getenv("NETC_DIST_BUCKET");
     long long b = v ? atoll(v) : 0;
     return b > 0 ? b : 4 << 20;
+}
+
+static int bcast(void *buf, int64_t bytes) { return rt_dist_bcast(buf, bytes); }
+
+/* Offers the buckets to the backend (Backend.dist_open). */
+static int device_sums(RtSession *s, Diag *d) {
+    const Program *p = &s->train;
+    int n = s->nupd, *param = ir_xcalloc((size_t)n + 1, sizeof(int));
+    int *end = ir_xcalloc((size_t)s->nbuckets + 1, sizeof(int)), *kernel = ir_xcalloc((size_t)s->nbuckets + 1, sizeof(int));
+    for (int q = 0; q < n; q++)
+        for (int i = 0; i < p->nslots; i++)
+            if (s->train_tensor[i] == s->upd_param[q]) param[q] = i;
+    for (int b = 0; b < s->nbuckets; b++) end[b] = s->buckets[b].first + s->buckets[b].n, kernel[b] = s->buckets[b].kernel;
+    BackendDist bd = {rt_dist_rank(), rt_dist_size(), n, s->upd_slot, param, s->nbuckets, end, kernel, bcast,
+                      rt_dist_agree, ""};
+    int rc = s->be->dist_open(s->train_state, p, &bd, d);
+    free(param), free(end), free(kernel);
+    if (rc < 0) return -1;
+    s->dev_sum = rc == 0;
+    if (rc == 1 && rt_dist_rank() == 0 && rt_dist_size() > 1)
+        fprintf(stderr, "netc: note: %s: the gradients are summed over MPI on the host\n", bd.why);
+    return 0;
 }
 
 int rt_dist_open(RtSession *s, Diag *d) {
@@ -83,7 +108,7 @@ int rt_dist_open(RtSession *s, Diag *d) {
     s->dist_n = off + 2;
     s->dist_buf = aligned_alloc(64, (size_t)(s->dist_n * (int64_t)sizeof(float) + 63) / 64 * 64);
     if (!s->dist_buf) return diag_error_noloc(d, "out of memory for the gradient buffer");
-    return 0;
+    return s->be->dist_open ? device_sums(s, d) : 0;
 }
 
 void rt_dist_close(RtSession *s) {
@@ -127,9 +152,18 @@ void rt_dist_step_end(RtSession *s) { rt_grads_ready_set(NULL, NULL); (void)s; }
 int rt_dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
     float *buf = s->dist_buf;
     int rc = 0;
+    if (s->dev_sum) { /* the step summed and updated on the devices */
+        double lc[2] = {*loss, (double)*correct};
+        double t0 = now();
+        if (rt_dist_sum_f64(lc, 2)) return -1;
+        s->dist_sec += now() - t0;
+        for (int i = 0; i < s->nupd; i++) s->model.t[s->upd_param[i]].newer = RT_DEVICE_NEWER;
+        *loss = lc[0] / rt_dist_size();
+        *correct = (int64_t)lc[1];
+        return 0;
+    }
     /* a device backend: the gradients come to the host, are summed over MPI
-     * there, and the weights the host updates go back before the next step
-     * (NCCL, which would sum them on the devices, is not wired in) */
+     * there, and the weights the host updates go back before the next step */
     if (s->be->get) {
         RunCtx c = {s->arena, s->train_slots, 0, 0, 0, s->pool};
         if (s->nupd && s->be->get(s->train_state, &s->train, &c, s->upd_slot, s->nupd)) return -1;

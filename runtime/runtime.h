@@ -61,6 +61,8 @@ typedef struct {
     struct RtBucket *buckets;   /* runtime/dist_step.c */
     int nbuckets;
     double dist_sec;            /* time waiting for the allreduces after the steps, all steps together */
+    int dev_sum;                /* the backend sums the gradients and updates the weights itself
+                                   (cuda: NCCL; Backend.dist_open); the host sums loss and count */
 } RtSession;
 
 typedef struct {

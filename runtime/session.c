@@ -36,7 +36,7 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     s->batch = o->batch;
     s->own_pool = !o->pool;
     s->pool = o->pool ? o->pool : rt_pool_new(o->threads);
-    BackendOptions bo = {o->threads, 3, 0, o->cpu};
+    BackendOptions bo = {o->threads, 3, 0, o->cpu, o->dist ? rt_dist_local_rank() : 0};
     if (o->train) {
         if (lower(fwd_train, IR_TRAIN, &s->train, o, d)) return -1;
         s->has_train = 1;

@@ -97,7 +97,7 @@ int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, Thre
     void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
     Diag d;
     diag_init(&d, be->name, NULL, 0, stderr);
-    BackendOptions o = {2, 3, 0, cpu};
+    BackendOptions o = {2, 3, 0, cpu, 0};
     void *st;
     int rc = be->compile(p, &o, &st, &d);
     if (rc == 0) {

@@ -4,6 +4,7 @@
 #include "runtime/dist.h"
 #include "base/pool.h"
 #include "codegen/cuda/cuda_src.h"
+#include "codegen/cuda/nccl.h"
 #include "codegen/cuda/nvrtc.h"
 #include "bench.h"
 
@@ -198,7 +199,7 @@ static int cmd_dump(const RtArgs *a) {
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;
-                BackendOptions bo = {a->threads, 3, 0, a->cpu};
+                BackendOptions bo = {a->threads, 3, 0, a->cpu, 0};
                 if (!be) rc = diag_error_noloc(&d, "this netc was built without LLVM (targets: %s); --llvm needs the cpu backend", NETC_TARGETS);
                 else if (!(rc = be->compile(&p, &bo, &st, &d))) {
                     rc = be->dump ? be->dump(st, stdout) : -1;
@@ -249,8 +250,16 @@ int main(int argc, char **argv) {
         printf("cuda target: %s; %s\n", nvrtc ? "NVRTC found" : why,
                cuda ? "CUDA driver (libcuda.so.1) found" : "no CUDA driver (libcuda.so.1) on this machine");
         if (cuda) dlclose(cuda);
-        printf("data parallel: %s\n", rt_dist_built() ? "MPI (mpirun -np N netc train FILE)"
-                                                       : "none (built without MPI: libopenmpi-dev)");
+        NcclTable nc;
+        char nwhy[256];
+        int nccl = cg_nccl_open(&nc, nwhy, sizeof nwhy) == 0;
+        cg_nccl_close(&nc);
+        printf("data parallel: %s", rt_dist_built() ? "MPI (mpirun -np N netc train FILE)"
+                                                   : "none (built without MPI: libopenmpi-dev)");
+        if (rt_dist_built())
+            printf("; --target cuda: %s", nccl ? "NCCL (libnccl.so.2) sums the gradients on the devices"
+                                               : "no NCCL (libnccl.so.2): the gradients are summed on the host");
+        printf("\n");
         return 0;
     }
     const char *cmd = argv[1];

@@ -11,10 +11,14 @@
  * runtime moves slots between the two with put and get (backend.h).  A
  * step's launches go to the default stream, one after another, and the run
  * waits for the last; only what the runtime asks for comes back.
+ * In a data-parallel step the gradients are summed over the ranks with
+ * NCCL as the kernels finish them, and the weights updated on the device
+ * (cuda_dist.c).
  * NETC_CUDA_PROFILE=1 times every launch with CUDA events (one before each
  * and one after the last), sums them per program kernel over the runs
  * after the first and prints the table when the program is freed. */
 #include "../backend.h"
+#include "cuda_dist.h"
 #include "cuda_src.h"
 #include "driver.h"
 #include "nvrtc.h"
@@ -27,6 +31,8 @@ extern const Backend backend_cuda;
 
 static CudaDriver real;          /* libcuda.so.1, opened on first use */
 static const CudaDriver *drv;    /* the table in use: a test's, or &real */
+static NcclTable real_nccl;      /* libnccl.so.2, opened on first use */
+static const NcclTable *nccl;    /* a test's table, or NULL */
 
 typedef struct {
     void *host;
@@ -58,11 +64,16 @@ typedef struct {
     double *prof;                /* per program kernel: seconds, summed */
     char **label;                /* per program kernel */
     int nkernels, runs;
+    CudaDist *dist;              /* a data-parallel step summing with NCCL */
+    CuPtr *addr;                 /* per slot: its device address (bound) */
 } CudaState;
 
 /* Tests install a fake driver table (NULL: the real one again). */
 void cg_cuda_use_driver(const CudaDriver *t);
 void cg_cuda_use_driver(const CudaDriver *t) { drv = t; }
+/* and a fake NCCL (NULL: the real one, which a fake driver never uses) */
+void cg_cuda_use_nccl(const NcclTable *t);
+void cg_cuda_use_nccl(const NcclTable *t) { nccl = t; }
 
 static void say(Diag *d) { diag_init(d, "cuda", NULL, 0, stderr); }
 
@@ -161,6 +172,8 @@ static void cuda_free(void *state) {
     CudaState *st = state;
     if (!st) return;
     prof_free(st);
+    cg_cuda_dist_close(st->dist);
+    free(st->addr);
     if (st->module) drv->module_unload(st->module);
     dfree(st->table, st->table_bytes);
     for (int i = 0; i < st->nbound; i++) {
@@ -180,13 +193,12 @@ static void cuda_free(void *state) {
 }
 
 static int cuda_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
-    (void)o;
     *state = NULL;
     if (!drv) {
         if (cg_cuda_driver_open(&real, d)) return -1;
         drv = &real;
     }
-    if (!dev.ctx && cg_cuda_context(drv, &dev.ctx, d)) return -1;
+    if (!dev.ctx && cg_cuda_context(drv, o->device, &dev.ctx, d)) return -1;
     CudaState *st = ir_xcalloc(1, sizeof *st);
     dev.users++;
     int rc = cg_cuda_source(p, &st->src, d);
@@ -219,7 +231,9 @@ static int bind(CudaState *st, const Program *p, RunCtx *ctx, Diag *d) {
     if (st->bound) return 0;
     if (st->nbound) return diag_error_noloc(d, "the device memory of an earlier step failed");
     free(st->slot_of);
+    free(st->addr);
     st->slot_of = ir_xcalloc((size_t)p->nslots + 1, sizeof(int));
+    st->addr = ir_xcalloc((size_t)p->nslots + 1, sizeof(CuPtr));
     CuPtr *table = ir_xcalloc((size_t)p->nslots + 1, sizeof(CuPtr));
     int rc = 0;
     for (int i = 0; i < p->nslots && !rc; i++) {
@@ -247,7 +261,7 @@ static int bind(CudaState *st, const Program *p, RunCtx *ctx, Diag *d) {
         dev.slot[k].refs++;
         st->slot_of[i] = k;
         st->nbound = i + 1;
-        table[i] = dev.slot[k].dev;
+        table[i] = st->addr[i] = dev.slot[k].dev;
     }
     if (!rc) rc = cg_cuda_copy(drv, st->table, table, sizeof(CuPtr) * (size_t)(p->nslots + 1), 1, d);
     free(table);
@@ -287,19 +301,16 @@ static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
         const CudaLaunch *l = &st->src.launch[i];
         if (st->ev) drv->event_record(st->ev[i], NULL);
         int rc = drv->launch(st->fn[i], l->grid, 1, 1, l->block, 1, 1, 0, NULL, args, NULL);
-        if (rc) {
-            const char *name = NULL;
-            if (!drv->error_name || drv->error_name(rc, &name) || !name) name = "unknown CUDA error";
-            return diag_error_noloc(&d, "kernel %s: cuLaunchKernel failed: %s (%d)", l->name, name, rc);
-        }
+        if (rc)
+            return diag_error_noloc(&d, "kernel %s: cuLaunchKernel failed: %s (%d)", l->name,
+                                    cg_cuda_error_name(drv, rc), rc);
+        int last = i + 1 == st->src.nlaunch || st->src.launch[i + 1].kernel != l->kernel;
+        if (st->dist && last && cg_cuda_dist_after(st->dist, l->kernel, st->addr, &d)) return -1;
     }
     if (st->ev) drv->event_record(st->ev[st->src.nlaunch], NULL);
+    if (st->dist && cg_cuda_dist_finish(st->dist, st->addr, args, &d)) return -1;
     int rc = drv->synchronize();
-    if (rc) {
-        const char *name = NULL;
-        if (!drv->error_name || drv->error_name(rc, &name) || !name) name = "unknown CUDA error";
-        return diag_error_noloc(&d, "the step failed on the device: %s (%d)", name, rc);
-    }
+    if (rc) return diag_error_noloc(&d, "the step failed on the device: %s (%d)", cg_cuda_error_name(drv, rc), rc);
     if (st->ev && st->runs++ > 0)
         for (int i = 0; i < st->src.nlaunch; i++) {
             float ms = 0;
@@ -311,12 +322,25 @@ static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
 static int cuda_dump(void *state, FILE *f) {
     const CudaState *st = state;
     fputs(st->src.text, f);
+    if (st->dist) fputs(cg_cuda_dist_source(st->dist), f);
     return 0;
 }
 
 static long long cuda_device_bytes(void) { return (long long)dev.held; }
 
+static int cuda_dist_open(void *state, const Program *p, BackendDist *bd, Diag *d) {
+    CudaState *st = state;
+    const NcclTable *t = nccl;
+    char why[200] = "";
+    const char *e = getenv("NETC_NCCL");
+    if (e && !strcmp(e, "0")) snprintf(why, sizeof why, "NETC_NCCL=0");
+    else if (!t && drv->source) snprintf(why, sizeof why, "no NCCL for an emulated device");
+    else if (!t && (real_nccl.lib || !cg_nccl_open(&real_nccl, why, sizeof why))) t = &real_nccl;
+    if (why[0]) t = NULL;
+    return cg_cuda_dist_open(drv, t, why, p, bd, &st->dist, d);
+}
+
 const Backend backend_cuda = {
     "cuda", "CUDA C per kernel, NVRTC to PTX, run through the CUDA Driver API (needs libcuda.so.1 and a GPU)",
-    cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get, cuda_device_bytes,
+    cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get, cuda_device_bytes, cuda_dist_open,
 };

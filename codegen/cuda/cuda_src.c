@@ -56,6 +56,8 @@ static const char prelude[] =
     "    return (float)(mix64(k + i) >> 40) * (1.0f / 16777216.0f);\n"
     "}\n";
 
+const char *cg_cuda_prelude(void) { return prelude; }
+
 void cu_out(Gen *g, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

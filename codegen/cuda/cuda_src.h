@@ -34,5 +34,8 @@ typedef struct {
 /* 0, or -1 with a message in d (an op or element type it cannot emit). */
 int cg_cuda_source(const Program *p, CudaSource *s, Diag *d);
 void cg_cuda_source_free(CudaSource *s);
+/* What every such text starts with: the KERNEL, DEV and KARGS macros, and
+ * emu.h on the host (for other generated modules: cuda_dist.c). */
+const char *cg_cuda_prelude(void);
 
 #endif

@@ -21,6 +21,9 @@ int cg_cuda_driver_open(CudaDriver *t, Diag *d) {
             cg_cuda_driver_close(t);
             return diag_error_noloc(d, "the CUDA driver (libcuda.so.1) lacks %s", names[i]);
         }
+    static const char *streams[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamWaitEvent", "cuEventQuery"};
+    void **more = (void **)&t->stream_create;
+    for (size_t i = 0; i < sizeof streams / sizeof *streams; i++) more[i] = dlsym(t->lib, streams[i]);
     return 0;
 }
 
@@ -29,17 +32,17 @@ void cg_cuda_driver_close(CudaDriver *t) {
     memset(t, 0, sizeof *t);
 }
 
-static const char *err_name(const CudaDriver *t, int rc) {
+const char *cg_cuda_error_name(const CudaDriver *t, int rc) {
     const char *s = NULL;
     if (t->error_name && t->error_name(rc, &s) == 0 && s) return s;
     return "unknown CUDA error";
 }
 
 static int fail(const CudaDriver *t, Diag *d, const char *call, int rc) {
-    return diag_error_noloc(d, "%s failed: %s (%d)", call, err_name(t, rc), rc);
+    return diag_error_noloc(d, "%s failed: %s (%d)", call, cg_cuda_error_name(t, rc), rc);
 }
 
-int cg_cuda_context(const CudaDriver *t, void **ctx, Diag *d) {
+int cg_cuda_context(const CudaDriver *t, int ordinal, void **ctx, Diag *d) {
     int rc, n = 0, device;
     *ctx = NULL;
     if ((rc = t->init(0))) {
@@ -48,7 +51,7 @@ int cg_cuda_context(const CudaDriver *t, void **ctx, Diag *d) {
     }
     if ((rc = t->device_count(&n))) return fail(t, d, "cuDeviceGetCount", rc);
     if (n == 0) return diag_error_noloc(d, "no CUDA device");
-    if ((rc = t->device_get(&device, 0))) return fail(t, d, "cuDeviceGet", rc);
+    if ((rc = t->device_get(&device, (ordinal > 0 ? ordinal : 0) % n))) return fail(t, d, "cuDeviceGet", rc);
     if ((rc = t->ctx_create(ctx, 0, device))) {
         *ctx = NULL;
         return fail(t, d, "cuCtxCreate", rc);
@@ -74,7 +77,7 @@ int cg_cuda_module(const CudaDriver *t, const void *image, void **module, Diag *
 int cg_cuda_function(const CudaDriver *t, void *module, const char *name, void **fn, Diag *d) {
     int rc = t->module_function(fn, module, name);
     if (!rc) return 0;
-    return diag_error_noloc(d, "kernel %s: cuModuleGetFunction failed: %s (%d)", name, err_name(t, rc), rc);
+    return diag_error_noloc(d, "kernel %s: cuModuleGetFunction failed: %s (%d)", name, cg_cuda_error_name(t, rc), rc);
 }
 
 int cg_cuda_copy(const CudaDriver *t, CuPtr dev, void *host, size_t bytes, int up, Diag *d) {
@@ -86,7 +89,7 @@ int cg_cuda_copy(const CudaDriver *t, CuPtr dev, void *host, size_t bytes, int u
 int cg_cuda_device_open(const CudaDriver *t, size_t bytes, const void *image, CudaDevice *dev, Diag *d) {
     memset(dev, 0, sizeof *dev);
     dev->t = t;
-    if (cg_cuda_context(t, &dev->ctx, d)) return -1;
+    if (cg_cuda_context(t, 0, &dev->ctx, d)) return -1;
     if (cg_cuda_alloc(t, bytes, &dev->mem, d)) {
         cg_cuda_device_close(dev);
         return -1;
@@ -104,11 +107,11 @@ int cg_cuda_device_launch(CudaDevice *dev, const char *name, unsigned grid, unsi
     void *fn;
     int rc;
     if ((rc = t->module_function(&fn, dev->module, name)))
-        return diag_error_noloc(d, "kernel %s: cuModuleGetFunction failed: %s (%d)", name, err_name(t, rc), rc);
+        return diag_error_noloc(d, "kernel %s: cuModuleGetFunction failed: %s (%d)", name, cg_cuda_error_name(t, rc), rc);
     if ((rc = t->launch(fn, grid, 1, 1, block, 1, 1, 0, NULL, args, NULL)))
-        return diag_error_noloc(d, "kernel %s: cuLaunchKernel failed: %s (%d)", name, err_name(t, rc), rc);
+        return diag_error_noloc(d, "kernel %s: cuLaunchKernel failed: %s (%d)", name, cg_cuda_error_name(t, rc), rc);
     if ((rc = t->synchronize()))
-        return diag_error_noloc(d, "kernel %s: failed while running: %s (%d)", name, err_name(t, rc), rc);
+        return diag_error_noloc(d, "kernel %s: failed while running: %s (%d)", name, cg_cuda_error_name(t, rc), rc);
     return 0;
 }
 

@@ -36,6 +36,12 @@ typedef struct {
     /* A fake table's: the module images it takes are CUDA C source text (an
      * emulated device, for tests), not PTX. */
     int source;
+    /* Streams, for the data-parallel step's NCCL sums (cuda_dist.c): NULL
+     * in a table that lacks them, which then sums on the host. */
+    int (*stream_create)(void **, unsigned);
+    int (*stream_destroy)(void *);
+    int (*stream_wait_event)(void *, void *, unsigned);
+    int (*event_query)(void *);   /* 0 done, 600 (CUDA_ERROR_NOT_READY) not yet */
 } CudaDriver;
 
 /* 0, or -1 with "no CUDA driver (libcuda.so.1) on this machine". */
@@ -61,7 +67,10 @@ void cg_cuda_device_close(CudaDevice *dev);
 
 /* The pieces of the above, for the cuda backend (codegen/cuda/cuda_backend.c):
  * each 0, or -1 with the message in d. */
-int cg_cuda_context(const CudaDriver *t, void **ctx, Diag *d);
+/* A context on device `ordinal` modulo the number of devices (0: the first). */
+int cg_cuda_context(const CudaDriver *t, int ordinal, void **ctx, Diag *d);
+/* The driver's name for error rc ("unknown CUDA error" when it has none). */
+const char *cg_cuda_error_name(const CudaDriver *t, int rc);
 int cg_cuda_alloc(const CudaDriver *t, size_t bytes, CuPtr *p, Diag *d);
 int cg_cuda_module(const CudaDriver *t, const void *image, void **module, Diag *d);
 int cg_cuda_function(const CudaDriver *t, void *module, const char *name, void **fn, Diag *d);
