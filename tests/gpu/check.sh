@@ -7,7 +7,11 @@
 #      batch-norm statistics; tests/torch/crosscheck.py) with --target cuda;
 #   2. `netc bench --target cuda` beside PyTorch on the same GPU, eager in
 #      fp32 and in tf32, and torch.compile for ResNet-18 and DenseNet, at the
-#      seed's batch and resolution, as a table with ratios.
+#      seed's batch and resolution, as a table with ratios;
+#   3. when netc has MPI and mpirun is there: 2 ranks of LeNet-BN with
+#      --target cuda, the gradients summed by NCCL (with two GPUs; NCCL
+#      refuses two ranks on one, and the job says it sums on the host) and
+#      then with NETC_NCCL=0 on the host: both train, and their weights agree.
 # Everything it prints also goes to OUTDIR (default $OUT, else
 # /tmp/netc-gpu): check.log, bench.jsonl, table.md.
 #
@@ -91,5 +95,31 @@ for m, r in rows.items():
                                                           mib(nd), mib(fd)))
 PYEOF
 cat "$out/table.md"
+
+echo "== 3. data parallel on the GPU: NCCL against host sums"
+if "$N" --version | grep -q "^data parallel: MPI" && command -v mpirun >/dev/null; then
+    M2="timeout 120 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2"
+    Q="--target cuda --batch 64 --lr 0.5 --epochs 1 --max-steps 30 --quiet"
+    $M2 "$N" train models/lenet_bn.net $Q --checkpoint "$out/nccl.st" >"$out/nccl.log" 2>&1 || rc=1
+    tail -3 "$out/nccl.log"
+    NETC_NCCL=0 $M2 -x NETC_NCCL "$N" train models/lenet_bn.net $Q --checkpoint "$out/host.st" >"$out/host.log" 2>&1 || rc=1
+    tail -3 "$out/host.log"
+    "$PY" - "$out/nccl.st" "$out/host.st" <<'PYEOF' || rc=1
+import json, struct, sys
+def load(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: struct.unpack('<%df' % ((v['data_offsets'][1] - v['data_offsets'][0]) // 4),
+                             b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]])
+            for k, v in h.items() if k != '__metadata__'}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+d = max(max(abs(x - y) for x, y in zip(a[k], b[k])) / max(max(abs(x) for x in a[k]), 1e-30) for k in a)
+print("NCCL vs host sums after 30 steps: max relative difference %.3g (limit 1e-3)" % d)
+sys.exit(d > 1e-3)
+PYEOF
+else
+    echo "skipped: this netc has no MPI or there is no mpirun"
+fi
 echo "$(elapsed) done, status $rc"
 exit $rc
