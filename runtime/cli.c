@@ -60,7 +60,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         if (strcmp(key, "o") == 0) strcpy(key, "out");
         if (!allowed_flag(allowed, key)) return arg_error(cmd, "unknown option `%s`", s);
         static const char *bools[] = {"resume", "memory", "llvm", "params", "train", "json", "verify", "quiet", "kernels",
-                                      "compare-fuse", "cuda", "sync-bn", NULL};
+                                      "compare-fuse", "cuda", "ptx", "sync-bn", NULL};
         int is_bool = 0;
         for (int b = 0; bools[b]; b++) is_bool |= strcmp(key, bools[b]) == 0;
         if (is_bool) {
@@ -75,6 +75,7 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
             if (!strcmp(key, "quiet")) a->quiet = 1;
             if (!strcmp(key, "kernels")) a->kernels = 1;
             if (!strcmp(key, "cuda")) a->cuda = 1;
+            if (!strcmp(key, "ptx")) a->ptx = 1;
             if (!strcmp(key, "compare-fuse")) a->compare_fuse = 1;
             if (!strcmp(key, "sync-bn")) a->sync_bn = 1;
             continue;

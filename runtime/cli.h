@@ -33,7 +33,7 @@ typedef struct {
     const char *mode;          /* --mode train|eval */
     const char *format;        /* --format text|dot */
     const char *dump_after;    /* --dump-after */
-    int memory, llvm, params, train_graph, kernels, cuda; /* dump flags */
+    int memory, llvm, params, train_graph, kernels, cuda, ptx; /* dump flags */
     int steps, warmup, json;   /* bench */
     int compare_fuse;          /* bench --compare-fuse */
     int sync_bn;               /* train --sync-bn (under mpirun) */

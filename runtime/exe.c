@@ -1,9 +1,13 @@
 /* exe.c - main() of the executables `netc compile` makes.  The network's
  * source is embedded; the runtime rebuilds the same programs from it (the
  * passes are deterministic) and binds them to the precompiled step
- * functions, so no LLVM is needed at run time.  Batch, input size, network
- * parameters and the fusion patterns (--fuse) were fixed at compile time. */
+ * functions (--target cpu), or to the PTX compiled for them (--target cuda:
+ * the cuda backend finds each module's PTX by the hash of the CUDA C it
+ * generates again), so no LLVM and no NVRTC is needed at run time.  Batch,
+ * input size, network parameters and the fusion patterns (--fuse) were
+ * fixed at compile time. */
 #include "../codegen/cpu/aot.h"
+#include "../codegen/cuda/nvrtc.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -26,12 +30,14 @@ static const char *exe_usage =
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
                 int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
                 NetcStepFn eval);
+/* The same for an executable of --target cuda: mods, nmods the PTX of its
+ * modules (CgNvrtcModule). */
+int rt_exe_main_cuda(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                     int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const void *mods,
+                     int nmods);
 
-int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
-                int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
-                NetcStepFn eval) {
-    backend_register(&backend_aot);
-    rt_aot_register(train, eval, plan);
+static int exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                    int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const char *target) {
     const char *cmd = argc > 1 ? argv[1] : NULL;
     if (!cmd || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fprintf(cmd ? stdout : stderr, exe_usage, argv[0], name, batch, resize, resize);
@@ -60,11 +66,27 @@ int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t
         a.plan.recompute_bn_relu = (plan_flags >> 1) & 1;
         a.sync_bn = (plan_flags >> 2) & 1;
         a.ranks = plan_flags >> 8;
-        a.target = "aot";
+        a.target = target;
         RtSource s = {name, src, len};
         return cmds[i].run(&s, &a);
     }
     fprintf(stderr, "%s: unknown command `%s`\n", argv[0], cmd);
     fprintf(stderr, exe_usage, argv[0], name, batch, resize, resize);
     return 2;
+}
+
+int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const long long *plan, NetcStepFn train,
+                NetcStepFn eval) {
+    backend_register(&backend_aot);
+    rt_aot_register(train, eval, plan);
+    return exe_main(argc, argv, name, src, len, defs, ndefs, batch, resize, fuse_off, plan_flags, "aot");
+}
+
+int rt_exe_main_cuda(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
+                     int ndefs, long long batch, int resize, unsigned fuse_off, int plan_flags, const void *mods,
+                     int nmods) {
+    backend_register(&backend_cuda);
+    cg_nvrtc_embed(mods, nmods);
+    return exe_main(argc, argv, name, src, len, defs, ndefs, batch, resize, fuse_off, plan_flags, "cuda");
 }

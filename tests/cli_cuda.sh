@@ -32,5 +32,10 @@ if ! "$netc" --version | grep -q "CUDA driver (libcuda.so.1) found"; then
     done
 fi
 "$netc" --version | grep -q "^targets: .*cuda" || fail "--version does not name cuda"
-"$netc" compile "$src/models/lenet_bn.net" --target cuda -o /dev/null 2>/dev/null && fail "compile --target cuda accepted"
+# dump --ptx: NVRTC's PTX of the same source, an .entry per KERNEL
+if "$netc" --version | grep -q "cuda target: NVRTC found"; then
+    ptx=$("$netc" dump --ptx "$src/models/lenet_bn.net") || fail "dump --ptx failed"
+    e=$(grep -c '^\.visible \.entry k[0-9]*_[0-9]*(' <<<"$ptx")
+    [ "$e" -eq "$n" ] || fail "dump --ptx: $e entries for $n kernels"
+fi
 echo "cli_cuda: ok"

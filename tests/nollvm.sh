@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nollvm.sh NETC SOURCE_DIR BINARY_DIR - netc built without LLVM
 # (-DNETC_LLVM=OFF) still builds, says so in --version, trains with the ref
-# target, and refuses `netc compile` with a clear message.
+# target, refuses `netc compile` for the cpu with a clear message, and
+# (with NVRTC) compiles an executable for the GPU.
 set -u
 SRC=$2
 OUT=$3/nollvm
@@ -16,6 +17,14 @@ check "--version says LLVM is missing" '$N --version | grep -q "without LLVM"'
 check "check works" '$N check "$SRC/models/resnet18.net" | grep -q "11178378"'
 $N compile "$SRC/models/lenet_bn.net" -o "$OUT/x" >/dev/null 2>"$OUT/c.err"
 check "compile refused with a message" '[ $? -eq 1 ] && grep -q "without LLVM" "$OUT/c.err"'
+if $N --version | grep -q "cuda target: NVRTC found"; then
+    check "compile --target cuda works without LLVM" '$N compile "$SRC/models/lenet_bn.net" --target cuda -o "$OUT/xc" |
+        grep -q "PTX for compute_90 embedded" && [ -x "$OUT/xc" ]'
+    if ! $N --version | grep -q "CUDA driver (libcuda.so.1) found"; then
+        "$OUT/xc" train --quiet --max-steps 1 >/dev/null 2>"$OUT/xc.err"
+        check "its executable says there is no driver" '[ $? -eq 1 ] && grep -q "no CUDA driver" "$OUT/xc.err"'
+    fi
+fi
 $N train "$SRC/models/lenet_bn.net" --target cpu --quiet >/dev/null 2>"$OUT/t.err"
 check "unknown target reported" '[ $? -eq 1 ] && grep -q "unknown target" "$OUT/t.err"'
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then

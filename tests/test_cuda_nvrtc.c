@@ -165,9 +165,46 @@ static void test_cache(void **s) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* Modules compiled ahead of time (an executable's): a source whose key and
+ * arch are in the table gets the stored image, whether NVRTC is there or
+ * not; any other source is an error naming the module, not a compile. */
+static void test_embedded(void **s) {
+    (void)s;
+    const char *src = "extern \"C\" __global__ void k(float *x) { x[0] = 3.0f; }\n";
+    CgNvrtcModule m = {"compute_90", "", "// stored PTX\n", 14};
+    char key[33];
+    cg_nvrtc_key(src, "compute_90", key);
+    assert_int_equal(strlen(key), 32);
+    m.key = key;
+    assert_false(cg_nvrtc_embedded());
+    cg_nvrtc_embed(&m, 1);
+    assert_true(cg_nvrtc_embedded());
+    char *msg = NULL, *out = NULL;
+    size_t n = 0, len = 0;
+    FILE *f = open_memstream(&msg, &n);
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, f);
+    int hit = 0;
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "compute_90", &out, &len, &hit, &d), 0);
+    assert_int_equal(hit, 1);
+    assert_int_equal(len, 14);
+    assert_string_equal(out, "// stored PTX\n");
+    free(out);
+    /* another source, or another arch: no entry */
+    assert_int_equal(cg_nvrtc_compile_cached("// other\n", "o.cu", "compute_90", &out, &len, &hit, &d), -1);
+    assert_int_equal(cg_nvrtc_compile_cached(src, "k.cu", "sm_90", &out, &len, &hit, &d), -1);
+    fclose(f);
+    printf("%s", msg);
+    assert_non_null(strstr(msg, "this executable holds no compute_90 code for o.cu"));
+    assert_non_null(strstr(msg, "holds no sm_90 code for k.cu"));
+    free(msg);
+    cg_nvrtc_embed(NULL, -1);
+    assert_false(cg_nvrtc_embedded());
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_log), cmocka_unit_test(test_cache), cmocka_unit_test(test_lenet), cmocka_unit_test(test_alexnet),
+        cmocka_unit_test(test_log), cmocka_unit_test(test_cache), cmocka_unit_test(test_embedded), cmocka_unit_test(test_lenet), cmocka_unit_test(test_alexnet),
         cmocka_unit_test(test_vgg), cmocka_unit_test(test_nin), cmocka_unit_test(test_googlenet),
         cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
     };

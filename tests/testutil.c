@@ -132,45 +132,6 @@ int tu_judge(const Program *p, const Program *p64, void **r32, void **r64, void 
     return e_got <= TU_FACTOR * base;
 }
 
-const char *tu_host_cc(void) {
-    const char *cc = getenv("CC");
-    return cc && *cc ? cc : "cc";
-}
-
-int tu_have_cc(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", tu_host_cc());
-    if (system(cmd) == 0) return 1;
-    printf("skipped: no host C compiler (%s) for the emulated device\n", tu_host_cc());
-    return 0;
-}
-
-static int tu_write(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
-void *tu_host_so(const char *text, const char *emu_h) {
-    char dir[] = "/tmp/netc_emu_XXXXXX", src[600], so[600], hdr[600], cmd[2048];
-    if (!mkdtemp(dir)) return NULL;
-    snprintf(src, sizeof src, "%s/k.c", dir);
-    snprintf(so, sizeof so, "%s/k.so", dir);
-    snprintf(hdr, sizeof hdr, "%s/emu.h", dir);
-    void *h = NULL;
-    int rc = tu_write(src, text) || (emu_h && tu_write(hdr, emu_h));
-    if (!rc) {
-        snprintf(cmd, sizeof cmd, "%s -std=c11 -O1 -fPIC -shared -w -I%s/codegen/cuda -o %s %s -lm", tu_host_cc(),
-                 NETC_SOURCE_DIR, so, src);
-        rc = system(cmd);
-        h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-        if (!h) fprintf(stderr, "emu: %s failed (%s)\n", cmd, rc ? "compile" : dlerror());
-    }
-    unlink(src), unlink(so), unlink(hdr), rmdir(dir);
-    return h;
-}
-
 char *tu_plant(const char *text, const char *from, const char *to) {
     const char *at = strstr(text, from);
     if (!at) return NULL;

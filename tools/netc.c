@@ -31,7 +31,8 @@ static const char *usage =
     "  dump FILE           print the IR (--format text|dot, --train for the training\n"
     "                      graph, --memory for the memory plan, --params for the\n"
     "                      parameter list, --llvm for the generated LLVM IR,\n"
-    "                      --cuda for the generated CUDA C,\n"
+    "                      --cuda for the generated CUDA C, --ptx for its PTX\n"
+    "                      (NVRTC, compute_90),\n"
     "                      --kernels for the kernels the fusion pass formed,\n"
     "                      --dump-after PASS for the graph after one pass)\n"
     "  train FILE          train on Fashion-MNIST with the file's settings\n"
@@ -39,7 +40,9 @@ static const char *usage =
     "  eval FILE           test loss and accuracy of --weights CHECKPOINT\n"
     "  predict FILE        classes and probabilities of --images IDX_FILE\n"
     "  step FILE           one step on the tensors of --in, all results to --out\n"
-    "  compile FILE -o P   a standalone executable P (train, eval, predict)\n"
+    "  compile FILE -o P   a standalone executable P (train, eval, predict): cpu\n"
+    "                      code, or with --target cuda the PTX of its kernels\n"
+    "                      (needs only the CUDA driver where it runs)\n"
     "  bench FILE          time training steps (images/s, GFLOP/s, ms/step)\n"
     "\n"
     "options:\n"
@@ -160,7 +163,7 @@ static int cmd_dump(const RtArgs *a) {
     IrGraph g;
     char *text = NULL;
     Diag d;
-    int program = a->train_graph || a->memory || a->llvm || a->cuda || a->dump_after || a->kernels;
+    int program = a->train_graph || a->memory || a->llvm || a->cuda || a->ptx || a->dump_after || a->kernels;
     IrMode mode = a->mode && !strcmp(a->mode, "eval") ? IR_EVAL : IR_TRAIN;
     int rc = rt_build_graph(&src, a, mode, &g, &text, &d);
     if (!rc && a->params) {
@@ -189,10 +192,17 @@ static int cmd_dump(const RtArgs *a) {
                            (double)sv_in / (1 << 20), (long long)sv_re, (double)sv_re / (1 << 20));
                 }
             } else if (a->kernels) program_dump_kernels(&p, stdout);
-            else if (a->cuda) {
+            else if (a->cuda || a->ptx) {
+                /* --ptx: as the cuda backend and `netc compile --target cuda` compile it */
                 CudaSource cs;
                 if (!(rc = cg_cuda_source(&p, &cs, &d))) {
-                    fwrite(cs.text, 1, cs.len, stdout);
+                    char *ptx = NULL;
+                    size_t n = 0;
+                    int hit;
+                    if (a->cuda) fwrite(cs.text, 1, cs.len, stdout);
+                    else if (!(rc = cg_nvrtc_compile_cached(cs.text, "netc.cu", "compute_90", &ptx, &n, &hit, &d)))
+                        fputs(ptx, stdout);   /* PTX is text: n counts its NUL */
+                    free(ptx);
                     cg_cuda_source_free(&cs);
                 }
             }
@@ -269,7 +279,7 @@ int main(int argc, char **argv) {
     RtSource src;
     struct { const char *name, *flags; } cmds[] = {
         {"check", "fuse concat recompute"},
-        {"dump", "format memory llvm cuda params train mode dump-after kernels fuse concat recompute"},
+        {"dump", "format memory llvm cuda ptx params train mode dump-after kernels fuse concat recompute"},
         {"train", "epochs lr seed data checkpoint resume metrics plot max-steps fuse concat recompute sync-bn"},
         {"eval", "weights data fuse concat recompute"},
         {"predict", "weights images limit fuse concat recompute"},

@@ -129,12 +129,46 @@ int cg_nvrtc_cache_dir(char *buf, size_t n) {
     return 0;
 }
 
-static void cache_path(const char *dir, const char *src, const char *arch, char *buf, size_t n) {
+void cg_nvrtc_key(const char *src, const char *arch, char key[33]) {
     const char *opts = "--std=c++17 -default-device";
     uint64_t a = fnv(1469598103934665603ull, arch, strlen(arch)), b = fnv(0x9e3779b97f4a7c15ull, arch, strlen(arch));
     a = fnv(a, opts, strlen(opts)), b = fnv(b, opts, strlen(opts));
     a = fnv(a, src, strlen(src)), b = fnv(b ^ 0xa5a5a5a5ull, src, strlen(src));
-    snprintf(buf, n, "%s/cuda-%s-%016llx%016llx.bin", dir, arch, (unsigned long long)a, (unsigned long long)b);
+    snprintf(key, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+static void cache_path(const char *dir, const char *src, const char *arch, char *buf, size_t n) {
+    char key[33];
+    cg_nvrtc_key(src, arch, key);
+    snprintf(buf, n, "%s/cuda-%s-%s.bin", dir, arch, key);
+}
+
+/* ---- modules compiled ahead of time ------------------------------------- */
+
+static const CgNvrtcModule *embed;
+static int nembed = -1;
+
+void cg_nvrtc_embed(const CgNvrtcModule *m, int n) {
+    embed = m;
+    nembed = n;
+}
+
+int cg_nvrtc_embedded(void) { return nembed >= 0; }
+
+static int embedded(const char *src, const char *name, const char *arch, char **out, size_t *len, Diag *d) {
+    char key[33];
+    cg_nvrtc_key(src, arch, key);
+    for (int i = 0; i < nembed; i++)
+        if (!strcmp(embed[i].arch, arch) && !strcmp(embed[i].key, key)) {
+            if (!(*out = malloc(embed[i].len + 1))) return diag_error_noloc(d, "out of memory");
+            memcpy(*out, embed[i].image, embed[i].len);
+            (*out)[embed[i].len] = 0;
+            *len = embed[i].len;
+            return 0;
+        }
+    return diag_error_noloc(d, "this executable holds no %s code for %s (module %s): it was compiled for other programs "
+                               "than the ones it rebuilt from its source; compile it again with this netc",
+                            arch, name, key);
 }
 
 static int mkdirs(const char *dir) {
@@ -182,6 +216,10 @@ int cg_nvrtc_compile_cached(const char *src, const char *name, const char *arch,
                             Diag *d) {
     char dir[900], path[1100];
     *hit = 0;
+    if (nembed >= 0) {
+        *hit = 1;
+        return embedded(src, name, arch, out, len, d);
+    }
     int cache = cg_nvrtc_cache_dir(dir, sizeof dir) == 0;
     if (cache) {
         cache_path(dir, src, arch, path, sizeof path);

@@ -22,6 +22,23 @@ int cg_nvrtc_compile_log(const char *src, const char *name, const char *arch, in
  * NETC_CACHE_DIR turns the cache off.  Cache faults only cost a compile. */
 int cg_nvrtc_compile_cached(const char *src, const char *name, const char *arch, char **out, size_t *len, int *hit,
                             Diag *d);
+/* Modules compiled ahead of time (`netc compile --target cuda`): once a
+ * table is registered, cg_nvrtc_compile_cached gives each source the image
+ * stored under its key and arch, and never opens NVRTC: a source with no
+ * entry is an error (the executable was rebuilt from a program other than
+ * the one it was compiled for).  The table is not copied. */
+typedef struct {
+    const char *arch;    /* "compute_90" */
+    const char *key;     /* cg_nvrtc_key() of the source */
+    const char *image;   /* PTX text */
+    size_t len;
+} CgNvrtcModule;
+void cg_nvrtc_embed(const CgNvrtcModule *m, int n);   /* n < 0: none (compile again) */
+/* Whether a table is registered (an executable with its PTX). */
+int cg_nvrtc_embedded(void);
+/* The key of src compiled for arch: 32 hex digits, two 64-bit hashes of
+ * arch, NVRTC's options and the source (the cache's file names too). */
+void cg_nvrtc_key(const char *src, const char *arch, char key[33]);
 /* The cache folder (0), or -1 when there is none. */
 int cg_nvrtc_cache_dir(char *buf, size_t n);
 /* Whether NVRTC can be opened; when not, why (static text) in *why. */

@@ -11,7 +11,10 @@
 #   3. when netc has MPI and mpirun is there: 2 ranks of LeNet-BN with
 #      --target cuda, the gradients summed by NCCL (with two GPUs; NCCL
 #      refuses two ranks on one, and the job says it sums on the host) and
-#      then with NETC_NCCL=0 on the host: both train, and their weights agree.
+#      then with NETC_NCCL=0 on the host: both train, and their weights agree;
+#   4. `netc compile --target cuda`: the executable (its PTX embedded, no
+#      NVRTC) trains LeNet-BN to the checkpoint of `netc train --target
+#      cuda`, byte for byte.
 # Everything it prints also goes to OUTDIR (default $OUT, else
 # /tmp/netc-gpu): check.log, bench.jsonl, table.md.
 #
@@ -120,6 +123,16 @@ sys.exit(d > 1e-3)
 PYEOF
 else
     echo "skipped: this netc has no MPI or there is no mpirun"
+fi
+echo "== 4. an executable for the GPU (netc compile --target cuda)"
+Q="--batch 64 --lr 0.5 --epochs 1 --max-steps 30 --quiet"
+if "$N" compile models/lenet_bn.net --target cuda --batch 64 -o "$out/lenet_cuda"; then
+    NETC_CACHE_DIR= timeout 120 "$out/lenet_cuda" train --lr 0.5 --epochs 1 --max-steps 30 --quiet --checkpoint "$out/exe.st" || rc=1
+    timeout 120 "$N" train models/lenet_bn.net --target cuda $Q --checkpoint "$out/netc.st" || rc=1
+    if cmp -s "$out/exe.st" "$out/netc.st"; then echo "executable: the same checkpoint as netc train --target cuda"
+    else echo "FAIL: the executable's checkpoint differs from netc train --target cuda's"; rc=1; fi
+else
+    rc=1
 fi
 echo "$(elapsed) done, status $rc"
 exit $rc
