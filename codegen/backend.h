@@ -30,6 +30,7 @@ typedef struct {
     int verbose;
     const char *cpu;        /* cpu: --cpu NAME[,+feature,...]; NULL: $NETC_CPU or native */
     int device;             /* cuda: which device (modulo their number); a rank's local rank */
+    int tf32;               /* cuda: --precision tf32, conv and linear products on the tensor cores */
 } BackendOptions;
 
 /* A data-parallel train program (one that stops at the gradients) as the

@@ -19,6 +19,7 @@ enum { REF_MAX_STAGE = IR_MAX_IN + IR_MAX_OUT };
 typedef struct {
     const Program *p;
     const RunCtx *c;
+    int tf32;             /* BackendOptions.tf32: conv and linear operands rounded to tf32 */
     char *side;
     int64_t *inner;
     int nstage;
@@ -100,6 +101,18 @@ static void ref_unstage(RefRun *r, const IrNode *n, int write) {
     r->nstage = 0;
 }
 
+/* x rounded as cvt.rna.tf32.f32 rounds it (to 10 mantissa bits, to
+ * nearest, ties away from zero), from its nearest float. */
+static float ref_tf32(double v) {
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;
+    u &= 0xffffe000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* Conv dimensions from the input (x) and output (y) types of the forward conv. */
 static RefConv ref_conv(const Program *p, const IrNode *n, const IrType *x, const IrType *y) {
     const IrConvAttr *a = &n->attr.conv;
@@ -123,17 +136,21 @@ static RefPool ref_pool(const Program *p, const IrNode *n, const IrType *x, cons
 #undef T
 #undef K
 
+/* The state: NULL, or &tf32_on with BackendOptions.tf32 (the oracle of
+ * the cuda target's --precision tf32: the products of convolutions and
+ * linear layers take their operands rounded to tf32, as the tensor cores
+ * do, and add in the backend's own type; bias gradients sum dy unrounded). */
+static const int tf32_on = 1;
+
 static int ref_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
-    (void)o;
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the ref backend runs float programs (elem_bytes 4)");
-    *state = NULL;
+    *state = o && o->tf32 ? (void *)&tf32_on : NULL;
     return 0;
 }
 
 static int ref64_compile(const Program *p, const BackendOptions *o, void **state, Diag *d) {
-    (void)o;
     if (p->elem_bytes != 8) return diag_error_noloc(d, "the ref64 backend runs double programs (elem_bytes 8)");
-    *state = NULL;
+    *state = o && o->tf32 ? (void *)&tf32_on : NULL;
     return 0;
 }
 

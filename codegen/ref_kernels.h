@@ -44,6 +44,7 @@ static inline float netc_uniform(uint64_t seed, uint64_t stream, uint64_t step, 
     void P##linear(const T *x, const T *w, const T *b, T *y, int64_t n, int64_t in, int64_t out); \
     void P##linear_bwd_data(const T *dy, const T *w, T *dx, int64_t n, int64_t in, int64_t out); \
     void P##linear_bwd_weight(const T *dy, const T *x, T *dw, T *db, int64_t n, int64_t in, int64_t out); \
+    void P##bias_grad(const T *dy, T *db, int64_t n, int64_t k, int64_t pq); \
     void P##relu(const T *x, T *y, int64_t n); \
     void P##relu_bwd(const T *dy, const T *y, T *dx, int64_t n); \
     void P##sigmoid(const T *x, T *y, int64_t n); \

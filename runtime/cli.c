@@ -85,6 +85,11 @@ int rt_args_parse(RtArgs *a, int argc, char **argv, int first, const char *cmd, 
         else return arg_error(cmd, "option `%s` needs a value", s);
         long long x;
         if (!strcmp(key, "target")) a->target = val;
+        else if (!strcmp(key, "precision")) {
+            if (strcmp(val, "fp32") && strcmp(val, "tf32"))
+                return arg_error(cmd, "--precision: `%s` (fp32, or tf32 for the tensor cores of --target cuda)", val);
+            a->tf32 = !strcmp(val, "tf32");
+        }
         else if (!strcmp(key, "cpu")) a->cpu = val;
         else if (!strcmp(key, "fuse")) {
             char bad[64];
@@ -191,7 +196,8 @@ int rt_open_session(const RtSource *src, const RtArgs *a, int train, RtSession *
         if (*text) s2.src = *text, s2.len = strlen(*text);
     }
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan, 0, 0};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, train, a->cpu, &a->fuse, NULL, &a->plan, 0, 0,
+                           a->tf32};
     return rt_session_open(s, train ? gt : NULL, ge, &so, d);
 }
 
@@ -277,7 +283,7 @@ int rt_open_train_session(const RtSource *src, RtArgs *a, RtSession *s, IrGraph 
     if (rt_dist_start(err, sizeof err)) return diag_error_noloc(d, "%s", err);
     if (rt_dist_size() == 1 && a->ranks <= 1) return rt_open_session(src, a, 1, s, gt, ge, text, d);
     if (dist_setup(src, a, d)) return -1;
-    RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1, a->sync_bn};
+    RtSessionOptions so = {a->target, 0, a->threads, a->verify, 1, a->cpu, &a->fuse, NULL, &a->plan, 1, a->sync_bn, a->tf32};
     if (rt_build_graph(src, a, IR_TRAIN, gt, text, d)) return -1;
     RtSource s2 = {src->name, *text ? *text : src->src, *text ? strlen(*text) : src->len};
     if (rt_build_graph(&s2, a, IR_EVAL, ge, text, d)) return -1;

@@ -37,6 +37,7 @@ typedef struct {
     int steps, warmup, json;   /* bench */
     int compare_fuse;          /* bench --compare-fuse */
     int sync_bn;               /* train --sync-bn (under mpirun) */
+    int tf32;                  /* --precision tf32 (target cuda) */
     int ranks;                 /* compile --ranks N; in an executable: the ranks it was compiled for */
     int max_steps;             /* --max-steps */
     int verify;                /* --verify */

@@ -24,7 +24,8 @@ static const char *exe_usage =
     "common: --threads N (0: all cores), --quiet\n";
 
 /* fuse_off, plan_flags: FuseOptions.off and PlanOptions (concat_copy, and
- * recompute_bn_relu << 1) of the programs compiled in, sync_bn << 2, and
+ * recompute_bn_relu << 1) of the programs compiled in, sync_bn << 2, tf32
+ * << 3 (--precision tf32, cuda), and
  * ranks << 8 (netc compile --ranks: batch is then one rank's); plan: what
  * rt_aot_register checks them against. */
 int rt_exe_main(int argc, char **argv, const char *name, const char *src, size_t len, const FeDefine *defs,
@@ -65,6 +66,7 @@ static int exe_main(int argc, char **argv, const char *name, const char *src, si
         a.plan.concat_copy = plan_flags & 1;
         a.plan.recompute_bn_relu = (plan_flags >> 1) & 1;
         a.sync_bn = (plan_flags >> 2) & 1;
+        a.tf32 = (plan_flags >> 3) & 1;
         a.ranks = plan_flags >> 8;
         a.target = target;
         RtSource s = {name, src, len};

@@ -80,6 +80,7 @@ typedef struct {
                                    batch is this rank's part of the batch */
     int sync_bn;                /* with dist: training batch norms take the statistics of the
                                    whole batch, over every rank (base/syncbn.h) */
+    int tf32;                   /* --precision tf32: the cuda target's tensor cores */
 } RtSessionOptions;
 
 /* Compiles fwd_train (train-mode graph, may be NULL when !o->train) and

@@ -32,6 +32,14 @@ if ! "$netc" --version | grep -q "CUDA driver (libcuda.so.1) found"; then
     done
 fi
 "$netc" --version | grep -q "^targets: .*cuda" || fail "--version does not name cuda"
+# --precision: tf32 is the cuda target's (mma.sync in the source); elsewhere refused
+"$netc" dump --cuda --precision tf32 "$src/models/lenet_bn.net" | grep -q "netc_mma_tf32(acc" ||
+    fail "dump --cuda --precision tf32: no mma"
+"$netc" dump --cuda "$src/models/lenet_bn.net" | grep -q "netc_mma_tf32(acc" && fail "fp32 source uses mma"
+err=$("$netc" train "$src/models/lenet_bn.net" --target ref --precision tf32 --quiet 2>&1 >/dev/null)
+[ $? -eq 1 ] && grep -q "needs --target cuda" <<<"$err" || fail "--precision tf32 on ref: $err"
+"$netc" train "$src/models/lenet_bn.net" --precision fp16 --quiet >/dev/null 2>&1
+[ $? -eq 2 ] || fail "--precision fp16 accepted"
 # dump --ptx: NVRTC's PTX of the same source, an .entry per KERNEL
 if "$netc" --version | grep -q "cuda target: NVRTC found"; then
     ptx=$("$netc" dump --ptx "$src/models/lenet_bn.net") || fail "dump --ptx failed"

@@ -6,7 +6,7 @@
 # host memory, the emulated device, fed the CUDA C whose PTX each loaded
 # image must be byte for byte) it trains, never loads NVRTC, and writes the
 # same checkpoint, byte for byte, as `netc train --target cuda` over the same
-# fake.
+# fake; with --precision tf32 too.
 set -u
 NETC=$1
 cd "$2"
@@ -68,6 +68,23 @@ check "same losses" 'diff <(grep "^epoch" "$T/e.out" | sed "s/,[^,]*examples.*//
     <(grep "^epoch" "$T/n.out" | sed "s/,[^,]*examples.*//")'
 fake eval "$T/lenet" eval --weights "$T/exe.st" --data "$T/data" >"$T/v.out" 2>&1
 check "eval of its checkpoint" '[ $? -eq 0 ] && grep -q "test acc" "$T/v.out"'
+# --precision tf32 is fixed at compile time: the executable loads the tf32
+# modules (mma.sync) and trains as netc train --precision tf32 does
+mkdir -p "$T/mods32"
+mv "$T/mods"/* "$T/mods32/"
+for m in train eval; do
+    $NETC dump --cuda --precision tf32 --mode $m $M --batch 16 >"$T/mods/$m.cu"
+    $NETC dump --ptx --precision tf32 --mode $m $M --batch 16 >"$T/mods/$m.ptx"
+done
+$NETC compile $M --target cuda --precision tf32 --batch 16 -o "$T/lenet_tf32" >/dev/null 2>&1
+fake tf32 "$T/lenet_tf32" train --quiet --epochs 2 --max-steps 2 --data "$T/data" --checkpoint "$T/exe32.st" >/dev/null 2>&1
+check "a tf32 executable loads its tf32 modules and trains" '[ $? -eq 0 ] && grep -q "^load train nvrtc=0$" "$T/tf32.log"'
+fake tf32n $NETC train $M --target cuda --precision tf32 --batch 16 --quiet --epochs 2 --max-steps 2 --data "$T/data" \
+    --checkpoint "$T/netc32.st" >/dev/null 2>&1
+check "its checkpoint is netc train --precision tf32's" 'cmp -s "$T/exe32.st" "$T/netc32.st" && ! cmp -s "$T/exe32.st" "$T/exe.st"'
+$NETC compile $M --precision tf32 -o "$T/x" >/dev/null 2>"$T/p.err"
+check "--precision tf32 without --target cuda refused" '[ $? -eq 1 ] && grep -q "needs --target cuda" "$T/p.err"'
+rm -rf "$T/mods" && mv "$T/mods32" "$T/mods"
 # PTX that is not the programs' is refused by the driver, reported, exit 1
 : >"$T/mods/train.ptx"
 fake bad "$T/lenet" train --quiet --max-steps 1 --data "$T/data" >/dev/null 2>"$T/b.err"

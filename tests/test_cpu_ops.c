@@ -132,7 +132,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sa = NULL, *sb = NULL;
-    BackendOptions o = {threads, 3, 0, cpu_spec, 0};
+    BackendOptions o = {threads, 3, 0, cpu_spec, 0, 0};
     assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
@@ -340,7 +340,7 @@ static float *cpu_run_all(Case *c, int threads, uint64_t seed, int64_t *total) {
     Diag d;
     diag_init(&d, "test", NULL, 0, stderr);
     void *sb = NULL;
-    BackendOptions o = {threads, 3, 0, cpu_spec, 0};
+    BackendOptions o = {threads, 3, 0, cpu_spec, 0, 0};
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
     RunCtx rb = {NULL, b, 0.05, 7, 3, pool};

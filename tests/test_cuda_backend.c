@@ -63,7 +63,7 @@ static void step_model(const char *model, IrMode mode, int64_t batch, int resize
     /* compile, run (binding uploads every slot), get every slot back */
     Diag d;
     diag_init(&d, "cuda", NULL, 0, stderr);
-    BackendOptions o = {1, 3, 0, NULL, 0};
+    BackendOptions o = {1, 3, 0, NULL, 0, 0};
     void *st;
     assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
     RunCtx c = {NULL, got, 0.05, 1, 0, NULL};
@@ -122,7 +122,7 @@ static void open_net_dist(Net *n, const char *target, int dist) {
     snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
     assert_int_equal(tu_build(path, IR_TRAIN, &n->gt, &n->t1), 0);
     assert_int_equal(tu_build(path, IR_EVAL, &n->ge, &n->t2), 0);
-    RtSessionOptions o = {target, 8, 1, 0, 1, NULL, NULL, NULL, NULL, dist, 0};
+    RtSessionOptions o = {target, 8, 1, 0, 1, NULL, NULL, NULL, NULL, dist, 0, 0};
     Diag d;
     diag_init(&d, target, NULL, 0, stderr);
     assert_int_equal(rt_session_open(&n->s, &n->gt, &n->ge, &o, &d), 0);
@@ -247,7 +247,7 @@ static void test_faults(void **s) {
     snprintf(path, sizeof path, "%s/models/lenet_bn.net", NETC_SOURCE_DIR);
     assert_int_equal(tu_program(path, IR_TRAIN, 4, 28, 4, &p), 0);
     void **x = tu_slots(&p, 3);
-    BackendOptions o = {1, 3, 0, NULL, 0};
+    BackendOptions o = {1, 3, 0, NULL, 0, 0};
     Diag d;
     char *msg = NULL;
     size_t len;
@@ -297,7 +297,7 @@ static void test_profile(void **s) {
     Diag d;
     diag_init(&d, "cuda", NULL, 0, stderr);
     CudaSource cs;
-    assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+    assert_int_equal(cg_cuda_source(&p, 0, &cs, &d), 0);
     void **x = tu_slots(&p, 3);
     char log[] = "/tmp/netc_cudabe_profXXXXXX";
     int fd = mkstemp(log), saved = dup(2);
@@ -305,7 +305,7 @@ static void test_profile(void **s) {
     setenv("NETC_CUDA_PROFILE", "1", 1);
     fflush(stderr);
     dup2(fd, 2);
-    BackendOptions o = {1, 3, 0, NULL, 0};
+    BackendOptions o = {1, 3, 0, NULL, 0, 0};
     void *st;
     int rc = backend_cuda.compile(&p, &o, &st, &d);
     RunCtx c = {NULL, x, 0, 0, 0, NULL};
@@ -350,7 +350,7 @@ static void test_no_driver(void **s) {
     FILE *f = open_memstream(&msg, &len);
     Diag d;
     diag_init(&d, "cuda", NULL, 0, f);
-    BackendOptions o = {1, 3, 0, NULL, 0};
+    BackendOptions o = {1, 3, 0, NULL, 0, 0};
     void *st;
     assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), -1);
     fclose(f);

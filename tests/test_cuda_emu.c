@@ -13,8 +13,14 @@
  *
  * per tensor, scale = max(max|ref64|, 1e-2), FACTOR = 8, FLOOR = 1e-6.
  * Planted errors in one generated kernel (a sigmoid, a batch-norm mean) must
- * make the same comparison fail.  Without a C compiler the test is
- * skipped with the reason printed. */
+ * make the same comparison fail.  With --precision tf32 (tf32 below: the
+ * products of convs and linear layers on the emulated tensor cores, their
+ * operands rounded to 10 mantissa bits) the oracles round the same operands
+ * to tf32 too (ref and ref64 with BackendOptions.tf32), and the bound is the
+ * same but for its floor, TF32_FLOOR = 1e-4 of the scale: a value of ref64
+ * and of the float step on either side of a tf32 rounding boundary rounds
+ * to neighbours 2^-11 apart.
+ * Without a C compiler the test is skipped with the reason printed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +68,9 @@ static int emu_step(const Program *p, const CudaSource *cs, const char *text, vo
     return rc;
 }
 
+#define TF32_FLOOR 1e-4
+static int tf32;   /* the steps below run with --precision tf32 */
+
 /* Runs a step of model on the emulated device (its source with `from`
  * replaced by `to` when from is not NULL) and judges it; returns the
  * number of slots over their bound. */
@@ -74,12 +83,14 @@ static int step_model(const char *model, IrMode mode, int64_t batch, int resize,
     Diag d;
     diag_init(&d, "cuda", NULL, 0, stderr);
     CudaSource cs;
-    assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+    assert_int_equal(cg_cuda_source(&p, tf32, &cs, &d), 0);
     char *text = from ? tu_plant(cs.text, from, to) : cs.text;
     assert_non_null(text);
     void **r32 = tu_slots(&p, 99), **r64 = tu_slots(&p64, 99), **emu = tu_slots(&p, 99);
+    tu_tf32 = tf32;
     assert_int_equal(tu_step(&backend_ref, NULL, &p, r32, NULL), 0);
     assert_int_equal(tu_step(&backend_ref64, NULL, &p64, r64, NULL), 0);
+    tu_tf32 = 0;
     assert_int_equal(emu_step(&p, &cs, text, emu), 0);
     int bad = 0;
     double worst = 0;
@@ -87,17 +98,25 @@ static int step_model(const char *model, IrMode mode, int64_t batch, int resize,
     for (int i = 0; i < p.nslots; i++) {
         if (p.slots[i].kind == SLOT_LABELS) continue;
         double e_emu, e_ref, scale, ratio;
-        if (!tu_judge(&p, &p64, r32, r64, emu, i, &e_emu, &e_ref, &scale, &ratio)) {
+        int within = tu_judge(&p, &p64, r32, r64, emu, i, &e_emu, &e_ref, &scale, &ratio);
+        double allowed = TU_FACTOR * fmax(e_ref, TU_FLOOR * scale);
+        if (tf32) {
+            allowed = TU_FACTOR * fmax(e_ref, TF32_FLOOR * scale);
+            within = e_emu <= allowed;
+            ratio = e_emu / allowed * TU_FACTOR;
+        }
+        if (!within) {
             if (!from || bad < 3)
                 fprintf(stderr, "%s %s%s: slot %s: emu vs double %g, ref vs double %g, scale %g (allowed %g)\n", model,
                         mode == IR_TRAIN ? "train" : "eval", from ? " (planted)" : "", p.slots[i].name, e_emu, e_ref,
-                        scale, TU_FACTOR * fmax(e_ref, TU_FLOOR * scale));
+                        scale, allowed);
             bad++;
         }
         if (ratio > worst) worst = ratio, worst_slot = p.slots[i].name;
     }
-    printf("%s %s%s: %d launches, worst emu/ref error against double %.2f (%s), allowed %d\n", model,
-           mode == IR_TRAIN ? "train" : "eval", from ? " (planted)" : "", cs.nlaunch, worst, worst_slot, TU_FACTOR);
+    printf("%s %s%s%s: %d launches, worst emu/ref error against double %.2f (%s), allowed %d\n", model,
+           mode == IR_TRAIN ? "train" : "eval", tf32 ? " tf32" : "", from ? " (planted)" : "", cs.nlaunch, worst,
+           worst_slot, TU_FACTOR);
     if (text != cs.text) free(text);
     tu_slots_free(&p, r32);
     tu_slots_free(&p64, r64);
@@ -170,6 +189,26 @@ static void test_alexnet_vgg(void **s) {
     assert_int_equal(step_model("vgg11", IR_TRAIN, 1, 224, NULL, NULL), 0);
 }
 
+/* --precision tf32: the tiled products on the emulated tensor cores
+ * (netc_mma_tf32): conv forward and both gradients, linear layers, odd
+ * sizes, against double; a fragment read from the wrong rows, or a shuffle
+ * from the wrong lane, must fail. */
+static void test_tf32(void **s) {
+    (void)s;
+    if (!tu_have_cc()) return;
+    tf32 = 1;
+    assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
+    assert_int_equal(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
+    assert_int_equal(step_model("resnet18", IR_EVAL, 2, 32, NULL, NULL), 0);
+    /* (in the first tiled launch: ResNet-18's stem, 64 rows of A; LeNet's
+     * sigmoids at random weights give nearly the same logits for any image,
+     * too weak a check) */
+    assert_true(step_model("resnet18", IR_EVAL, 2, 32, "af[i0][1] = As[tq][r0 + 8]", "af[i0][1] = As[tq][r0]") > 0);
+    assert_true(step_model("resnet18", IR_EVAL, 2, 32, "8 * t + 4 + src", "8 * t + src") > 0);
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "bf[j0][1] = Bs[tq + 4][c0]", "bf[j0][1] = Bs[tq][c0]") > 0);
+    tf32 = 0;
+}
+
 /* A wrong sigmoid, a wrong batch-norm mean, a wrong gather of a view or
  * a wrong recomputed batch norm in one kernel must be caught. */
 static void test_planted(void **s) {
@@ -197,7 +236,7 @@ int main(void) {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
         cmocka_unit_test(test_googlenet),
         cmocka_unit_test(test_nin), cmocka_unit_test(test_alexnet_vgg),
-        cmocka_unit_test(test_planted),
+        cmocka_unit_test(test_planted), cmocka_unit_test(test_tf32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

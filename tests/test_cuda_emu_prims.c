@@ -168,7 +168,7 @@ static char *prelude(void) {
     Diag d;
     diag_init(&d, "cuda", NULL, 0, stderr);
     CudaSource cs;
-    assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+    assert_int_equal(cg_cuda_source(&p, 0, &cs, &d), 0);
     char *end = strstr(cs.text, "\n/* kernel ");
     assert_non_null(end);
     size_t n = (size_t)(end - cs.text) + 1;

@@ -116,7 +116,7 @@ static void open_net(Net *n, const char *target, int dist) {
     assert_int_equal(tu_build(path, IR_TRAIN, &n->gt, &n->t1), 0);
     assert_int_equal(tu_build(path, IR_EVAL, &n->ge, &n->t2), 0);
     n->batch = dist ? BATCH / rt_dist_size() : BATCH;
-    RtSessionOptions o = {target, n->batch, 1, 0, 1, NULL, NULL, NULL, NULL, dist, 0};
+    RtSessionOptions o = {target, n->batch, 1, 0, 1, NULL, NULL, NULL, NULL, dist, 0, 0};
     Diag d;
     diag_init(&d, target, NULL, 0, stderr);
     assert_int_equal(rt_session_open(&n->s, &n->gt, &n->ge, &o, &d), 0);

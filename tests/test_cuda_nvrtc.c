@@ -48,7 +48,9 @@ static void ptxas_report(const char *log, long *regs, long *smem, long *spills) 
  * tiles' 4 KiB of shared memory. */
 enum { SPILL_BUDGET = 0, SMEM_BUDGET = 4096, REG_LIMIT = 255 };
 
-static void compile_model(const char *model) {
+/* Every kernel of model's train and eval programs (tf32: also the train
+ * program with --precision tf32, its convs and linear layers on mma.sync). */
+static void compile_model(const char *model, int tf32) {
     char path[512];
     snprintf(path, sizeof path, "%s/models/%s.net", NETC_SOURCE_DIR, model);
     IrGraph g;
@@ -58,20 +60,22 @@ static void compile_model(const char *model) {
     int resize = g.train.resize;
     ir_free(&g);
     free(src);
-    for (int mode = 0; mode < 2; mode++) {
+    for (int run = 0; run < 2 + tf32; run++) {
+        int mode = run == 1, prec = run == 2;
         Program p;
         assert_int_equal(tu_program(path, mode ? IR_EVAL : IR_TRAIN, batch, resize, 4, &p), 0);
         Diag d;
         diag_init(&d, "cuda", NULL, 0, stderr);
         CudaSource cs;
-        assert_int_equal(cg_cuda_source(&p, &cs, &d), 0);
+        assert_int_equal(cg_cuda_source(&p, prec, &cs, &d), 0);
+        if (prec) assert_non_null(strstr(cs.text, "netc_mma_tf32(acc"));
         const char *arch[] = {"compute_90", "sm_90"};
         for (int a = 0; a < 2; a++) {
             char *bin, *log;
             size_t len;
             int rc = cg_nvrtc_compile_log(cs.text, model, arch[a], a == 1, &bin, &len, &log, &d);
-            printf("%s %s, batch %lld, resize %d: %d launches, %s: %s (%zu bytes)", model, mode ? "eval" : "train",
-                   (long long)batch, resize, cs.nlaunch, arch[a], rc ? "FAILED" : "ok", len);
+            printf("%s %s%s, batch %lld, resize %d: %d launches, %s: %s (%zu bytes)", model, mode ? "eval" : "train",
+                   prec ? " tf32" : "", (long long)batch, resize, cs.nlaunch, arch[a], rc ? "FAILED" : "ok", len);
             assert_int_equal(rc, 0);
             assert_true(len > 0);
             if (a == 1) {   /* ptxas's report */
@@ -92,15 +96,15 @@ static void compile_model(const char *model) {
     }
 }
 
-#define MODEL_TEST(name, file) \
-    static void test_##name(void **s) { (void)s; if (have_nvrtc()) compile_model(file); }
-MODEL_TEST(alexnet, "alexnet")
-MODEL_TEST(vgg, "vgg11")
-MODEL_TEST(nin, "nin")
-MODEL_TEST(googlenet, "googlenet")
-MODEL_TEST(lenet, "lenet_bn")
-MODEL_TEST(resnet, "resnet18")
-MODEL_TEST(densenet, "densenet")
+#define MODEL_TEST(name, file, tf32) \
+    static void test_##name(void **s) { (void)s; if (have_nvrtc()) compile_model(file, tf32); }
+MODEL_TEST(alexnet, "alexnet", 0)
+MODEL_TEST(vgg, "vgg11", 0)
+MODEL_TEST(nin, "nin", 0)
+MODEL_TEST(googlenet, "googlenet", 0)
+MODEL_TEST(lenet, "lenet_bn", 0)
+MODEL_TEST(resnet, "resnet18", 1)
+MODEL_TEST(densenet, "densenet", 1)
 
 /* A planted syntax error: the message names the failure and holds the log. */
 static void test_log(void **s) {

@@ -20,6 +20,7 @@ int tu_build(const char *path, IrMode mode, IrGraph *g, char **src) {
 }
 
 const PlanOptions *tu_plan;
+int tu_tf32;
 
 int tu_program(const char *path, IrMode mode, int64_t batch, int resize, int elem_bytes, Program *p) {
     IrGraph g;
@@ -97,7 +98,7 @@ int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, Thre
     void *arena = aligned_alloc(64, (size_t)(p->arena_bytes + 64));
     Diag d;
     diag_init(&d, be->name, NULL, 0, stderr);
-    BackendOptions o = {2, 3, 0, cpu, 0};
+    BackendOptions o = {2, 3, 0, cpu, 0, tu_tf32};
     void *st;
     int rc = be->compile(p, &o, &st, &d);
     if (rc == 0) {

@@ -24,6 +24,10 @@ int tu_judge(const Program *p, const Program *p64, void **r32, void **r64, void 
              double *ref, double *scale, double *ratio);
 /* The memory plan's options tu_program uses (NULL: the defaults). */
 extern const PlanOptions *tu_plan;
+/* BackendOptions.tf32 of tu_step's runs (ref and ref64 then round the
+ * operands of convs and linear layers to tf32: the oracle of the cuda
+ * target's --precision tf32). */
+extern int tu_tf32;
 /* Reads a whole file (NUL-terminated); NULL if unreadable. */
 char *tu_read(const char *path, size_t *len);
 /* Deterministic uniform numbers in [-1, 1). */

@@ -83,17 +83,17 @@ int netc_cmd_bench(const RtArgs *a) {
                      : " in %d bucket%s (the wait after the backward pass)", s.nbuckets, s.nbuckets == 1 || a->json ? "" : "s");
         if (!rc && lead) {
             if (a->json)
-                printf("{\"model\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"batch\":%lld,\"resize\":%lld,"
-                       "\"images_per_sec\":%.2f,\"gflop_per_sec\":%.2f,\"ms_per_step\":%.2f,\"compile_sec\":%.3f,"
+                printf("{\"model\":\"%s\",\"target\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"batch\":%lld,"
+                       "\"resize\":%lld,\"images_per_sec\":%.2f,\"gflop_per_sec\":%.2f,\"ms_per_step\":%.2f,\"compile_sec\":%.3f,"
                        "\"train_gflop_per_img\":%.4f,\"arena_bytes\":%lld,\"naive_bytes\":%lld,\"peak_rss_bytes\":%lld,"
                        "\"inplace_saved_bytes\":%lld,\"recompute_saved_bytes\":%lld,\"loss\":%.5f%s%s}\n",
-                       a->file, s.be->name, a->threads, (long long)B, (long long)ti->d[2], (double)B / dt,
+                       a->file, s.be->name, a->tf32 ? "tf32" : "fp32", a->threads, (long long)B, (long long)ti->d[2], (double)B / dt,
                        gflop / dt, dt * 1e3, compile, gflop / (double)B, (long long)s.train.arena_bytes,
                        (long long)s.train.naive_bytes, rss, (long long)sv_in, (long long)sv_re, loss, devb, dist);
             else
-                printf("%s on %s: batch %lld, %dx%d: %.1f images/s, %.1f GFLOP/s, %.1f ms/step, compile %.2f s, "
+                printf("%s on %s%s: batch %lld, %dx%d: %.1f images/s, %.1f GFLOP/s, %.1f ms/step, compile %.2f s, "
                        "peak RSS %.1f MiB%s\n",
-                       a->file, s.be->name, (long long)B, (int)ti->d[2], (int)ti->d[3], (double)B / dt, gflop / dt,
+                       a->file, s.be->name, a->tf32 ? " (tf32)" : "", (long long)B, (int)ti->d[2], (int)ti->d[3], (double)B / dt, gflop / dt,
                        dt * 1e3, compile, (double)rss / (1 << 20), dist);
         }
         free(img);

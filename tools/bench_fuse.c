@@ -49,7 +49,8 @@ static void fuse_spec(const FuseOptions *o, char *buf, size_t n) {
 
 static int open_side(Side *sd, const IrGraph *gt, const IrGraph *ge, const RtArgs *a, ThreadPool *pool, Diag *d) {
     fuse_spec(&sd->fuse, sd->spec, sizeof sd->spec);
-    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, 1, a->cpu, &sd->fuse, pool, &a->plan, 0, 0};
+    RtSessionOptions so = {a->target, ge->train.batch, a->threads, a->verify, 1, a->cpu, &sd->fuse, pool, &a->plan, 0, 0,
+                           a->tf32};
     double t0 = netc_bench_now();
     int rc = rt_session_open(&sd->s, gt, ge, &so, d);
     sd->compile_sec = netc_bench_now() - t0;

@@ -88,10 +88,10 @@ typedef struct {
     int launches;
 } Module;
 
-static int cuda_module(const Program *p, Module *m, Diag *d) {
+static int cuda_module(const Program *p, int tf32, Module *m, Diag *d) {
     CudaSource cs;
     memset(m, 0, sizeof *m);
-    if (cg_cuda_source(p, &cs, d)) return -1;
+    if (cg_cuda_source(p, tf32, &cs, d)) return -1;
     int hit = 0, rc = cg_nvrtc_compile_cached(cs.text, "netc.cu", "compute_90", &m->ptx, &m->len, &hit, d);
     if (!rc) cg_nvrtc_key(cs.text, "compute_90", m->key);
     if (!rc) m->len = strlen(m->ptx);   /* PTX is text: NVRTC's size counts its NUL */
@@ -146,6 +146,10 @@ int netc_cmd_compile(const RtArgs *a) {
         return 1;
     }
 #endif
+    if (!cuda && a->tf32) {
+        fprintf(stderr, "netc compile: error: --precision tf32 needs --target cuda (the tensor cores)\n");
+        return 1;
+    }
     if (cuda && a->ranks > 1) {
         fprintf(stderr, "netc compile: error: --ranks with --target cuda: not in this version "
                         "(mpirun -np %d netc train --target cuda trains on %d GPUs)\n", a->ranks, a->ranks);
@@ -194,15 +198,16 @@ int netc_cmd_compile(const RtArgs *a) {
     if (!rc && !cuda) rc = cg_cpu_query(a->cpu, 0, &cpu, &d);
     if (!rc && !cuda) rc = cg_cpu_emit_object(&pt, &pe, a->cpu, obj, &d);
 #endif
-    if (!rc && cuda) rc = cuda_module(&pt, &mods[0], &d);
-    if (!rc && cuda) rc = cuda_module(&pe, &mods[1], &d);
+    if (!rc && cuda) rc = cuda_module(&pt, a->tf32, &mods[0], &d);
+    if (!rc && cuda) rc = cuda_module(&pe, a->tf32, &mods[1], &d);
     if (!rc) {
         FILE *f = fopen(stub, "w");
         if (!f) rc = diag_error_noloc(&d, "cannot write %s: %s", stub, strerror(errno));
         else {
             const char *base = strrchr(a->file, '/');
             const char *name = base ? base + 1 : a->file;
-            unsigned flags = a->plan.concat_copy | a->plan.recompute_bn_relu << 1 | (ranks && a->sync_bn) << 2 | ranks << 8;
+            unsigned flags = a->plan.concat_copy | a->plan.recompute_bn_relu << 1 | (ranks && a->sync_bn) << 2 |
+                             a->tf32 << 3 | ranks << 8;
             stub_head(f, a, text);
             if (cuda) {
                 fprintf(f, "static const NetcModule mods[] = {\n");

@@ -50,6 +50,8 @@ static const char *usage =
     "                      list (--param ratio=1, --param drop_rate=0.3)\n"
     "  --target T          backend: ref, cpu (default: cpu when built with LLVM),\n"
     "                      cuda (an NVIDIA GPU: needs its driver and NVRTC)\n"
+    "  --precision P       cuda: fp32 (default), or tf32: convolutions and linear\n"
+    "                      layers multiply tf32 operands on the tensor cores\n"
     "  --cpu NAME[,+F,-F]  cpu target: the CPU to generate code for: native (the\n"
     "                      host, default; or $NETC_CPU), x86-64-v3 (AVX2), x86-64-v4\n"
     "                      (AVX-512), znver3, skylake-avx512, ...; +F/-F add or\n"
@@ -195,7 +197,7 @@ static int cmd_dump(const RtArgs *a) {
             else if (a->cuda || a->ptx) {
                 /* --ptx: as the cuda backend and `netc compile --target cuda` compile it */
                 CudaSource cs;
-                if (!(rc = cg_cuda_source(&p, &cs, &d))) {
+                if (!(rc = cg_cuda_source(&p, a->tf32, &cs, &d))) {
                     char *ptx = NULL;
                     size_t n = 0;
                     int hit;
@@ -209,7 +211,7 @@ static int cmd_dump(const RtArgs *a) {
             else if (a->llvm) {
                 const Backend *be = backend_find("cpu");
                 void *st = NULL;
-                BackendOptions bo = {a->threads, 3, 0, a->cpu, 0};
+                BackendOptions bo = {a->threads, 3, 0, a->cpu, 0, 0};
                 if (!be) rc = diag_error_noloc(&d, "this netc was built without LLVM (targets: %s); --llvm needs the cpu backend", NETC_TARGETS);
                 else if (!(rc = be->compile(&p, &bo, &st, &d))) {
                     rc = be->dump ? be->dump(st, stdout) : -1;
@@ -273,7 +275,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = argv[1];
-    const char *common = "param target cpu threads batch resize verify quiet";
+    const char *common = "param target precision cpu threads batch resize verify quiet";
     char allowed[512];
     RtArgs a;
     RtSource src;

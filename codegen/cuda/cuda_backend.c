@@ -201,7 +201,7 @@ static int cuda_compile(const Program *p, const BackendOptions *o, void **state,
     if (!dev.ctx && cg_cuda_context(drv, o->device, &dev.ctx, d)) return -1;
     CudaState *st = ir_xcalloc(1, sizeof *st);
     dev.users++;
-    int rc = cg_cuda_source(p, &st->src, d);
+    int rc = cg_cuda_source(p, o->tf32, &st->src, d);
     char *ptx = NULL;
     size_t len = 0;
     int hit = 0;

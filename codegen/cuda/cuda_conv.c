@@ -217,7 +217,81 @@ static void decl(Gen *g, const IrNode *n) {
     }
 }
 
+/* --precision tf32: the same tiles and staging, the products on the
+ * tensor cores.  The block's 8 warps stand 2 x 4 over the 64 x 64 tile,
+ * each computing 32 x 16 of it as 2 x 2 mma.sync m16n8k8 per 8-deep slice
+ * (netc_mma_tf32: the fragments are read from the staged slices, which hold
+ * the operands rounded to tf32); each thread keeps 16 sums, as in fp32. */
+static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
+    long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
+    cu_begin_blocks(g, mt * nt * t->parts);
+    decl(g, n);
+    cu_out(g,
+           "    __shared__ float As[%d][%d];\n"
+           "    __shared__ float Bs[%d][%d];\n"
+           "    const int t = threadIdx.x, lane = t %% 32, gq = lane / 4, tq = lane %% 4;\n"
+           "    const int wm = t / 32 %% 2 * 32, wn = t / 64 * 16;\n"
+           "    const long long bm = blockIdx.x %% %lldLL, bn = blockIdx.x / %lldLL %% %lldLL, part = blockIdx.x / %lldLL;\n"
+           "    const long long k0 = part * %lldLL, k1 = k0 + %lldLL < %lldLL ? k0 + %lldLL : %lldLL;\n"
+           "    (void)part;\n"
+           "    float acc[2][2][4];\n"
+           "    for (int i0 = 0; i0 < 2; i0++)\n"
+           "        for (int u = 0; u < 4; u++) {\n"
+           "            long long m = bm * %d + wm + i0 * 16 + gq + (u >= 2) * 8;\n"
+           "            for (int j0 = 0; j0 < 2; j0++) acc[i0][j0][u] = m < %lldLL ? (%s) : 0.0f;\n"
+           "        }\n",
+           TK, TM, TK, TN, mt, mt, nt, mt * nt, klen, klen, t->KD, klen, t->KD, TM, t->M, t->init);
+    cu_out(g,
+           "    for (long long kb = k0; kb < k1; kb += %d) {\n"
+           "        for (int u = 0; u < %d; u++) {\n"
+           "            int e = t + %d * u, kk = e %% %d, mm = e / %d;\n"
+           "            long long m = bm * %d + mm, k = kb + kk;\n"
+           "            float v = 0.0f;\n"
+           "            if (m < %lldLL && k < k1) { %s }\n"
+           "            As[kk][mm] = netc_tf32(v);\n"
+           "        }\n"
+           "        for (int u = 0; u < %d; u++) {\n"
+           "            int e = t + %d * u, nn = e %% %d, kk = e / %d;\n"
+           "            long long n = bn * %d + nn, k = kb + kk;\n"
+           "            float v = 0.0f;\n"
+           "            if (n < %lldLL && k < k1) { %s }\n"
+           "            Bs[kk][nn] = netc_tf32(v);\n"
+           "        }\n"
+           "        __syncthreads();\n"
+           "        float af[2][4], bf[2][2];\n"
+           "        for (int i0 = 0; i0 < 2; i0++) {\n"
+           "            int r0 = wm + i0 * 16 + gq;\n"
+           "            af[i0][0] = As[tq][r0], af[i0][1] = As[tq][r0 + 8];\n"
+           "            af[i0][2] = As[tq + 4][r0], af[i0][3] = As[tq + 4][r0 + 8];\n"
+           "        }\n"
+           "        for (int j0 = 0; j0 < 2; j0++) {\n"
+           "            int c0 = wn + j0 * 8 + gq;\n"
+           "            bf[j0][0] = Bs[tq][c0], bf[j0][1] = Bs[tq + 4][c0];\n"
+           "        }\n"
+           "        for (int i0 = 0; i0 < 2; i0++)\n"
+           "            for (int j0 = 0; j0 < 2; j0++) netc_mma_tf32(acc[i0][j0], af[i0], bf[j0]);\n"
+           "        __syncthreads();\n"
+           "    }\n",
+           TK, TM * TK / BLOCK, BLOCK, TK, TK, TM, t->M, t->a, TN * TK / BLOCK, BLOCK, TN, TN, TN, t->N, t->b);
+    cu_out(g,
+           "    for (int i0 = 0; i0 < 2; i0++)\n"
+           "        for (int j0 = 0; j0 < 2; j0++)\n"
+           "            for (int u = 0; u < 4; u++) {\n"
+           "                long long m = bm * %d + wm + i0 * 16 + gq + (u >= 2) * 8;\n"
+           "                long long n = bn * %d + wn + j0 * 8 + 2 * tq + (u & 1);\n"
+           "                if (m >= %lldLL || n >= %lldLL) continue;\n"
+           "                float r = acc[i0][j0][u];\n"
+           "                %s\n"
+           "            }\n",
+           TM, TN, t->M, t->N, t->store);
+    cu_end(g);
+}
+
 static void tiled(Gen *g, const Tiled *t, const IrNode *n) {
+    if (g->tf32) {
+        tiled_tf32(g, t, n);
+        return;
+    }
     long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
     cu_begin_blocks(g, mt * nt * t->parts);
     decl(g, n);

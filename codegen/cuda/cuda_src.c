@@ -22,7 +22,16 @@
 /* What every source starts with.  netc_tf32 rounds a float to tf32 as the
  * tensor cores take it: cvt.rna.tf32.f32 where the device has it (sm_80
  * on), the same bits by integer arithmetic elsewhere; emu.h gives the
- * host's. */
+ * host's.  netc_mma_tf32(d, a, b) is mma.sync.aligned.m16n8k8.row.col
+ * .f32.tf32.tf32.f32 with c = d: the warp's 16x8 D += A (16x8) B (8x8),
+ * lane l = 4 g + t holding the PTX ISA's fragments
+ *     a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},
+ *     b = {B[t][g], B[t+4][g]},
+ *     d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]};
+ * on the emulated device (and before sm_80) each lane gathers by shuffles
+ * the row of A and the columns of B its four outputs need and adds the
+ * eight products in k's order in fp32 (tf32 operands: exact products).
+ * The whole warp must call it together. */
 static const char prelude[] =
     "#if defined(__CUDACC__)\n"
     "typedef unsigned long long u64;\n"
@@ -45,6 +54,25 @@ static const char prelude[] =
     "#include \"emu.h\"\n"
     "#endif\n"
     "#define KARGS char *A, char *I, void **S, float lr, u64 seed, u64 step\n"
+    "DEV void netc_mma_tf32(float *d, const float *a, const float *b) {\n"
+    "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800\n"
+    "    asm volatile(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 \"\n"
+    "                 \"{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\"\n"
+    "                 : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
+    "                 : \"r\"(__float_as_uint(a[0])), \"r\"(__float_as_uint(a[1])), \"r\"(__float_as_uint(a[2])),\n"
+    "                   \"r\"(__float_as_uint(a[3])), \"r\"(__float_as_uint(b[0])), \"r\"(__float_as_uint(b[1])));\n"
+    "#else\n"
+    "    int lane = (int)(threadIdx.x % 32), g = lane >> 2, t = lane & 3;\n"
+    "    for (int k = 0; k < 8; k++) {\n"
+    "        int hi = k >= 4, src = k & 3;\n"
+    "        float alo = __shfl_sync(0xffffffffu, hi ? a[2] : a[0], g * 4 + src);\n"
+    "        float ahi = __shfl_sync(0xffffffffu, hi ? a[3] : a[1], g * 4 + src);\n"
+    "        float b0 = __shfl_sync(0xffffffffu, hi ? b[1] : b[0], 8 * t + src);\n"
+    "        float b1 = __shfl_sync(0xffffffffu, hi ? b[1] : b[0], 8 * t + 4 + src);\n"
+    "        d[0] += alo * b0, d[1] += alo * b1, d[2] += ahi * b0, d[3] += ahi * b1;\n"
+    "    }\n"
+    "#endif\n"
+    "}\n"
     "DEV u64 mix64(u64 z) {\n"
     "    z += 0x9e3779b97f4a7c15ull;\n"
     "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;\n"
@@ -594,10 +622,10 @@ static int bn_chain(Gen *g, const Kernel *k, int j) {
     return g->nchain;
 }
 
-int cg_cuda_source(const Program *p, CudaSource *s, Diag *d) {
+int cg_cuda_source(const Program *p, int tf32, CudaSource *s, Diag *d) {
     memset(s, 0, sizeof *s);
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
-    Gen g = {.p = p, .f = open_memstream(&s->text, &s->len), .s = s,
+    Gen g = {.p = p, .f = open_memstream(&s->text, &s->len), .s = s, .tf32 = tf32,
              .inner = ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t))};
     if (!g.f) return diag_error_noloc(d, "out of memory");
     g.inner_bytes = (program_inner_offsets(p, g.inner) + 63) / 64 * 64;

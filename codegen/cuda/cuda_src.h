@@ -31,8 +31,10 @@ typedef struct {
     int64_t side_bytes; /* size of I */
 } CudaSource;
 
-/* 0, or -1 with a message in d (an op or element type it cannot emit). */
-int cg_cuda_source(const Program *p, CudaSource *s, Diag *d);
+/* 0, or -1 with a message in d (an op or element type it cannot emit).
+ * tf32: convolutions and linear layers multiply on the tensor cores
+ * (mma.sync m16n8k8, operands rounded to tf32, sums in fp32); else fp32. */
+int cg_cuda_source(const Program *p, int tf32, CudaSource *s, Diag *d);
 void cg_cuda_source_free(CudaSource *s);
 /* What every such text starts with: the KERNEL, DEV and KARGS macros, and
  * emu.h on the host (for other generated modules: cuda_dist.c). */

@@ -22,6 +22,7 @@ typedef struct {
     int64_t sbase;       /* the node's own scratch starts here */
     const IrNode *chain[8]; /* elementwise nodes the batch norm being made applies as it stores */
     int nchain;
+    int tf32;            /* products of convs and linear layers on the tensor cores */
 } Gen;
 
 void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -58,8 +58,10 @@ echo "== 2. netc bench --target cuda beside PyTorch on the GPU"
 for m in lenet_bn alexnet vgg11 nin googlenet resnet18 densenet; do
     timeout 90 "$N" bench "models/$m.net" --target cuda --steps 3 --warmup 1 --json >>"$out/bench.jsonl" || {
         echo "netc bench $m failed or timed out"; rc=1; }
-    b=$(tail -1 "$out/bench.jsonl" | sed -n 's/.*"batch": *\([0-9]*\).*/\1/p')
-    r=$(tail -1 "$out/bench.jsonl" | sed -n 's/.*"resize": *\([0-9]*\).*/\1/p')
+    timeout 90 "$N" bench "models/$m.net" --target cuda --precision tf32 --steps 3 --warmup 1 --json \
+        >>"$out/bench.jsonl" || { echo "netc bench $m --precision tf32 failed or timed out"; rc=1; }
+    b=$(grep '"target":"cuda"' "$out/bench.jsonl" | tail -1 | sed -n 's/.*"batch": *\([0-9]*\).*/\1/p')
+    r=$(grep '"target":"cuda"' "$out/bench.jsonl" | tail -1 | sed -n 's/.*"resize": *\([0-9]*\).*/\1/p')
     for mode in "" "--tf32"; do
         timeout 60 "$PY" bench/torch_step.py --models "$m" --device cuda ${b:+--batch $b} ${r:+--resize $r} \
             --steps 5 --warmup 2 $mode >>"$out/bench.jsonl" || echo "torch $m $mode failed"
@@ -83,19 +85,20 @@ for line in open(sys.argv[1]):
     if r.get("framework") == "pytorch":
         key = "compile" if r.get("compiled") else ("tf32" if r.get("tf32") else "fp32")
     else:
-        key = "netc"
+        key = "netc_tf32" if r.get("precision") == "tf32" else "netc"
     rows.setdefault(m, {})[key] = r
-print("| network | netc images/s | PyTorch fp32 | tf32 | torch.compile | netc/fp32 | netc/tf32 | netc device MiB | PyTorch peak MiB |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| network | netc fp32 images/s | PyTorch fp32 | netc/PyTorch fp32 | netc tf32 | PyTorch tf32 | netc/PyTorch tf32 "
+      "| torch.compile | netc tf32/compile | netc device MiB | PyTorch peak MiB |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for m, r in rows.items():
     g = lambda k: r.get(k, {}).get("images_per_sec")
-    n, f, t, c = g("netc"), g("fp32"), g("tf32"), g("compile")
+    n, nt, f, t, c = g("netc"), g("netc_tf32"), g("fp32"), g("tf32"), g("compile")
     ratio = lambda a, b: "%.2fx" % (a / b) if a and b else ""
     fmt = lambda v: "%.1f" % v if v else ""
     mib = lambda v: "%.0f" % (v / 2**20) if v else ""
     nd, fd = r.get("netc", {}).get("device_bytes"), r.get("fp32", {}).get("peak_device_bytes")
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, fmt(n), fmt(f), fmt(t), fmt(c), ratio(n, f), ratio(n, t),
-                                                          mib(nd), mib(fd)))
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, fmt(n), fmt(f), ratio(n, f), fmt(nt), fmt(t),
+          ratio(nt, t), fmt(c), ratio(nt, c), mib(nd), mib(fd)))
 PYEOF
 cat "$out/table.md"
 
