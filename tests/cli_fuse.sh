@@ -117,5 +117,13 @@ else
         '[ "$(after train <"$T/k_none")" -gt "$(after train <"$T/k_all")" ]'
 fi
 
+# bench/fuse_bound.sh: a row per network, its share of elementwise time
+# between 0 and 100% and the ceiling 1 / (1 - share) that share gives
+if $NETC --version | grep -q "targets:.*cpu"; then
+    NETC=$NETC bash bench/fuse_bound.sh --models lenet_bn --threads 1 >"$T/fb.out" 2>&1
+    check "fuse_bound.sh: share and ceiling of lenet_bn" 'awk -F"|" '"'"'$2 ~ /lenet_bn/ {
+        s = $5 + 0; b = $6 + 0; ok = s > 0 && s < 100 && b > 1 && (b - 1 / (1 - s / 100)) ^ 2 < 1e-5 } END { exit !ok }'"'"' "$T/fb.out"'
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
