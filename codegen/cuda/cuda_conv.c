@@ -217,30 +217,27 @@ static void decl(Gen *g, const IrNode *n) {
     }
 }
 
-/* --precision tf32: the same tiles and staging, the products on the
- * tensor cores.  The block's 8 warps stand 2 x 4 over the 64 x 64 tile,
- * each computing 32 x 16 of it as 2 x 2 mma.sync m16n8k8 per 8-deep slice
- * (netc_mma_tf32: the fragments are read from the staged slices, which hold
- * the operands rounded to tf32); each thread keeps 16 sums, as in fp32. */
-static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
+/* A tiled launch's start: the block's tile (bm, bn) and reduction part, its
+ * k range [k0, k1), shared slices As[k][m] and Bs[k][n], and the thread's
+ * index t. */
+static void tile_head(Gen *g, const Tiled *t, const IrNode *n) {
     long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
     cu_begin_blocks(g, mt * nt * t->parts);
     decl(g, n);
     cu_out(g,
            "    __shared__ float As[%d][%d];\n"
            "    __shared__ float Bs[%d][%d];\n"
-           "    const int t = threadIdx.x, lane = t %% 32, gq = lane / 4, tq = lane %% 4;\n"
-           "    const int wm = t / 32 %% 2 * 32, wn = t / 64 * 16;\n"
+           "    const int t = threadIdx.x;\n"
            "    const long long bm = blockIdx.x %% %lldLL, bn = blockIdx.x / %lldLL %% %lldLL, part = blockIdx.x / %lldLL;\n"
            "    const long long k0 = part * %lldLL, k1 = k0 + %lldLL < %lldLL ? k0 + %lldLL : %lldLL;\n"
-           "    (void)part;\n"
-           "    float acc[2][2][4];\n"
-           "    for (int i0 = 0; i0 < 2; i0++)\n"
-           "        for (int u = 0; u < 4; u++) {\n"
-           "            long long m = bm * %d + wm + i0 * 16 + gq + (u >= 2) * 8;\n"
-           "            for (int j0 = 0; j0 < 2; j0++) acc[i0][j0][u] = m < %lldLL ? (%s) : 0.0f;\n"
-           "        }\n",
-           TK, TM, TK, TN, mt, mt, nt, mt * nt, klen, klen, t->KD, klen, t->KD, TM, t->M, t->init);
+           "    (void)part;\n",
+           TK, TM, TK, TN, mt, mt, nt, mt * nt, klen, klen, t->KD, klen, t->KD);
+}
+
+/* The loop over k slices, opened: the block gathers the next TK-deep slice
+ * of A and B into As and Bs (through `round`: "" or "netc_tf32") and waits
+ * for it; the caller's products follow, then tile_stage_end. */
+static void tile_stage(Gen *g, const Tiled *t, const char *round) {
     cu_out(g,
            "    for (long long kb = k0; kb < k1; kb += %d) {\n"
            "        for (int u = 0; u < %d; u++) {\n"
@@ -248,16 +245,40 @@ static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
            "            long long m = bm * %d + mm, k = kb + kk;\n"
            "            float v = 0.0f;\n"
            "            if (m < %lldLL && k < k1) { %s }\n"
-           "            As[kk][mm] = netc_tf32(v);\n"
+           "            As[kk][mm] = %s(v);\n"
            "        }\n"
            "        for (int u = 0; u < %d; u++) {\n"
            "            int e = t + %d * u, nn = e %% %d, kk = e / %d;\n"
            "            long long n = bn * %d + nn, k = kb + kk;\n"
            "            float v = 0.0f;\n"
            "            if (n < %lldLL && k < k1) { %s }\n"
-           "            Bs[kk][nn] = netc_tf32(v);\n"
+           "            Bs[kk][nn] = %s(v);\n"
            "        }\n"
-           "        __syncthreads();\n"
+           "        __syncthreads();\n",
+           TK, TM * TK / BLOCK, BLOCK, TK, TK, TM, t->M, t->a, round, TN * TK / BLOCK, BLOCK, TN, TN, TN, t->N, t->b,
+           round);
+}
+
+static void tile_stage_end(Gen *g) { cu_out(g, "        __syncthreads();\n    }\n"); }
+
+/* --precision tf32: the same tiles and staging, the products on the
+ * tensor cores.  The block's 8 warps stand 2 x 4 over the 64 x 64 tile,
+ * each computing 32 x 16 of it as 2 x 2 mma.sync m16n8k8 per 8-deep slice
+ * (netc_mma_tf32: the fragments are read from the staged slices, which hold
+ * the operands rounded to tf32); each thread keeps 16 sums, as in fp32. */
+static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
+    tile_head(g, t, n);
+    cu_out(g,
+           "    const int lane = t %% 32, gq = lane / 4, tq = lane %% 4, wm = t / 32 %% 2 * 32, wn = t / 64 * 16;\n"
+           "    float acc[2][2][4];\n"
+           "    for (int i0 = 0; i0 < 2; i0++)\n"
+           "        for (int u = 0; u < 4; u++) {\n"
+           "            long long m = bm * %d + wm + i0 * 16 + gq + (u >= 2) * 8;\n"
+           "            for (int j0 = 0; j0 < 2; j0++) acc[i0][j0][u] = m < %lldLL ? (%s) : 0.0f;\n"
+           "        }\n",
+           TM, t->M, t->init);
+    tile_stage(g, t, "netc_tf32");
+    cu_out(g,
            "        float af[2][4], bf[2][2];\n"
            "        for (int i0 = 0; i0 < 2; i0++) {\n"
            "            int r0 = wm + i0 * 16 + gq;\n"
@@ -269,10 +290,8 @@ static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
            "            bf[j0][0] = Bs[tq][c0], bf[j0][1] = Bs[tq + 4][c0];\n"
            "        }\n"
            "        for (int i0 = 0; i0 < 2; i0++)\n"
-           "            for (int j0 = 0; j0 < 2; j0++) netc_mma_tf32(acc[i0][j0], af[i0], bf[j0]);\n"
-           "        __syncthreads();\n"
-           "    }\n",
-           TK, TM * TK / BLOCK, BLOCK, TK, TK, TM, t->M, t->a, TN * TK / BLOCK, BLOCK, TN, TN, TN, t->N, t->b);
+           "            for (int j0 = 0; j0 < 2; j0++) netc_mma_tf32(acc[i0][j0], af[i0], bf[j0]);\n");
+    tile_stage_end(g);
     cu_out(g,
            "    for (int i0 = 0; i0 < 2; i0++)\n"
            "        for (int j0 = 0; j0 < 2; j0++)\n"
@@ -292,48 +311,25 @@ static void tiled(Gen *g, const Tiled *t, const IrNode *n) {
         tiled_tf32(g, t, n);
         return;
     }
-    long long mt = (t->M + TM - 1) / TM, nt = (t->N + TN - 1) / TN, klen = (t->KD + t->parts - 1) / t->parts;
-    cu_begin_blocks(g, mt * nt * t->parts);
-    decl(g, n);
+    tile_head(g, t, n);
     cu_out(g,
-           "    __shared__ float As[%d][%d];\n"
-           "    __shared__ float Bs[%d][%d];\n"
-           "    const int t = threadIdx.x, tm = t / 16, tn = t %% 16;\n"
-           "    const long long bm = blockIdx.x %% %lldLL, bn = blockIdx.x / %lldLL %% %lldLL, part = blockIdx.x / %lldLL;\n"
-           "    const long long k0 = part * %lldLL, k1 = k0 + %lldLL < %lldLL ? k0 + %lldLL : %lldLL;\n"
-           "    (void)part;\n"
+           "    const int tm = t / 16, tn = t %% 16;\n"
            "    float acc[4][4];\n"
            "    for (int i0 = 0; i0 < 4; i0++) {\n"
            "        long long m = bm * %d + tm * 4 + i0;\n"
            "        for (int j0 = 0; j0 < 4; j0++) acc[i0][j0] = m < %lldLL ? (%s) : 0.0f;\n"
            "    }\n",
-           TK, TM, TK, TN, mt, mt, nt, mt * nt, klen, klen, t->KD, klen, t->KD, TM, t->M, t->init);
+           TM, t->M, t->init);
+    tile_stage(g, t, "");
     cu_out(g,
-           "    for (long long kb = k0; kb < k1; kb += %d) {\n"
-           "        for (int u = 0; u < %d; u++) {\n"
-           "            int e = t + %d * u, kk = e %% %d, mm = e / %d;\n"
-           "            long long m = bm * %d + mm, k = kb + kk;\n"
-           "            float v = 0.0f;\n"
-           "            if (m < %lldLL && k < k1) { %s }\n"
-           "            As[kk][mm] = v;\n"
-           "        }\n"
-           "        for (int u = 0; u < %d; u++) {\n"
-           "            int e = t + %d * u, nn = e %% %d, kk = e / %d;\n"
-           "            long long n = bn * %d + nn, k = kb + kk;\n"
-           "            float v = 0.0f;\n"
-           "            if (n < %lldLL && k < k1) { %s }\n"
-           "            Bs[kk][nn] = v;\n"
-           "        }\n"
-           "        __syncthreads();\n"
            "        for (int kk = 0; kk < %d; kk++) {\n"
            "            float a[4], b[4];\n"
            "            for (int q = 0; q < 4; q++) a[q] = As[kk][tm * 4 + q], b[q] = Bs[kk][tn * 4 + q];\n"
            "            for (int x0 = 0; x0 < 4; x0++)\n"
            "                for (int y0 = 0; y0 < 4; y0++) acc[x0][y0] += a[x0] * b[y0];\n"
-           "        }\n"
-           "        __syncthreads();\n"
-           "    }\n",
-           TK, TM * TK / BLOCK, BLOCK, TK, TK, TM, t->M, t->a, TN * TK / BLOCK, BLOCK, TN, TN, TN, t->N, t->b, TK);
+           "        }\n",
+           TK);
+    tile_stage_end(g);
     cu_out(g,
            "    for (int x0 = 0; x0 < 4; x0++)\n"
            "        for (int y0 = 0; y0 < 4; y0++) {\n"
