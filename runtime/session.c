@@ -36,9 +36,11 @@ int rt_session_open(RtSession *s, const IrGraph *fwd_train, const IrGraph *fwd_e
     s->batch = o->batch;
     s->own_pool = !o->pool;
     s->pool = o->pool ? o->pool : rt_pool_new(o->threads);
-    if (o->tf32 && strcmp(s->be->name, "cuda"))
+    /* tf32: the cuda target's tensor cores, and ref's and ref64's rounding
+     * of the same operands (their oracle) */
+    if (o->tf32 && strcmp(s->be->name, "cuda") && strcmp(s->be->name, "ref") && strcmp(s->be->name, "ref64"))
         return diag_error_noloc(d, "--precision tf32 is the tensor cores' precision: it needs --target cuda "
-                                   "(the %s target computes in fp32)", s->be->name);
+                                   "(or ref, its oracle; the %s target computes in fp32)", s->be->name);
     BackendOptions bo = {o->threads, 3, 0, o->cpu, o->dist ? rt_dist_local_rank() : 0, o->tf32};
     if (o->train) {
         if (lower(fwd_train, IR_TRAIN, &s->train, o, d)) return -1;

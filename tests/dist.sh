@@ -80,10 +80,14 @@ grep -c "^epoch" "$T/two.out" | grep -qx 1 && ok "rank 0 alone prints the epoch 
     || bad "epoch lines from 2 ranks: $(cat "$T/two.out")"
 
 # --sync-bn: LeNet-BN's batch norms over the whole batch, on cpu and on ref
-# (lr 0.1: at the seed's 1.0 the first steps amplify any rounding)
+# (lr 0.1: at the seed's 1.0 the first steps amplify any rounding; 5 steps:
+# the two runs add in other orders, and sooner or later two near-equal
+# values of a 2x2 max pool window swap places and send a gradient to another
+# input: on an AVX-512 AMD EPYC the 16-wide code's first such swap comes at
+# step 7-9, and the weights then differ by 3e-4 to 2e-3)
 B=models/lenet_bn.net
 for tgt in cpu ref; do
-    Q="--quiet --batch 64 --lr 0.1 --epochs 1 --max-steps 12 --target $tgt"
+    Q="--quiet --batch 64 --lr 0.1 --epochs 1 --max-steps 5 --target $tgt"
     $NETC train $B $Q --max-steps 1 --threads 1 --lr 1e-30 --checkpoint "$T/i.st" >/dev/null 2>&1
     $NETC train $B $Q --threads 1 --checkpoint "$T/one.st" >/dev/null 2>&1 || bad "LeNet-BN, 1 process, $tgt"
     $M2 $NETC train $B $Q --sync-bn --checkpoint "$T/sync.st" >"$T/sync.out" 2>&1 \
@@ -92,7 +96,7 @@ for tgt in cpu ref; do
     read -r d moved < <(/usr/bin/python3 "$T/cmp.py" "$T/one.st" "$T/sync.st" "$T/i.st")
     read -r down _ < <(/usr/bin/python3 "$T/cmp.py" "$T/one.st" "$T/own.st" "$T/i.st")
     if /usr/bin/python3 -c "import sys; sys.exit(not ($d <= 5e-5 and $moved >= 1e-3 and $down >= 1e-3))"; then
-        ok "$tgt: 2 ranks --sync-bn = 1 process after 12 steps of LeNet-BN (rel. difference $d; each rank's own statistics: $down; moved $moved)"
+        ok "$tgt: 2 ranks --sync-bn = 1 process after 5 steps of LeNet-BN (rel. difference $d; each rank's own statistics: $down; moved $moved)"
     else
         bad "$tgt: 2 ranks --sync-bn vs 1 process: rel. difference $d (limit 5e-5), own statistics $down (should be >= 1e-3), moved $moved"
     fi

@@ -14,7 +14,8 @@
 #      then with NETC_NCCL=0 on the host: both train, and their weights agree;
 #   4. `netc compile --target cuda`: the executable (its PTX embedded, no
 #      NVRTC) trains LeNet-BN to the checkpoint of `netc train --target
-#      cuda`, byte for byte.
+#      cuda`, byte for byte; and --precision tf32 (mma.sync) trains LeNet-BN
+#      to ref's tf32 weights (the same operands rounded) within 1e-2.
 # Everything it prints also goes to OUTDIR (default $OUT, else
 # /tmp/netc-gpu): check.log, bench.jsonl, table.md.
 #
@@ -47,6 +48,25 @@ N=$build/netc
 "$N" --version
 nvidia-smi -L 2>/dev/null || true
 echo "$(elapsed) built"
+
+# cmp_weights A.st B.st LIMIT WHAT: the largest difference of two checkpoints'
+# tensors, relative to each tensor's largest value, within LIMIT
+cmp_weights() {
+    "$PY" - "$1" "$2" "$3" "$4" <<'PYEOF'
+import json, struct, sys
+def load(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: struct.unpack('<%df' % ((v['data_offsets'][1] - v['data_offsets'][0]) // 4),
+                             b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]])
+            for k, v in h.items() if k != '__metadata__'}
+a, b, lim = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+d = max(max(abs(x - y) for x, y in zip(a[k], b[k])) / max(max(abs(x) for x in a[k]), 1e-30) for k in a)
+print("%s: max relative difference %.3g (limit %g)" % (sys.argv[4], d, lim))
+sys.exit(d > lim)
+PYEOF
+}
 
 rc=0
 echo "== 1. cross-check against PyTorch, --target cuda"
@@ -110,20 +130,7 @@ if "$N" --version | grep -q "^data parallel: MPI" && command -v mpirun >/dev/nul
     tail -3 "$out/nccl.log"
     NETC_NCCL=0 $M2 -x NETC_NCCL "$N" train models/lenet_bn.net $Q --checkpoint "$out/host.st" >"$out/host.log" 2>&1 || rc=1
     tail -3 "$out/host.log"
-    "$PY" - "$out/nccl.st" "$out/host.st" <<'PYEOF' || rc=1
-import json, struct, sys
-def load(p):
-    b = open(p, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    return {k: struct.unpack('<%df' % ((v['data_offsets'][1] - v['data_offsets'][0]) // 4),
-                             b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]])
-            for k, v in h.items() if k != '__metadata__'}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-d = max(max(abs(x - y) for x, y in zip(a[k], b[k])) / max(max(abs(x) for x in a[k]), 1e-30) for k in a)
-print("NCCL vs host sums after 30 steps: max relative difference %.3g (limit 1e-3)" % d)
-sys.exit(d > 1e-3)
-PYEOF
+    cmp_weights "$out/nccl.st" "$out/host.st" 1e-3 "NCCL vs host sums after 30 steps" || rc=1
 else
     echo "skipped: this netc has no MPI or there is no mpirun"
 fi
@@ -137,5 +144,11 @@ if "$N" compile models/lenet_bn.net --target cuda --batch 64 -o "$out/lenet_cuda
 else
     rc=1
 fi
+# --precision tf32 on the tensor cores against its oracle, ref with the same
+# operands rounded to tf32 (on the emulated device the two agree to 1e-6)
+Q="--precision tf32 --batch 64 --lr 0.5 --epochs 1 --max-steps 10 --quiet"
+timeout 120 "$N" train models/lenet_bn.net --target cuda $Q --checkpoint "$out/tf32_cuda.st" || rc=1
+timeout 180 "$N" train models/lenet_bn.net --target ref $Q --checkpoint "$out/tf32_ref.st" || rc=1
+cmp_weights "$out/tf32_cuda.st" "$out/tf32_ref.st" 1e-2 "tf32 on the GPU vs ref's tf32 after 10 steps" || rc=1
 echo "$(elapsed) done, status $rc"
 exit $rc
