@@ -15,7 +15,7 @@
 #   4. `netc compile --target cuda`: the executable (its PTX embedded, no
 #      NVRTC) trains LeNet-BN to the checkpoint of `netc train --target
 #      cuda`, byte for byte; and --precision tf32 (mma.sync) trains LeNet-BN
-#      to ref's tf32 weights (the same operands rounded) within 1e-2.
+#      to ref's tf32 weights (the same operands rounded) within 1e-3.
 # Everything it prints also goes to OUTDIR (default $OUT, else
 # /tmp/netc-gpu): check.log, bench.jsonl, table.md.
 #
@@ -145,10 +145,14 @@ else
     rc=1
 fi
 # --precision tf32 on the tensor cores against its oracle, ref with the same
-# operands rounded to tf32 (on the emulated device the two agree to 1e-6)
-Q="--precision tf32 --batch 64 --lr 0.5 --epochs 1 --max-steps 10 --quiet"
+# operands rounded to tf32, after 2 steps at lr 0.1 (more steps, or a larger
+# lr, and LeNet-BN's max pools amplify any difference: after 10 steps at lr
+# 0.5 even the emulated device and ref are 0.16 apart).  On the emulated
+# device (batch 16) the two agree to 2.5e-6, while ref's tf32 and fp32 steps
+# are 1.8e-2 apart: the limit 1e-3 tells tf32 done right from fp32 or wrong.
+Q="--precision tf32 --batch 64 --lr 0.1 --epochs 1 --max-steps 2 --quiet"
 timeout 120 "$N" train models/lenet_bn.net --target cuda $Q --checkpoint "$out/tf32_cuda.st" || rc=1
 timeout 180 "$N" train models/lenet_bn.net --target ref $Q --checkpoint "$out/tf32_ref.st" || rc=1
-cmp_weights "$out/tf32_cuda.st" "$out/tf32_ref.st" 1e-2 "tf32 on the GPU vs ref's tf32 after 10 steps" || rc=1
+cmp_weights "$out/tf32_cuda.st" "$out/tf32_ref.st" 1e-3 "tf32 on the GPU vs ref's tf32 after 2 steps" || rc=1
 echo "$(elapsed) done, status $rc"
 exit $rc
