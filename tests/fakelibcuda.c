@@ -18,24 +18,9 @@
 #include <string.h>
 
 #include "fakecuda.h"
+#include "testutil.h"
 
 #define API __attribute__((visibility("default")))
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0, k;
-    do {
-        if (n + 65536 > cap && !(buf = realloc(buf, cap = 2 * cap + 65536))) break;
-        k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-    } while (k > 0);
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
-}
 
 /* The source (malloc'd) whose PTX in dir is image, and its NAME; NULL if none. */
 static char *source_of(const char *image, char *name, size_t nlen) {
@@ -51,11 +36,11 @@ static char *source_of(const char *image, char *name, size_t nlen) {
         char path[4096];
         size_t n;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        char *ptx = slurp(path, &n);
+        char *ptx = tu_read(path, &n);
         if (ptx && n == ilen && !memcmp(ptx, image, n)) {
             snprintf(name, nlen, "%.*s", (int)(l - 4), e->d_name);
             snprintf(path, sizeof path, "%s/%s.cu", dir, name);
-            src = slurp(path, &n);
+            src = tu_read(path, &n);
         }
         free(ptx);
     }

@@ -1,11 +1,29 @@
-/* hostso.c - generated CUDA C compiled for the host (testutil.h): linked
- * into every test and into the fake libcuda.so.1 (fakelibcuda.c). */
+/* hostso.c - generated CUDA C compiled for the host, and whole files read
+ * (testutil.h): linked into every test and into the fake libcuda.so.1
+ * (fakelibcuda.c). */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "testutil.h"
+
+char *tu_read(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
 
 const char *tu_host_cc(void) {
     const char *cc = getenv("CC");

@@ -240,8 +240,11 @@ int netc_cmd_compile(const RtArgs *a) {
         const char *cc = getenv("CC") ? getenv("CC") : "cc";
         /* linked beside PROG, then renamed over it: a failed link (a full
          * disk) leaves no partial PROG and keeps an old one */
-        snprintf(cmd, sizeof cmd, "%s -O%d -o '%s' '%s' %s%s%s '%s' %s -lz -lpthread -lm -ldl", cc, cuda ? 0 : 2, exe,
-                 stub, cuda ? "" : "'", cuda ? "" : obj, cuda ? "" : "'", lib, NETC_EXE_LIBS);
+        /* (a cuda stub is mostly PTX in strings: nothing to optimise; no object) */
+        char objarg[4300] = "";
+        if (!cuda) snprintf(objarg, sizeof objarg, "'%s'", obj);
+        snprintf(cmd, sizeof cmd, "%s -O%d -o '%s' '%s' %s '%s' %s -lz -lpthread -lm -ldl", cc, cuda ? 0 : 2, exe, stub,
+                 objarg, lib, NETC_EXE_LIBS);
         if (system(cmd) != 0) rc = diag_error_noloc(&d, "linking %s failed: %s", a->out, cmd);
         else if (rename(exe, a->out) != 0)
             rc = diag_error_noloc(&d, "cannot write %s: %s", a->out, strerror(errno));
