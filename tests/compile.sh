@@ -40,8 +40,14 @@ check "train --help prints the usage" '[ $? -eq 0 ] && grep -q "^usage:" "$T/h.o
 printf '%s\n' 'net {' '  x = x |> conv(16, 3, pad = 1) |> conv(16, 3, pad = 1) |> conv(64, 1) |> conv(64, 5, pad = 2)' \
     '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/w.net"
 NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w.net" --batch 2 --resize 12 --steps 1 >"$T/w.out" 2>&1
-check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 3 ] &&
+# (12x12 outputs: the 3x3 conv's forward product by F(2x2, 3x3), its
+# gradients' by F(4x4, 3x3); 9x9: the gradients' by F(3x3, 3x3))
+check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 1 ] &&
+    [ "$(grep -c "winograd F(4x4, 3x3)" "$T/w.out")" -eq 2 ] &&
     [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w.out")" -eq 2 ] && grep "conv2d\[0,64,12,12\]" "$T/w.out" | grep -vq winograd'
+NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w.net" --batch 2 --resize 9 --steps 1 >"$T/w9.out" 2>&1
+check "profile names F(3x3, 3x3) on 9x9 maps" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w9.out")" -eq 1 ] &&
+    [ "$(grep -c "winograd F(3x3, 3x3)" "$T/w9.out")" -eq 2 ]'
 # and those on 3x3 maps computed per pixel pair: the 3x3 conv's three products, not the 1x1
 printf '%s\n' 'net {' '  x = x |> conv(16, 1) |> conv(24, 3, pad = 1)' \
     '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/s.net"

@@ -223,6 +223,16 @@ static const ConvCase conv_cases[] = {
     {5, 300, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1},     /* 300 channels: two reduction blocks; 125 tiles, a partial chunk */
     {1, 8, 34, 34, 8, 3, 3, 1, 1, 1, 1, 1},      /* tile rows of 17: whole vectors of eight tiles and a rest */
     {2, 16, 6, 6, 250, 3, 3, 1, 1, 1, 1, 0},     /* 250 filters: three row blocks of U, the last partial */
+    /* Winograd F(3x3, 3x3) (3x3 stride 1, output sides multiples of 3, 6 or more) */
+    {2, 9, 24, 24, 11, 3, 3, 1, 1, 1, 1, 1},     /* tile rows of 8: whole vectors of tiles, odd channels */
+    {1, 20, 48, 48, 13, 3, 3, 1, 1, 1, 1, 0},    /* tile rows of 16 */
+    {3, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1},    /* tile rows of 4: vectors across rows and images */
+    {2, 40, 6, 6, 33, 3, 3, 1, 1, 1, 1, 1},      /* 2x2 tiles an image */
+    {2, 10, 14, 14, 9, 3, 3, 1, 1, 0, 0, 1},     /* unpadded 12x12 out (bwd data: padding 2, 14x14: F(2x2)) */
+    /* Winograd F(4x4, 3x3) (output sides multiples of 4, not of 3) */
+    {2, 12, 16, 16, 17, 3, 3, 1, 1, 1, 1, 1},    /* tile rows of 4 */
+    {1, 8, 20, 20, 8, 3, 3, 1, 1, 1, 1, 0},      /* tile rows of 5 */
+    {3, 24, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1},      /* 2x2 tiles an image, batch 3 */
     /* Winograd F(2x2, 5x5) (5x5 stride 1, even output sides, 64+ channels each side) */
     {2, 64, 12, 12, 70, 5, 5, 1, 1, 2, 2, 1},    /* padding 2: both gradients (the forward stays direct) */
     {2, 64, 10, 14, 64, 5, 5, 1, 1, 2, 2, 0},    /* unequal sides, tile rows of 7 */

@@ -273,7 +273,7 @@ void cg_emit_global_pool(Cg *cg, const IrNode *n);
 
 /* ---- conv.c, gemm.c ------------------------------------------------------------ */
 void cg_emit_conv(Cg *cg, const IrNode *n);
-/* "winograd F(2x2, 3x3)" or "winograd F(2x2, 5x5)" when conv node n of p
+/* "winograd F(2x2, 3x3)" (or F(3x3, 3x3), F(4x4, 3x3), F(2x2, 5x5)) when conv node n of p
  * (forward or either gradient) is computed that way, else NULL (GEMMs):
  * for NETC_CPU_PROFILE's labels. */
 const char *cg_conv_method(const Program *p, const IrNode *n);

@@ -357,7 +357,7 @@ static void emit_conv(Cg *cg, const IrNode *n) {
     } else {
         /* CONV2D_BWD_WEIGHT (dy, x) -> dw[, db]: one GEMM, the batch's pixels the reduction */
         ConvDims d = conv_dims(cg, n, n->in[1], n->in[0]);
-        d.grad = 1;
+        d.grad = d.wgrad = 1;
         int64_t crs = d.c * d.r * d.s, pq = d.p * d.q, hw = d.h * d.w;
         LLVMValueRef dy = cg_vptr(cg, n->in[0]), x = cg_vptr(cg, n->in[1]), dw = cg_vptr(cg, n->out[0]);
         int64_t wpad = d.w + 2 * d.pw;
@@ -567,12 +567,12 @@ const char *cg_conv_method(const Program *p, const IrNode *n) {
         if (!bwd_data_fwd(&f, &d)) return NULL;
     } else if (n->op == IR_OP_CONV2D_BWD_WEIGHT) {
         d = conv_dims_p(p, n, n->in[1], n->in[0]);
-        d.grad = 1;
+        d.grad = d.wgrad = 1;
     } else {
         return NULL;
     }
     if (cg_conv_small(&d)) return "pixel-pair GEMMs";
     if (cg_conv_taps(&d)) return n->op == IR_OP_CONV2D_BWD_DATA ? NULL : "direct, by taps";
     if (!cg_conv_wino(&d)) return NULL;
-    return d.r == 5 ? "winograd F(2x2, 5x5)" : "winograd F(2x2, 3x3)";
+    return cg_wino_name(&d);
 }

@@ -1,11 +1,12 @@
-/* conv_winograd.c - convs by Winograd F(2x2, 3x3) and F(2x2, 5x5): the
- * forward product (and so the stride-1 data gradient) and the weight
- * gradient. */
+/* conv_winograd.c - convs by Winograd F(2x2, 3x3), F(3x3, 3x3), F(4x4,
+ * 3x3) and F(2x2, 5x5): the forward product (and so the stride-1 data
+ * gradient) and the weight gradient. */
 #include "gemm_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
-/* ---- Winograd F(2x2, 3x3) and F(2x2, 5x5) ------------------------------------
+/* ---- Winograd F(m x m, r x r) -------------------------------------------------
  * A stride-1 3x3 conv as Y = A^T [(G g G^T) (.) (B^T d B)] A per 2x2 output
  * tile (d: the tile's 4x4 input patch; Lavin & Gray): 16 products per tile
  * and channel pair instead of 36.  The 16 elementwise products summed over
@@ -25,28 +26,87 @@
  * data gradient (a forward conv of dy with the flipped filters), and by
  * the weight gradient (cg_wino_bwdw).  Each chunk of tiles is one task, so
  * results do not depend on the thread count; they differ from the direct
- * products by rounding only (the transforms' coefficients are 1 and 1/2). */
+ * products by rounding only (the transforms' coefficients are 1 and 1/2).
+ * Larger tiles (m = 3, 4 below) are the same code with n = m + 2 inputs a
+ * side: a tile row's patches are picked from one wide load (tile l's
+ * column q at m l + q), and each row of 8 tiles' outputs is stored as
+ * 8 m interleaved floats. */
 enum { WG_SLACK = 64 };
 
-/* The transforms: F(2, 3) above, and F(2, 5) (Toom-Cook points 0, 1, -1, 2,
- * -2 and infinity; 6x6 input tiles, 36 products per tile for 100; its first
- * output row and column do not depend on the patch's last either, but it is
- * taken for even output sides only), n = r + 1 inputs per tile side.  The
- * code is written once for both (wlin: a row of constant coefficients,
- * zeros skipped); each r has its own bodies. */
-typedef struct { int r, n; float bt[6][6], g[6][5], at[2][6]; } WinoT;
-static const WinoT wino3 = {3, 4, {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
-                            {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}}, {{1, 1, 1, 0}, {0, 1, -1, -1}}};
-static const WinoT wino5 = {5, 6,
+/* The transforms: F(2, 3) above; F(3, 3) and F(4, 3) (Toom-Cook points 0,
+ * 1, -1, 2 and infinity, and 0, 1, -1, 2, -2 and infinity: 5x5 and 6x6
+ * input tiles, 25 products per 3x3 outputs and 36 per 4x4, for 81 and 144);
+ * and F(2, 5) (points 0, 1, -1, 2, -2 and infinity; 6x6 input tiles, 36
+ * products per tile for 100; its first output row and column do not depend
+ * on the patch's last either, but it is taken for even output sides only),
+ * n = m + r - 1 inputs per tile side.  F(3, 3) and F(4, 3) are taken only
+ * when the tiles cover the output exactly.  The code is written once for
+ * all (wlin: a row of constant coefficients, zeros skipped); each transform
+ * has its own bodies. */
+typedef struct { int m, r, n; float bt[6][6], g[6][5], at[4][6]; const char *name; } WinoT;
+static const WinoT wino3 = {2, 3, 4, {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
+                            {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}}, {{1, 1, 1, 0}, {0, 1, -1, -1}},
+                            "winograd F(2x2, 3x3)"};
+static const WinoT wino33 = {3, 3, 5,
+                             {{2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}},
+                             {{.5f, 0, 0}, {-.5f, -.5f, -.5f}, {-1 / 6.f, 1 / 6.f, -1 / 6.f}, {1 / 6.f, 1 / 3.f, 2 / 3.f}, {0, 0, 1}},
+                             {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 1}},
+                             "winograd F(3x3, 3x3)"};
+static const WinoT wino43 = {4, 3, 6,
+                             {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                              {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}},
+                             {{1 / 4.f, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f}, {-1 / 6.f, 1 / 6.f, -1 / 6.f},
+                              {1 / 24.f, 1 / 12.f, 1 / 6.f}, {1 / 24.f, -1 / 12.f, 1 / 6.f}, {0, 0, 1}},
+                             {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}},
+                             "winograd F(4x4, 3x3)"};
+static const WinoT wino5 = {2, 5, 6,
                             {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
                              {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}},
                             {{1 / 4.f, 0, 0, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f},
                              {-1 / 6.f, 1 / 6.f, -1 / 6.f, 1 / 6.f, -1 / 6.f},
                              {1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 3.f, 2 / 3.f},
                              {1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f, 2 / 3.f}, {0, 0, 0, 0, 1}},
-                            {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}}};
+                            {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}}, "winograd F(2x2, 5x5)"};
 
-static const WinoT *wino_t(const ConvDims *d) { return d->r == 5 ? &wino5 : &wino3; }
+/* Whether n x n transforms of conv d fit every thread's GEMM scratch (at
+ * least APK floats for any vector width) with the fewest tiles a chunk
+ * takes: the forward product's V and M of 32 tiles (wino_tc), the weight
+ * gradient's V and Z of 16 (wbw_tc), rounded up for the widest MR and NR. */
+static int wino_fits(const ConvDims *d, int n) {
+    int64_t nx = n * n, kp = (d->k + 11) / 12 * 12, cr = (d->c + 11) / 12 * 12, kn = (d->k + 31) / 32 * 32;
+    return nx * ((d->c + kp) * 32 + 32) + 2 * d->c + 4 * 32 + 64 <= APK && nx * ((kn + cr) * 16 + 16) + 64 <= APK;
+}
+
+/* The output tile side of a 3x3 conv's Winograd product, 0 for none.  In
+ * a gradient's product (the data gradient's forward conv, the weight
+ * gradient), where the tiles cover the output exactly, F(4, 3), else F(3,
+ * 3): ResNet-18's 24x24 to 6x6 gradients 1.1-1.5x faster than by F(2, 3).
+ * Not in a forward pass: F(4, 3) rounds some 10x more than F(2, 3), F(3, 3)
+ * 4x, and there either moved relu inputs across zero (a small ResNet-34's
+ * step outside its bound against ref; ResNet-18 at batch 4 off PyTorch's
+ * gradients by 8e-3), while gradients are linear in dy and keep the
+ * forward pass's choices.  Not on maps under 6x6 (3x3: 3x slower in the
+ * weight gradient than the pixel pairs), nor for a weight gradient whose
+ * per-part M (n^2 C K floats, summed into once per chunk of 16 tiles)
+ * outgrows the caches (256 channels at 6x6: 1.1x slower).  $NETC_CPU_WINO
+ * (2, 3 or 4) caps the tile, for experiments. */
+static int wino_m3(const ConvDims *d) {
+    const char *e = getenv("NETC_CPU_WINO");
+    int m = e ? atoi(e) : 4, big = d->grad && d->p >= 6 && d->q >= 6;
+    int w5 = !d->wgrad || 25 * d->c * d->k <= (1 << 20), w6 = !d->wgrad || 36 * d->c * d->k <= (1 << 20);
+    if (m >= 4 && big && d->p % 4 == 0 && d->q % 4 == 0 && w6 && wino_fits(d, 6)) return 4;
+    if (m >= 3 && big && d->p % 3 == 0 && d->q % 3 == 0 && w5 && wino_fits(d, 5)) return 3;
+    return wino_fits(d, 4) ? 2 : 0;
+}
+
+static const WinoT *wino_t(const ConvDims *d) {
+    if (d->r == 5) return &wino5;
+    int m = wino_m3(d);
+    return m == 4 ? &wino43 : m == 3 ? &wino33 : &wino3;
+}
+
+static int64_t wino_ty(const WinoT *T, const ConvDims *d) { return (d->p + T->m - 1) / T->m; }
+static int64_t wino_tx(const WinoT *T, const ConvDims *d) { return (d->q + T->m - 1) / T->m; }
 
 static LLVMValueRef fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
 static LLVMValueRef fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
@@ -90,15 +150,18 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
 int cg_conv_wino(const ConvDims *d) {
     int r3 = d->r == 3 && d->s == 3;
     int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 64 && d->k >= 64 && d->grad;
-    return (r3 || r5) && d->sh == 1 && d->sw == 1 && d->ph < d->r && d->pw < d->s &&
-           d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
+    int big = d->p >= 4 && d->q >= 4;
+    if ((r3 && !wino_m3(d)) || (r5 && !wino_fits(d, 6))) return 0;
+    return (r3 || r5) && d->sh == 1 && d->sw == 1 && d->ph < d->r && d->pw < d->s && big && d->c >= 8 && d->k >= 8;
 }
+
+const char *cg_wino_name(const ConvDims *d) { return wino_t(d)->name; }
 
 /* tiles per chunk: 64 (32 and 128 measured no faster), fewer when the
  * chunk's V and M would outgrow the GEMM's per-thread scratch */
 static int64_t wino_tc(const Cg *cg, const ConvDims *d) {
-    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 2 * NR, nx = (d->r + 1) * (d->r + 1);
-    while (tc * 2 <= 64 && nx * ((d->c + kp) * tc * 2 + 32) + 2 * d->c + 8 * tc + 64 <= cg_gemm_scratch_floats(cg)) tc *= 2;
+    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 64, nx = wino_t(d)->n * wino_t(d)->n;
+    while (tc > NR && nx * ((d->c + kp) * tc + 32) + 2 * d->c + 4 * tc + 64 > cg_gemm_scratch_floats(cg)) tc /= 2;
     return tc;
 }
 
@@ -115,7 +178,7 @@ static void wino_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVM
 
 int64_t cg_wino_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
-    return wino_xsz(d, nb) + cg_round16((d->r + 1) * (d->r + 1) * kp * d->c);
+    return wino_xsz(d, nb) + cg_round16(wino_t(d)->n * wino_t(d)->n * kp * d->c);
 }
 
 /* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
@@ -127,7 +190,7 @@ static void wino_weights(Cg *cg, const ConvDims *d, LLVMValueRef w, LLVMValueRef
     Par P;
     LLVMValueRef b, e;
     char key[16];
-    snprintf(key, sizeof key, "wino_w%d", r);
+    snprintf(key, sizeof key, "wino_w%d%d", T->m, r);
     if (par_begin_shared(cg, &P, key, v, 4, ci64(cg, kp / MR), &b, &e)) {
         LLVMValueRef C = v[2], K = v[3];
         LLVMValueRef KP = mulc(cg, sdiv(cg, addc(cg, K, MR - 1), ci64(cg, MR)), MR);
@@ -186,7 +249,7 @@ enum { WV_XP, WV_UP, WV_Y, WV_BIAS, WV_TS, WV_C, WV_K, WV_TY, WV_TX, WV_T, WV_TC
 static void wino_in_body(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLVMValueRef VS, LLVMValueRef C,
                          LLVMValueRef TC, LLVMValueRef HPWP, LLVMValueRef WP, LLVMValueRef vTY, LLVMValueRef vTX,
                          LLVMValueRef t0, LLVMValueRef t1) {
-    int nn = T->n;
+    int nn = T->n, m = T->m;
     Loop l1, l2, l3;
     LLVMValueRef n0, ty0, tx0;
     wino_tile(cg, t0, vTY, vTX, &n0, &ty0, &tx0);
@@ -197,18 +260,31 @@ static void wino_in_body(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V
     LLVMValueRef n = get(cg, vn), ty = get(cg, vy), tx = get(cg, vx);
     LLVMValueRef seg = imin(cg, sub(cg, vTX, tx), sub(cg, t1, t));
     LLVMValueRef base = gep(cg, xp, add(cg, mul(cg, add(cg, mul(cg, n, C), c), HPWP),
-                                        add(cg, mul(cg, mulc(cg, ty, 2), WP), mulc(cg, tx, 2))));
+                                        add(cg, mul(cg, mulc(cg, ty, m), WP), mulc(cg, tx, m))));
     LLVMValueRef dst = gep(cg, V, add(cg, mul(cg, c, TC), sub(cg, t, t0)));
     LLVMValueRef g = for_begin(cg, &l3, ci64(cg, 0), seg, 8);
     /* rows: h[i][u] = (d_i B)[u], d_i's columns split into even and odd
-     * lanes; then V[a][u] = (B^T h)[a][u] */
+     * lanes (m 2), or picked from one wide load (column q of lane l at m l +
+     * q); then V[a][u] = (B^T h)[a][u] */
     LLVMValueRef h[6][6], col[6];
     for (int i = 0; i < nn; i++) {
-        LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, 2), mulc(cg, WP, i))), dr[6];
-        for (int q = 0; q < nn; q += 2) {
-            LLVMValueRef lo = v8ld(cg, rp, ci64(cg, q)), hi = v8ld(cg, rp, ci64(cg, q + 8));
-            dr[q] = shuf8(cg, lo, hi, ev);
-            dr[q + 1] = shuf8(cg, lo, hi, od);
+        LLVMValueRef rp = gep(cg, base, add(cg, mulc(cg, g, m), mulc(cg, WP, i))), dr[6];
+        if (m == 2) {
+            for (int q = 0; q < nn; q += 2) {
+                LLVMValueRef lo = v8ld(cg, rp, ci64(cg, q)), hi = v8ld(cg, rp, ci64(cg, q + 8));
+                dr[q] = shuf8(cg, lo, hi, ev);
+                dr[q + 1] = shuf8(cg, lo, hi, od);
+            }
+        } else {
+            unsigned wide = (unsigned)(7 * m + nn + 7) / 8 * 8;
+            LLVMTypeRef vw = LLVMVectorType(cg->f32, wide);
+            LLVMValueRef row = LLVMBuildLoad2(cg->b, vw, LLVMBuildBitCast(cg->b, rp, LLVMPointerType(vw, 0), ""), "");
+            LLVMSetAlignment(row, 4);
+            for (int q = 0; q < nn; q++) {
+                LLVMValueRef e[8];
+                for (int l = 0; l < 8; l++) e[l] = ci32(cg, m * l + q);
+                dr[q] = LLVMBuildShuffleVector(cg->b, row, LLVMGetUndef(vw), LLVMConstVector(e, 8), "");
+            }
         }
         for (int u = 0; u < nn; u++) h[i][u] = wlin(cg, T->bt[u], 1, dr, nn);
     }
@@ -234,7 +310,7 @@ static void wino_in(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLV
     /* one function for the module (the forward conv's and the weight
      * gradient's bodies call it): less to compile */
     char name[24];
-    snprintf(name, sizeof name, "netc_wino_in%d", T->r);
+    snprintf(name, sizeof name, "netc_wino_in%d%d", T->m, T->r);
     LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
     LLVMValueRef args[11] = {xp, V, VS, C, TC, HPWP, WP, vTY, vTX, t0, t1};
     if (!f) {
@@ -253,12 +329,34 @@ static void wino_in(Cg *cg, const WinoT *T, LLVMValueRef xp, LLVMValueRef V, LLV
     cg_call(cg, f, args, 11);
 }
 
+/* p[0 .. 8m) = the m vectors of eight tiles' outputs o[0..m) interleaved:
+ * tile l's output j at m l + j */
+static void wino_row_st(Cg *cg, LLVMValueRef *o, int m, LLVMValueRef p) {
+    LLVMValueRef v[4];
+    int n = m, w = 8;
+    for (int j = 0; j < m; j++) v[j] = o[j];
+    while (n > 1) {
+        LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)w);
+        LLVMValueRef e[64];
+        for (int i = 0; i < 2 * w; i++) e[i] = ci32(cg, i);
+        int h = 0;
+        for (int j = 0; j < n; j += 2)
+            v[h++] = LLVMBuildShuffleVector(cg->b, v[j], j + 1 < n ? v[j + 1] : LLVMGetUndef(vt), LLVMConstVector(e, (unsigned)(2 * w)), "");
+        n = h, w *= 2;
+    }
+    LLVMValueRef e[32];
+    for (int i = 0; i < 8 * m; i++) e[i] = ci32(cg, (i % m) * 8 + i / m);
+    LLVMValueRef row = LLVMBuildShuffleVector(cg->b, v[0], LLVMGetUndef(LLVMTypeOf(v[0])), LLVMConstVector(e, (unsigned)(8 * m)), "");
+    LLVMTypeRef rt = LLVMVectorType(cg->f32, (unsigned)(8 * m));
+    LLVMSetAlignment(LLVMBuildStore(cg->b, row, LLVMBuildBitCast(cg->b, p, LLVMPointerType(rt, 0), "")), 4);
+}
+
 void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                      LLVMValueRef bias, LLVMValueRef scr) {
     const WinoT *T = wino_t(d);
-    int nn = T->n, nx = nn * nn;
+    int nn = T->n, nx = nn * nn, mm = T->m;
     int64_t hp = d->h + 2 * d->ph, wp = cg_pad_width(d);
-    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wino_tc(cg, d);
+    int64_t TY = wino_ty(T, d), TX = wino_tx(T, d), NT = nb * TY * TX, tc = wino_tc(cg, d);
     LLVMValueRef xp = scr, up = gep(cg, scr, ci64(cg, wino_xsz(d, nb)));
     wino_pad(cg, d, nb, x, xp);
     wino_weights(cg, d, w, up);
@@ -269,7 +367,7 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     Par P;
     LLVMValueRef b, e;
     char key[24];
-    snprintf(key, sizeof key, "wino%d%s", T->r, cg->relu ? "_relu" : "");
+    snprintf(key, sizeof key, "wino%d%d%s", T->m, T->r, cg->relu ? "_relu" : "");
     if (!par_begin_shared(cg, &P, key, v, WV_COUNT, ci64(cg, (NT + tc - 1) / tc), &b, &e)) {
         par_end(cg, &P);
         return;
@@ -294,17 +392,17 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     }
     LLVMValueRef ch = for_begin(cg, &l4, b, e, 1);
     LLVMValueRef t0 = mul(cg, ch, TC), t1 = imin(cg, add(cg, t0, TC), v[WV_T]), nv = sub(cg, t1, t0);
-    /* output offsets and flags (bit 0: the tile's second column is in y,
-     * bit 1: its second row) */
+    /* output offsets and counts (bits 0-7: the tile's columns in y, 8-15:
+     * its rows) */
     {
         LLVMValueRef s = for_begin(cg, &l1, ci64(cg, 0), nv, 1);
         LLVMValueRef n, ty, tx;
         wino_tile(cg, add(cg, t0, s), vTY, vTX, &n, &ty, &tx);
-        LLVMValueRef o = add(cg, mul(cg, n, mul(cg, K, PQ)), add(cg, mul(cg, mulc(cg, ty, 2), Q), mulc(cg, tx, 2)));
-        LLVMValueRef fc = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, 2), 1), Q), cg->i64, "");
-        LLVMValueRef fr = LLVMBuildZExt(cg->b, icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, 2), 1), v[WV_P]), cg->i64, "");
+        LLVMValueRef o = add(cg, mul(cg, n, mul(cg, K, PQ)), add(cg, mul(cg, mulc(cg, ty, mm), Q), mulc(cg, tx, mm)));
+        LLVMValueRef fc = imin(cg, ci64(cg, mm), sub(cg, Q, mulc(cg, tx, mm)));
+        LLVMValueRef fr = imin(cg, ci64(cg, mm), sub(cg, v[WV_P], mulc(cg, ty, mm)));
         st64(cg, o, yoff, s);
-        st64(cg, LLVMBuildOr(cg->b, fc, mulc(cg, fr, 2), ""), yfl, s);
+        st64(cg, LLVMBuildOr(cg->b, fc, LLVMBuildShl(cg->b, fr, ci64(cg, 8), ""), ""), yfl, s);
         for_end(cg, &l1);
     }
     /* input transform: V[xi][c][t - t0] by tile-row segments, eight tiles a
@@ -318,11 +416,11 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     {
         LLVMValueRef tn = add(cg, t0, TC), n, ty, tx;
         wino_tile(cg, tn, vTY, vTX, &n, &ty, &tx);
-        pf.base = LLVMBuildGEP2(cg->b, cg->f32, v[WV_XP], (LLVMValueRef[]){add(cg, mul(cg, mul(cg, n, C), HPWP), mul(cg, mulc(cg, ty, 2), WP))},
+        pf.base = LLVMBuildGEP2(cg->b, cg->f32, v[WV_XP], (LLVMValueRef[]){add(cg, mul(cg, mul(cg, n, C), HPWP), mul(cg, mulc(cg, ty, mm), WP))},
                                 1, "");
         pf.stride = HPWP;
         pf.rows = LLVMBuildSelect(cg->b, icmp(cg, LLVMIntSLT, addc(cg, ch, 1), e), C, ci64(cg, 0), "");
-        pf.lines = addc(cg, sdiv(cg, mul(cg, addc(cg, mulc(cg, sdiv(cg, TC, vTX), 2), 4 + nn), WP), ci64(cg, 16)), 1);
+        pf.lines = addc(cg, sdiv(cg, mul(cg, addc(cg, mulc(cg, sdiv(cg, TC, vTX), mm), 2 + mm + nn), WP), ci64(cg, 16)), 1);
         pf.per = sdiv(cg, addc(cg, C, nx - 1), ci64(cg, nx));
     }
     /* M[xi] = U[xi] V[xi]: a block of U's rows stays in L2 and a B panel of
@@ -350,9 +448,7 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
     }
     /* output transform: y's tiles = A^T M A (+ bias) */
     {
-        static const int lo[8] = {0, 8, 1, 9, 2, 10, 3, 11}, hi[8] = {4, 12, 5, 13, 6, 14, 7, 15};
-        LLVMTypeRef v8 = LLVMVectorType(cg->f32, 8);
-        LLVMValueRef buf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->f32, 32), NULL), cg->pf, "");
+        LLVMValueRef buf = LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->f32, 8 * 16), NULL), cg->pf, "");
         LLVMValueRef k = for_begin(cg, &l1, ci64(cg, 0), K, 1);
         LLVMValueRef bv = var(cg, cg->f32, cf32(cg, 0));
         If fb;
@@ -363,56 +459,47 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
         LLVMValueRef yk = gep(cg, v[WV_Y], mul(cg, k, PQ));
         LLVMValueRef s = for_begin(cg, &l2, ci64(cg, 0), nv, 8);
         LLVMValueRef mrow = gep(cg, Mb, add(cg, mul(cg, k, TC), s));
-        LLVMValueRef m[36], r[6][2], o[2][2], col[6];
-        for (int xi = 0; xi < nx; xi++) m[xi] = v8ld(cg, mrow, mulc(cg, MS, xi));
+        LLVMValueRef mv[36], r[6][4], o[4][4], col[6];
+        for (int xi = 0; xi < nx; xi++) mv[xi] = v8ld(cg, mrow, mulc(cg, MS, xi));
         for (int i = 0; i < nn; i++)
-            for (int j = 0; j < 2; j++) r[i][j] = wlin(cg, T->at[j], 1, &m[i * nn], nn);
-        for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < mm; j++) r[i][j] = wlin(cg, T->at[j], 1, &mv[i * nn], nn);
+        for (int j = 0; j < mm; j++) {
             for (int i = 0; i < nn; i++) col[i] = r[i][j];
-            o[0][j] = fadd(cg, wlin(cg, T->at[0], 1, col, nn), bk);
-            o[1][j] = fadd(cg, wlin(cg, T->at[1], 1, col, nn), bk);
-            if (cg->relu) o[0][j] = cg_relu(cg, o[0][j]), o[1][j] = cg_relu(cg, o[1][j]);
+            for (int a = 0; a < mm; a++) {
+                o[a][j] = fadd(cg, wlin(cg, T->at[a], 1, col, nn), bk);
+                if (cg->relu) o[a][j] = cg_relu(cg, o[a][j]);
+            }
         }
-        /* eight whole tiles side by side in a tile row: 16 outputs a row */
+        /* eight whole tiles side by side in a tile row: 8 m outputs a row */
         LLVMValueRef s7 = addc(cg, s, 7), in7 = icmp(cg, LLVMIntSLT, s7, nv);
         LLVMValueRef s7c = LLVMBuildSelect(cg->b, in7, s7, s, "");
         LLVMValueRef o0 = ld64(cg, yoff, s), fl7 = ld64(cg, yfl, s7c);
-        LLVMValueRef full = and1(cg, and1(cg, in7, icmp(cg, LLVMIntEQ, sub(cg, ld64(cg, yoff, s7c), o0), ci64(cg, 14))),
-                                 icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl7, ci64(cg, 1), ""), ci64(cg, 0)));
+        LLVMValueRef full = and1(cg, and1(cg, in7, icmp(cg, LLVMIntEQ, sub(cg, ld64(cg, yoff, s7c), o0), ci64(cg, 7 * mm))),
+                                 icmp(cg, LLVMIntEQ, LLVMBuildAnd(cg->b, fl7, ci64(cg, 255), ""), ci64(cg, mm)));
         If f;
         if_begin(cg, &f, full);
         {
-            LLVMValueRef p0 = gep(cg, yk, o0);
-            v8st(cg, shuf8(cg, o[0][0], o[0][1], lo), p0, ci64(cg, 0));
-            v8st(cg, shuf8(cg, o[0][0], o[0][1], hi), p0, ci64(cg, 8));
-            If f2;
-            if_begin(cg, &f2, icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl7, ci64(cg, 2), ""), ci64(cg, 0)));
-            v8st(cg, shuf8(cg, o[1][0], o[1][1], lo), p0, Q);
-            v8st(cg, shuf8(cg, o[1][0], o[1][1], hi), p0, addc(cg, Q, 8));
-            if_end(cg, &f2);
+            LLVMValueRef p0 = gep(cg, yk, o0), nr = LLVMBuildLShr(cg->b, fl7, ci64(cg, 8), "");
+            for (int a = 0; a < mm; a++) {
+                If fr;
+                if (a) if_begin(cg, &fr, icmp(cg, LLVMIntSLT, ci64(cg, a), nr));
+                wino_row_st(cg, o[a], mm, gep(cg, p0, mulc(cg, Q, a)));
+                if (a) if_end(cg, &fr);
+            }
         }
         if_else(cg, &f);
         {
-            for (int i = 0; i < 4; i++)
-                LLVMSetAlignment(LLVMBuildStore(cg->b, o[i / 2][i % 2],
-                                                LLVMBuildBitCast(cg->b, gep(cg, buf, ci64(cg, 8 * i)), LLVMPointerType(v8, 0), "")),
-                                 4);
+            for (int i = 0; i < mm * mm; i++) v8st(cg, o[i / mm][i % mm], buf, ci64(cg, 8 * i));
             LLVMValueRef l = for_begin(cg, &l3, ci64(cg, 0), imin(cg, ci64(cg, 8), sub(cg, nv, s)), 1);
             LLVMValueRef sl = add(cg, s, l), fl = ld64(cg, yfl, sl);
             LLVMValueRef p0 = gep(cg, yk, ld64(cg, yoff, sl));
-            st(cg, ld(cg, buf, l), p0, ci64(cg, 0));
-            If g1, g2, g3;
-            LLVMValueRef c1 = icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl, ci64(cg, 1), ""), ci64(cg, 0));
-            LLVMValueRef r1 = icmp(cg, LLVMIntNE, LLVMBuildAnd(cg->b, fl, ci64(cg, 2), ""), ci64(cg, 0));
-            if_begin(cg, &g1, c1);
-            st(cg, ld(cg, buf, addc(cg, l, 8)), p0, ci64(cg, 1));
-            if_end(cg, &g1);
-            if_begin(cg, &g2, r1);
-            st(cg, ld(cg, buf, addc(cg, l, 16)), p0, Q);
-            if_begin(cg, &g3, c1);
-            st(cg, ld(cg, buf, addc(cg, l, 24)), p0, addc(cg, Q, 1));
-            if_end(cg, &g3);
-            if_end(cg, &g2);
+            Loop la, lj;
+            LLVMValueRef a = for_begin(cg, &la, ci64(cg, 0), LLVMBuildLShr(cg->b, fl, ci64(cg, 8), ""), 1);
+            LLVMValueRef j = for_begin(cg, &lj, ci64(cg, 0), LLVMBuildAnd(cg->b, fl, ci64(cg, 255), ""), 1);
+            st(cg, ld(cg, buf, add(cg, mulc(cg, j, 8), add(cg, mulc(cg, a, 8 * mm), l))), p0,
+               add(cg, mul(cg, a, Q), j));
+            for_end(cg, &lj);
+            for_end(cg, &la);
             for_end(cg, &l3);
         }
         if_end(cg, &f);
@@ -434,19 +521,19 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
 enum { WB_PARTS = 4 };
 
 static int64_t wbw_tc(const Cg *cg, const ConvDims *d) {
-    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = (d->r + 1) * (d->r + 1);
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = wino_t(d)->n * wino_t(d)->n;
     while (tc * 2 <= 64 && nx * (kn * tc * 2 + cr * tc * 2 + 16) + 64 <= cg_gemm_scratch_floats(cg)) tc *= 2;
     return tc;
 }
 
 static int64_t wbw_parts(const Cg *cg, const ConvDims *d, int64_t nb) {
-    int64_t T = nb * ((d->p + 1) / 2) * ((d->q + 1) / 2), tc = wbw_tc(cg, d), nch = (T + tc - 1) / tc;
+    int64_t T = nb * wino_ty(wino_t(d), d) * wino_tx(wino_t(d), d), tc = wbw_tc(cg, d), nch = (T + tc - 1) / tc;
     return nch < WB_PARTS ? nch : WB_PARTS;
 }
 
 int64_t cg_wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
-    return wino_xsz(d, nb) + cg_round16(wbw_parts(cg, d, nb) * (d->r + 1) * (d->r + 1) * cr * kn);
+    return wino_xsz(d, nb) + cg_round16(wbw_parts(cg, d, nb) * wino_t(d)->n * wino_t(d)->n * cr * kn);
 }
 
 enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP, WB_WP, WB_P, WB_Q, WB_NCH, WB_NPART,
@@ -456,8 +543,8 @@ void cg_wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMVa
                       LLVMValueRef scr) {
     int64_t hp = d->h + 2 * d->ph, wp = cg_pad_width(d);
     const WinoT *T = wino_t(d);
-    int nn = T->n, nx = nn * nn, r = T->r;
-    int64_t TY = (d->p + 1) / 2, TX = (d->q + 1) / 2, NT = nb * TY * TX, tc = wbw_tc(cg, d);
+    int nn = T->n, nx = nn * nn, r = T->r, mm = T->m;
+    int64_t TY = wino_ty(T, d), TX = wino_tx(T, d), NT = nb * TY * TX, tc = wbw_tc(cg, d);
     int64_t nch = (NT + tc - 1) / tc, parts = wbw_parts(cg, d, nb);
     LLVMValueRef xp = scr, mp = gep(cg, scr, ci64(cg, wino_xsz(d, nb)));
     wino_pad(cg, d, nb, x, xp);
@@ -468,7 +555,7 @@ void cg_wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMVa
     Par P;
     LLVMValueRef b, e;
     char key[20];
-    snprintf(key, sizeof key, "wino_bw%d", r);
+    snprintf(key, sizeof key, "wino_bw%d%d", T->m, r);
     if (par_begin_shared(cg, &P, key, v, WB_COUNT, ci64(cg, parts), &b, &e)) {
         LLVMValueRef C = v[WB_C], K = v[WB_K], vTY = v[WB_TY], vTX = v[WB_TX], TC = v[WB_TC], WP = v[WB_WP];
         LLVMValueRef Q = v[WB_Q], PQ = mul(cg, v[WB_P], Q), HPWP = mul(cg, v[WB_HP], WP);
@@ -512,31 +599,33 @@ void cg_wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMVa
             LLVMValueRef s = for_begin(cg, &l1, ci64(cg, 0), nv, 1);
             LLVMValueRef n, ty, tx;
             wino_tile(cg, add(cg, t0, s), vTY, vTX, &n, &ty, &tx);
-            LLVMValueRef cok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, 2), 1), Q);
-            LLVMValueRef rok = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, 2), 1), v[WB_P]);
-            LLVMValueRef base = gep(cg, v[WB_DY], add(cg, mul(cg, mul(cg, n, K), PQ), add(cg, mul(cg, mulc(cg, ty, 2), Q), mulc(cg, tx, 2))));
+            LLVMValueRef cok[4], rok[4];
+            for (int i = 0; i < mm; i++) {
+                cok[i] = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, tx, mm), i), Q);
+                rok[i] = icmp(cg, LLVMIntSLT, addc(cg, mulc(cg, ty, mm), i), v[WB_P]);
+            }
+            LLVMValueRef base = gep(cg, v[WB_DY], add(cg, mul(cg, mul(cg, n, K), PQ), add(cg, mul(cg, mulc(cg, ty, mm), Q), mulc(cg, tx, mm))));
             LLVMValueRef offs = LLVMBuildMul(cg->b, lanes, splat8(cg, tr32(cg, PQ)), "");
             LLVMValueRef kg = for_begin(cg, &l2, ci64(cg, 0), KN, 8);
             LLVMValueRef kin = LLVMBuildICmp(cg->b, LLVMIntSLT, LLVMBuildAdd(cg->b, lanes, splat8(cg, tr32(cg, kg)), ""),
                                              splat8(cg, tr32(cg, K)), "");
             LLVMValueRef gb = gep(cg, base, mul(cg, kg, PQ));
-            LLVMValueRef gg[2][2];
-            for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 2; j++) {
+            LLVMValueRef gg[4][4];
+            for (int i = 0; i < mm; i++)
+                for (int j = 0; j < mm; j++) {
                     LLVMValueRef m = kin;
-                    if (i) m = LLVMBuildAnd(cg->b, m, splat8(cg, rok), "");
-                    if (j) m = LLVMBuildAnd(cg->b, m, splat8(cg, cok), "");
-                    gg[i][j] = cg_gather(cg, gep(cg, gb, i ? addc(cg, Q, j) : ci64(cg, j)), offs, m, LLVMConstNull(v8));
+                    if (i) m = LLVMBuildAnd(cg->b, m, splat8(cg, rok[i]), "");
+                    if (j) m = LLVMBuildAnd(cg->b, m, splat8(cg, cok[j]), "");
+                    gg[i][j] = cg_gather(cg, gep(cg, gb, add(cg, mulc(cg, Q, i), ci64(cg, j))), offs, m, LLVMConstNull(v8));
                 }
-            /* A g A^T (A = (A^T)^T: n x 2) */
-            LLVMValueRef hz[2][6], zz[6][6], col[2];
-            for (int i = 0; i < 2; i++)
-                for (int u = 0; u < nn; u++) hz[i][u] = wlin(cg, &T->at[0][u], 6, gg[i], 2);
+            /* A g A^T (A = (A^T)^T: n x m) */
+            LLVMValueRef hz[4][6], zz[6][6], col[4];
+            for (int i = 0; i < mm; i++)
+                for (int u = 0; u < nn; u++) hz[i][u] = wlin(cg, &T->at[0][u], 6, gg[i], mm);
             for (int a = 0; a < nn; a++)
                 for (int u = 0; u < nn; u++) {
-                    col[0] = hz[0][u];
-                    col[1] = hz[1][u];
-                    zz[a][u] = wlin(cg, &T->at[0][a], 6, col, 2);
+                    for (int i = 0; i < mm; i++) col[i] = hz[i][u];
+                    zz[a][u] = wlin(cg, &T->at[0][a], 6, col, mm);
                 }
             LLVMValueRef kpn = sdiv(cg, kg, ci64(cg, NR));
             LLVMValueRef dst = gep(cg, Z, add(cg, mul(cg, kpn, mulc(cg, TC, NR)), add(cg, mulc(cg, s, NR), sub(cg, kg, mulc(cg, kpn, NR)))));
@@ -568,7 +657,7 @@ void cg_wino_bwdw(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef dy, LLVMVa
     /* dW[k, c] = G^T (sum of the parts' M) G */
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
     LLVMValueRef u[6] = {mp, dw, ci64(cg, d->c), ci64(cg, kn), ci64(cg, parts), ci64(cg, cr * kn)};
-    snprintf(key, sizeof key, "wino_bw_out%d", r);
+    snprintf(key, sizeof key, "wino_bw_out%d%d", T->m, r);
     if (par_begin_shared(cg, &P, key, u, 6, ci64(cg, d->k), &b, &e)) {
         LLVMValueRef C = u[2], KN = u[3], MS = u[5];
         Loop lk, lc, lp;

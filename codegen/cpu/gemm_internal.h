@@ -51,6 +51,7 @@ typedef enum { B_ROW, B_COL, B_CONV_FWD, B_CONV_BWDW, B_DYT, B_PADROW, B_PADT } 
 typedef struct {
     int64_t c, h, w, k, r, s, sh, sw, ph, pw, p, q;
     int grad;               /* a gradient's product (the data gradient's forward conv, the weight gradient) */
+    int wgrad;              /* the weight gradient's */
 } ConvDims;
 
 /* one product C (+)= A B of constant shapes */
@@ -181,6 +182,7 @@ LLVMValueRef cg_ld_or0(Cg *cg, LLVMValueRef p, LLVMValueRef i);
  * the shared floats of cg_<m>_extra() or cg_<m>_bwdw_extra() (Winograd's
  * weight gradient: cg_wbw_extra(); the forward taps: none). */
 int cg_conv_wino(const ConvDims *d);
+const char *cg_wino_name(const ConvDims *d);
 int64_t cg_wino_extra(const Cg *cg, const ConvDims *d, int64_t nb);
 void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValueRef x, LLVMValueRef y,
                  LLVMValueRef bias, LLVMValueRef scr);
