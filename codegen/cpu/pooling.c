@@ -243,22 +243,35 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
                               int64_t planes, int relu) {
     int vw = cg->vw, bwd = n->op == IR_OP_MAXPOOL_BWD;
     int64_t pq = d->p * d->q, hw = d->h * d->w, ke = d->kh * d->kw, nch = (pq + vw - 1) / vw;
-    int64_t nt = nch * ke * vw;
-    LLVMValueRef *tab = malloc(sizeof *tab * (size_t)nt);
     /* contig: every window element k reads, in every chunk, the input at a
      * fixed distance delta[k] from the output (stride-1 pools whose output
      * is the input's size): masked loads instead of gathers */
     int contig = d->q == d->w;
+    for (int64_t o = 0; o < pq && contig; o++)
+        for (int64_t k = 0; k < ke; k++) {
+            int64_t i = k / d->kw, j = k % d->kw, p = o / d->q, q = o % d->q;
+            int64_t ih = p * d->sh - d->ph + i, iw = q * d->sw - d->pw + j;
+            if (ih >= 0 && ih < d->h && iw >= 0 && iw < d->w && ih * d->w + iw != o + (i - d->ph) * d->w + (j - d->pw))
+                contig = 0;
+        }
+    /* rowc: else, with output rows of at most vw, a chunk is an output row
+     * (lanes past Q none) and window element k of lane q is read by one
+     * masked load of sw*vw floats from the row at delta[k] + p*sh*W,
+     * every sw-th lane kept: strided pools (GoogLeNet's 3x3 stride 2
+     * between stages, 8-9 GB/s through gathers made lane by lane) */
+    int rowc = !contig && d->q <= vw && d->sw * vw <= 64;
+    if (rowc) nch = d->p;
+    int64_t nt = nch * ke * vw;
+    LLVMValueRef *tab = malloc(sizeof *tab * (size_t)nt);
     LLVMValueRef *delta = malloc(sizeof *delta * (size_t)ke);
     for (int64_t k = 0; k < ke; k++) delta[k] = ci64(cg, (k / d->kw - d->ph) * d->w + (k % d->kw - d->pw));
     for (int64_t c = 0; c < nch; c++)
         for (int64_t i = 0; i < d->kh; i++)
             for (int64_t j = 0; j < d->kw; j++)
                 for (int l = 0; l < vw; l++) {
-                    int64_t o = c * vw + l, p = o / d->q, q = o % d->q;
+                    int64_t o = rowc ? (l < d->q ? c * d->q + l : pq) : c * vw + l, p = o / d->q, q = o % d->q;
                     int64_t ih = p * d->sh - d->ph + i, iw = q * d->sw - d->pw + j;
                     int64_t at = o < pq && ih >= 0 && ih < d->h && iw >= 0 && iw < d->w ? ih * d->w + iw : -1;
-                    if (at >= 0 && at != o + (i - d->ph) * d->w + (j - d->pw)) contig = 0;
                     tab[((c * ke) + i * d->kw + j) * vw + l] = LLVMConstInt(cg->i32, (unsigned long long)at, 1);
                 }
     /* the tables are this shape's data; the body is shared by every pool of
@@ -271,23 +284,25 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
     LLVMValueRef gd = cg_const_table(cg, gname, cg->i64, delta, ke);
     free(tab);
     free(delta);
-    LLVMValueRef v[8] = {v0[0], v0[1], v0[2], g, gd, ci64(cg, pq), ci64(cg, hw), ci64(cg, nch)};
+    LLVMValueRef v[10] = {v0[0], v0[1], v0[2], g, gd, ci64(cg, pq), ci64(cg, hw), ci64(cg, nch), ci64(cg, d->sh * d->w),
+                          ci64(cg, rowc ? d->q : vw)};
     char skey[64];
-    snprintf(skey, sizeof skey, "flatpool%d_%lld_%d%s", (int)n->op, (long long)ke, contig, relu ? "_relu" : "");
+    snprintf(skey, sizeof skey, "flatpool%d_%lld_%d_%lld%s", (int)n->op, (long long)ke, contig, rowc ? (long long)d->sw : 0LL,
+             relu ? "_relu" : "");
     Par P;
     LLVMValueRef b, e;
-    if (!par_begin_shared(cg, &P, skey, v, 8, ci64(cg, planes), &b, &e)) {
+    if (!par_begin_shared(cg, &P, skey, v, 10, ci64(cg, planes), &b, &e)) {
         par_end(cg, &P);
         return;
     }
-    LLVMValueRef tab0 = v[3], dtab = v[4], PQ = v[5], HW = v[6], NCH = v[7];
+    LLVMValueRef tab0 = v[3], dtab = v[4], PQ = v[5], HW = v[6], NCH = v[7], SHW = v[8], CQ = v[9];
     LLVMTypeRef vi = LLVMVectorType(cg->i32, (unsigned)vw), v64 = LLVMVectorType(cg->i64, (unsigned)vw);
     /* argmaxes of a plane: at most 512 outputs (pool_flat), rounded up to vw */
     LLVMValueRef idxbuf = bwd ? LLVMBuildBitCast(cg->b, var(cg, LLVMArrayType(cg->i64, (unsigned)(512 + vw)), NULL),
                                                  LLVMPointerType(cg->i64, 0), "")
                               : NULL;
     LLVMValueRef dk[64];
-    if (contig)
+    if (contig || rowc)
         for (int64_t k = 0; k < ke; k++) {
             LLVMValueRef ki = ci64(cg, k);
             dk[k] = LLVMBuildLoad2(cg->b, cg->i64, LLVMBuildInBoundsGEP2(cg->b, cg->i64, dtab, &ki, 1, ""), "");
@@ -320,6 +335,21 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
              * plane, so not an inbounds address) */
             LLVMValueRef at = add(cg, mulc(cg, c, vw), dk[k]);
             x = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), valid, ninf);
+        } else if (rowc) {
+            /* lane e of the wide load is lane e / sw's when e % sw == 0 */
+            int64_t s = d->sw;
+            LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw));
+            LLVMValueRef wm[64], pk[64];
+            for (int64_t el = 0; el < s * vw; el++) wm[el] = ci32(cg, el % s == 0 ? (int)(el / s) : vw);
+            for (int l = 0; l < vw; l++) pk[l] = ci32(cg, (int)(l * s));
+            LLVMValueRef wmask = s == 1 ? valid
+                                        : LLVMBuildShuffleVector(cg->b, valid, LLVMConstNull(LLVMTypeOf(valid)),
+                                                                 LLVMConstVector(wm, (unsigned)(s * vw)), "");
+            LLVMValueRef at = add(cg, mul(cg, c, SHW), dk[k]);
+            LLVMValueRef wl = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), wmask,
+                                             s == 1 ? ninf : LLVMConstNull(wide));
+            x = s == 1 ? wl : LLVMBuildShuffleVector(cg->b, wl, LLVMGetUndef(wide), LLVMConstVector(pk, (unsigned)vw), "");
+            x = sel(cg, valid, x, ninf);
         } else {
             x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
         }
@@ -336,7 +366,7 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
         mx = sel(cg, take, x, mx);
         best = sel(cg, take, off, best);
     }
-    LLVMValueRef o0 = mulc(cg, c, vw);
+    LLVMValueRef o0 = mul(cg, c, CQ);
     if (!bwd) {
         /* lanes past P*Q spill into the next planes' first outputs, which
          * this thread writes next; a chunk that would spill past the planes
