@@ -105,6 +105,12 @@ static const WinoT *wino_t(const ConvDims *d) {
     return m == 4 ? &wino43 : m == 3 ? &wino33 : &wino3;
 }
 
+/* the number of elementwise products per tile: n^2 */
+static int64_t wino_nx(const ConvDims *d) {
+    const WinoT *T = wino_t(d);
+    return (int64_t)T->n * T->n;
+}
+
 static int64_t wino_ty(const WinoT *T, const ConvDims *d) { return (d->p + T->m - 1) / T->m; }
 static int64_t wino_tx(const WinoT *T, const ConvDims *d) { return (d->q + T->m - 1) / T->m; }
 
@@ -150,9 +156,8 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
 int cg_conv_wino(const ConvDims *d) {
     int r3 = d->r == 3 && d->s == 3;
     int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 64 && d->k >= 64 && d->grad;
-    int big = d->p >= 4 && d->q >= 4;
-    if ((r3 && !wino_m3(d)) || (r5 && !wino_fits(d, 6))) return 0;
-    return (r3 || r5) && d->sh == 1 && d->sw == 1 && d->ph < d->r && d->pw < d->s && big && d->c >= 8 && d->k >= 8;
+    return ((r3 && wino_m3(d)) || (r5 && wino_fits(d, 6))) && d->sh == 1 && d->sw == 1 && d->ph < d->r &&
+           d->pw < d->s && d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
 }
 
 const char *cg_wino_name(const ConvDims *d) { return wino_t(d)->name; }
@@ -160,7 +165,7 @@ const char *cg_wino_name(const ConvDims *d) { return wino_t(d)->name; }
 /* tiles per chunk: 64 (32 and 128 measured no faster), fewer when the
  * chunk's V and M would outgrow the GEMM's per-thread scratch */
 static int64_t wino_tc(const Cg *cg, const ConvDims *d) {
-    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 64, nx = wino_t(d)->n * wino_t(d)->n;
+    int64_t kp = (d->k + MR - 1) / MR * MR, tc = 64, nx = wino_nx(d);
     while (tc > NR && nx * ((d->c + kp) * tc + 32) + 2 * d->c + 4 * tc + 64 > cg_gemm_scratch_floats(cg)) tc /= 2;
     return tc;
 }
@@ -178,7 +183,7 @@ static void wino_pad(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef x, LLVM
 
 int64_t cg_wino_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t kp = (d->k + MR - 1) / MR * MR;
-    return wino_xsz(d, nb) + cg_round16(wino_t(d)->n * wino_t(d)->n * kp * d->c);
+    return wino_xsz(d, nb) + cg_round16(wino_nx(d) * kp * d->c);
 }
 
 /* Up[xi][k / MR][c][k % MR] = (G w[k, c] G^T)[xi], zero for k >= K */
@@ -521,7 +526,7 @@ void cg_wino_fwd(Cg *cg, const ConvDims *d, int64_t nb, LLVMValueRef w, LLVMValu
 enum { WB_PARTS = 4 };
 
 static int64_t wbw_tc(const Cg *cg, const ConvDims *d) {
-    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = wino_t(d)->n * wino_t(d)->n;
+    int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR, tc = 16, nx = wino_nx(d);
     while (tc * 2 <= 64 && nx * (kn * tc * 2 + cr * tc * 2 + 16) + 64 <= cg_gemm_scratch_floats(cg)) tc *= 2;
     return tc;
 }
@@ -533,7 +538,7 @@ static int64_t wbw_parts(const Cg *cg, const ConvDims *d, int64_t nb) {
 
 int64_t cg_wbw_extra(const Cg *cg, const ConvDims *d, int64_t nb) {
     int64_t cr = (d->c + MR - 1) / MR * MR, kn = (d->k + NR - 1) / NR * NR;
-    return wino_xsz(d, nb) + cg_round16(wbw_parts(cg, d, nb) * wino_t(d)->n * wino_t(d)->n * cr * kn);
+    return wino_xsz(d, nb) + cg_round16(wbw_parts(cg, d, nb) * wino_nx(d) * cr * kn);
 }
 
 enum { WB_XP, WB_DY, WB_MP, WB_TS, WB_C, WB_K, WB_TY, WB_TX, WB_T, WB_TC, WB_HP, WB_WP, WB_P, WB_Q, WB_NCH, WB_NPART,

@@ -336,20 +336,21 @@ static void emit_maxpool_flat(Cg *cg, const IrNode *n, const PoolDims *d, const 
             LLVMValueRef at = add(cg, mulc(cg, c, vw), dk[k]);
             x = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), valid, ninf);
         } else if (rowc) {
-            /* lane e of the wide load is lane e / sw's when e % sw == 0 */
+            /* lane e of the wide load is lane e / sw's when e % sw == 0;
+             * lanes not read load -inf */
             int64_t s = d->sw;
-            LLVMTypeRef wide = LLVMVectorType(cg->f32, (unsigned)(s * vw));
-            LLVMValueRef wm[64], pk[64];
-            for (int64_t el = 0; el < s * vw; el++) wm[el] = ci32(cg, el % s == 0 ? (int)(el / s) : vw);
+            LLVMValueRef wm[64], pk[64], wn[64];
+            for (int64_t el = 0; el < s * vw; el++) {
+                wm[el] = ci32(cg, el % s == 0 ? (int)(el / s) : vw);
+                wn[el] = cf32(cg, -INFINITY);
+            }
             for (int l = 0; l < vw; l++) pk[l] = ci32(cg, (int)(l * s));
             LLVMValueRef wmask = s == 1 ? valid
                                         : LLVMBuildShuffleVector(cg->b, valid, LLVMConstNull(LLVMTypeOf(valid)),
                                                                  LLVMConstVector(wm, (unsigned)(s * vw)), "");
-            LLVMValueRef at = add(cg, mul(cg, c, SHW), dk[k]);
-            LLVMValueRef wl = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), wmask,
-                                             s == 1 ? ninf : LLVMConstNull(wide));
-            x = s == 1 ? wl : LLVMBuildShuffleVector(cg->b, wl, LLVMGetUndef(wide), LLVMConstVector(pk, (unsigned)vw), "");
-            x = sel(cg, valid, x, ninf);
+            LLVMValueRef at = add(cg, mul(cg, c, SHW), dk[k]), wninf = LLVMConstVector(wn, (unsigned)(s * vw));
+            x = cg_masked_load(cg, LLVMBuildGEP2(cg->b, cg->f32, xsrc, &at, 1, ""), wmask, wninf);
+            if (s > 1) x = LLVMBuildShuffleVector(cg->b, x, LLVMGetUndef(LLVMTypeOf(wninf)), LLVMConstVector(pk, (unsigned)vw), "");
         } else {
             x = cg_gather(cg, xsrc, sel(cg, valid, off, zero), valid, ninf);
         }
