@@ -37,15 +37,18 @@ static void simple_conv_sums(Gen *g, const IrNode *n, long long nw, long long K,
         PARTS, PARTS);
     cu_end(g);
     if (n->nout > 1) {
+        char e[128], at[224];   /* dy may be a strided view */
+        snprintf(e, sizeof e, "(j / %lld * %lld + k) * %lld + j %% %lld", PQ, K, PQ, PQ);
+        cu_at(g, n->in[0], e, at, sizeof at);
         cu_begin(g, K * PARTS);
         cu_ptr(g, "float", "dy", n->in[0]);
         cu_scratch(g, "float", "part", nw * PARTS * 4);
         cu_out(g, "    long long k = i / %d, t = i %% %d;\n    float acc = 0.0f;\n"
                "    long long j1 = (t + 1) * %lldLL < %lldLL ? (t + 1) * %lldLL : %lldLL;\n"
                "    for (long long j = t * %lldLL; j < j1; j++)\n"
-               "        acc += dy[(j / %lld * %lld + k) * %lld + j %% %lld];\n"
+               "        acc += dy[%s];\n"
                "    part[i] = acc;\n",
-            PARTS, PARTS, len, m, len, m, len, PQ, K, PQ, PQ);
+            PARTS, PARTS, len, m, len, m, len, at);
         cu_end(g);
         cu_begin(g, K);
         cu_ptr(g, "float", "db", n->out[1]);
@@ -66,7 +69,9 @@ static void simple_conv(Gen *g, const IrNode *n) {
     else x = ir_type(gr, n->in[1]), y = ir_type(gr, n->in[0]);
     long long C = x->d[1], H = x->d[2], W = x->d[3], K = y->d[1], P = y->d[2], Q = y->d[3];
     long long R = a->kh, Sw = a->kw, sh = a->sh, sw = a->sw, ph = a->ph, pw = a->pw;
+    char e[128], at[224];   /* y (forward) and dy (gradients) may be strided views */
     if (n->op == IR_OP_CONV2D) {
+        cu_at(g, n->out[0], "i", at, sizeof at);
         cu_begin(g, B * K * P * Q);
         cu_ptr(g, "float", "x", n->in[0]);
         cu_ptr(g, "float", "w", n->in[1]);
@@ -85,11 +90,13 @@ static void simple_conv(Gen *g, const IrNode *n) {
                "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
                "            }\n"
                "        }\n"
-               "    y[i] = acc;\n",
-            C, R, sh, ph, H, Sw, sw, pw, W, C, R, Sw, C, H, W);
+               "    y[%s] = acc;\n",
+            C, R, sh, ph, H, Sw, sw, pw, W, C, R, Sw, C, H, W, at);
         cu_end(g);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* dx[n,c,ih,iw] = sum_k,r,s w[k,c,r,s] dy[n,k,p,q] with p*sh-ph+r = ih */
+        snprintf(e, sizeof e, "((nn * %lld + k) * %lld + p) * %lld + q", K, P, Q);
+        cu_at(g, n->in[0], e, at, sizeof at);
         cu_begin(g, B * C * H * W);
         cu_ptr(g, "float", "dy", n->in[0]);
         cu_ptr(g, "float", "w", n->in[1]);
@@ -108,16 +115,18 @@ static void simple_conv(Gen *g, const IrNode *n) {
                "                if (tq < 0 || tq %% %lld) continue;\n"
                "                long long q = tq / %lld;\n"
                "                if (q >= %lld) continue;\n"
-               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * dy[((nn * %lld + k) * %lld + p) * %lld + q];\n"
+               "                acc += w[((k * %lld + c) * %lld + r) * %lld + s] * dy[%s];\n"
                "            }\n"
                "        }\n"
                "    dx[i] = acc;\n",
-            K, R, ph, sh, sh, P, Sw, pw, sw, sw, Q, C, R, Sw, K, P, Q);
+            K, R, ph, sh, sh, P, Sw, pw, sw, sw, Q, C, R, Sw, at);
         cu_end(g);
     } else {
         /* dw[k,c,r,s]: PARTS partial sums over slices of (n, p, q), then
          * their sum in order; db likewise. */
         long long nw = K * C * R * Sw, m = B * P * Q, len = (m + PARTS - 1) / PARTS;
+        snprintf(e, sizeof e, "((nn * %lld + k) * %lld + p) * %lld + q", K, P, Q);
+        cu_at(g, n->in[0], e, at, sizeof at);
         cu_need(g, (nw + K) * PARTS * 4);
         cu_begin(g, nw * PARTS);
         cu_ptr(g, "float", "dy", n->in[0]);
@@ -132,10 +141,10 @@ static void simple_conv(Gen *g, const IrNode *n) {
                "        long long q = j %% %lld, p = j / %lld %% %lld, nn = j / %lld;\n"
                "        long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
                "        if (ih < 0 || ih >= %lld || iw < 0 || iw >= %lld) continue;\n"
-               "        acc += dy[((nn * %lld + k) * %lld + p) * %lld + q] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
+               "        acc += dy[%s] * x[((nn * %lld + c) * %lld + ih) * %lld + iw];\n"
                "    }\n"
                "    part[i] = acc;\n",
-            len, m, len, m, len, Q, Q, P, P * Q, sh, ph, sw, pw, H, W, K, P, Q, C, H, W);
+            len, m, len, m, len, Q, Q, P, P * Q, sh, ph, sw, pw, H, W, at, C, H, W);
         cu_end(g);
         simple_conv_sums(g, n, nw, K, m, P * Q);
     }
@@ -356,10 +365,11 @@ static const IrConvAttr *conv_dims(Gen *g, const IrNode *n, long long d[10]) {
 
 static void tiled_conv(Gen *g, const IrNode *n) {
     long long d[10];
-    const IrConvAttr *at = conv_dims(g, n, d);
+    const IrConvAttr *ca = conv_dims(g, n, d);
     long long C = d[0], H = d[1], W = d[2], K = d[3], P = d[4], Q = d[5], R = d[6], S = d[7], sh = d[8], sw = d[9];
-    long long ph = at->ph, pw = at->pw, B = g->p->batch;
-    char a[512], b[1024], init[64], store[256];
+    long long ph = ca->ph, pw = ca->pw, B = g->p->batch;
+    /* y (forward) and dy (gradients) may be strided views: a concat's part */
+    char a[640], b[1024], init[64], store[384], e[160], at[256];
     Tiled t = {0, 0, 0, 1, a, b, init, store};
     if (n->op == IR_OP_CONV2D) {
         /* m: output channel, n: (image, p, q), k: (c, r, s) */
@@ -371,11 +381,15 @@ static void tiled_conv(Gen *g, const IrNode *n) {
                  "                long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
                  "                if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) v = x[((img * %lld + c) * %lld + ih) * %lld + iw];",
                  Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
-        snprintf(init, sizeof init, "%s", at->bias ? "bias[m]" : "0.0f");
-        snprintf(store, sizeof store, "y[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", P * Q, K, P * Q, P * Q);
+        snprintf(init, sizeof init, "%s", ca->bias ? "bias[m]" : "0.0f");
+        snprintf(e, sizeof e, "(n / %lld * %lld + m) * %lld + n %% %lld", P * Q, K, P * Q, P * Q);
+        cu_at(g, n->out[0], e, at, sizeof at);
+        snprintf(store, sizeof store, "y[%s] = r;", at);
         tiled(g, &t, n);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* m: input channel, n: (image, ih, iw), k: (output channel, r, s) */
+        snprintf(e, sizeof e, "((img * %lld + ko) * %lld + tp / %lld) * %lld + tq / %lld", K, P, sh, Q, sw);
+        cu_at(g, n->in[0], e, at, sizeof at);
         t.M = C, t.N = B * H * W, t.KD = K * R * S;
         snprintf(a, sizeof a, "long long s = k %% %lld, r = k / %lld %% %lld, ko = k / %lld;\n"
                               "                v = w[((ko * %lld + m) * %lld + r) * %lld + s];",
@@ -385,19 +399,21 @@ static void tiled_conv(Gen *g, const IrNode *n) {
                  "                long long s = k %% %lld, r = k / %lld %% %lld, ko = k / %lld;\n"
                  "                long long tp = ih + %lld - r, tq = iw + %lld - s;\n"
                  "                if (tp >= 0 && tq >= 0 && tp %% %lld == 0 && tq %% %lld == 0 && tp / %lld < %lld && tq / %lld < %lld)\n"
-                 "                    v = dy[((img * %lld + ko) * %lld + tp / %lld) * %lld + tq / %lld];",
-                 W, W, H, H * W, S, S, R, R * S, ph, pw, sh, sw, sh, P, sw, Q, K, P, sh, Q, sw);
+                 "                    v = dy[%s];",
+                 W, W, H, H * W, S, S, R, R * S, ph, pw, sh, sw, sh, P, sw, Q, at);
         snprintf(init, sizeof init, "0.0f");
         snprintf(store, sizeof store, "dx[(n / %lld * %lld + m) * %lld + n %% %lld] = r;", H * W, C, H * W, H * W);
         tiled(g, &t, n);
     } else {
         /* m: output channel, n: (c, r, s), k: (image, p, q) in PARTS parts */
+        snprintf(e, sizeof e, "((img * %lld + m) * %lld + p) * %lld + q", K, P, Q);
+        cu_at(g, n->in[0], e, at, sizeof at);
         long long nw = K * C * R * S;
         t.M = K, t.N = C * R * S, t.KD = B * P * Q, t.parts = PARTS;
         cu_need(g, (nw + K) * PARTS * 4);
         snprintf(a, sizeof a, "long long q = k %% %lld, p = k / %lld %% %lld, img = k / %lld;\n"
-                              "                v = dy[((img * %lld + m) * %lld + p) * %lld + q];",
-                 Q, Q, P, P * Q, K, P, Q);
+                              "                v = dy[%s];",
+                 Q, Q, P, P * Q, at);
         snprintf(b, sizeof b,
                  "long long q = k %% %lld, p = k / %lld %% %lld, img = k / %lld;\n"
                  "                long long s = n %% %lld, r = n / %lld %% %lld, c = n / %lld;\n"

@@ -54,6 +54,7 @@ static const char prelude[] =
     "#include \"emu.h\"\n"
     "#endif\n"
     "#define KARGS char *A, char *I, void **S, float lr, u64 seed, u64 step\n"
+    "#define NETC_AT(e, per, is) ((e) / (per) * (is) + (e) % (per))\n"
     "DEV void netc_mma_tf32(float *d, const float *a, const float *b) {\n"
     "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800\n"
     "    asm volatile(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 \"\n"
@@ -112,6 +113,17 @@ void cu_addr(Gen *g, int v, char *buf, size_t n) {
     else snprintf(buf, n, "(A + %lldLL)", (long long)b->offset + at);
 }
 
+/* The index in value v's buffer of its element at e (an expression: the
+ * index in v as a tensor of its own): e, or for a view that is a strided
+ * part of its root (and not staged), e's image at the root's stride. */
+void cu_at(Gen *g, int v, const char *e, char *buf, size_t n) {
+    ValueLoc l;
+    program_loc(g->p, v, &l);
+    for (int k = 0; k < g->nst; k++) l.strided &= g->stv[k] != v;
+    if (!l.strided) snprintf(buf, n, "%s", e);
+    else snprintf(buf, n, "NETC_AT(%s, %lldLL, %lldLL)", e, (long long)l.per, (long long)l.istride);
+}
+
 /* A new launch of this kernel: grid blocks of BLOCK threads. */
 static const CudaLaunch *launch(Gen *g, int64_t grid) {
     CudaSource *s = g->s;
@@ -159,18 +171,45 @@ void cu_fconst(char *buf, size_t n, float x) { snprintf(buf, n, "%.9ef", (double
 
 /* ---- ops ---- */
 
+/* body with every "name[i]" made "name[at]" */
+static char *subst_index(const char *body, const char *name, const char *at) {
+    char from[24];
+    snprintf(from, sizeof from, "%s[i]", name);
+    size_t nf = strlen(from), na = strlen(at), len = strlen(body) + 1;
+    for (const char *q = strstr(body, from); q; q = strstr(q + nf, from)) len += strlen(name) + na + 2;
+    char *r = ir_xcalloc(len, 1), *w = r;
+    for (const char *q = body, *hit; ; q = hit + nf) {
+        hit = strstr(q, from);
+        size_t k = hit ? (size_t)(hit - q) : strlen(q);
+        memcpy(w, q, k);
+        w += k;
+        if (!hit) break;
+        w += sprintf(w, "%s[%s]", name, at);
+    }
+    return r;
+}
+
+/* body reads a0.. and writes y0.. at i; a strided view among them is read
+ * or written at its image stride (every "a0[i]" of it made "a0[NETC_AT(i,
+ * ...)]": the ops whose views gen_staged leaves to them index them by i
+ * alone). */
 void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body) {
     cu_begin(g, cnt);
-    char nm[16];
-    for (int k = 0; k < n->nin; k++) {
-        snprintf(nm, sizeof nm, "a%d", k);
-        cu_ptr(g, "float", nm, n->in[k]);
+    char nm[16], at[96], *b = ir_xcalloc(strlen(body) + 1, 1);
+    strcpy(b, body);
+    for (int k = 0; k < n->nin + n->nout; k++) {
+        int v = k < n->nin ? n->in[k] : n->out[k - n->nin];
+        snprintf(nm, sizeof nm, k < n->nin ? "a%d" : "y%d", k < n->nin ? k : k - n->nin);
+        cu_ptr(g, "float", nm, v);
+        cu_at(g, v, "i", at, sizeof at);
+        if (strcmp(at, "i")) {
+            char *t = subst_index(b, nm, at);
+            free(b);
+            b = t;
+        }
     }
-    for (int k = 0; k < n->nout; k++) {
-        snprintf(nm, sizeof nm, "y%d", k);
-        cu_ptr(g, "float", nm, n->out[k]);
-    }
-    cu_out(g, "%s", body);
+    cu_out(g, "%s", b);
+    free(b);
     cu_end(g);
 }
 
@@ -199,6 +238,8 @@ static void gen_pool(Gen *g, const IrNode *n) {
              "            }\n"
              "        }\n",
              kh, sh, ph, H, kw, sw, pw, W, W, W);
+    char yi[96];   /* y may be a strided view (a concat's part), dy likewise */
+    cu_at(g, fwd ? n->out[0] : n->in[0], fwd ? "i" : "pl * PQ", yi, sizeof yi);
     if (fwd) {
         cu_begin(g, B * C * P * Q);
         cu_ptr(g, "float", "x", n->in[0]);
@@ -206,7 +247,7 @@ static void gen_pool(Gen *g, const IrNode *n) {
         cu_out(g, "    long long q = i %% %lld, p = i / %lld %% %lld, pl = i / %lld;\n    const float *xp = x + pl * %lld;\n",
             Q, Q, P, P * Q, H * W);
         if (n->op == IR_OP_MAXPOOL) {
-            cu_out(g, "    {\n%s        y[i] = best < 0 ? -NETC_INF : xp[best];\n    }\n", argmax);
+            cu_out(g, "    {\n%s        y[%s] = best < 0 ? -NETC_INF : xp[best];\n    }\n", argmax, yi);
         } else {
             cu_out(g, "    float acc = 0.0f;\n"
                    "    for (int u = 0; u < %lld; u++) {\n"
@@ -217,8 +258,8 @@ static void gen_pool(Gen *g, const IrNode *n) {
                    "            if (iw >= 0 && iw < %lld) acc += xp[ih * %lld + iw];\n"
                    "        }\n"
                    "    }\n"
-                   "    y[i] = acc * %s;\n",
-                kh, sh, ph, H, kw, sw, pw, W, W, inv);
+                   "    y[%s] = acc * %s;\n",
+                kh, sh, ph, H, kw, sw, pw, W, W, yi, inv);
         }
         cu_end(g);
         return;
@@ -232,7 +273,7 @@ static void gen_pool(Gen *g, const IrNode *n) {
     cu_ptr(g, "float", "dx", n->out[0]);
     cu_out(g, "    long long jw = i %% %lld, jh = i / %lld %% %lld, pl = i / %lld;\n", W, W, H, H * W);
     if (n->op == IR_OP_MAXPOOL_BWD) cu_out(g, "    const float *xp = x + pl * %lld;\n", H * W);
-    cu_out(g, "    const float *yp = dy + pl * %lld;\n    float acc = 0.0f;\n", P * Q);
+    cu_out(g, "    const long long PQ = %lldLL;\n    const float *yp = dy + %s;\n    float acc = 0.0f;\n", P * Q, yi);
     cu_out(g, "    long long p0 = jh + %lld - %lld + 1, q0 = jw + %lld - %lld + 1;\n", ph, kh, pw, kw);
     cu_out(g, "    p0 = p0 <= 0 ? 0 : (p0 + %lld - 1) / %lld;\n    q0 = q0 <= 0 ? 0 : (q0 + %lld - 1) / %lld;\n", sh, sh,
         sw, sw);
@@ -322,17 +363,23 @@ static void gen_bn(Gen *g, const IrNode *n) {
     snprintf(elem, sizeof elem, "(j / %lld * %lld + c) * %lld + j %% %lld", hw, C, hw, hw);
     char ch[64];
     snprintf(ch, sizeof ch, "    long long c = i / %lld %% %lld;\n", hw, C);
+    /* x may be a strided view (a concat's first channels) */
+    int xv = n->in[1 * (n->op == IR_OP_BATCHNORM_BWD)];
+    char xe[256], xi[96], xb[96];
+    cu_at(g, xv, elem, xe, sizeof xe);
+    cu_at(g, xv, "i", xi, sizeof xi);
+    cu_at(g, xv, "e", xb, sizeof xb);
     if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode != IR_TRAIN) {   /* apply: the saved statistics */
         cu_begin(g, B * C * hw);
         const char *nm[5] = {"a0", "a1", "a2", "a3", "a4"};
         for (int k = 0; k < 5; k++) cu_ptr(g, "float", nm[k], n->in[k]);
         if (n->attr.bn.mode == IR_BN_APPLY) {
-            cu_out(g, "%s    float v = a1[c] * (a0[i] - a3[c]) * a4[c] + a2[c];\n", ch);
+            cu_out(g, "%s    float v = a1[c] * (a0[%s] - a3[c]) * a4[c] + a2[c];\n", ch, xi);
         } else {
             char eps[32];
             cu_fconst(eps, sizeof eps, n->attr.bn.eps);
             cu_out(g, "%s    float inv = (float)(1.0 / sqrt((double)a4[c] + (double)%s));\n"
-                      "    float v = a1[c] * (a0[i] - a3[c]) * inv + a2[c];\n", ch, eps);
+                      "    float v = a1[c] * (a0[%s] - a3[c]) * inv + a2[c];\n", ch, eps, xi);
         }
         bn_store(g, n);
         cu_end(g);
@@ -347,7 +394,7 @@ static void gen_bn(Gen *g, const IrNode *n) {
         cu_ptr(g, "float", "x", n->in[0]);
         cu_out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0;\n"
                "    for (long long j = t; j < %lld; j += %d) s += (double)x[%s];\n    part[i] = s;\n",
-            PARTS, PARTS, m, PARTS, elem);
+            PARTS, PARTS, m, PARTS, xe);
     } else {
         cu_ptr(g, "float", "dy", n->in[0]);
         cu_ptr(g, "float", "x", n->in[1]);
@@ -357,9 +404,9 @@ static void gen_bn(Gen *g, const IrNode *n) {
                "    for (long long j = t; j < %lld; j += %d) {\n"
                "        long long e = %s;\n"
                "        s += (double)dy[e];\n"
-               "        sx += (double)dy[e] * ((double)x[e] - mu) * iv;\n"
+               "        sx += (double)dy[e] * ((double)x[%s] - mu) * iv;\n"
                "    }\n    part[i] = s;\n    part[%lld + i] = sx;\n",
-            PARTS, PARTS, m, PARTS, elem, C * PARTS);
+            PARTS, PARTS, m, PARTS, elem, xb, C * PARTS);
     }
     cu_end(g);
     if (bwd) {
@@ -382,9 +429,9 @@ static void gen_bn(Gen *g, const IrNode *n) {
         cu_ptr(g, "float", "dx", n->out[0]);
         cu_scratch(g, "double", "tot", C * PARTS * 16);
         cu_out(g, "%s    double iv = (double)inv[c], scale = (double)gamma[c] * iv / (double)%lld;\n"
-               "    double xhat = ((double)x[i] - (double)mean[c]) * iv;\n"
+               "    double xhat = ((double)x[%s] - (double)mean[c]) * iv;\n"
                "    dx[i] = (float)(scale * ((double)%lld * (double)dy[i] - tot[c] - xhat * tot[%lld + c]));\n",
-            ch, m, m, C);
+            ch, m, xi, m, C);
         cu_end(g);
         return;
     }
@@ -402,7 +449,7 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_out(g, "    long long c = i / %d, t = i %% %d;\n    double s = 0, mu = tot[c];\n"
            "    for (long long j = t; j < %lld; j += %d) { double dv = (double)x[%s] - mu; s += dv * dv; }\n"
            "    part[i] = s;\n",
-        PARTS, PARTS, m, PARTS, elem);
+        PARTS, PARTS, m, PARTS, xe);
     cu_end(g);
     char eps[32], mom[32];
     cu_fconst(eps, sizeof eps, n->attr.bn.eps);
@@ -428,7 +475,7 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_ptr(g, "float", "beta", n->in[2]);
     cu_ptr(g, "float", "smean", n->out[1]);
     cu_ptr(g, "float", "sinv", n->out[2]);
-    cu_out(g, "%s    float v = gamma[c] * (x[i] - smean[c]) * sinv[c] + beta[c];\n", ch);
+    cu_out(g, "%s    float v = gamma[c] * (x[%s] - smean[c]) * sinv[c] + beta[c];\n", ch, xi);
     bn_store(g, n);
     cu_end(g);
 }
@@ -438,6 +485,15 @@ static int same_buffer(const Program *p, int a, int b) {
     program_loc(p, a, &la);
     program_loc(p, b, &lb);
     return la.root == lb.root && la.off == lb.off;
+}
+
+/* Whether value part lies in value whole's buffer at element off of each
+ * of whole's images: a concat input the plan made a view of its output. */
+static int in_place(const Program *p, int part, int whole, int64_t off) {
+    ValueLoc a, b;
+    program_loc(p, part, &a);
+    program_loc(p, whole, &b);
+    return a.root == b.root && a.istride == b.istride && a.off == b.off + off;
 }
 
 static int gen_node(Gen *g, const IrNode *n, Diag *d) {
@@ -489,24 +545,39 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
         return 0;
     }
     case IR_OP_CONCAT: {
+        /* each input not already in its place in the output (a view the
+         * plan put there) copied into it, image by image */
         const IrType *ty = ir_type(gr, n->out[0]);
         long long ctot = ty->d[1], hw = ty->d[2] * ty->d[3], c0 = 0;
-        int k = snprintf(b, sizeof b, "    long long c = i / %lld %% %lld, nn = i / %lld, e = i %% %lld;\n", hw, ctot,
-                         ctot * hw, hw);
         for (int j = 0; j < n->nin; j++) {
             long long ck = ir_type(gr, n->in[j])->d[1];
-            k += snprintf(b + k, sizeof b - (size_t)k, "    %sif (c < %lld) y0[i] = a%d[(nn * %lld + c - %lld) * %lld + e];\n",
-                          j ? "else " : "", c0 + ck, j, ck, c0, hw);
+            if (!in_place(p, n->in[j], n->out[0], c0 * hw)) {
+                char e[160], at[256];
+                snprintf(e, sizeof e, "i / %lldLL * %lldLL + %lldLL + i %% %lldLL", ck * hw, ctot * hw, c0 * hw, ck * hw);
+                cu_at(g, n->out[0], e, at, sizeof at);
+                cu_begin(g, B * ck * hw);
+                cu_ptr(g, "float", "a", n->in[j]);
+                cu_ptr(g, "float", "y", n->out[0]);
+                cu_at(g, n->in[j], "i", e, sizeof e);
+                cu_out(g, "    y[%s] = a[%s];\n", at, e);
+                cu_end(g);
+            }
             c0 += ck;
         }
-        cu_elementwise(g, n, ir_numel(ty, B), b);
         return 0;
     }
     case IR_OP_SLICE: {
         long long ctot = tx->d[1], hw = tx->d[2] * tx->d[3], c = n->attr.slice.c, c0 = n->attr.slice.c0;
-        snprintf(b, sizeof b, "    y0[i] = a0[(i / %lld * %lld + %lld) * %lld + i %% %lld];\n", c * hw, ctot, c0, hw,
-                 c * hw);
-        cu_elementwise(g, n, B * c * hw, b);
+        if (in_place(p, n->out[0], n->in[0], c0 * hw)) return 0;
+        snprintf(b, sizeof b, "i / %lldLL * %lldLL + %lldLL + i %% %lldLL", c * hw, ctot * hw, c0 * hw, c * hw);
+        char at[256], yi[96];
+        cu_at(g, n->in[0], b, at, sizeof at);
+        cu_at(g, n->out[0], "i", yi, sizeof yi);
+        cu_begin(g, B * c * hw);
+        cu_ptr(g, "float", "a", n->in[0]);
+        cu_ptr(g, "float", "y", n->out[0]);
+        cu_out(g, "    y[%s] = a[%s];\n", yi, at);
+        cu_end(g);
         return 0;
     }
     case IR_OP_SGD: cu_elementwise(g, n, cnt, "    a0[i] -= lr * a1[i];\n"); return 0;
@@ -545,6 +616,7 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
 /* A launch copying staged value k between its place and its stand-in. */
 static void stage_copy(Gen *g, int k, int in) {
     const Program *p = g->p;
+    g->s->nstaged++;
     ValueLoc l;
     program_loc(p, g->stv[k], &l);
     char place[64];
@@ -561,18 +633,39 @@ static void stage_copy(Gen *g, int k, int in) {
     cu_end(g);
 }
 
-/* Node n with its strided inputs and outputs staged. */
+/* Whether gen_node reads or writes operand j of n (inputs, then outputs)
+ * at a strided view's image stride itself (cu_at): the operands
+ * plan_view_ok lets the plan make views, each op's in its own way. */
+static int direct_view(const IrNode *n, int j) {
+    switch (n->op) {
+    case IR_OP_CONCAT: case IR_OP_SLICE: case IR_OP_ACCUM: case IR_OP_RELU: case IR_OP_ADD: case IR_OP_RELU_BWD:
+    case IR_OP_SIGMOID_BWD: case IR_OP_DROPOUT_BWD:
+        return 1;
+    case IR_OP_BATCHNORM: return j == 0;                     /* x */
+    case IR_OP_BATCHNORM_BWD: return j == 1;                 /* x */
+    case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return j == n->nin;   /* y */
+    case IR_OP_CONV2D_BWD_DATA: case IR_OP_CONV2D_BWD_WEIGHT: case IR_OP_MAXPOOL_BWD: case IR_OP_AVGPOOL_BWD:
+        return j == 0;                                       /* dy */
+    default: return 0;
+    }
+}
+
+/* Node n with the strided views among its operands that it cannot take as
+ * they are (none, as the plan makes them) staged: copied to and from
+ * contiguous stand-ins in scratch. */
 static int gen_staged(Gen *g, const IrNode *n, Diag *d) {
     const Program *p = g->p;
     g->nst = 0;
     g->sbase = 0;
     for (int j = 0; j < n->nin + n->nout; j++) {
-        int v = j < n->nin ? n->in[j] : n->out[j - n->nin], seen = 0;
+        int v = j < n->nin ? n->in[j] : n->out[j - n->nin], seen = 0, direct = 1;
         if (v < 0) continue;
         ValueLoc l;
         program_loc(p, v, &l);
         for (int k = 0; k < g->nst; k++) seen |= g->stv[k] == v;
-        if (!l.strided || seen) continue;
+        for (int i = 0; i < n->nin + n->nout; i++)
+            if ((i < n->nin ? n->in[i] : n->out[i - n->nin]) == v) direct &= direct_view(n, i);
+        if (!l.strided || seen || direct) continue;
         g->stv[g->nst] = v;
         g->sto[g->nst++] = g->sbase;
         g->sbase += (p->batch * l.per * p->elem_bytes + 63) / 64 * 64;

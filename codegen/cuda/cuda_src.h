@@ -29,6 +29,8 @@ typedef struct {
     CudaLaunch *launch;
     int nlaunch;
     int64_t side_bytes; /* size of I */
+    int nstaged;        /* launches copying a strided view to or from a
+                           contiguous stand-in (0 for the plans netc makes) */
 } CudaSource;
 
 /* 0, or -1 with a message in d (an op or element type it cannot emit).

@@ -28,6 +28,10 @@ typedef struct {
 void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The address expression of value v's buffer (its stand-in when staged). */
 void cu_addr(Gen *g, int v, char *buf, size_t n);
+/* The index in v's buffer of its element at index expression e: e, or for
+ * a strided view NETC_AT(e, per, istride), image by image at its root's
+ * stride. */
+void cu_at(Gen *g, int v, const char *e, char *buf, size_t n);
 /* Starts a launch of `threads` threads, one per element; `i` is the
  * thread's index (threads past the end return at once). */
 void cu_begin(Gen *g, int64_t threads);
