@@ -6,10 +6,10 @@
  * scatters of the backward passes are written as gathers, reductions over
  * many values as per-thread partial sums in scratch and a final launch
  * adding them in a fixed order.  The memory plan's strided views (in-place
- * concat's slots, gradient slices) go through contiguous stand-ins in the
- * kernel's scratch, as the ref backend stages them: a launch gathers each
- * strided input before its node, another scatters each strided output
- * after it. */
+ * concat's slots, gradient slices) are indexed where they are read and
+ * written, image by image at their buffer's stride (cu_at, NETC_AT); a
+ * view some op could not take so would go through a contiguous stand-in
+ * in the kernel's scratch (gen_staged), which none of the plan's do. */
 #include "cuda_src.h"
 #include "gen.h"
 
