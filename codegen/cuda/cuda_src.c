@@ -480,15 +480,9 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_end(g);
 }
 
-static int same_buffer(const Program *p, int a, int b) {
-    ValueLoc la, lb;
-    program_loc(p, a, &la);
-    program_loc(p, b, &lb);
-    return la.root == lb.root && la.off == lb.off;
-}
-
 /* Whether value part lies in value whole's buffer at element off of each
- * of whole's images: a concat input the plan made a view of its output. */
+ * of whole's images: a concat input the plan made a view of its output, a
+ * slice of its input, a reshape sharing its input's buffer (off 0). */
 static int in_place(const Program *p, int part, int whole, int64_t off) {
     ValueLoc a, b;
     program_loc(p, part, &a);
@@ -519,7 +513,7 @@ static int gen_node(Gen *g, const IrNode *n, Diag *d) {
     case IR_OP_ADD: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] + a1[i];\n"); return 0;
     case IR_OP_DROPOUT_BWD: cu_elementwise(g, n, cnt, "    y0[i] = a0[i] * a1[i];\n"); return 0;
     case IR_OP_FLATTEN: case IR_OP_RESHAPE:
-        if (!same_buffer(p, n->in[0], n->out[0])) cu_elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
+        if (!in_place(p, n->out[0], n->in[0], 0)) cu_elementwise(g, n, cnt, "    y0[i] = a0[i];\n");
         return 0;
     case IR_OP_ACCUM: {
         int k = snprintf(b, sizeof b, "    float acc = a0[i];\n");
