@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     if (backend_cpu.compile(&p, &o, &s, &d)) return 1;
     double tc = now() - t0;
     ThreadPool *pool = rt_pool_new(threads);
-    RunCtx c = {arena, slots, 1e-4, 1, 0, pool};
+    RunCtx c = {arena, slots, 1e-4, 1, 0, pool, 0};
     backend_cpu.run(s, &p, &c);   /* warm-up */
     t0 = now();
     for (int i = 0; i < steps; i++) {

@@ -22,6 +22,8 @@ typedef struct {
     uint64_t seed;          /* dropout: mask = f(seed, dropout index, step, element) */
     uint64_t step;          /* global step number, counts from 0 */
     ThreadPool *pool;       /* may be NULL: run on the calling thread */
+    int next;               /* start: take the slots put_next uploaded in place of the
+                               ones put wrote (0: drop them, if any) */
 } RunCtx;
 
 typedef struct {
@@ -83,6 +85,17 @@ typedef struct Backend {
      * cannot here, with the reason in bd->why (the same answer on every
      * rank; the runtime then sums on the host); -1: an error, printed. */
     int (*dist_open)(void *state, const Program *p, BackendDist *bd, Diag *d);
+    /* Optional (NULL when absent; run then does the whole step): a device
+     * backend's run in two halves, so that the host works while the device
+     * does.  start queues every kernel of p and returns without waiting;
+     * finish waits for them.  Between the two the runtime may call
+     * put_next: slot `slot` of p (the next batch) from host memory into a
+     * second device copy of it, uploaded beside the running step, which
+     * reads the first; the next start with ctx->next set takes the second
+     * copy for the slot (the two swap roles).  Each 0, or -1 printed. */
+    int (*start)(void *state, const Program *p, RunCtx *ctx);
+    int (*finish)(void *state, const Program *p, RunCtx *ctx);
+    int (*put_next)(void *state, const Program *p, int slot, const void *host, int64_t bytes);
 } Backend;
 
 /* codegen/backend.c: the registry of backends built into this binary. */

@@ -165,7 +165,7 @@ int rt_dist_update(RtSession *s, double lr, double *loss, int64_t *correct) {
     /* a device backend: the gradients come to the host, are summed over MPI
      * there, and the weights the host updates go back before the next step */
     if (s->be->get) {
-        RunCtx c = {s->arena, s->train_slots, 0, 0, 0, s->pool};
+        RunCtx c = {s->arena, s->train_slots, 0, 0, 0, s->pool, 0};
         if (s->nupd && s->be->get(s->train_state, &s->train, &c, s->upd_slot, s->nupd)) return -1;
         for (int i = 0; i < s->nupd; i++) s->model.t[s->upd_grad[i]].newer = 0;
     }

@@ -63,6 +63,10 @@ typedef struct {
     double dist_sec;            /* time waiting for the allreduces after the steps, all steps together */
     int dev_sum;                /* the backend sums the gradients and updates the weights itself
                                    (cuda: NCCL; Backend.dist_open); the host sums loss and count */
+    /* the next batch, staged while a step runs (rt_session_stage_batch) */
+    int staged;
+    double step_lr;             /* the learning rate of the step begun */
+    void *next_img, *next_lab;  /* its host copy, for the input tensors when it is taken */
 } RtSession;
 
 typedef struct {
@@ -103,6 +107,19 @@ void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labe
  * is over every rank's rows, the same on every rank. */
 int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
                           int64_t *correct);
+/* The same step in halves, so that the host prepares the next batch while
+ * a device runs this one: begin uploads what the host wrote and starts the
+ * step (a host backend runs all of it there); end waits for it, reads back
+ * the loss and logits and scores them.  Between the two,
+ * rt_session_stage_batch may give the next batch when rt_session_can_stage
+ * (a backend with Backend.put_next, not data parallel, and not switched
+ * off with NETC_CUDA_OVERLAP=0): it goes up to the device beside the
+ * running step, and the next begin takes it as if rt_session_set_batch had
+ * set it.  rt_session_set_batch drops a staged batch. */
+int rt_session_train_begin(RtSession *s, double lr, uint64_t seed, uint64_t step);
+int rt_session_train_end(RtSession *s, double *loss, int64_t count, int64_t *correct);
+int rt_session_can_stage(const RtSession *s);
+int rt_session_stage_batch(RtSession *s, const float *images, const int32_t *labels);
 /* runtime/dist_step.c, for rt_session_*: the gradient buckets of a
  * data-parallel session, summed as they become final during the step
  * (begin/end bracket the step), then the update. */

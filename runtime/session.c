@@ -78,6 +78,8 @@ void rt_session_close(RtSession *s) {
     free(s->eval_slots);
     free(s->train_tensor);
     free(s->eval_tensor);
+    free(s->next_img);
+    free(s->next_lab);
     free(s->arena);
     rt_dist_close(s);
     rt_model_free(&s->model);
@@ -90,6 +92,31 @@ void rt_session_set_batch(RtSession *s, const float *images, const int32_t *labe
     memcpy(in->data, images, (size_t)in->bytes);
     memcpy(lb->data, labels, (size_t)lb->bytes);
     in->newer = lb->newer = RT_HOST_NEWER;
+    s->staged = 0;
+}
+
+int rt_session_can_stage(const RtSession *s) {
+    const char *e = getenv("NETC_CUDA_OVERLAP");
+    return s->has_train && !s->dist && s->be->start && s->be->put_next && !(e && !strcmp(e, "0"));
+}
+
+int rt_session_stage_batch(RtSession *s, const float *images, const int32_t *labels) {
+    RtTensor *in = rt_model_find(&s->model, "input"), *lb = rt_model_find(&s->model, "labels");
+    if (!rt_session_can_stage(s)) {
+        rt_session_set_batch(s, images, labels);
+        return 0;
+    }
+    if (!s->next_img) s->next_img = ir_xmalloc((size_t)in->bytes), s->next_lab = ir_xmalloc((size_t)lb->bytes);
+    memcpy(s->next_img, images, (size_t)in->bytes);
+    memcpy(s->next_lab, labels, (size_t)lb->bytes);
+    s->staged = 0;
+    for (int i = 0; i < s->train.nslots; i++) {
+        const RtTensor *t = &s->model.t[s->train_tensor[i]];
+        if (t != in && t != lb) continue;
+        if (s->be->put_next(s->train_state, &s->train, i, t == in ? s->next_img : s->next_lab, t->bytes)) return -1;
+    }
+    s->staged = 1;
+    return 0;
 }
 
 /* ---- a device backend's copies ----------------------------------------------
@@ -108,7 +135,7 @@ static int sync(const RtSession *s, const Program *p, void *state, void **slots,
     int *which = ir_xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(int)), n = 0;
     for (int i = 0; i < p->nslots; i++)
         if (s->model.t[tensor[i]].newer == (up ? RT_HOST_NEWER : RT_DEVICE_NEWER)) which[n++] = i;
-    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool};
+    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool, 0};
     int rc = n ? (up ? be->put : be->get)(state, p, &c, which, n) : 0;
     for (int i = 0; i < n && !rc; i++) s->model.t[tensor[which[i]]].newer = 0;
     free(which);
@@ -128,7 +155,7 @@ static int ran(RtSession *s, const Program *p, void *state, void **slots, const 
         t->newer = RT_DEVICE_NEWER;
         if (!strcmp(sl->name, "loss") || !strcmp(sl->name, "logits")) which[n++] = i, t->newer = 0;
     }
-    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool};
+    RunCtx c = {s->arena, slots, 0, 0, 0, s->pool, 0};
     int rc = n ? s->be->get(state, p, &c, which, n) : 0;
     free(which);
     return rc;
@@ -164,17 +191,38 @@ static void score(const RtSession *s, int64_t count, double *loss_sum, int64_t *
     *correct = ok;
 }
 
-int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
-                          int64_t *correct) {
-    RunCtx c = {s->arena, s->train_slots, lr, seed, step, s->pool};
+int rt_session_train_begin(RtSession *s, double lr, uint64_t seed, uint64_t step) {
+    RtTensor *in = rt_model_find(&s->model, "input"), *lb = rt_model_find(&s->model, "labels");
+    int staged = s->staged;
+    RunCtx c = {s->arena, s->train_slots, lr, seed, step, s->pool, staged};
+    s->staged = 0;
+    s->step_lr = lr;
+    if (staged) in->newer = lb->newer = 0;   /* on the device already */
     if (sync(s, &s->train, s->train_state, s->train_slots, s->train_tensor, 1)) return -1;
     if (s->dist) rt_dist_step_begin(s);
-    int rc = s->be->run(s->train_state, &s->train, &c);
+    int rc = (s->be->start ? s->be->start : s->be->run)(s->train_state, &s->train, &c);
+    if (rc && s->dist) rt_dist_step_end(s);
+    if (staged && !rc) {   /* the host's copies, while the device runs */
+        memcpy(in->data, s->next_img, (size_t)in->bytes);
+        memcpy(lb->data, s->next_lab, (size_t)lb->bytes);
+    }
+    return rc;
+}
+
+int rt_session_train_end(RtSession *s, double *loss, int64_t count, int64_t *correct) {
+    RunCtx c = {s->arena, s->train_slots, 0, 0, 0, s->pool, 0};
+    int rc = s->be->start ? s->be->finish(s->train_state, &s->train, &c) : 0;
     if (s->dist) rt_dist_step_end(s);
     if (rc || ran(s, &s->train, s->train_state, s->train_slots, s->train_tensor)) return -1;
     *loss = *(const float *)rt_model_find(&s->model, "loss")->data;
     score(s, count, NULL, correct);
-    return s->dist ? rt_dist_update(s, lr, loss, correct) : 0;
+    return s->dist ? rt_dist_update(s, s->step_lr, loss, correct) : 0;
+}
+
+int rt_session_train_step(RtSession *s, double lr, uint64_t seed, uint64_t step, double *loss, int64_t count,
+                          int64_t *correct) {
+    if (rt_session_train_begin(s, lr, seed, step)) return -1;
+    return rt_session_train_end(s, loss, count, correct);
 }
 
 int rt_session_bcast(RtSession *s, int params, int state, Diag *d) {
@@ -190,7 +238,7 @@ int rt_session_bcast(RtSession *s, int params, int state, Diag *d) {
 }
 
 int rt_session_eval(RtSession *s, int64_t count, double *loss_sum, int64_t *correct) {
-    RunCtx c = {s->arena, s->eval_slots, 0, 0, 0, s->pool};
+    RunCtx c = {s->arena, s->eval_slots, 0, 0, 0, s->pool, 0};
     if (sync(s, &s->eval, s->eval_state, s->eval_slots, s->eval_tensor, 1)) return -1;
     if (s->be->run(s->eval_state, &s->eval, &c)) return -1;
     if (ran(s, &s->eval, s->eval_state, s->eval_slots, s->eval_tensor)) return -1;

@@ -191,13 +191,22 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
         rt_loader_begin_epoch(l, e);
         double t0 = now(), lsum = 0;
         int64_t seen = 0, correct = 0;
-        for (int64_t b = 0; b < nb; b++) {
-            int n = rt_loader_next(l, img, lab);
-            if (n <= 0) break;
+        /* the next batch is read while the step runs: on a device backend
+         * it goes up beside the step (rt_session_stage_batch) */
+        int n = rt_loader_next(l, img, lab), staged = 0;
+        for (int64_t b = 0; b < nb && n > 0; b++) {
             double loss;
             int64_t ok;
-            rt_session_set_batch(s, img, lab);
-            if (rt_session_train_step(s, o->lr, seed, step, &loss, n, &ok)) {
+            if (!staged) rt_session_set_batch(s, img, lab);
+            int cur = n, fail = rt_session_train_begin(s, o->lr, seed, step), ended = fail;
+            staged = 0;
+            n = 0;
+            if (!fail && b + 1 < nb && (n = rt_loader_next(l, img, lab)) > 0 && rt_session_can_stage(s)) {
+                fail = rt_session_stage_batch(s, img, lab);
+                staged = !fail;
+            }
+            if (!ended && rt_session_train_end(s, &loss, cur, &ok)) fail = 1;
+            if (fail) {
                 rc = diag_error_noloc(d, "training step failed at epoch %d, step %lld", e + 1, (long long)b + 1);
                 break;
             }
@@ -215,10 +224,10 @@ int rt_train(RtSession *s, const RtTrainOptions *o, Diag *d) {
                 break;
             }
             step++;
-            n *= ranks; /* data parallel: loss and ok are over every rank's rows */
-            lsum += loss * n;
+            cur *= ranks; /* data parallel: loss and ok are over every rank's rows */
+            lsum += loss * cur;
             correct += ok;
-            seen += n;
+            seen += cur;
             if (!quiet) {
                 char sfx[64];
                 snprintf(sfx, sizeof sfx, "loss %.3f, acc %.3f", lsum / (double)seen, (double)correct / (double)seen);

@@ -6,7 +6,8 @@
 # host memory, the emulated device, fed the CUDA C whose PTX each loaded
 # image must be byte for byte) it trains, never loads NVRTC, and writes the
 # same checkpoint, byte for byte, as `netc train --target cuda` over the same
-# fake; with --precision tf32 too.
+# fake; with --precision tf32 too.  The next batch goes up beside each step
+# and the training is the same as one batch at a time.
 set -u
 NETC=$1
 cd "$2"
@@ -59,13 +60,22 @@ fake() { NETC_CACHE_DIR= FAKECUDA_MODULES="$T/mods" FAKECUDA_LOG="$T/$1.log" LD_
 fake exe "$T/lenet" train --quiet --epochs 2 --max-steps 2 --data "$T/data" --checkpoint "$T/exe.st" >"$T/e.out" 2>&1
 check "the executable trains on the (fake) GPU" '[ $? -eq 0 ] && grep -q "^epoch 2/2:" "$T/e.out"'
 check "it loads its train and eval PTX, NVRTC never" 'grep -q "^load train nvrtc=0$" "$T/exe.log" &&
-    grep -q "^load eval nvrtc=0$" "$T/exe.log" && ! grep -qv "nvrtc=0$" "$T/exe.log"'
+    grep -q "^load eval nvrtc=0$" "$T/exe.log" && ! grep "^load" "$T/exe.log" | grep -qv "nvrtc=0$"'
 fake netc $NETC train $M --target cuda --batch 16 --quiet --epochs 2 --max-steps 2 --data "$T/data" \
     --checkpoint "$T/netc.st" >"$T/n.out" 2>&1
 check "netc train --target cuda runs over the fake driver" '[ $? -eq 0 ] && grep -q "^load train" "$T/netc.log"'
 check "same checkpoint as netc train --target cuda" 'cmp -s "$T/exe.st" "$T/netc.st"'
 check "same losses" 'diff <(grep "^epoch" "$T/e.out" | sed "s/,[^,]*examples.*//") \
     <(grep "^epoch" "$T/n.out" | sed "s/,[^,]*examples.*//")'
+# the next batch goes up beside each step (a step per epoch here has a next
+# one): issued while the step's launches were pending, and the same training
+# as one batch at a time (NETC_CUDA_OVERLAP=0)
+check "the next batch uploaded beside the step" '[ "$(grep -c "^htod_async beside=1$" "$T/netc.log")" -eq 4 ] &&
+    ! grep -q "^htod_async beside=0" "$T/netc.log" && [ "$(grep -c "^htod_async beside=1$" "$T/exe.log")" -eq 4 ]'
+NETC_CUDA_OVERLAP=0 fake serial $NETC train $M --target cuda --batch 16 --quiet --epochs 2 --max-steps 2 \
+    --data "$T/data" --checkpoint "$T/serial.st" >/dev/null 2>&1
+check "overlapped: the checkpoint of one batch at a time" '[ -s "$T/serial.st" ] && cmp -s "$T/serial.st" "$T/netc.st" &&
+    ! grep -q "^htod_async" "$T/serial.log"'
 fake eval "$T/lenet" eval --weights "$T/exe.st" --data "$T/data" >"$T/v.out" 2>&1
 check "eval of its checkpoint" '[ $? -eq 0 ] && grep -q "test acc" "$T/v.out"'
 # --precision tf32 is fixed at compile time: the executable loads the tf32

@@ -65,6 +65,7 @@ static int f_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx
         if (fk.fn[i].fn == fn) mod = fk.fn[i].m;
     if (!mod) return 400;
     fk.launches++;
+    fk.pending++;
     KernelFn k;
     memcpy(&k, &fn, sizeof k);
     mod->launch(k, gx, bx, (char *)(uintptr_t) * (CuPtr *)args[0], (char *)(uintptr_t) * (CuPtr *)args[1],
@@ -72,7 +73,7 @@ static int f_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx
                 *(unsigned long long *)args[5]);
     return 0;
 }
-static int f_sync(void) { return 0; }
+static int f_sync(void) { fk.pending = 0; return 0; }
 static int f_error_name(int rc, const char **s) {
     *s = rc == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : rc == 719 ? "CUDA_ERROR_LAUNCH_FAILED" : "CUDA_ERROR_UNKNOWN";
     return 0;
@@ -92,11 +93,18 @@ static int f_stream_create(void **s, unsigned f) { (void)f; *s = calloc(1, 1); f
 static int f_stream_destroy(void *s) { free(s); fk.mems--; return 0; }
 static int f_stream_wait(void *s, void *e, unsigned f) { (void)s, (void)e, (void)f; return 0; }
 static int f_ev_query(void *e) { (void)e; return 0; }
+/* an upload on a stream: done at once, and counted (beside a step or not) */
+static int f_htod_async(CuPtr d, const void *h, size_t n, void *st) {
+    (void)st;
+    fk.async_copies++;
+    fk.async_beside += fk.pending > 0;
+    return f_htod(d, h, n);
+}
 
 const CudaDriver fake_driver = {NULL, f_init, f_count, f_get, f_ctx_create, f_ctx_destroy, f_alloc, f_free, f_load,
                                 f_unload, f_function, f_launch, f_sync, f_error_name, f_htod, f_dtoh, f_ev_create,
                                 f_ev_record, f_ev_sync, f_ev_elapsed, f_ev_destroy, 1, f_stream_create,
-                                f_stream_destroy, f_stream_wait, f_ev_query};
+                                f_stream_destroy, f_stream_wait, f_ev_query, f_htod_async};
 
 void fake_reset(void) {
     memset(&fk, 0, sizeof fk);

@@ -23,6 +23,9 @@ typedef struct {
     int alloc_left;         /* allocations until one fails (-1: never) */
     int launch_rc;          /* a launch's result (0: it runs) */
     int launches;
+    int pending;            /* launches since the last synchronize */
+    int async_copies;       /* cuMemcpyHtoDAsync calls, and those made while */
+    int async_beside;       /* launches were pending (beside a running step) */
     int nfn;
     struct { void *fn; Module *m; } fn[MAX_FNS];
 } FakeCuda;

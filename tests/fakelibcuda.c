@@ -92,6 +92,18 @@ API int cuStreamCreate(void **s, unsigned f) { return fake_driver.stream_create(
 API int cuStreamDestroy_v2(void *s) { return fake_driver.stream_destroy(s); }
 API int cuStreamWaitEvent(void *s, void *e, unsigned f) { return fake_driver.stream_wait_event(s, e, f); }
 API int cuEventQuery(void *e) { return fake_driver.event_query(e); }
+/* each upload on a stream appends "htod_async beside=N" to $FAKECUDA_LOG:
+ * N 1 when launches were pending (issued while a step ran) */
+API int cuMemcpyHtoDAsync_v2(CuPtr d, const void *h, size_t n, void *st) {
+    int beside = fk.pending > 0;
+    const char *log = getenv("FAKECUDA_LOG");
+    FILE *f = log ? fopen(log, "a") : NULL;
+    if (f) {
+        fprintf(f, "htod_async beside=%d\n", beside);
+        fclose(f);
+    }
+    return fake_driver.memcpy_htod_async(d, h, n, st);
+}
 /* NVRTC asks a loaded driver for its private tables: there are none
  * (CUDA_ERROR_NOT_SUPPORTED), so it compiles on its own */
 API int cuGetExportTable(const void **table, const void *id) {

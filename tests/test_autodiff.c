@@ -59,7 +59,7 @@ static void net_open(Net *n, const char *src, int size) {
 }
 
 static double loss_of(Net *n) {
-    RunCtx c = {n->arena, n->slots, 0.0, 5, 3, NULL};
+    RunCtx c = {n->arena, n->slots, 0.0, 5, 3, NULL, 0};
     assert_int_equal(backend_ref64.run(NULL, &n->p, &c), 0);
     return *(double *)rt_model_find(&n->m, "loss")->data;
 }

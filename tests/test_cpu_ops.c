@@ -136,7 +136,7 @@ static void run_case(Case *c, double tol, int labels_value, int classes, int pos
     assert_int_equal(backend_ref.compile(p, &o, &sa, &d), 0);
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
-    RunCtx ra = {NULL, a, 0.05, 7, 3, NULL}, rb = {NULL, b, 0.05, 7, 3, pool};
+    RunCtx ra = {NULL, a, 0.05, 7, 3, NULL, 0}, rb = {NULL, b, 0.05, 7, 3, pool, 0};
     backend_ref.run(sa, p, &ra);
     backend_cpu.run(sb, p, &rb);
     const IrNode *n = ir_node(&p->g, c->op_node);
@@ -353,7 +353,7 @@ static float *cpu_run_all(Case *c, int threads, uint64_t seed, int64_t *total) {
     BackendOptions o = {threads, 3, 0, cpu_spec, 0, 0};
     assert_int_equal(backend_cpu.compile(p, &o, &sb, &d), 0);
     ThreadPool *pool = threads == 1 ? NULL : rt_pool_new(threads);
-    RunCtx rb = {NULL, b, 0.05, 7, 3, pool};
+    RunCtx rb = {NULL, b, 0.05, 7, 3, pool, 0};
     backend_cpu.run(sb, p, &rb);
     float *all = malloc((size_t)tot * sizeof *all);
     int64_t at = 0;

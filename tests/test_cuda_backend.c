@@ -10,6 +10,10 @@
  *   - a session: training steps whose losses are ref's, a checkpoint written
  *     from the device and loaded on ref, a checkpoint loaded into the device
  *     session and trained on from there, as ref does;
+ *   - the training loop's overlap: the next batch uploaded into second
+ *     copies of the input slots beside each step, swapped in by the next
+ *     (losses and weights as ref's, an eval in between, a staged batch
+ *     replaced);
  *   - a data-parallel session (gradients summed on the host) as ref's;
  *   - faults: out of device memory at every allocation, a failing launch:
  *     -1, and nothing left allocated;
@@ -66,7 +70,7 @@ static void step_model(const char *model, IrMode mode, int64_t batch, int resize
     BackendOptions o = {1, 3, 0, NULL, 0, 0};
     void *st;
     assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
-    RunCtx c = {NULL, got, 0.05, 1, 0, NULL};
+    RunCtx c = {NULL, got, 0.05, 1, 0, NULL, 0};
     assert_int_equal(backend_cuda.run(st, &p, &c), 0);
     assert_true(backend_cuda.device_bytes() >= p.arena_bytes);
     for (int i = 0; i < p.nslots; i++) memset(got[i], 0xff, (size_t)p.slots[i].bytes);   /* must come back */
@@ -136,12 +140,16 @@ static void close_net(Net *n) {
     free(n->t1), free(n->t2);
 }
 
+static void make_batch(uint64_t seed, float *img, int32_t *lab) {
+    uint64_t r = seed;
+    for (size_t i = 0; i < 8 * 28 * 28; i++) img[i] = (float)tu_rand(&r);
+    for (int i = 0; i < 8; i++) lab[i] = (int32_t)((seed + (uint64_t)i * 7) % 10);
+}
+
 static void batch(Net *n, uint64_t seed) {
     float img[8 * 28 * 28];
     int32_t lab[8];
-    uint64_t r = seed;
-    for (size_t i = 0; i < sizeof img / sizeof *img; i++) img[i] = (float)tu_rand(&r);
-    for (int i = 0; i < 8; i++) lab[i] = (int32_t)((seed + (uint64_t)i * 7) % 10);
+    make_batch(seed, img, lab);
     rt_session_set_batch(&n->s, img, lab);
 }
 
@@ -216,6 +224,65 @@ static void test_session(void **s) {
     nothing_left();
 }
 
+/* The training loop's overlap (runtime/train.c): each step begun, the next
+ * batch staged beside it (put_next: the input slots' second copies, on a
+ * stream of their own), then the step ended; the next begin swaps the
+ * copies in.  The same losses and weights as ref's steps one at a time,
+ * every upload issued while the step's launches were pending; an eval
+ * between steps (its table of slot addresses must follow the swapped input
+ * slot) as ref's; a staged batch that rt_session_set_batch replaces is
+ * dropped. */
+static void test_staged_session(void **s) {
+    (void)s;
+    if (!tu_have_cc()) return;
+    Diag d;
+    diag_init(&d, "cuda", NULL, 0, stderr);
+    Net dv, rf;
+    open_net(&dv, "cuda");
+    open_net(&rf, "ref");
+    assert_true(rt_session_can_stage(&dv.s));
+    assert_false(rt_session_can_stage(&rf.s));
+    float img[8 * 28 * 28];
+    int32_t lab[8];
+    batch(&dv, 100);
+    for (uint64_t k = 0; k < 6; k++) {
+        double loss;
+        int64_t ok;
+        assert_int_equal(rt_session_train_begin(&dv.s, 0.1, 1, k), 0);
+        make_batch(101 + k, img, lab);
+        assert_int_equal(rt_session_stage_batch(&dv.s, img, lab), 0);
+        assert_int_equal(rt_session_train_end(&dv.s, &loss, 8, &ok), 0);
+        same_loss(loss, train(&rf, k), "a step beside the next batch's upload");
+        if (k == 2) {   /* the staged batch waits while an eval runs */
+            double l1, l2;
+            int64_t o1, o2;
+            float ei[8 * 28 * 28];
+            int32_t el[8];
+            make_batch(7, ei, el);
+            RtTensor *in = rt_model_find(&dv.s.model, "input");
+            RtTensor *lb = rt_model_find(&dv.s.model, "labels");
+            /* (set as set_batch would, without dropping the staged batch) */
+            memcpy(in->data, ei, sizeof ei), memcpy(lb->data, el, sizeof el);
+            in->newer = lb->newer = RT_HOST_NEWER;
+            assert_int_equal(rt_session_eval(&dv.s, 8, &l1, &o1), 0);
+            batch(&rf, 7);
+            assert_int_equal(rt_session_eval(&rf.s, 8, &l2, &o2), 0);
+            same_loss(l1, l2, "eval between staged steps");
+        }
+    }
+    assert_int_equal(fk.async_copies, 2 * 6);
+    assert_int_equal(fk.async_beside, fk.async_copies);
+    /* staged, then replaced: the step trains on the batch set */
+    make_batch(555, img, lab);
+    assert_int_equal(rt_session_stage_batch(&dv.s, img, lab), 0);
+    same_loss(train(&dv, 6), train(&rf, 6), "a staged batch replaced");
+    assert_int_equal(rt_session_to_host(&dv.s, &d), 0);
+    same_weights(&dv, &rf);
+    close_net(&dv);
+    close_net(&rf);
+    nothing_left();
+}
+
 /* Data parallel on the device: the step stops at the gradients, which come
  * to the host, are summed there (over one rank here) and update the host's
  * weights, which go back up before the next step: the same losses and
@@ -259,7 +326,7 @@ static void test_faults(void **s) {
         void *st;
         int rc = backend_cuda.compile(&p, &o, &st, &d), ran = 0;
         if (!rc) {   /* the run's own message goes to stderr */
-            RunCtx c = {NULL, x, 0.05, 1, 0, NULL};
+            RunCtx c = {NULL, x, 0.05, 1, 0, NULL, 0};
             ran = backend_cuda.run(st, &p, &c);
             backend_cuda.free(st);
         }
@@ -276,7 +343,7 @@ static void test_faults(void **s) {
     void *st;
     diag_init(&d, "cuda", NULL, 0, stderr);
     assert_int_equal(backend_cuda.compile(&p, &o, &st, &d), 0);
-    RunCtx c = {NULL, x, 0.05, 1, 0, NULL};
+    RunCtx c = {NULL, x, 0.05, 1, 0, NULL, 0};
     assert_int_equal(backend_cuda.run(st, &p, &c), -1);
     backend_cuda.free(st);
     fk.launch_rc = 0;
@@ -308,7 +375,7 @@ static void test_profile(void **s) {
     BackendOptions o = {1, 3, 0, NULL, 0, 0};
     void *st;
     int rc = backend_cuda.compile(&p, &o, &st, &d);
-    RunCtx c = {NULL, x, 0, 0, 0, NULL};
+    RunCtx c = {NULL, x, 0, 0, 0, NULL, 0};
     for (int i = 0; i < 3 && !rc; i++) rc = backend_cuda.run(st, &p, &c);
     if (!rc) backend_cuda.free(st);
     fflush(stderr);
@@ -365,6 +432,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_steps, setup),
         cmocka_unit_test_setup(test_session, setup),
+        cmocka_unit_test_setup(test_staged_session, setup),
         cmocka_unit_test_setup(test_dist_session, setup),
         cmocka_unit_test_setup(test_faults, setup),
         cmocka_unit_test_setup(test_profile, setup),

@@ -47,7 +47,7 @@ static int f_error_name(int rc, const char **s) {
 }
 
 static const CudaDriver fake = {NULL, f_init, f_count, f_get, f_ctx_create, f_ctx_destroy, f_alloc, f_free, f_load,
-                                f_unload, f_function, f_launch, f_sync, f_error_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL};
+                                f_unload, f_function, f_launch, f_sync, f_error_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL};
 
 static char *msg;
 static size_t msglen;

@@ -85,7 +85,7 @@ int tu_step(const Backend *be, const char *cpu, const Program *p, void **s, Thre
     void *st;
     int rc = be->compile(p, &o, &st, &d);
     if (rc == 0) {
-        RunCtx c = {arena, s, 0.05, 1, 0, pool};
+        RunCtx c = {arena, s, 0.05, 1, 0, pool, 0};
         rc = be->run(st, p, &c);
         be->free(st);
     }

@@ -51,6 +51,14 @@ static struct {
     size_t held;                 /* bytes of device memory held (arena, side, slots, tables) */
 } dev;
 
+/* A slot's second device copy: put_next uploads the next step's data into
+ * it while the step reads the first; start swaps the two. */
+typedef struct {
+    CuPtr p;
+    size_t bytes;
+    int full;                    /* holds data the next start may take */
+} NextCopy;
+
 typedef struct {
     CudaSource src;
     void *module;
@@ -66,6 +74,9 @@ typedef struct {
     int nkernels, runs;
     CudaDist *dist;              /* a data-parallel step summing with NCCL */
     CuPtr *addr;                 /* per slot: its device address (bound) */
+    NextCopy *next;              /* per slot: its second copy (put_next), or NULL */
+    void *copy_stream, *copied;  /* put_next's stream, and the event after its last copy */
+    int started;                 /* start queued the step; finish has not waited for it */
 } CudaState;
 
 /* Tests install a fake driver table (NULL: the real one again). */
@@ -171,6 +182,11 @@ static void prof_free(CudaState *st) {
 static void cuda_free(void *state) {
     CudaState *st = state;
     if (!st) return;
+    if (st->started) drv->synchronize();
+    if (st->copied) drv->event_synchronize(st->copied), drv->event_destroy(st->copied);
+    if (st->copy_stream) drv->stream_destroy(st->copy_stream);
+    for (int i = 0; st->next && i < st->nbound; i++) dfree(st->next[i].p, st->next[i].bytes);
+    free(st->next);
     prof_free(st);
     cg_cuda_dist_close(st->dist);
     free(st->addr);
@@ -289,11 +305,88 @@ static int cuda_get(void *state, const Program *p, RunCtx *ctx, const int *which
     return move(state, p, ctx, which, n, 0);
 }
 
-static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
+/* ---- double-buffered slots (the next batch) -----------------------------------
+ * put_next uploads into a slot's second copy on a stream of its own (non-
+ * blocking: the step's launches on the default stream do not wait for it),
+ * and records an event after it.  The next start with ctx->next set waits
+ * for that event (long past, normally) and swaps the copies in the shared
+ * DevSlot; every program bound to the slot then finds it moved and uploads
+ * its address table again before it runs (refresh_table).  A start without
+ * ctx->next drops what was put. */
+
+static int cuda_put_next(void *state, const Program *p, int slot, const void *host, int64_t bytes) {
     CudaState *st = state;
     Diag d;
     say(&d);
-    if (bind(st, p, ctx, &d)) return -1;
+    if (!st->bound || slot < 0 || slot >= p->nslots || bytes != p->slots[slot].bytes)
+        return diag_error_noloc(&d, "internal error: put_next of slot %d before a run or at the wrong size", slot);
+    if (!st->next) st->next = ir_xcalloc((size_t)p->nslots + 1, sizeof(NextCopy));
+    NextCopy *n = &st->next[slot];
+    const DevSlot *s = &dev.slot[st->slot_of[slot]];
+    if (!n->p) {
+        if (dalloc(s->bytes, &n->p, &d)) return -1;
+        n->bytes = s->bytes;
+    }
+    int rc = 0;
+    if (drv->memcpy_htod_async && drv->stream_create) {
+        if (!st->copy_stream && (rc = drv->stream_create(&st->copy_stream, 1 /* CU_STREAM_NON_BLOCKING */)))
+            st->copy_stream = NULL;
+        if (!rc && !st->copied && (rc = drv->event_create(&st->copied, 2 /* CU_EVENT_DISABLE_TIMING */)))
+            st->copied = NULL;
+        if (!rc) rc = drv->memcpy_htod_async(n->p, host, (size_t)bytes, st->copy_stream);
+        if (!rc) rc = drv->event_record(st->copied, st->copy_stream);
+    } else {
+        rc = drv->memcpy_htod(n->p, host, (size_t)bytes);
+    }
+    if (rc)
+        return diag_error_noloc(&d, "the upload of %s for the next step failed: %s (%d)", p->slots[slot].name,
+                                cg_cuda_error_name(drv, rc), rc);
+    n->full = 1;
+    return 0;
+}
+
+/* The copies put_next filled become the slots (take), or are dropped. */
+static int take_next(CudaState *st, const Program *p, int take, Diag *d) {
+    int any = 0;
+    for (int i = 0; st->next && i < p->nslots; i++) any |= st->next[i].full;
+    if (!any) return 0;
+    int rc = take && st->copied ? drv->event_synchronize(st->copied) : 0;
+    if (rc) return diag_error_noloc(d, "the upload for this step failed: %s (%d)", cg_cuda_error_name(drv, rc), rc);
+    for (int i = 0; i < p->nslots; i++) {
+        NextCopy *n = &st->next[i];
+        if (!n->full) continue;
+        n->full = 0;
+        if (!take) continue;
+        DevSlot *s = &dev.slot[st->slot_of[i]];
+        CuPtr t = s->dev;
+        s->dev = n->p;
+        n->p = t;
+    }
+    return 0;
+}
+
+/* p's table of slot addresses, uploaded again when a slot moved. */
+static int refresh_table(CudaState *st, const Program *p, Diag *d) {
+    int moved = 0;
+    for (int i = 0; i < p->nslots; i++) {
+        CuPtr a = dev.slot[st->slot_of[i]].dev;
+        if (st->addr[i] != a) st->addr[i] = a, moved = 1;
+    }
+    return moved ? cg_cuda_copy(drv, st->table, st->addr, sizeof(CuPtr) * (size_t)(p->nslots + 1), 1, d) : 0;
+}
+
+static int cuda_start(void *state, const Program *p, RunCtx *ctx);
+static int cuda_finish(void *state, const Program *p, RunCtx *ctx);
+
+static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
+    return cuda_start(state, p, ctx) ? -1 : cuda_finish(state, p, ctx);
+}
+
+static int cuda_start(void *state, const Program *p, RunCtx *ctx) {
+    CudaState *st = state;
+    Diag d;
+    say(&d);
+    if (bind(st, p, ctx, &d) || take_next(st, p, ctx->next, &d) || refresh_table(st, p, &d)) return -1;
     float lr = (float)ctx->lr;
     unsigned long long seed = ctx->seed, step = ctx->step;
     void *args[6] = {&dev.arena, &dev.side, &st->table, &lr, &seed, &step};
@@ -309,6 +402,17 @@ static int cuda_run(void *state, const Program *p, RunCtx *ctx) {
     }
     if (st->ev) drv->event_record(st->ev[st->src.nlaunch], NULL);
     if (st->dist && cg_cuda_dist_finish(st->dist, st->addr, args, &d)) return -1;
+    st->started = 1;
+    return 0;
+}
+
+static int cuda_finish(void *state, const Program *p, RunCtx *ctx) {
+    CudaState *st = state;
+    (void)p, (void)ctx;
+    if (!st->started) return 0;
+    st->started = 0;
+    Diag d;
+    say(&d);
     int rc = drv->synchronize();
     if (rc) return diag_error_noloc(&d, "the step failed on the device: %s (%d)", cg_cuda_error_name(drv, rc), rc);
     if (st->ev && st->runs++ > 0)
@@ -343,4 +447,5 @@ static int cuda_dist_open(void *state, const Program *p, BackendDist *bd, Diag *
 const Backend backend_cuda = {
     "cuda", "CUDA C per kernel, NVRTC to PTX, run through the CUDA Driver API (needs libcuda.so.1 and a GPU)",
     cuda_compile, cuda_run, cuda_free, cuda_dump, NULL, cuda_put, cuda_get, cuda_device_bytes, cuda_dist_open,
+    cuda_start, cuda_finish, cuda_put_next,
 };

@@ -24,6 +24,7 @@ int cg_cuda_driver_open(CudaDriver *t, Diag *d) {
     static const char *streams[] = {"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamWaitEvent", "cuEventQuery"};
     void **more = (void **)&t->stream_create;
     for (size_t i = 0; i < sizeof streams / sizeof *streams; i++) more[i] = dlsym(t->lib, streams[i]);
+    *(void **)&t->memcpy_htod_async = dlsym(t->lib, "cuMemcpyHtoDAsync_v2");
     return 0;
 }
 

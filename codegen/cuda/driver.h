@@ -42,6 +42,9 @@ typedef struct {
     int (*stream_destroy)(void *);
     int (*stream_wait_event)(void *, void *, unsigned);
     int (*event_query)(void *);   /* 0 done, 600 (CUDA_ERROR_NOT_READY) not yet */
+    /* The next batch's upload beside a running step (cuda_backend.c): NULL
+     * in a table that lacks it, which then uploads it before the step. */
+    int (*memcpy_htod_async)(CuPtr, const void *, size_t, void *);
 } CudaDriver;
 
 /* 0, or -1 with "no CUDA driver (libcuda.so.1) on this machine". */
