@@ -204,6 +204,11 @@ static void test_tf32(void **s) {
     assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
     assert_int_equal(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
     assert_int_equal(step_model("resnet18", IR_EVAL, 2, 32, NULL, NULL), 0);
+    /* the conv epilogue's statistics on the tensor cores' fragments, and
+     * a butterfly leaving out a lane of each row */
+    assert_int_equal(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
+    assert_true(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, "for (int o = 1; o < 4; o *= 2)",
+                           "for (int o = 2; o < 4; o *= 2)") > 0);
     /* (in the first tiled launch: ResNet-18's stem, 64 rows of A; LeNet's
      * sigmoids at random weights give nearly the same logits for any image,
      * too weak a check) */
@@ -235,6 +240,14 @@ static void test_planted(void **s) {
     tu_plan = &recompute_plan;
     assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "a4[c] + a2[c]", "a4[c] + a2[c] + 0.5f") > 0);
     tu_plan = NULL;
+    /* the conv epilogue's batch-norm statistics (the stem's): one element
+     * of a channel left out of its sum of squares, or the tile's sum over
+     * only half the lanes of a row (a small ResNet of odd sizes: partial
+     * tiles of rows and of columns, several column tiles a channel) */
+    assert_int_equal(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
+    assert_true(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, "s += v; q += v * v;", "s += v; q += (n > 0) * v * v;") > 0);
+    assert_true(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, "for (int o = 8; o > 0; o /= 2)",
+                           "for (int o = 4; o > 0; o /= 2)") > 0);
 }
 
 int main(void) {

@@ -24,6 +24,7 @@ typedef struct {
     const char *a, *b;    /* statements setting float v to A(m, k), B(k, n), both in range */
     const char *init;     /* the accumulator's start: an expression of m */
     const char *store;    /* a statement storing float r, C's (m, n) (of part `part`) */
+    int64_t stats_off;    /* > 0: the epilogue's per-row sums of C (and of its squares) */
 } Tiled;
 
 /* A weight gradient's PARTS partial sums (in scratch at 0, per weight) added
@@ -312,6 +313,33 @@ static void tiled_tf32(Gen *g, const Tiled *t, const IrNode *n) {
            "                %s\n"
            "            }\n",
            TM, TN, t->M, t->N, t->store);
+    if (t->stats_off) {
+        /* a thread's 4 rows (i0, upper or lower 8), each over its 4
+         * columns, then over the 4 lanes tq of the row by a butterfly;
+         * tq 0 stores the warp's: 4 sums a row per tile (t / 64) */
+        long long nt = (t->N + TN - 1) / TN;
+        cu_out(g,
+               "    double *st = (double *)(I + %lldLL);\n"
+               "    for (int i0 = 0; i0 < 2; i0++)\n"
+               "        for (int hi = 0; hi < 2; hi++) {\n"
+               "            long long m = bm * %d + wm + i0 * 16 + gq + hi * 8;\n"
+               "            double s = 0, q = 0;\n"
+               "            for (int j0 = 0; j0 < 2; j0++)\n"
+               "                for (int lo = 0; lo < 2; lo++) {\n"
+               "                    long long n = bn * %d + wn + j0 * 8 + 2 * tq + lo;\n"
+               "                    if (m < %lldLL && n < %lldLL) { double v = (double)acc[i0][j0][hi * 2 + lo]; s += v; q += v * v; }\n"
+               "                }\n"
+               "            for (int o = 1; o < 4; o *= 2) {\n"
+               "                s += __shfl_xor_sync(0xffffffffu, s, o);\n"
+               "                q += __shfl_xor_sync(0xffffffffu, q, o);\n"
+               "            }\n"
+               "            if (tq == 0 && m < %lldLL) {\n"
+               "                st[(m * %lldLL + bn) * 4 + t / 64] = s;\n"
+               "                st[%lldLL + (m * %lldLL + bn) * 4 + t / 64] = q;\n"
+               "            }\n"
+               "        }\n",
+               (long long)t->stats_off, TM, TN, t->M, t->N, t->M, nt, t->M * nt * 4, nt);
+    }
     cu_end(g);
 }
 
@@ -348,6 +376,28 @@ static void tiled(Gen *g, const Tiled *t, const IrNode *n) {
            "            %s\n"
            "        }\n",
            TM, TN, t->M, t->N, t->store);
+    if (t->stats_off) {
+        /* the rows' sums over the thread's 4 columns, then over the 16
+         * threads of a row (lanes tn of one half warp) by a butterfly:
+         * every lane ends with the same bits; tn 0 stores the tile's */
+        long long nt = (t->N + TN - 1) / TN;
+        cu_out(g,
+               "    double *st = (double *)(I + %lldLL);\n"
+               "    for (int x0 = 0; x0 < 4; x0++) {\n"
+               "        long long m = bm * %d + tm * 4 + x0;\n"
+               "        double s = 0, q = 0;\n"
+               "        for (int y0 = 0; y0 < 4; y0++) {\n"
+               "            long long n = bn * %d + tn * 4 + y0;\n"
+               "            if (m < %lldLL && n < %lldLL) { double v = (double)acc[x0][y0]; s += v; q += v * v; }\n"
+               "        }\n"
+               "        for (int o = 8; o > 0; o /= 2) {\n"
+               "            s += __shfl_xor_sync(0xffffffffu, s, o);\n"
+               "            q += __shfl_xor_sync(0xffffffffu, q, o);\n"
+               "        }\n"
+               "        if (tn == 0 && m < %lldLL) { st[m * %lldLL + bn] = s; st[%lldLL + m * %lldLL + bn] = q; }\n"
+               "    }\n",
+               (long long)t->stats_off, TM, TN, t->M, t->N, t->M, nt, t->M * nt, nt);
+    }
     cu_end(g);
 }
 
@@ -370,7 +420,7 @@ static void tiled_conv(Gen *g, const IrNode *n) {
     long long ph = ca->ph, pw = ca->pw, B = g->p->batch;
     /* y (forward) and dy (gradients) may be strided views: a concat's part */
     char a[640], b[1024], init[64], store[384], e[160], at[256];
-    Tiled t = {0, 0, 0, 1, a, b, init, store};
+    Tiled t = {0, 0, 0, 1, a, b, init, store, 0};
     if (n->op == IR_OP_CONV2D) {
         /* m: output channel, n: (image, p, q), k: (c, r, s) */
         t.M = K, t.N = B * P * Q, t.KD = C * R * S;
@@ -385,6 +435,11 @@ static void tiled_conv(Gen *g, const IrNode *n) {
         snprintf(e, sizeof e, "(n / %lld * %lld + m) * %lld + n %% %lld", P * Q, K, P * Q, P * Q);
         cu_at(g, n->out[0], e, at, sizeof at);
         snprintf(store, sizeof store, "y[%s] = r;", at);
+        if (g->want_stats) {
+            t.stats_off = g->stats_off;
+            g->stats_for = n->out[0];
+            g->stats_parts = cu_conv_stats_parts(g, n);
+        }
         tiled(g, &t, n);
     } else if (n->op == IR_OP_CONV2D_BWD_DATA) {
         /* m: input channel, n: (image, ih, iw), k: (output channel, r, s) */
@@ -428,9 +483,20 @@ static void tiled_conv(Gen *g, const IrNode *n) {
     }
 }
 
-void cu_gen_conv(Gen *g, const IrNode *n) {
+static int simple_only(void) {
     const char *e = getenv("NETC_CUDA_SIMPLE");
-    if (e && !strcmp(e, "1")) simple_conv(g, n);
+    return e && !strcmp(e, "1");
+}
+
+int64_t cu_conv_stats_parts(const Gen *g, const IrNode *n) {
+    if (n->op != IR_OP_CONV2D || simple_only()) return 0;
+    const IrType *y = ir_type(&g->p->g, n->out[0]);
+    int64_t cols = g->p->batch * y->d[2] * y->d[3];
+    return (cols + TN - 1) / TN * (g->tf32 ? 4 : 1);
+}
+
+void cu_gen_conv(Gen *g, const IrNode *n) {
+    if (simple_only()) simple_conv(g, n);
     else tiled_conv(g, n);
 }
 
@@ -444,7 +510,7 @@ static void tiled_linear(Gen *g, const IrNode *n) {
     else if (n->op == IR_OP_LINEAR_BWD_DATA) in = ir_type(gr, n->out[0])->d[1], o = ir_type(gr, n->in[0])->d[1];
     else in = ir_type(gr, n->in[1])->d[1], o = ir_type(gr, n->in[0])->d[1];
     char a[256], b[256], store[256];
-    Tiled t = {0, 0, 0, 1, a, b, "0.0f", store};
+    Tiled t = {0, 0, 0, 1, a, b, "0.0f", store, 0};
     if (n->op == IR_OP_LINEAR) {   /* m: o, n: r, k: j */
         t.M = o, t.N = B, t.KD = in;
         snprintf(a, sizeof a, "v = w[m * %lldLL + k];", in);

@@ -386,6 +386,33 @@ static void gen_bn(Gen *g, const IrNode *n) {
         return;
     }
     int bwd = n->op == IR_OP_BATCHNORM_BWD;
+    char eps[32], mom[32];
+    cu_fconst(eps, sizeof eps, n->attr.bn.eps);
+    cu_fconst(mom, sizeof mom, n->attr.bn.momentum);
+    if (!bwd && g->stats_for == n->in[0]) {
+        /* the conv's epilogue summed x and x^2 per channel: their parts
+         * added in order, var = E[x^2] - mean^2 (in double) */
+        long long np = (long long)g->stats_parts;
+        g->stats_for = -1;
+        cu_begin(g, C);
+        cu_ptr(g, "float", "rmean", n->in[3]);
+        cu_ptr(g, "float", "rvar", n->in[4]);
+        cu_ptr(g, "float", "smean", n->out[1]);
+        cu_ptr(g, "float", "sinv", n->out[2]);
+        cu_out(g, "    const double *st = (const double *)(I + %lldLL);\n"
+               "    double s = 0, q = 0;\n"
+               "    for (long long j = 0; j < %lldLL; j++) { s += st[i * %lldLL + j]; q += st[%lldLL + i * %lldLL + j]; }\n"
+               "    double mean = s / (double)%lld, var = q / (double)%lld - mean * mean;\n"
+               "    if (!(var > 0.0)) var = var == var ? 0.0 : var;\n"
+               "    double invstd = 1.0 / sqrt(var + (double)%s);\n"
+               "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
+               "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
+               "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
+               "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
+            (long long)g->stats_off, np, np, C * np, np, m, m, eps, mom, m, m, m - 1);
+        cu_end(g);
+        goto normalise;
+    }
     cu_need(g, C * PARTS * 16 + C * 16);
     /* pass 1 (train: sum x; bwd: sum dy, sum dy*xhat) */
     cu_begin(g, C * PARTS);
@@ -451,9 +478,6 @@ static void gen_bn(Gen *g, const IrNode *n) {
            "    part[i] = s;\n",
         PARTS, PARTS, m, PARTS, xe);
     cu_end(g);
-    char eps[32], mom[32];
-    cu_fconst(eps, sizeof eps, n->attr.bn.eps);
-    cu_fconst(mom, sizeof mom, n->attr.bn.momentum);
     cu_begin(g, C);
     cu_scratch(g, "double", "part", 0);
     cu_scratch(g, "double", "tot", C * PARTS * 16);
@@ -469,6 +493,7 @@ static void gen_bn(Gen *g, const IrNode *n) {
            "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
         PARTS, PARTS, m, eps, mom, m, m, m - 1);
     cu_end(g);
+normalise:
     cu_begin(g, B * C * hw);
     cu_ptr(g, "float", "x", n->in[0]);
     cu_ptr(g, "float", "gamma", n->in[1]);
@@ -709,6 +734,35 @@ static int bn_chain(Gen *g, const Kernel *k, int j) {
     return g->nchain;
 }
 
+/* Whether the conv at position j of kernel k sums its output's channels
+ * for the training batch norm after it (conv_bn_relu, conv_bn_add_relu):
+ * not with --sync-bn (its statistics are the ranks'), the one-thread-per-
+ * output convs, or NETC_CUDA_CONV_STATS=0. */
+static int conv_stats(const Gen *g, const Kernel *k, int j) {
+    const Program *p = g->p;
+    const char *e = getenv("NETC_CUDA_CONV_STATS");
+    if ((k->pattern != FUSE_CONV_BN_RELU && k->pattern != FUSE_CONV_BN_ADD_RELU) || j + 1 >= k->nnodes ||
+        p->sync_bn || (e && !strcmp(e, "0")))
+        return 0;
+    const IrNode *c = ir_node(&p->g, k->nodes[j]), *bn = ir_node(&p->g, k->nodes[j + 1]);
+    return c->op == IR_OP_CONV2D && bn->op == IR_OP_BATCHNORM && bn->attr.bn.mode == IR_TRAIN &&
+           bn->in[0] == c->out[0] && cu_conv_stats_parts(g, c) > 0;
+}
+
+/* The bytes of the largest conv statistics region of p. */
+static int64_t stats_bytes(const Gen *g) {
+    const Program *p = g->p;
+    int64_t most = 0;
+    for (int k = 0; k < p->nkernels; k++)
+        for (int j = 0; j < p->kernels[k].nnodes; j++)
+            if (conv_stats(g, &p->kernels[k], j)) {
+                const IrNode *c = ir_node(&p->g, p->kernels[k].nodes[j]);
+                int64_t b = 2 * 8 * ir_type(&p->g, c->out[0])->d[1] * cu_conv_stats_parts(g, c);
+                if (b > most) most = b;
+            }
+    return (most + 63) / 64 * 64;
+}
+
 int cg_cuda_source(const Program *p, int tf32, CudaSource *s, Diag *d) {
     memset(s, 0, sizeof *s);
     if (p->elem_bytes != 4) return diag_error_noloc(d, "the cuda backend runs float programs (elem_bytes 4)");
@@ -716,16 +770,23 @@ int cg_cuda_source(const Program *p, int tf32, CudaSource *s, Diag *d) {
              .inner = ir_xcalloc((size_t)p->g.nvalues + 1, sizeof(int64_t))};
     if (!g.f) return diag_error_noloc(d, "out of memory");
     g.inner_bytes = (program_inner_offsets(p, g.inner) + 63) / 64 * 64;
+    /* the conv statistics region, between the in-kernel values and scratch */
+    g.stats_off = g.inner_bytes;
+    g.inner_bytes += stats_bytes(&g);
+    g.stats_for = -1;
     fputs(prelude, g.f);
     int rc = 0;
     for (int k = 0; k < p->nkernels && !rc; k++) {
         g.kernel = k;
         g.nl = 0;
+        g.stats_for = -1;
         cu_out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
         for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) {
             const IrNode *n = ir_node(&p->g, p->kernels[k].nodes[j]);
             int c = bn_chain(&g, &p->kernels[k], j);
+            g.want_stats = conv_stats(&g, &p->kernels[k], j);
             rc = gen_staged(&g, n, d);
+            g.want_stats = 0;
             g.nchain = 0;
             j += c;
         }

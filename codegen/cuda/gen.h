@@ -23,6 +23,13 @@ typedef struct {
     const IrNode *chain[8]; /* elementwise nodes the batch norm being made applies as it stores */
     int nchain;
     int tf32;            /* products of convs and linear layers on the tensor cores */
+    /* conv_bn_relu, conv_bn_add_relu: the conv's epilogue sums each output
+     * channel (y and y^2, in double) over its tile into stats_off of I,
+     * stats_parts partial sums a channel; the batch norm reading that
+     * output (stats_for) finishes them instead of reading it twice */
+    int64_t stats_off;
+    int want_stats, stats_for;
+    int64_t stats_parts;
 } Gen;
 
 void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -50,6 +57,9 @@ void cu_fconst(char *buf, size_t n, float x);
 void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body);
 
 /* cuda_conv.c */
+/* The partial sums a channel of conv n's statistics epilogue: one per
+ * 64-column tile (fp32), four (tf32); 0 when the conv is not tiled. */
+int64_t cu_conv_stats_parts(const Gen *g, const IrNode *n);
 void cu_gen_conv(Gen *g, const IrNode *n);
 void cu_gen_linear(Gen *g, const IrNode *n);
 
