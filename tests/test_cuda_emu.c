@@ -165,6 +165,10 @@ static void test_densenet(void **s) {
     tu_plan = &copy_plan;
     assert_int_equal(step_model("densenet", IR_TRAIN, 2, 64, NULL, NULL), 0);
     tu_plan = NULL;
+    /* bn_relu_conv in eval: the conv normalises (running statistics) and
+     * applies the relu while it gathers a view of the concat */
+    assert_int_equal(step_model("extra/densenet_odd", IR_EVAL, 3, 20, NULL, NULL), 0);
+    assert_int_equal(step_model("densenet", IR_EVAL, 2, 64, NULL, NULL), 0);
 }
 
 /* Overlapping 3x3 max-pool windows (stride 1, padding 1), 1x1 and 5x5
@@ -203,6 +207,7 @@ static void test_tf32(void **s) {
     tf32 = 1;
     assert_int_equal(step_model("lenet_bn", IR_TRAIN, 6, 28, NULL, NULL), 0);
     assert_int_equal(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
+    assert_int_equal(step_model("extra/densenet_odd", IR_EVAL, 3, 20, NULL, NULL), 0);   /* the prologue */
     assert_int_equal(step_model("resnet18", IR_EVAL, 2, 32, NULL, NULL), 0);
     /* the conv epilogue's statistics on the tensor cores' fragments, and
      * a butterfly leaving out a lane of each row */
@@ -246,11 +251,25 @@ static void test_planted(void **s) {
      * tiles of rows and of columns, several column tiles a channel) */
     assert_int_equal(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, NULL, NULL), 0);
     assert_true(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, "s += v; q += v * v;", "s += v; q += (n > 0) * v * v;") > 0);
+    /* the conv's prologue (bn_relu_conv) with --recompute bn-relu: its
+     * relu scaled, its relu gone, the input it normalises shifted (in
+     * eval at random weights the logits hardly depend on the first
+     * layers, whose inputs the running statistics all but flatten: too
+     * weak a check; the gather is the same) */
+    tu_plan = &recompute_plan;
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "+ pb[c]; v = v < 0.0f ? 0.0f : v;",
+                           "+ pb[c]; v = v < 0.0f ? 0.0f : 1.001f * v;") > 0);
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "* ps[c] + pb[c]; v = v < 0.0f ? 0.0f : v;",
+                           "* ps[c] + pb[c]; v = v < 0.0f ? v : v;") > 0);
+    assert_true(step_model("extra/densenet_odd", IR_TRAIN, 3, 20, "(x[NETC_AT(", "(0.001f + x[NETC_AT(") > 0);
+    tu_plan = NULL;
     assert_true(step_model("extra/resnet_odd", IR_TRAIN, 3, 20, "for (int o = 8; o > 0; o /= 2)",
                            "for (int o = 4; o > 0; o /= 2)") > 0);
 }
 
 int main(void) {
+    const char *f = getenv("NETC_TEST_FILTER");   /* one test (a cmocka pattern) */
+    if (f) cmocka_set_test_filter(f);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lenet), cmocka_unit_test(test_resnet), cmocka_unit_test(test_densenet),
         cmocka_unit_test(test_googlenet),

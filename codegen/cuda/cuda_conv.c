@@ -213,7 +213,17 @@ static void decl(Gen *g, const IrNode *n) {
     int bias = n->op == IR_OP_CONV2D ? n->attr.conv.bias : n->op == IR_OP_LINEAR ? n->attr.linear.bias : 0;
     switch (n->op) {
     case IR_OP_CONV2D: case IR_OP_LINEAR:
-        cu_ptr(g, "float", "x", n->in[0]), cu_ptr(g, "float", "w", n->in[1]), cu_ptr(g, "float", "y", n->out[0]);
+        if (n->op == IR_OP_CONV2D && g->pro) {   /* x: the batch norm's input; its per-channel operands */
+            const IrNode *bn = g->pro;
+            int train = bn->attr.bn.mode == IR_TRAIN;
+            cu_ptr(g, "float", "x", bn->in[0]);
+            cu_ptr(g, "float", "pg", bn->in[1]), cu_ptr(g, "float", "pb", bn->in[2]);
+            cu_ptr(g, "float", "pm", train ? bn->out[1] : bn->in[3]);
+            if (train || bn->attr.bn.mode == IR_BN_APPLY) cu_ptr(g, "float", "ps", train ? bn->out[2] : bn->in[4]);
+            else cu_scratch(g, "float", "ps", 0);
+        } else
+            cu_ptr(g, "float", "x", n->in[0]);
+        cu_ptr(g, "float", "w", n->in[1]), cu_ptr(g, "float", "y", n->out[0]);
         if (bias) cu_ptr(g, "float", "bias", n->in[2]);
         break;
     case IR_OP_CONV2D_BWD_DATA: case IR_OP_LINEAR_BWD_DATA:
@@ -425,12 +435,21 @@ static void tiled_conv(Gen *g, const IrNode *n) {
         /* m: output channel, n: (image, p, q), k: (c, r, s) */
         t.M = K, t.N = B * P * Q, t.KD = C * R * S;
         snprintf(a, sizeof a, "v = w[m * %lldLL + k];", t.KD);
+        /* with a prologue: the batch norm's arithmetic and the relu on x
+         * (a tap in the padding still reads 0) */
+        char xe[96], xat[192], get[320];
+        snprintf(xe, sizeof xe, "((img * %lld + c) * %lld + ih) * %lld + iw", C, H, W);
+        if (g->pro) {
+            cu_at(g, g->pro->in[0], xe, xat, sizeof xat);
+            snprintf(get, sizeof get, "{ v = pg[c] * (x[%s] - pm[c]) * ps[c] + pb[c]; v = v < 0.0f ? 0.0f : v; }", xat);
+        } else
+            snprintf(get, sizeof get, "v = x[%s];", xe);
         snprintf(b, sizeof b,
                  "long long q = n %% %lld, p = n / %lld %% %lld, img = n / %lld;\n"
                  "                long long s = k %% %lld, r = k / %lld %% %lld, c = k / %lld;\n"
                  "                long long ih = p * %lld - %lld + r, iw = q * %lld - %lld + s;\n"
-                 "                if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) v = x[((img * %lld + c) * %lld + ih) * %lld + iw];",
-                 Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, C, H, W);
+                 "                if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) %s",
+                 Q, Q, P, P * Q, S, S, R, R * S, sh, ph, sw, pw, H, W, get);
         snprintf(init, sizeof init, "%s", ca->bias ? "bias[m]" : "0.0f");
         snprintf(e, sizeof e, "(n / %lld * %lld + m) * %lld + n %% %lld", P * Q, K, P * Q, P * Q);
         cu_at(g, n->out[0], e, at, sizeof at);
@@ -487,6 +506,8 @@ static int simple_only(void) {
     const char *e = getenv("NETC_CUDA_SIMPLE");
     return e && !strcmp(e, "1");
 }
+
+int cu_conv_tiled(const IrNode *n) { return n->op == IR_OP_CONV2D && !simple_only(); }
 
 int64_t cu_conv_stats_parts(const Gen *g, const IrNode *n) {
     if (n->op != IR_OP_CONV2D || simple_only()) return 0;

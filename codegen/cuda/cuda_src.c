@@ -369,6 +369,20 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_at(g, xv, elem, xe, sizeof xe);
     cu_at(g, xv, "i", xi, sizeof xi);
     cu_at(g, xv, "e", xb, sizeof xb);
+    if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode != IR_TRAIN && g->pro == n) {
+        /* the conv's gather normalises: apply mode needs nothing, eval
+         * mode the inverse std a channel (as below) in scratch */
+        if (n->attr.bn.mode == IR_BN_APPLY) return;
+        char eps[32];
+        cu_fconst(eps, sizeof eps, n->attr.bn.eps);
+        cu_need(g, C * 4);
+        cu_begin(g, C);
+        cu_ptr(g, "float", "rvar", n->in[4]);
+        cu_scratch(g, "float", "inv", 0);
+        cu_out(g, "    inv[i] = (float)(1.0 / sqrt((double)rvar[i] + (double)%s));\n", eps);
+        cu_end(g);
+        return;
+    }
     if (n->op == IR_OP_BATCHNORM && n->attr.bn.mode != IR_TRAIN) {   /* apply: the saved statistics */
         cu_begin(g, B * C * hw);
         const char *nm[5] = {"a0", "a1", "a2", "a3", "a4"};
@@ -494,6 +508,7 @@ static void gen_bn(Gen *g, const IrNode *n) {
         PARTS, PARTS, m, eps, mom, m, m, m - 1);
     cu_end(g);
 normalise:
+    if (g->pro == n) return;   /* the conv's gather normalises */
     cu_begin(g, B * C * hw);
     cu_ptr(g, "float", "x", n->in[0]);
     cu_ptr(g, "float", "gamma", n->in[1]);
@@ -749,6 +764,26 @@ static int conv_stats(const Gen *g, const Kernel *k, int j) {
            bn->in[0] == c->out[0] && cu_conv_stats_parts(g, c) > 0;
 }
 
+/* Whether the batch norm at position j of kernel k is a bn_relu_conv's
+ * whose relu output no kernel but this one reads (eval programs; training
+ * with --recompute bn-relu, where the backward pass makes its own): then
+ * the conv normalises and applies the relu while it gathers its input,
+ * and that output is never stored.  Not with --sync-bn, the one-thread-
+ * per-output convs, or NETC_CUDA_CONV_PROLOGUE=0. */
+static int bn_prologue(const Gen *g, const Kernel *k, int j) {
+    const Program *p = g->p;
+    const char *e = getenv("NETC_CUDA_CONV_PROLOGUE");
+    if (k->pattern != FUSE_BN_RELU_CONV || k->nnodes != 3 || j != 0 || p->sync_bn || (e && !strcmp(e, "0")))
+        return 0;
+    const IrNode *bn = ir_node(&p->g, k->nodes[0]), *r = ir_node(&p->g, k->nodes[1]), *c = ir_node(&p->g, k->nodes[2]);
+    if (bn->op != IR_OP_BATCHNORM || r->op != IR_OP_RELU || r->in[0] != bn->out[0] || !cu_conv_tiled(c) ||
+        c->in[0] != r->out[0])
+        return 0;
+    const BufPlan *b = &p->buf[r->out[0]];
+    int kid = (int)(k - p->kernels);
+    return b->kind == BUF_INNER || (b->kind == BUF_ARENA && b->first == kid && b->last == kid);
+}
+
 /* The bytes of the largest conv statistics region of p. */
 static int64_t stats_bytes(const Gen *g) {
     const Program *p = g->p;
@@ -783,6 +818,13 @@ int cg_cuda_source(const Program *p, int tf32, CudaSource *s, Diag *d) {
         cu_out(&g, "\n/* kernel %d: %s */\n", k, fuse_name(p->kernels[k].pattern));
         for (int j = 0; j < p->kernels[k].nnodes && !rc; j++) {
             const IrNode *n = ir_node(&p->g, p->kernels[k].nodes[j]);
+            if (bn_prologue(&g, &p->kernels[k], j)) {   /* the batch norm's statistics, then the conv */
+                g.pro = n;
+                rc = gen_staged(&g, n, d);
+                if (!rc) rc = gen_staged(&g, ir_node(&p->g, p->kernels[k].nodes[2]), d);
+                g.pro = NULL;
+                break;
+            }
             int c = bn_chain(&g, &p->kernels[k], j);
             g.want_stats = conv_stats(&g, &p->kernels[k], j);
             rc = gen_staged(&g, n, d);

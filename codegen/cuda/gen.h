@@ -30,6 +30,11 @@ typedef struct {
     int64_t stats_off;
     int want_stats, stats_for;
     int64_t stats_parts;
+    /* bn_relu_conv whose relu output only the conv reads: the conv's
+     * gather normalises and applies the relu as it stages x (pro, the batch
+     * norm; its per-channel inverse std in scratch at 0 in eval mode);
+     * the batch norm computes only its statistics */
+    const IrNode *pro;
 } Gen;
 
 void cu_out(Gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -60,6 +65,8 @@ void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body);
 /* The partial sums a channel of conv n's statistics epilogue: one per
  * 64-column tile (fp32), four (tf32); 0 when the conv is not tiled. */
 int64_t cu_conv_stats_parts(const Gen *g, const IrNode *n);
+/* Whether conv n is tiled (and so can take a prologue or an epilogue). */
+int cu_conv_tiled(const IrNode *n);
 void cu_gen_conv(Gen *g, const IrNode *n);
 void cu_gen_linear(Gen *g, const IrNode *n);
 
