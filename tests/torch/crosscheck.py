@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Cross-check netc against PyTorch on the seven networks of the seed and on
-the networks of models/extra/ (ResNet-34; DenseNet-121 in eval mode).
+the networks of models/extra/ (ResNet-34 and DenseNet-121 in eval mode, a
+small ResNet and a small DenseNet of odd sizes).
 
 For each network the PyTorch module is built exactly as the seed builds it
 (tools/seed_models.py; tests/torch/extra_models.py for the others), given random
@@ -52,7 +53,7 @@ TOL_PARAM = 1e-3  # gradients, updated weights, running statistics
 sys.path.insert(0, os.path.join(REPO, "tools"))
 from seed_models import (alexnet, vgg, nin, googlenet, lenet_bn, resnet18,  # noqa: E402
                          densenet)
-from extra_models import resnet34, densenet121  # noqa: E402
+from extra_models import resnet34, densenet121, resnet_odd, densenet_odd  # noqa: E402
 
 
 # name: (builder, .net file, seed resolution, seed learning rate, batch).
@@ -82,6 +83,11 @@ MODELS = {
     # PyTorch's own fp32 gradients are up to 1e-2 from its fp64 ones, so a
     # 1e-3 check of the training step cannot tell right from wrong there
     "densenet121": (densenet121, "extra/densenet121.net", 64, 0.1, 4, ("eval",)),
+    # a small ResNet at awkward sizes (9, 13, 70 channels; 10x10 and 5x5 maps)
+    "resnet_odd": (resnet_odd, "extra/resnet_odd.net", 20, 0.05, 3),
+    # a small DenseNet at awkward sizes (7 stem channels, growth 5: concats at
+    # channel offsets no vector width divides)
+    "densenet_odd": (densenet_odd, "extra/densenet_odd.net", 20, 0.1, 3),
 }
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)

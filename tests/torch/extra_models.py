@@ -64,3 +64,63 @@ def densenet121(growth=32, config=(6, 12, 24, 16), bn_size=4):
             c //= 2
     layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(c, 10)]
     return nn.Sequential(*layers)
+
+
+class OddResidual(nn.Module):
+    """The seed's Residual (convolutions with bias), created in the order
+    of use: conv1, bn1, conv2, bn2, then the 1x1 shortcut conv3."""
+
+    def __init__(self, cin, c, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, c, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.conv3 = nn.Conv2d(cin, c, 1, stride) if stride != 1 or cin != c else None
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.conv3 is not None:
+            x = self.conv3(x)
+        return F.relu(y + x)
+
+
+def resnet_odd():
+    """models/extra/resnet_odd.net: a small ResNet at awkward sizes."""
+    layers = [nn.Conv2d(1, 9, 3, 2, 1), nn.BatchNorm2d(9), nn.ReLU(),
+              OddResidual(9, 9, 1), OddResidual(9, 13, 2), OddResidual(13, 70, 1),
+              nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(70, 10)]
+    return nn.Sequential(*layers)
+
+
+class OddDenseLayer(nn.Module):
+    """densenet_odd.net's layer: batch norm, relu, 1x1 conv to 2 * growth + 1
+    channels, batch norm, relu, 3x3 conv to growth; concatenated."""
+
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, 2 * growth + 1, 1)
+        self.norm2 = nn.BatchNorm2d(2 * growth + 1)
+        self.conv2 = nn.Conv2d(2 * growth + 1, growth, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv1(F.relu(self.norm1(x)))
+        y = self.conv2(F.relu(self.norm2(y)))
+        return torch.cat((x, y), 1)
+
+
+def densenet_odd(growth=5, config=(3, 2)):
+    """models/extra/densenet_odd.net: a small DenseNet at awkward sizes."""
+    layers = [nn.Conv2d(1, 7, 3, 2, 1), nn.BatchNorm2d(7), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+    c = 7
+    for i, n in enumerate(config):
+        for _ in range(n):
+            layers.append(OddDenseLayer(c, growth))
+            c += growth
+        if i != len(config) - 1:
+            layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1), nn.AvgPool2d(2, 2)]
+            c //= 2
+    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(c, 10)]
+    return nn.Sequential(*layers)
