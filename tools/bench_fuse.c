@@ -105,7 +105,7 @@ static void report(const RtArgs *a, const Side *f, const Side *u, const IrGraph 
         else snprintf(r, sizeof r, "null");
         printf("{\"model\":\"%s\",\"target\":\"%s\",\"threads\":%d,\"batch\":%lld,\"resize\":%lld,\"steps\":%d,"
                "\"warmup\":%d,\"fuse\":\"%s\",\"fused_images_per_sec\":%.2f,\"unfused_images_per_sec\":%.2f,"
-               "\"fuse_ratio\":%.4f,\"fused_ms_per_step\":%.3f,\"unfused_ms_per_step\":%.3f,"
+               "\"fuse_ratio\":%.6g,\"fused_ms_per_step\":%.3f,\"unfused_ms_per_step\":%.3f,"
                "\"fused_kernels\":%d,\"unfused_kernels\":%d,\"fused_eval_kernels\":%d,\"unfused_eval_kernels\":%d,"
                "\"fused_arena_bytes\":%lld,\"unfused_arena_bytes\":%lld,\"fused_compile_sec\":%.3f,"
                "\"unfused_compile_sec\":%.3f,\"fused_first_loss\":%.6f,\"unfused_first_loss\":%.6f,"
