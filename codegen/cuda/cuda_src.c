@@ -355,6 +355,26 @@ static void bn_store(Gen *g, const IrNode *bn) {
     }
 }
 
+/* A training batch norm's statistics launch (one thread a channel i),
+ * from the double mean and var it has computed: the saved mean and
+ * inverse std, the running statistics (var unbiased over m values). */
+static void bn_finish(Gen *g, const IrNode *n, long long m) {
+    char eps[32], mom[32];
+    cu_fconst(eps, sizeof eps, n->attr.bn.eps);
+    cu_fconst(mom, sizeof mom, n->attr.bn.momentum);
+    cu_ptr(g, "float", "rmean", n->in[3]);
+    cu_ptr(g, "float", "rvar", n->in[4]);
+    cu_ptr(g, "float", "smean", n->out[1]);
+    cu_ptr(g, "float", "sinv", n->out[2]);
+    cu_out(g, "    double invstd = 1.0 / sqrt(var + (double)%s);\n"
+           "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
+           "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
+           "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
+           "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
+        eps, mom, m, m, m - 1);
+    cu_end(g);
+}
+
 static void gen_bn(Gen *g, const IrNode *n) {
     const IrGraph *gr = &g->p->g;
     const IrType *x = ir_type(gr, n->in[1 * (n->op == IR_OP_BATCHNORM_BWD)]);
@@ -400,31 +420,19 @@ static void gen_bn(Gen *g, const IrNode *n) {
         return;
     }
     int bwd = n->op == IR_OP_BATCHNORM_BWD;
-    char eps[32], mom[32];
-    cu_fconst(eps, sizeof eps, n->attr.bn.eps);
-    cu_fconst(mom, sizeof mom, n->attr.bn.momentum);
     if (!bwd && g->stats_for == n->in[0]) {
         /* the conv's epilogue summed x and x^2 per channel: their parts
          * added in order, var = E[x^2] - mean^2 (in double) */
         long long np = (long long)g->stats_parts;
         g->stats_for = -1;
         cu_begin(g, C);
-        cu_ptr(g, "float", "rmean", n->in[3]);
-        cu_ptr(g, "float", "rvar", n->in[4]);
-        cu_ptr(g, "float", "smean", n->out[1]);
-        cu_ptr(g, "float", "sinv", n->out[2]);
         cu_out(g, "    const double *st = (const double *)(I + %lldLL);\n"
                "    double s = 0, q = 0;\n"
                "    for (long long j = 0; j < %lldLL; j++) { s += st[i * %lldLL + j]; q += st[%lldLL + i * %lldLL + j]; }\n"
                "    double mean = s / (double)%lld, var = q / (double)%lld - mean * mean;\n"
-               "    if (!(var > 0.0)) var = var == var ? 0.0 : var;\n"
-               "    double invstd = 1.0 / sqrt(var + (double)%s);\n"
-               "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
-               "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
-               "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
-               "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
-            (long long)g->stats_off, np, np, C * np, np, m, m, eps, mom, m, m, m - 1);
-        cu_end(g);
+               "    if (!(var > 0.0)) var = var == var ? 0.0 : var;\n",
+            (long long)g->stats_off, np, np, C * np, np, m, m);
+        bn_finish(g, n, m);
         goto normalise;
     }
     cu_need(g, C * PARTS * 16 + C * 16);
@@ -495,18 +503,10 @@ static void gen_bn(Gen *g, const IrNode *n) {
     cu_begin(g, C);
     cu_scratch(g, "double", "part", 0);
     cu_scratch(g, "double", "tot", C * PARTS * 16);
-    cu_ptr(g, "float", "rmean", n->in[3]);
-    cu_ptr(g, "float", "rvar", n->in[4]);
-    cu_ptr(g, "float", "smean", n->out[1]);
-    cu_ptr(g, "float", "sinv", n->out[2]);
     cu_out(g, "    double s = 0;\n    for (int t = 0; t < %d; t++) s += part[i * %d + t];\n"
-           "    double mean = tot[i], var = s / (double)%lld, invstd = 1.0 / sqrt(var + (double)%s);\n"
-           "    double mom = (double)%s, unb = %lld > 1 ? var * (double)%lld / (double)%lld : var;\n"
-           "    smean[i] = (float)mean; sinv[i] = (float)invstd;\n"
-           "    rmean[i] = (float)((1.0 - mom) * (double)rmean[i] + mom * mean);\n"
-           "    rvar[i] = (float)((1.0 - mom) * (double)rvar[i] + mom * unb);\n",
-        PARTS, PARTS, m, eps, mom, m, m, m - 1);
-    cu_end(g);
+           "    double mean = tot[i], var = s / (double)%lld;\n",
+        PARTS, PARTS, m);
+    bn_finish(g, n, m);
 normalise:
     if (g->pro == n) return;   /* the conv's gather normalises */
     cu_begin(g, B * C * hw);

@@ -6,6 +6,7 @@ crosscheck.py can match their parameters to netc's by order of use."""
 import torch
 from torch import nn
 from torch.nn import functional as F
+from seed_models import Residual  # tools/ (crosscheck.py puts it on the path)
 
 
 class BasicBlock(nn.Module):
@@ -66,30 +67,11 @@ def densenet121(growth=32, config=(6, 12, 24, 16), bn_size=4):
     return nn.Sequential(*layers)
 
 
-class OddResidual(nn.Module):
-    """The seed's Residual (convolutions with bias), created in the order
-    of use: conv1, bn1, conv2, bn2, then the 1x1 shortcut conv3."""
-
-    def __init__(self, cin, c, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, c, 3, stride, 1)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, 1, 1)
-        self.bn2 = nn.BatchNorm2d(c)
-        self.conv3 = nn.Conv2d(cin, c, 1, stride) if stride != 1 or cin != c else None
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        if self.conv3 is not None:
-            x = self.conv3(x)
-        return F.relu(y + x)
-
-
 def resnet_odd():
-    """models/extra/resnet_odd.net: a small ResNet at awkward sizes."""
+    """models/extra/resnet_odd.net: a small ResNet at awkward sizes, of the
+    seed's Residual blocks (convolutions with bias)."""
     layers = [nn.Conv2d(1, 9, 3, 2, 1), nn.BatchNorm2d(9), nn.ReLU(),
-              OddResidual(9, 9, 1), OddResidual(9, 13, 2), OddResidual(13, 70, 1),
+              Residual(9, 9), Residual(9, 13, True, 2), Residual(13, 70, True),
               nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(70, 10)]
     return nn.Sequential(*layers)
 
