@@ -1,6 +1,6 @@
 /* gen.h - the CUDA C generator's internals, shared by cuda_src.c (the
- * program, elementwise ops, pooling, batch norm, staging) and cuda_conv.c
- * (convolutions and linear layers). */
+ * program, elementwise ops, pooling, staging), cuda_bn.c (batch norm) and
+ * cuda_conv.c (convolutions and linear layers). */
 #ifndef NETC_CUDA_GEN_H
 #define NETC_CUDA_GEN_H
 
@@ -60,6 +60,22 @@ void cu_need(Gen *g, int64_t bytes);
 void cu_fconst(char *buf, size_t n, float x);
 /* One launch of cnt threads: a0.. the inputs, y0.. the outputs, body per i. */
 void cu_elementwise(Gen *g, const IrNode *n, int64_t cnt, const char *body);
+
+/* cuda_bn.c */
+/* A batch norm or its gradient: its launches. */
+void cu_gen_bn(Gen *g, const IrNode *n);
+/* The batch norm at position j of kernel k followed in its group by relu,
+ * sigmoid or the residual add: how many of those its last launch applies
+ * (in g->chain). */
+int cu_bn_chain(Gen *g, const Kernel *k, int j);
+/* Whether the conv at position j of kernel k sums the statistics of the
+ * training batch norm after it in its epilogue. */
+int cu_conv_stats(const Gen *g, const Kernel *k, int j);
+/* Whether the batch norm at position j of kernel k is a bn_relu_conv's that
+ * its conv applies in its gather. */
+int cu_bn_prologue(const Gen *g, const Kernel *k, int j);
+/* The bytes of the largest conv statistics region of the program. */
+int64_t cu_stats_bytes(const Gen *g);
 
 /* cuda_conv.c */
 /* The partial sums a channel of conv n's statistics epilogue: one per
