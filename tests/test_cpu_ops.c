@@ -233,12 +233,15 @@ static const ConvCase conv_cases[] = {
     {2, 12, 16, 16, 17, 3, 3, 1, 1, 1, 1, 1},    /* tile rows of 4 */
     {1, 8, 20, 20, 8, 3, 3, 1, 1, 1, 1, 0},      /* tile rows of 5 */
     {3, 24, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1},      /* 2x2 tiles an image, batch 3 */
-    /* Winograd F(2x2, 5x5) (5x5 stride 1, even output sides, 64+ channels each side) */
+    /* Winograd F(2x2, 5x5) (5x5 stride 1, even output sides, 16+ channels each side) */
     {2, 64, 12, 12, 70, 5, 5, 1, 1, 2, 2, 1},    /* padding 2: both gradients (the forward stays direct) */
     {2, 64, 10, 14, 64, 5, 5, 1, 1, 2, 2, 0},    /* unequal sides, tile rows of 7 */
     {2, 64, 14, 14, 65, 5, 5, 1, 1, 1, 1, 1},    /* padding 1 (data gradient by col2im) */
     {1, 300, 8, 8, 130, 5, 5, 1, 1, 2, 2, 1},    /* 300 channels: the data gradient's U in three row blocks */
     {2, 96, 26, 26, 256, 5, 5, 1, 1, 2, 2, 1},   /* AlexNet's conv2 */
+    {2, 16, 12, 12, 32, 5, 5, 1, 1, 2, 2, 1},    /* GoogLeNet's first 5x5: 16 channels in, the fewest taken */
+    {3, 24, 6, 6, 64, 5, 5, 1, 1, 2, 2, 0},      /* its 6x6 ones: 3x3 tiles an image */
+    {2, 15, 8, 8, 40, 5, 5, 1, 1, 2, 2, 1},      /* 15 channels in: neither gradient by F(2, 5) */
     /* small maps (16 pixels or fewer in and out, 16+ channels): a GEMM per (output, input) pixel pair */
     {3, 32, 3, 3, 48, 5, 5, 1, 1, 2, 2, 1},      /* 5x5 on 3x3 (GoogLeNet's last stage): every pair */
     {2, 17, 4, 3, 19, 3, 3, 1, 1, 1, 1, 0},      /* 4x3 maps, odd channels */

@@ -145,9 +145,10 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
  * alike), and in a forward pass that moves max-pool choices between
  * near-equal values away from the reference's (AlexNet's step check
  * failed); gradients are linear in dy and keep the forward pass's choices.
- * With fewer than 64 channels on a side (GoogLeNet's 5x5, 16-48) the gain
- * (1-2% of its step) is smaller than the compile time the F(2, 5) bodies
- * add (0.2 s): not taken.
+ * With 16 channels or more on a side: GoogLeNet's 5x5 gradients (16-48
+ * channels in, 32-128 out, 12x12 and 6x6 maps) 85 -> 54-60 ms a step,
+ * 1.5-1.9x on the larger ones, for 0.2 s more compile time; at 48 x 16
+ * channels on 6x6 the weight gradient is 1.2x slower, every other faster.
  * 3x3 against the direct paths (2 threads): forward 64 -> 64 channels at 24x24
  * 1.6x faster, ResNet-18's 12x12 and 6x6 convs 1.6-2x, NiN's 256 -> 384 at
  * 12x12 1.8x; weight gradients 1.5x (64 -> 64), GoogLeNet's 1.6x in all.
@@ -155,7 +156,7 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
  * were 1.2-1.4x slower: not taken. */
 int cg_conv_wino(const ConvDims *d) {
     int r3 = d->r == 3 && d->s == 3;
-    int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 64 && d->k >= 64 && d->grad;
+    int r5 = d->r == 5 && d->s == 5 && d->p % 2 == 0 && d->q % 2 == 0 && d->c >= 16 && d->k >= 16 && d->grad;
     return ((r3 && wino_m3(d)) || (r5 && wino_fits(d, 6))) && d->sh == 1 && d->sw == 1 && d->ph < d->r &&
            d->pw < d->s && d->p >= 4 && d->q >= 4 && d->c >= 8 && d->k >= 8;
 }
