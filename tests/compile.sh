@@ -45,6 +45,13 @@ NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w.net" --batch 2 --res
 check "profile names the Winograd kernels" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w.out")" -eq 1 ] &&
     [ "$(grep -c "winograd F(4x4, 3x3)" "$T/w.out")" -eq 2 ] &&
     [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w.out")" -eq 2 ] && grep "conv2d\[0,64,12,12\]" "$T/w.out" | grep -vq winograd'
+# 5x5 gradients by F(2x2, 5x5) from 16 channels a side (GoogLeNet's 16 ->
+# 32 on 12x12), not below (15 -> 40)
+printf '%s\n' 'net {' '  x = x |> conv(16, 3, pad = 1) |> conv(32, 5, pad = 2) |> conv(15, 1) |> conv(40, 5, pad = 2)' \
+    '  return x |> global_avgpool |> flatten |> linear(10)' '}' >"$T/w5.net"
+NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w5.net" --batch 2 --resize 12 --steps 1 >"$T/w5.out" 2>&1
+check "F(2x2, 5x5) from 16 channels a side" '[ "$(grep "winograd F(2x2, 5x5)" "$T/w5.out" | grep -c "conv2d_bwd_.*conv1 ")" -eq 2 ] &&
+    [ "$(grep -c "winograd F(2x2, 5x5)" "$T/w5.out")" -eq 2 ]'
 NETC_CPU_PROFILE=1 NETC_CPU_PROFILE_ALL=1 $NETC bench "$T/w.net" --batch 2 --resize 9 --steps 1 >"$T/w9.out" 2>&1
 check "profile names F(3x3, 3x3) on 9x9 maps" '[ "$(grep -c "winograd F(2x2, 3x3)" "$T/w9.out")" -eq 1 ] &&
     [ "$(grep -c "winograd F(3x3, 3x3)" "$T/w9.out")" -eq 2 ]'

@@ -147,7 +147,7 @@ static LLVMValueRef wlin(Cg *cg, const float *c, int stride, LLVMValueRef *x, in
  * failed); gradients are linear in dy and keep the forward pass's choices.
  * With 16 channels or more on a side: GoogLeNet's 5x5 gradients (16-48
  * channels in, 32-128 out, 12x12 and 6x6 maps) 85 -> 54-60 ms a step,
- * 1.5-1.9x on the larger ones, for 0.2 s more compile time; at 48 x 16
+ * 1.8-1.9x on the 32 -> 96 at 12x12, for 0.2 s more compile time; at 48 x 16
  * channels on 6x6 the weight gradient is 1.2x slower, every other faster.
  * 3x3 against the direct paths (2 threads): forward 64 -> 64 channels at 24x24
  * 1.6x faster, ResNet-18's 12x12 and 6x6 convs 1.6-2x, NiN's 256 -> 384 at
